@@ -1,0 +1,5 @@
+"""``python -m hermes_patch`` runs the command line."""
+
+from hermes_patch.cli import main
+
+main()

@@ -1,0 +1,422 @@
+"""The application object: one per command, built by the CLI's root group.
+
+It ties the pure engine to the outside world: it locates the target, reads
+the configuration and the catalog, consults the ledger (drift, interrupted
+writes, the warm ``status`` fast path), and performs writes as a journaled
+transaction under a lock. Commands in :mod:`hermes_patch.cli` stay thin.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hermes_patch import __version__
+from hermes_patch.errors import RefusedError, StateError, TargetError
+from hermes_patch.fileio import atomic_write, fault_point, read_bytes
+from hermes_patch.source import sha256_hex
+
+__all__ = ["App", "StatusResult", "WriteResult"]
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """A patch report as ``status`` shows it (also rebuilt from the ledger)."""
+
+    id: str
+    state: str
+    reason: str
+    enabled: bool
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "reason": self.reason, "enabled": self.enabled, "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """What ``status`` reports: the target, one view per patch, and notes."""
+
+    target: Any
+    sha256: str
+    reports: tuple[ReportView, ...]
+    notes: tuple[str, ...] = ()
+    warm: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 all applied/not-needed, 1 any pending/drifted, 2 any unknown-shape (enabled patches)."""
+        states = {r.state for r in self.reports if r.enabled}
+        if "unknown-shape" in states:
+            return 2
+        if states & {"pending", "drifted"}:
+            return 1
+        return 0
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What ``apply``/``revert`` did: the ids changed, the diff, the files written."""
+
+    patch_ids: tuple[str, ...]
+    diff: str
+    written: tuple[Path, ...] = ()
+    dry_run: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+def _view(report) -> ReportView:
+    d = report.detection
+    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes)
+
+
+class App:
+    """Everything one command needs, computed on first use.
+
+    Args:
+        file, python, root: target selection (see :func:`hermes_patch.locate.locate`).
+        config_path: ``--config`` or ``None`` for the default location.
+        state_dir: ``--state-dir`` or ``None`` for ``$HERMES_PATCH_STATE_DIR`` / the default.
+    """
+
+    def __init__(self, file: Path | None = None, python: Path | None = None, root: Path | None = None, config_path: Path | None = None, state_dir: Path | None = None) -> None:
+        self._file, self._python, self._root = file, python, root
+        self._config_path = config_path
+        self._state_dir = state_dir
+
+    # -- inputs --------------------------------------------------------------
+
+    @cached_property
+    def config(self):
+        from hermes_patch.config import load_config
+
+        return load_config(self._config_path)
+
+    @cached_property
+    def catalog(self) -> list[type]:
+        from hermes_patch.config import check_ids
+        from hermes_patch.registry import discover
+
+        classes = discover(list(self.config.patch_dirs))
+        check_ids(self.config, [c.ID for c in classes])
+        return classes
+
+    @cached_property
+    def patches(self) -> list[tuple[Any, bool]]:
+        """(patch instance, enabled) in catalog order. Raises ConfigError on bad parameters."""
+        return [(cls(self.config.params(cls.ID)), self.config.enabled(cls.ID)) for cls in self.catalog]
+
+    @cached_property
+    def target(self):
+        from hermes_patch.locate import locate
+
+        return locate(self._file, self._python, self._root)
+
+    @cached_property
+    def state(self):
+        from hermes_patch.ledger import StateDir, default_state_dir
+
+        return StateDir(self._state_dir or default_state_dir(), tree_root=self.target.tree_root)
+
+    @cached_property
+    def key(self) -> str:
+        from hermes_patch.ledger import target_key
+
+        return target_key(self.target.package_dir)
+
+    def workspace(self):
+        from hermes_patch.workspace import Workspace
+
+        return Workspace(self.target.package_dir, entry=self.target.file.name)
+
+    @cached_property
+    def config_key(self) -> str:
+        """Hash of everything besides the files that decides the reports."""
+        blob = json.dumps(
+            {
+                "tool": __version__,
+                "patches": [[p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}] for p, enabled in self.patches],
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def record(self, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
+        ledger = ledger if ledger is not None else self.state.load()
+        return ledger["targets"].get(self.key, {})
+
+    # -- detection -----------------------------------------------------------
+
+    def detect(self, ws, record: dict[str, Any]) -> list:
+        """Reports for ``ws``, with ``drifted`` for applied patches whose owned statements changed."""
+        from hermes_patch.engine import PatchReport, detect_all
+        from hermes_patch.patch import Detection, State
+
+        reports = detect_all(ws, self.patches, self.target.version)
+        recorded = record.get("patches", {})
+        out = []
+        for r in reports:
+            if r.state is State.APPLIED and r.id in recorded:
+                owned = owned_statements(ws, r.id)
+                for key, sha in sorted(recorded[r.id].get("statements", {}).items()):
+                    if key in owned and owned[key][0] != sha:
+                        file, name = key.split(":", 1)
+                        r = PatchReport(r.patch, r.enabled, Detection(State.DRIFTED, f"{name} in {file} (line {owned[key][1]}) was changed after hermes-patch applied it", notes=r.detection.notes))
+                        break
+            out.append(r)
+        return out
+
+    def status(self) -> StatusResult:
+        """Detect every patch; use the ledger's snapshot when nothing changed since our last write."""
+        target = self.target
+        record = self.record()
+        notes = list(self._record_notes(record))
+        snap = record.get("snapshot")
+        if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
+            if all(_file_sha(target.package_dir / name) == sha for name, sha in snap["inputs"].items()):
+                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ()))) for v in snap["reports"])
+                return StatusResult(target, snap["inputs"][target.file.name], views, tuple(notes), warm=True)
+        ws = self.workspace()
+        src = ws.entry_source()
+        reports = self.detect(ws, record)
+        notes.extend(self._replaced_note(record, src.sha256, reports))
+        return StatusResult(target, src.sha256, tuple(_view(r) for r in reports), tuple(notes))
+
+    def _record_notes(self, record: dict[str, Any]) -> list[str]:
+        notes = []
+        if record.get("pending"):
+            notes.append(
+                f"an interrupted {record['pending'].get('kind', 'write')} was found in the ledger; "
+                "`hermes-patch apply` or `hermes-patch revert` completes it"
+            )
+        if self.target.read_only:
+            notes.append(f"read-only: {self.target.read_only}")
+        return notes
+
+    def _replaced_note(self, record: dict[str, Any], sha: str, reports) -> list[str]:
+        from hermes_patch.patch import State
+
+        files = record.get("files", {})
+        entry = files.get(self.target.file.name)
+        if not entry or entry.get("patched") in (None, sha):
+            return []
+        if any(r.state in (State.APPLIED, State.DRIFTED) for r in reports):
+            return []
+        old = record.get("version")
+        return [
+            f"{self.target.file.name} was replaced since hermes-patch last wrote it"
+            + (f" (release {old} → {self.target.version})" if old and old != self.target.version else "")
+            + "; the old backup will not be restored over it"
+        ]
+
+    # -- writes --------------------------------------------------------------
+
+    def _guard_writable(self) -> None:
+        t = self.target
+        if t.read_only:
+            managed = {"nix": "NixOS", "homebrew": "Homebrew"}.get(t.install_method)
+            extra = f" This is a {managed}-managed install; change it through {managed} instead." if managed else ""
+            raise RefusedError(f"cannot write {t.file}: {t.read_only}. Nothing was changed.{extra} Run as the install's owner, or use `hermes-patch diff` to see the edit.")
+
+    def apply(self, ids: list[str] | None = None, dry_run: bool = False) -> WriteResult:
+        """Apply pending patches (all enabled, or ``ids``). See the README for the proofs run first."""
+        from hermes_patch.engine import plan_apply
+
+        self._check_ids(ids)
+        if dry_run:
+            ws = self.workspace()
+            reports = self.detect(ws, self.record())
+            plan = plan_apply(ws, reports, only=set(ids) if ids else None)
+            self._verify(ws, plan)
+            return WriteResult(plan.patch_ids, self._diff(plan), dry_run=True)
+        self._guard_writable()
+        with self.state.lock(self.key):
+            self._recover()
+            ws = self.workspace()
+            ledger = self.state.load()
+            reports = self.detect(ws, self.record(ledger))
+            plan = plan_apply(ws, reports, only=set(ids) if ids else None)
+            new_reports = self._verify(ws, plan)
+            if plan.empty:
+                return WriteResult((), "")
+            written = self._write(ws, plan, new_reports, ledger)
+            return WriteResult(plan.patch_ids, self._diff(plan), written)
+
+    def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
+        """Remove our blocks (all patches, or ``ids``); refuses drifted patches unless ``force``."""
+        from hermes_patch.engine import plan_revert
+
+        self._check_ids(ids)
+        if not dry_run:
+            self._guard_writable()
+        with self.state.lock(self.key) if not dry_run else _null():
+            if not dry_run:
+                self._recover()
+            ws = self.workspace()
+            ledger = self.state.load()
+            record = self.record(ledger)
+            reports = self.detect(ws, record)
+            plan = plan_revert(ws, reports, only=set(ids) if ids else None, force=force)
+            new_reports = self._verify(ws, plan)
+            notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
+            if plan.empty or dry_run:
+                return WriteResult(plan.patch_ids if not plan.empty else (), self._diff(plan), dry_run=dry_run, notes=notes)
+            written = self._write(ws, plan, new_reports, ledger)
+            return WriteResult(plan.patch_ids, self._diff(plan), written, notes=notes)
+
+    def diff(self, ids: list[str] | None = None) -> str:
+        """The unified diff ``apply`` would write (empty when nothing is pending)."""
+        return self.apply(ids, dry_run=True).diff
+
+    def _check_ids(self, ids: list[str] | None) -> None:
+        if not ids:
+            return
+        known = {p.ID for p, _ in self.patches}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise RefusedError(f"no patch has the id {', '.join(unknown)}. Known ids: {', '.join(sorted(known))} (`hermes-patch list`).")
+
+    def _verify(self, ws, plan):
+        from hermes_patch.engine import verify
+
+        return verify(ws, plan, self.patches, self.target.version)
+
+    def _diff(self, plan) -> str:
+        out = []
+        for name, new in sorted(plan.after.items()):
+            old = plan.before[name].text
+            path = str(plan.before[name].path)
+            out.extend(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a{path}" if path.startswith("/") else f"a/{path}", f"b{path}" if path.startswith("/") else f"b/{path}"))
+        return "".join(line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in out)
+
+    def _write(self, ws, plan, new_reports, ledger: dict[str, Any]) -> tuple[Path, ...]:
+        """Journaled write: backups, pending record, atomic file writes, commit record."""
+        record = ledger["targets"].setdefault(self.key, {})
+        new_bytes = plan.new_bytes()
+        files = record.setdefault("files", {})
+        journal = {}
+        for name, data in new_bytes.items():
+            before = plan.before[name]
+            self.state.backup(before.data)
+            self.state.backup(data)
+            entry = files.get(name, {})
+            if entry.get("patched") != before.sha256:
+                entry = {"original": before.sha256}  # a fresh release (or first write)
+            journal[name] = {"before": before.sha256, "after": sha256_hex(data), "original": entry.get("original", before.sha256)}
+        fault_point("after-backup")
+        new_ws = ws.with_edits(plan.after)
+        commit = self._commit_record(new_ws, new_reports, journal)
+        record["pending"] = {"kind": plan.kind, "files": journal, "commit": commit}
+        self.state.save(ledger)
+        fault_point("after-ledger-pending")
+        written = []
+        for name, data in new_bytes.items():
+            atomic_write(plan.before[name].path, data)
+            written.append(plan.before[name].path)
+            fault_point("after-target-write")
+        self._commit(ledger, record)
+        fault_point("after-ledger-commit")
+        return tuple(written)
+
+    def _commit_record(self, new_ws, new_reports, journal) -> dict[str, Any]:
+        from hermes_patch.patch import State
+
+        patches = {}
+        for r in new_reports:
+            if r.state is State.APPLIED:
+                patches[r.id] = {"params": {k: list(v) if isinstance(v, tuple) else v for k, v in r.patch.params.items()}, "statements": {k: v[0] for k, v in owned_statements(new_ws, r.id).items()}}
+        inputs = {name: src.sha256 for name, src in new_ws.loaded().items()}
+        return {
+            "version": self.target.version,
+            "files": {name: {"original": j["original"], "patched": j["after"]} for name, j in journal.items()},
+            "patches": patches,
+            "snapshot": {"config_key": self.config_key, "inputs": inputs, "reports": [_view(r).to_json() for r in new_reports]},
+        }
+
+    def _commit(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
+        pending = record.pop("pending")
+        commit = pending["commit"]
+        record.setdefault("files", {}).update(commit["files"])
+        record["version"] = commit["version"]
+        record["patches"] = commit["patches"]
+        record["snapshot"] = commit["snapshot"]
+        self.state.save(ledger)
+
+    def _recover(self) -> None:
+        """Complete a write that a crash interrupted (roll forward), or refuse if files moved on."""
+        ledger = self.state.load()
+        record = self.record(ledger)
+        pending = record.get("pending")
+        if not pending:
+            return
+        todo = {}
+        for name, j in pending["files"].items():
+            path = self.target.package_dir / name
+            try:
+                current = sha256_hex(read_bytes(path))
+            except TargetError:
+                current = None
+            if current == j["after"]:
+                continue
+            if current != j["before"]:
+                raise StateError(
+                    f"an interrupted hermes-patch write left a journal for {path}, but the file has changed since "
+                    f"(it is neither the bytes before nor after that write). Nothing was touched. Check the file, "
+                    f"then remove the `pending` entry of this target from {self.state.ledger_path} and run `hermes-patch status`."
+                )
+            data = self.state.read_backup(j["after"])
+            if data is None:
+                raise StateError(f"the journal of an interrupted write names a backup {j['after']} that is missing from {self.state.path}/backups; the file {path} is unchanged. Remove the `pending` entry from {self.state.ledger_path} and run the command again.")
+            todo[path] = data
+        for path, data in todo.items():
+            atomic_write(path, data)
+        self._commit(ledger, record)
+
+
+def owned_statements(ws, patch_id: str) -> dict[str, tuple[str, int]]:
+    """``file:name`` → (sha256 of the text, first line) of each top-level statement holding our blocks."""
+    from hermes_patch.engine import blocks_of
+    from hermes_patch.workspace import first_line
+
+    out: dict[str, tuple[str, int]] = {}
+    for name, blocks in blocks_of(ws, patch_id).items():
+        src = ws.source(name)
+        for block in blocks:
+            for stmt in src.tree.body:
+                first, last = first_line(stmt), stmt.end_lineno or stmt.lineno
+                if first <= block.marker + 1 <= last:
+                    label = getattr(stmt, "name", None) or _bound_name(stmt) or f"line{first}"
+                    text = src.lines(min(first, block.first), last)
+                    out[f"{name}:{label}"] = (sha256_hex(text.encode("utf-8", "surrogatepass")), first)
+                    break
+    return out
+
+
+def _bound_name(stmt) -> str | None:
+    import ast
+
+    if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+        return stmt.target.id
+    return None
+
+
+def _file_sha(path: Path) -> str | None:
+    try:
+        return sha256_hex(path.read_bytes())
+    except OSError:
+        return None
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,126 @@
+"""Reusable libcst transformers for the catalog: insert a marked statement.
+
+Both transformers touch only the module's top-level statements
+(``visit_Module`` returns ``False``, so libcst does not walk the rest), which
+makes them equally correct on a whole module and on a module holding one
+statement (the engine's fast path). Both are idempotent on their own: when
+the statement they would insert is already there, they change nothing.
+
+This module imports libcst; import it only in code that transforms.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import libcst as cst
+
+__all__ = ["InsertAfter", "InsertIntoFunction", "binds_name"]
+
+
+def binds_name(stmt: cst.CSTNode, name: str) -> bool:
+    """True when a top-level statement binds ``name`` (def, class, assignment, import-as)."""
+    if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+        return stmt.name.value == name
+    if isinstance(stmt, cst.SimpleStatementLine):
+        for small in stmt.body:
+            if isinstance(small, cst.Assign):
+                if any(isinstance(t.target, cst.Name) and t.target.value == name for t in small.targets):
+                    return True
+            elif isinstance(small, cst.AnnAssign):
+                if isinstance(small.target, cst.Name) and small.target.value == name and small.value is not None:
+                    return True
+            elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                for alias in small.names:
+                    bound = alias.asname.name if alias.asname else alias.name
+                    if isinstance(bound, cst.Name) and bound.value == name:
+                        return True
+    return False
+
+
+def _same_code(module: cst.Module, a: cst.CSTNode, b: cst.CSTNode) -> bool:
+    return module.code_for_node(a) == module.code_for_node(b)
+
+
+class InsertAfter(cst.CSTTransformer):
+    """Insert one statement right after the top-level statement that binds ``anchor``.
+
+    Args:
+        anchor: the name whose binding statement we insert after.
+        render: given the module being edited, returns the code to insert
+            (blank lines, the marker comment, one statement), written with
+            ``module.default_newline``.
+    """
+
+    def __init__(self, anchor: str, render: Callable[[cst.Module], str]) -> None:
+        super().__init__()
+        self.anchor = anchor
+        self.render = render
+        self.inserted = False
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        return False
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        code = self.render(updated_node)
+        new = cst.parse_statement(code, config=updated_node.config_for_parsing)
+        body: list[cst.BaseStatement] = list(updated_node.body)
+        for index, stmt in enumerate(body):
+            if binds_name(stmt, self.anchor):
+                if index + 1 < len(body) and _same_code(updated_node, body[index + 1], new):
+                    return updated_node
+                body.insert(index + 1, new)
+                self.inserted = True
+                return updated_node.with_changes(body=body)
+        return updated_node
+
+
+class InsertIntoFunction(cst.CSTTransformer):
+    """Insert one statement at the top of a top-level function's body.
+
+    The statement goes after the docstring, before upstream's first
+    statement; upstream's own comments stay with their statements.
+
+    Args:
+        function: the function's name.
+        render: given the module and the function node, returns the code to
+            insert (the marker comment and one statement, unindented; nested
+            lines indented with the function body's unit), written with
+            ``module.default_newline``.
+    """
+
+    def __init__(self, function: str, render: Callable[[cst.Module, cst.FunctionDef], str]) -> None:
+        super().__init__()
+        self.function = function
+        self.render = render
+        self.inserted = False
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        return False
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body: list[cst.BaseStatement] = list(updated_node.body)
+        for index, stmt in enumerate(body):
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value == self.function:
+                if not isinstance(stmt.body, cst.IndentedBlock):
+                    return updated_node
+                code = self.render(updated_node, stmt)
+                new = cst.parse_statement(code, config=updated_node.config_for_parsing)
+                inner: Sequence[cst.BaseStatement] = stmt.body.body
+                at = 1 if inner and _is_docstring(inner[0]) else 0
+                if at < len(inner) and _same_code(updated_node, inner[at], new):
+                    return updated_node
+                new_inner = [*inner[:at], new, *inner[at:]]
+                body[index] = stmt.with_changes(body=stmt.body.with_changes(body=new_inner))
+                self.inserted = True
+                return updated_node.with_changes(body=body)
+        return updated_node
+
+
+def _is_docstring(stmt: cst.BaseStatement) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )

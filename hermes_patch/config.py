@@ -1,0 +1,123 @@
+"""The configuration file (TOML): which patches run, with which parameters.
+
+Default location: ``$HERMES_PATCH_CONFIG``, else
+``<user config dir>/hermes-patch/config.toml`` (``~/.config/hermes-patch/config.toml``
+on Linux, from platformdirs). A missing default file means "defaults for
+everything"; a missing file named with ``--config`` is an error. Nothing in
+it is evaluated as code.
+
+Keys::
+
+    patch_dirs = ["~/hermes-patches"]        # extra patch modules (optional)
+
+    [patches.<id>]
+    enabled = false                          # switch a patch off
+    <param> = ...                            # the patch's own parameters
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hermes_patch.errors import ConfigError
+
+__all__ = ["Config", "default_config_path", "load_config"]
+
+
+def default_config_path() -> Path:
+    """``$HERMES_PATCH_CONFIG`` or the platform's user config dir + ``hermes-patch/config.toml``."""
+    env = os.environ.get("HERMES_PATCH_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("hermes-patch")) / "config.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration.
+
+    Attributes:
+        path: the file it came from (may not exist).
+        exists: whether that file exists.
+        patch_dirs: extra folders of patch modules.
+        patches: patch id to its table (``enabled`` and parameters).
+    """
+
+    path: Path
+    exists: bool
+    patch_dirs: tuple[Path, ...] = ()
+    patches: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def enabled(self, patch_id: str) -> bool:
+        """Whether ``[patches.<id>] enabled`` is not false."""
+        return bool(self.patches.get(patch_id, {}).get("enabled", True))
+
+    def params(self, patch_id: str) -> dict[str, Any]:
+        """The patch's parameters (its table without ``enabled``)."""
+        return {k: v for k, v in self.patches.get(patch_id, {}).items() if k != "enabled"}
+
+
+_TOP_KEYS = {"patches", "patch_dirs", "hooks"}
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate the configuration.
+
+    Args:
+        path: ``--config`` value, or ``None`` for the default location.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error, unknown top-level
+            key, a table of the wrong type, or ``enabled`` not a boolean.
+            Unknown patch ids and parameters are checked later, against the
+            catalog (:func:`check_ids`).
+    """
+    explicit = path is not None
+    path = (path or default_config_path()).expanduser()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"the configuration file {path} does not exist. Create it, or drop --config to use the defaults.") from None
+        return Config(path=path, exists=False)
+    except OSError as exc:
+        raise ConfigError(f"the configuration file {path} cannot be read: {exc.strerror}.") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}. Fix it and run the command again; nothing was changed.") from None
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs and [patches.<id>] tables.")
+    patches = raw.get("patches", {})
+    if not isinstance(patches, dict) or not all(isinstance(v, dict) for v in patches.values()):
+        raise ConfigError(f"{path}: `patches` must be tables, one per patch: [patches.<id>].")
+    for pid, table in patches.items():
+        if "enabled" in table and not isinstance(table["enabled"], bool):
+            raise ConfigError(f"{path}: [patches.{pid}] enabled must be true or false.")
+    dirs = raw.get("patch_dirs", [])
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise ConfigError(f"{path}: patch_dirs must be a list of folder paths.")
+    base = path.parent
+    patch_dirs = tuple((base / Path(d).expanduser()).resolve() for d in dirs)
+    return Config(path=path, exists=True, patch_dirs=patch_dirs, patches=patches)
+
+
+def check_ids(config: Config, known: list[str]) -> None:
+    """Refuse tables for patch ids that no catalog entry has.
+
+    Raises:
+        ConfigError: naming the unknown id and listing the known ones.
+    """
+    unknown = sorted(set(config.patches) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{config.path}: no patch has the id {', '.join(unknown)}. Known ids: {', '.join(sorted(known))} "
+            "(`hermes-patch list`)."
+        )

@@ -1,0 +1,126 @@
+"""Human output with rich; plain text when stdout is not a terminal.
+
+rich is imported only here and only when a command prints for people, so
+``status --json`` never pays for it. Diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["print_status", "print_list", "print_diff", "print_write", "error"]
+
+_STYLE = {
+    "applied": "green",
+    "not-needed": "cyan",
+    "pending": "yellow",
+    "drifted": "magenta",
+    "unknown-shape": "red",
+}
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """Print one error paragraph to stderr (``error: ...``)."""
+    console = _console(stderr=True)
+    console.print(f"[bold red]error:[/] {_escape(message)}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def describe_target(target: Any, sha256: str | None = None) -> str:
+    """One line: release, install method, writable, how found."""
+    parts = [
+        f"release {target.version or 'unknown'}",
+        f"install {target.install_method}",
+        "writable" if target.writable else f"read-only ({target.read_only})",
+        f"found by {target.found_by}",
+    ]
+    if target.symlink is not None:
+        parts.append(f"via symlink {target.symlink}")
+    return " · ".join(parts)
+
+
+def print_status(result: Any) -> None:
+    """The ``status`` table: target lines, one row per patch, a summary line."""
+    console = _console()
+    console.print(f"[bold]target[/] {_escape(str(result.target.file))}")
+    console.print(f"       {_escape(describe_target(result.target))}")
+    width = max((len(r.id) for r in result.reports), default=0)
+    for r in result.reports:
+        state = f"[{_STYLE.get(r.state, '')}]{r.state:<13}[/]"
+        off = "" if r.enabled else " [dim](disabled)[/]"
+        console.print(f"{r.id:<{width}}  {state}  {_escape(r.reason)}{off}")
+        for note in r.notes:
+            console.print(f"{'':<{width}}  [yellow]{'warning':<13}[/]  {_escape(note)}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {_escape(note)}")
+    console.print(_summary(result))
+
+
+def _summary(result: Any) -> str:
+    enabled = [r for r in result.reports if r.enabled]
+    counts: dict[str, int] = {}
+    for r in enabled:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no enabled patches"
+    code = result.exit_code
+    if code == 0:
+        return f"[green]ok[/]: {text}"
+    if code == 1:
+        return f"[yellow]action needed[/]: {text}; run `hermes-patch apply` (drifted: see `hermes-patch diff`)"
+    return f"[red]attention[/]: {text}; see the reasons above"
+
+
+def print_list(rows: list[tuple[str, str, str, str]], verbose: bool = False, params: dict[str, list[tuple[str, str, str]]] | None = None) -> None:
+    """``list``: ``id  versions  description`` sorted by id, plus the source when not built in."""
+    console = _console()
+    width = max((len(r[0]) for r in rows), default=0)
+    vwidth = max((len(r[1]) for r in rows), default=0)
+    for pid, versions, desc, source in sorted(rows):
+        extra = "" if source == "builtin" else f"  [dim]({_escape(source)})[/]"
+        console.print(f"{pid:<{width}}  {versions:<{vwidth}}  {_escape(desc)}{extra}")
+        if verbose and params:
+            for name, default, doc in params.get(pid, []):
+                console.print(f"{'':<{width}}    [dim]{name} = {_escape(default)}  # {_escape(doc)}[/]")
+
+
+def print_diff(diff: str) -> None:
+    """A unified diff: coloured on a terminal, verbatim otherwise."""
+    if not diff:
+        return
+    if not sys.stdout.isatty():
+        sys.stdout.write(diff)
+        sys.stdout.flush()
+        return
+    from rich.syntax import Syntax
+
+    _console().print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+
+
+def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
+    """One line per patch written, then a summary line."""
+    console = _console()
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {_escape(note)}")
+    if show_diff:
+        print_diff(result.diff)
+    if not result.patch_ids:
+        console.print(f"nothing to {verb}")
+        return
+    if result.dry_run:
+        console.print(f"dry run: would {verb} {', '.join(result.patch_ids)}; nothing was written")
+        return
+    files = ", ".join(str(p) for p in result.written)
+    past = {"apply": "applied", "revert": "reverted"}[verb]
+    console.print(f"[green]{past}[/] {', '.join(result.patch_ids)} → {_escape(files)}")

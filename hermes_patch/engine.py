@@ -1,0 +1,325 @@
+"""The pure core: detect, transform, verify. Text in, text out; no writes.
+
+The fast path (default) hands libcst only the top-level statements a patch
+edits, found with the standard ``ast`` module, and splices the results back
+by line; ``HERMES_PATCH_NO_FAST_PATH=1`` (or ``fast=False``) parses whole
+modules with libcst instead. Both must give identical bytes; the test suite
+checks that on every real release.
+
+Every plan is proven before the shell may write it (:func:`verify`): the
+result compiles, detects as applied, a second run changes nothing, and
+removing our blocks gives back the original bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from packaging.version import InvalidVersion, Version
+
+from hermes_patch.errors import RefusedError, TargetError, VerificationError
+from hermes_patch.patch import Block, Detection, Patch, Site, State, find_blocks, remove_blocks
+from hermes_patch.source import Source
+from hermes_patch.workspace import Workspace
+
+__all__ = [
+    "PatchReport",
+    "Plan",
+    "detect_all",
+    "plan_apply",
+    "plan_revert",
+    "verify",
+    "blocks_of",
+    "fast_path_enabled",
+]
+
+
+def fast_path_enabled() -> bool:
+    """False when ``HERMES_PATCH_NO_FAST_PATH`` is set to a non-empty value."""
+    return not os.environ.get("HERMES_PATCH_NO_FAST_PATH")
+
+
+@dataclass(frozen=True)
+class PatchReport:
+    """One patch's detection, with whether the configuration enables it."""
+
+    patch: Patch
+    enabled: bool
+    detection: Detection
+
+    @property
+    def id(self) -> str:
+        return self.patch.ID
+
+    @property
+    def state(self) -> State:
+        return self.detection.state
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Edits ready to verify and write.
+
+    Attributes:
+        before: file name to the :class:`Source` the plan starts from.
+        after: file name to the new text, only for files that change.
+        patch_ids: the patches the plan applies or reverts.
+    """
+
+    before: dict[str, Source]
+    after: dict[str, str]
+    patch_ids: tuple[str, ...]
+    kind: str = "apply"
+    reports: tuple[PatchReport, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not self.after
+
+    def new_bytes(self) -> dict[str, bytes]:
+        """File name to the bytes to write."""
+        return {name: self.before[name].encode(text) for name, text in self.after.items()}
+
+
+def _version_ok(patch: Patch, version: str | None) -> str | None:
+    if version is None:
+        return None
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return f"release version {version!r} is not a PEP 440 version"
+    if not patch.VERSIONS.contains(parsed, prereleases=True):
+        return f"release {version} is outside this patch's supported range {patch.VERSIONS}"
+    return None
+
+
+def detect_all(workspace: Workspace, patches: Iterable[tuple[Patch, bool]], version: str | None) -> list[PatchReport]:
+    """Detect every patch on ``workspace``.
+
+    Args:
+        patches: (patch, enabled) pairs, in catalog order.
+        version: the release version (``"0.19.0"``), or ``None`` if unknown.
+
+    Returns:
+        One :class:`PatchReport` per patch, in the same order.
+
+    Raises:
+        TargetError, ConfigError: see :meth:`Patch.detect`.
+    """
+    reports = []
+    for patch, enabled in patches:
+        out_of_range = _version_ok(patch, version)
+        if out_of_range and not blocks_of(workspace, patch.ID):
+            detection = Detection(State.UNKNOWN_SHAPE, out_of_range)
+        else:
+            detection = patch.detect(workspace)
+        reports.append(PatchReport(patch, enabled, detection))
+    return reports
+
+
+def blocks_of(workspace: Workspace, patch_id: str, files: Iterable[str] | None = None) -> dict[str, list[Block]]:
+    """Our marked blocks of ``patch_id`` per loaded file (files without any left out).
+
+    Raises:
+        TargetError: a marker comment is orphaned (hand-edited).
+    """
+    found: dict[str, list[Block]] = {}
+    names = list(files) if files is not None else list(workspace.loaded())
+    for name in names:
+        src = workspace.source(name)
+        if src is None or "# hermes-patch: " not in src.text:
+            continue
+        blocks = find_blocks(src.text, src.line_starts, src.tree, patch_id)
+        if isinstance(blocks, str):
+            raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess. Restore the marker or the file.")
+        if blocks:
+            found[name] = blocks
+    return found
+
+
+def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
+    """Text of each loaded file with the blocks of ``patch_ids`` removed (changed files only)."""
+    ids = set(patch_ids)
+    out: dict[str, str] = {}
+    for name, src in workspace.loaded().items():
+        if "# hermes-patch: " not in src.text:
+            continue
+        blocks = find_blocks(src.text, src.line_starts, src.tree)
+        if isinstance(blocks, str):
+            raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess.")
+        mine = [b for b in blocks if b.patch_id in ids]
+        if mine:
+            out[name] = remove_blocks(src.text, src.line_starts, mine)
+    return out
+
+
+def _transform(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool) -> dict[str, str]:
+    """Run each (patch, site) transformer; return new text per changed file."""
+    import libcst as cst
+
+    by_file: dict[str, list[tuple[Patch, Site]]] = {}
+    for patch, site in jobs:
+        by_file.setdefault(site.file, []).append((patch, site))
+    out: dict[str, str] = {}
+    for name, file_jobs in by_file.items():
+        src = workspace.source(name)
+        assert src is not None
+        if not fast:
+            module = cst.parse_module(src.text)
+            for patch, site in file_jobs:
+                module = module.visit(patch.transformer(site, workspace))
+            out[name] = module.code
+            continue
+        # Group jobs by statement; spans of different statements never overlap.
+        spans: dict[tuple[int, int], list[tuple[Patch, Site]]] = {}
+        for patch, site in file_jobs:
+            spans.setdefault((site.first, site.last), []).append((patch, site))
+        ordered = sorted(spans)
+        for (a_first, a_last), (b_first, _) in zip(ordered, ordered[1:]):
+            if b_first <= a_last:
+                raise VerificationError(f"{src.path}: two edits overlap at lines {a_first}-{a_last}; this is a bug in the catalog.")
+        pieces: list[str] = []
+        pos = 0
+        for first, last in ordered:
+            start, end = src.line_starts[first - 1], src.line_starts[last]
+            module = cst.parse_module(src.text[start:end])
+            for patch, site in spans[(first, last)]:
+                module = module.visit(patch.transformer(site, workspace))
+            pieces.append(src.text[pos:start])
+            pieces.append(module.code)
+            pos = end
+        pieces.append(src.text[pos:])
+        out[name] = "".join(pieces)
+    return {name: text for name, text in out.items() if text != workspace.source(name).text}  # type: ignore[union-attr]
+
+
+def plan_apply(workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, fast: bool | None = None) -> Plan:
+    """Build the edits that apply every enabled, pending patch (or those in ``only``).
+
+    Refuses as a whole when a selected patch is ``unknown-shape`` or
+    ``drifted``: apply is all-or-nothing.
+
+    Raises:
+        RefusedError: a selected patch cannot be applied safely.
+    """
+    fast = fast_path_enabled() if fast is None else fast
+    selected = [r for r in reports if (r.id in only if only is not None else r.enabled)]
+    blocked = [r for r in selected if r.state in (State.UNKNOWN_SHAPE, State.DRIFTED)]
+    if blocked:
+        raise RefusedError(_refusal(blocked, workspace))
+    pending = [r for r in selected if r.state is State.PENDING]
+    before = {name: src for name, src in workspace.loaded().items()}
+    if not pending:
+        return Plan(before, {}, (), "apply", tuple(reports))
+    current = workspace
+    replaced = [r.id for r in pending if r.detection.replace]
+    if replaced:
+        current = workspace.with_edits(_remove(workspace, replaced))
+        pending = [PatchReport(r.patch, r.enabled, r.patch.detect(current)) if r.detection.replace else r for r in pending]
+    jobs = [(r.patch, site) for r in pending for site in r.detection.sites]
+    edits = _transform(current, jobs, fast)
+    after = {name: text for name, text in {**{n: s.text for n, s in current.loaded().items()}, **edits}.items() if text != before[name].text}
+    return Plan(before, after, tuple(r.id for r in pending), "apply", tuple(reports))
+
+
+def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, force: bool = False) -> Plan:
+    """Build the edits that remove our blocks for the selected patches.
+
+    Args:
+        only: patch ids to revert; ``None`` means every patch.
+        force: revert a ``drifted`` patch anyway (only our marked blocks are
+            removed; the other hand edits stay).
+
+    Raises:
+        RefusedError: a selected patch is drifted and ``force`` is off.
+    """
+    selected = [r for r in reports if only is None or r.id in only]
+    drifted = [r for r in selected if r.state is State.DRIFTED]
+    if drifted and not force:
+        ids = " ".join(r.id for r in drifted)
+        raise RefusedError(
+            f"{ids}: the patched code was changed by someone else after hermes-patch applied it "
+            f"({'; '.join(r.detection.reason for r in drifted)}). Reverting would remove our block "
+            f"but keep their change, which may not be what you want. Look at it with "
+            f"`hermes-patch diff`, then run `hermes-patch revert --force {ids}` to remove only "
+            f"our marked lines, or reinstall the release to start clean."
+        )
+    ids = [r.id for r in selected]
+    before = {name: src for name, src in workspace.loaded().items()}
+    for r in selected:
+        # load every file a patch touches, so their blocks are seen
+        blocks_of(workspace, r.id)
+    after = _remove(workspace, ids)
+    return Plan(before, after, tuple(ids), "revert", tuple(reports))
+
+
+def verify(workspace: Workspace, plan: Plan, patches: list[tuple[Patch, bool]], version: str | None, fast: bool | None = None) -> list[PatchReport]:
+    """Prove a plan before it is written; return the reports of the result.
+
+    Checks, on the planned text: every changed file compiles; each applied
+    patch now detects as ``applied`` (each reverted one as not applied) and
+    every other patch keeps its state; planning the same command again
+    yields no edit (idempotent); and, for apply, removing the blocks of the
+    applied patches gives back exactly the bytes we started from (minus old
+    blocks of re-applied patches).
+
+    Raises:
+        VerificationError: a proof failed; nothing may be written.
+    """
+    if plan.empty:
+        return list(plan.reports)
+    new_ws = workspace.with_edits(plan.after)
+    for name in plan.after:
+        src = new_ws.source(name)
+        assert src is not None
+        try:
+            compile(src.tree, str(src.path), "exec", dont_inherit=True)
+        except (TargetError, SyntaxError, ValueError) as exc:
+            raise VerificationError(_bug(plan, f"the result for {src.path} does not compile ({exc})")) from None
+    new_reports = detect_all(new_ws, patches, version)
+    old_states = {r.id: r.state for r in plan.reports}
+    for r in new_reports:
+        if r.id in plan.patch_ids:
+            ok = r.state is State.APPLIED if plan.kind == "apply" else r.state in (State.PENDING, State.NOT_NEEDED)
+        else:
+            ok = r.state is old_states.get(r.id, r.state)
+        if not ok:
+            raise VerificationError(_bug(plan, f"after the edit, {r.id} detects as {r.state.value} ({r.detection.reason})"))
+    only = set(plan.patch_ids)
+    again = plan_apply(new_ws, new_reports, only=only, fast=fast) if plan.kind == "apply" else plan_revert(new_ws, new_reports, only=only, force=True)
+    if not again.empty:
+        raise VerificationError(_bug(plan, "a second run would change the file again (not idempotent)"))
+    if plan.kind == "apply":
+        undone = _remove(new_ws, plan.patch_ids)
+        baseline = _remove(workspace, plan.patch_ids)
+        for name in plan.after:
+            expected = plan.before[name].encode(baseline.get(name, plan.before[name].text))
+            got = plan.before[name].encode(undone.get(name, plan.after[name]))
+            if got != expected:
+                raise VerificationError(_bug(plan, f"undoing the edit of {plan.before[name].path} would not give back the original bytes"))
+    return new_reports
+
+
+def _bug(plan: Plan, what: str) -> str:
+    return (
+        f"hermes-patch refused to write: {what}. Nothing was changed. This is a bug in "
+        f"the patch(es) {', '.join(plan.patch_ids)}; please report it with the output of "
+        f"`hermes-patch status --json` and the release version."
+    )
+
+
+def _refusal(blocked: list[PatchReport], workspace: Workspace) -> str:
+    lines = []
+    for r in blocked:
+        if r.state is State.DRIFTED:
+            lines.append(f"{r.id} is drifted: {r.detection.reason}")
+        else:
+            lines.append(f"{r.id} does not recognize {workspace.path(workspace.entry)}: {r.detection.reason}")
+    others = " ".join(r.id for r in blocked)
+    return (
+        "; ".join(lines)
+        + ". Nothing was written. Apply the other patches with `hermes-patch apply ID...`, "
+        + f"or switch these off with `enabled = false` under [patches.<id>] in the configuration ({others})."
+    )

@@ -1,0 +1,160 @@
+"""The thin I/O shell: read bytes, write them atomically, keep mode and owner.
+
+Writes follow the classic recipe: a temporary file in the same directory,
+``fsync``, ``os.replace`` over the target, ``fsync`` of the directory. A
+crash at any point leaves either the old bytes or the new bytes at the path,
+and a failed write (``ENOSPC``...) removes its temporary file.
+
+Test hook: ``HERMES_PATCH_FAULT=<step>`` makes the process kill itself with
+SIGKILL right before ``<step>`` (see :func:`fault_point`), so tests can prove
+what a crash at each step leaves behind without sleeping.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+import tempfile
+from pathlib import Path
+
+from hermes_patch.errors import TargetError
+
+__all__ = ["read_bytes", "atomic_write", "fault_point", "check_writable"]
+
+
+def fault_point(step: str) -> None:
+    """Die with SIGKILL here when ``HERMES_PATCH_FAULT`` names ``step``.
+
+    ``HERMES_PATCH_FAULT`` may be ``step`` or ``step:N`` (die at the N-th time
+    the step is reached, 1-based). Used only by the crash tests.
+    """
+    wanted = os.environ.get("HERMES_PATCH_FAULT")
+    if not wanted:
+        return
+    name, _, nth = wanted.partition(":")
+    if name != step:
+        return
+    count = _fault_counts.get(step, 0) + 1
+    _fault_counts[step] = count
+    if count == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_fault_counts: dict[str, int] = {}
+
+
+def read_bytes(path: Path) -> bytes:
+    """Return the bytes of the regular file at ``path`` (symlinks followed).
+
+    Raises:
+        TargetError: missing, a directory, or unreadable.
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TargetError(
+            f"{path} does not exist. Check the path, or let hermes-patch find the "
+            "install by itself: `hermes-patch status` (or `--python "
+            "/path/to/venv/bin/python`)."
+        ) from None
+    except IsADirectoryError:
+        raise TargetError(
+            f"{path} is a directory. --file takes the file "
+            "hermes_cli/web_server.py; for a checkout or a site-packages "
+            f"directory use `hermes-patch status --root {path}`."
+        ) from None
+    except PermissionError:
+        raise TargetError(
+            f"{path} cannot be read (permission denied). Run hermes-patch as the "
+            "user who owns the Hermes install."
+        ) from None
+
+
+def check_writable(path: Path) -> str | None:
+    """Return why ``path`` cannot be replaced atomically, or ``None`` if it can.
+
+    The directory must be writable (the temporary file and the rename live
+    there) and must not sit on a read-only filesystem (a Nix store, a
+    read-only bind mount).
+    """
+    directory = path.parent
+    try:
+        st = os.statvfs(directory)
+        if st.f_flag & os.ST_RDONLY:
+            return f"{directory} is on a read-only filesystem"
+    except OSError as exc:
+        return f"{directory} cannot be inspected ({exc.strerror})"
+    if not os.access(directory, os.W_OK):
+        return f"{directory} is not writable by this user"
+    if path.exists() and not os.access(path, os.W_OK) and os.geteuid() != 0:
+        return f"{path} is not writable by this user"
+    return None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace the file at ``path`` with ``data`` atomically.
+
+    ``path`` is the real file (resolve symlinks before calling). Its
+    permission bits, and where allowed its owner, are kept.
+
+    Raises:
+        TargetError: the directory is read-only, the disk is full, or any
+            other OS error; the original file is untouched and no temporary
+            file is left behind.
+    """
+    directory = path.parent
+    try:
+        old = os.stat(path)
+        mode, uid, gid = stat.S_IMODE(old.st_mode), old.st_uid, old.st_gid
+    except FileNotFoundError:
+        mode, uid, gid = 0o644, -1, -1
+    tmp_name: str | None = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".hermes-patch.tmp", dir=directory)
+        try:
+            fault_point("temp-write")
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fchmod(fd, mode)
+            if uid != -1 and (uid != os.geteuid() or gid != os.getegid()):
+                try:
+                    os.fchown(fd, uid, gid)
+                except PermissionError:
+                    pass
+            fault_point("fsync")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fault_point("rename")
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(directory)
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise TargetError(
+            f"could not write {path}: {reason}. The file was left exactly as it was; "
+            "free space or fix permissions, then run the command again."
+        ) from None
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,253 @@
+"""Find the installed Hermes: its ``web_server.py``, release, install method.
+
+Never imports Hermes. An interpreter is asked only where ``hermes_cli``
+would be found (``importlib.util.find_spec`` does not run the package), and
+the version is read from ``hermes_cli/__init__.py`` (``__version__ = "X"``)
+or the distribution's ``METADATA``, as REAL_TARGETS.md records for every
+release from 0.13.0 on.
+
+Without an explicit target the search follows the installer's layout: the
+``hermes`` launcher on ``PATH`` and the interpreter on its shebang line, then
+``$HERMES_INSTALL_DIR``, then ``~/.hermes/hermes-agent`` with its ``venv/``
+or ``.venv/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from hermes_patch.errors import TargetError
+from hermes_patch.fileio import check_writable
+
+__all__ = ["Target", "locate", "read_version", "install_method"]
+
+PACKAGE = "hermes_cli"
+ENTRY = "web_server.py"
+_VERSION_RE = re.compile(r"""^__version__\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""", re.M)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The file to patch and the install around it.
+
+    Attributes:
+        file: the real ``web_server.py`` (symlinks resolved).
+        package_dir: the ``hermes_cli`` directory holding it.
+        version: the release (``"0.19.0"``), or ``None`` when unknown.
+        install_method: ``git``, ``pip``, ``uv``, ``uv-tool``, ``pipx``,
+            ``docker``, ``nix``, ``homebrew`` or ``file`` (a bare file).
+        root: the git checkout or site-packages directory, if any.
+        interpreter: the Python that runs Hermes, if known.
+        found_by: how it was found, for people (``--file``, ``launcher ...``).
+        symlink: the path given when it was a symlink (we edit the real file).
+        read_only: why the file cannot be written, or ``None``.
+    """
+
+    file: Path
+    package_dir: Path
+    version: str | None
+    install_method: str
+    root: Path | None
+    interpreter: Path | None
+    found_by: str
+    symlink: Path | None = None
+    read_only: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.read_only is None
+
+    @property
+    def tree_root(self) -> Path:
+        """The Hermes tree we must keep our own files out of."""
+        return self.root or self.package_dir
+
+
+def read_version(package_dir: Path) -> str | None:
+    """The release version from ``hermes_cli/__init__.py``, else from ``*.dist-info/METADATA``."""
+    try:
+        text = (package_dir / "__init__.py").read_text("utf-8", errors="replace")
+        match = _VERSION_RE.search(text)
+        if match:
+            return match.group(1)
+    except OSError:
+        pass
+    for dist in sorted(package_dir.parent.glob("hermes_agent-*.dist-info"), reverse=True):
+        try:
+            for line in (dist / "METADATA").read_text("utf-8", errors="replace").splitlines():
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip()
+                if not line:
+                    break
+        except OSError:
+            continue
+    return None
+
+
+def install_method(package_dir: Path) -> tuple[str, Path | None]:
+    """How the package was installed and its root (checkout or site-packages)."""
+    parent = package_dir.parent
+    text = str(package_dir)
+    if (parent / ".git").exists():
+        return "git", parent
+    if text.startswith("/nix/store/"):
+        return "nix", parent
+    if "/Cellar/" in text or "/homebrew/" in text.lower():
+        return "homebrew", parent
+    if text.startswith("/opt/hermes/"):
+        return "docker", parent
+    dists = sorted(parent.glob("hermes_agent-*.dist-info"))
+    if dists:
+        installer = ""
+        try:
+            installer = (dists[-1] / "INSTALLER").read_text().strip()
+        except OSError:
+            pass
+        if "/pipx/venvs/" in text:
+            return "pipx", parent
+        if installer == "uv":
+            return ("uv-tool" if "/uv/tools/" in text else "uv"), parent
+        return "pip", parent
+    if parent.name in ("site-packages", "dist-packages"):
+        return "pip", parent
+    return "file", None
+
+
+def _target(file: Path, found_by: str, interpreter: Path | None = None) -> Target:
+    given = file
+    real = file.resolve()
+    if real.is_dir():
+        raise TargetError(
+            f"{given} is a directory. --file takes the file hermes_cli/{ENTRY}; "
+            f"for a checkout or site-packages use `hermes-patch status --root {given}`."
+        )
+    if not real.exists():
+        raise TargetError(
+            f"{given} does not exist. Check the path, or let hermes-patch find the install "
+            "by itself: `hermes-patch status` (or `--python /path/to/venv/bin/python`)."
+        )
+    package_dir = real.parent
+    method, root = install_method(package_dir)
+    return Target(
+        file=real,
+        package_dir=package_dir,
+        version=read_version(package_dir),
+        install_method=method,
+        root=root,
+        interpreter=interpreter,
+        found_by=found_by,
+        symlink=given if given.is_symlink() else None,
+        read_only=check_writable(real),
+    )
+
+
+def _from_root(root: Path, found_by: str, interpreter: Path | None = None) -> Target:
+    root = root.expanduser()
+    if not root.exists():
+        raise TargetError(f"{root} does not exist. --root takes a Hermes git checkout or a site-packages directory.")
+    for candidate in (root / PACKAGE / ENTRY, root / ENTRY):
+        if candidate.is_file():
+            return _target(candidate, found_by, interpreter)
+    raise TargetError(
+        f"{root} holds no {PACKAGE}/{ENTRY}. --root takes a Hermes git checkout (the folder with "
+        f"{PACKAGE}/ in it, e.g. ~/.hermes/hermes-agent) or the site-packages directory Hermes is "
+        "installed in. Try `hermes-patch status --python /path/to/hermes/venv/bin/python`."
+    )
+
+
+_FIND_SPEC = (
+    "import importlib.util, json, sys\n"
+    "spec = importlib.util.find_spec('hermes_cli')\n"
+    "print(json.dumps({'origin': getattr(spec, 'origin', None), "
+    "'locations': list(getattr(spec, 'submodule_search_locations', None) or [])}))\n"
+)
+
+
+def _from_python(python: Path, found_by: str) -> Target:
+    exe = shutil.which(str(python)) if not os.sep in str(python) else str(python.expanduser())
+    if not exe or not Path(exe).exists():
+        raise TargetError(f"the interpreter {python} does not exist. --python takes the Python of the environment Hermes is installed in (e.g. ~/.hermes/hermes-agent/venv/bin/python).")
+    try:
+        out = subprocess.run([exe, "-I", "-c", _FIND_SPEC], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetError(f"could not run {exe} to find Hermes ({exc}).") from None
+    if out.returncode != 0:
+        raise TargetError(f"{exe} failed while looking for hermes_cli: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}.")
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    locations = info.get("locations") or []
+    if not locations:
+        raise TargetError(
+            f"{exe} has no hermes_cli package: hermes-agent is not installed in that environment. "
+            "Name the interpreter Hermes runs with (`head -1 $(command -v hermes)` shows it)."
+        )
+    return _target(Path(locations[0]) / ENTRY, found_by, Path(exe))
+
+
+def _launcher_python(launcher: Path) -> Path | None:
+    try:
+        with open(launcher, "rb") as fh:
+            first = fh.readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    parts = first[2:].split()
+    if not parts:
+        return None
+    if Path(parts[0]).name == "env" and len(parts) > 1:
+        found = shutil.which(parts[-1])
+        return Path(found) if found else None
+    return Path(parts[0])
+
+
+def locate(file: Path | None = None, python: Path | None = None, root: Path | None = None) -> Target:
+    """Find the target from explicit options or the user's install.
+
+    Args:
+        file: ``--file``: a ``web_server.py`` (symlinks are followed; the real
+            file is edited and the link kept).
+        python: ``--python``: an interpreter whose environment has hermes-agent.
+        root: ``--root``: a Hermes git checkout or a site-packages directory.
+
+    Raises:
+        TargetError: more than one option given, or nothing usable found; the
+            message lists what was tried and what to pass.
+    """
+    given = [name for name, value in (("--file", file), ("--python", python), ("--root", root)) if value is not None]
+    if len(given) > 1:
+        raise TargetError(f"{' and '.join(given)} both name a target; pass only one.")
+    if file is not None:
+        return _target(file.expanduser(), "--file")
+    if python is not None:
+        return _from_python(python, "--python")
+    if root is not None:
+        return _from_root(root, "--root")
+    tried = []
+    launcher = shutil.which("hermes")
+    if launcher:
+        interp = _launcher_python(Path(launcher))
+        if interp is not None and interp.exists():
+            try:
+                return _from_python(interp, f"launcher {launcher}")
+            except TargetError as exc:
+                tried.append(f"the launcher {launcher} ({exc})")
+        else:
+            tried.append(f"the launcher {launcher} (no usable interpreter on its first line)")
+    else:
+        tried.append("a `hermes` launcher on PATH (none)")
+    install_dir = Path(os.environ.get("HERMES_INSTALL_DIR") or "~/.hermes/hermes-agent").expanduser()
+    if (install_dir / PACKAGE / ENTRY).is_file():
+        venv_python = next((p for p in (install_dir / "venv/bin/python", install_dir / ".venv/bin/python") if p.exists()), None)
+        return _from_root(install_dir, f"install dir {install_dir}", venv_python)
+    tried.append(f"{install_dir} (no {PACKAGE}/{ENTRY})")
+    raise TargetError(
+        "no Hermes install found. Tried " + "; ".join(tried) + ". Name it explicitly: "
+        "`hermes-patch status --python /path/to/venv/bin/python`, `--root /path/to/hermes-agent`, "
+        "or `--file /path/to/hermes_cli/web_server.py`."
+    )

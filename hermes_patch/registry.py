@@ -1,0 +1,106 @@
+"""Find the catalog: built-in patches, a user directory, entry points.
+
+Discovery walks a folder of modules and keeps the concrete
+:class:`~hermes_patch.patch.Patch` subclasses defined there (the pyupgrade /
+Fixit way). The built-in catalog is the ``patches/`` folder of the source
+tree, shipped in the wheel as ``hermes_patch/patches``. Ids must be unique
+across every source; a duplicate is an error, never a silent override.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from hermes_patch.errors import ConfigError
+from hermes_patch.patch import Patch
+
+__all__ = ["builtin_catalog_dir", "discover", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "hermes_patch.patches"
+
+
+def builtin_catalog_dir() -> Path:
+    """The built-in catalog folder: ``hermes_patch/patches`` in a wheel, ``patches/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "patches"
+    if shipped.is_dir():
+        return shipped
+    return here.parent / "patches"
+
+
+def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
+    found: list[type[Patch]] = []
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        name = f"{package}.{path.stem}"
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:  # pragma: no cover
+                continue
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[name]
+                raise ConfigError(f"the patch module {path} failed to import: {type(exc).__name__}: {exc}") from None
+        found.extend(_patches_in(module, source))
+    return found
+
+
+def _patches_in(module: ModuleType, source: str) -> list[type[Patch]]:
+    out = []
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Patch) and value is not Patch and value.__module__ == module.__name__ and "ID" in value.__dict__:
+            value.SOURCE = source
+            out.append(value)
+    return out
+
+
+def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> list[type[Patch]]:
+    """Every patch class: built-in first, then user directories, then entry points.
+
+    Args:
+        user_dirs: folders of extra patch modules (from the configuration).
+        entry_points: also load the ``hermes_patch.patches`` entry point group.
+
+    Returns:
+        Patch classes in catalog order (built-in sorted by id, then the rest
+        in the order found).
+
+    Raises:
+        ConfigError: a module fails to import, a folder is missing, or two
+            patches share an id.
+    """
+    classes = sorted(_load_dir(builtin_catalog_dir(), "hermes_patch._catalog", "builtin"), key=lambda c: c.ID)
+    for index, directory in enumerate(user_dirs or []):
+        if not directory.is_dir():
+            raise ConfigError(f"the patch directory {directory} named in the configuration (patch_dirs) does not exist.")
+        classes.extend(_load_dir(directory, f"hermes_patch._user{index}", str(directory)))
+    if entry_points:
+        from importlib.metadata import entry_points as _eps
+
+        for ep in _eps(group=ENTRY_POINT_GROUP):
+            try:
+                value = ep.load()
+            except Exception as exc:
+                raise ConfigError(f"the entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) failed to load: {exc}") from None
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if isinstance(item, type) and issubclass(item, Patch):
+                    item.SOURCE = f"entry point {ep.value}"
+                    classes.append(item)
+    seen: dict[str, type[Patch]] = {}
+    for cls in classes:
+        if cls.ID in seen:
+            raise ConfigError(
+                f"two patches share the id {cls.ID!r}: one from {seen[cls.ID].SOURCE}, one from {cls.SOURCE}. "
+                "Rename one of them (its ID class attribute)."
+            )
+        seen[cls.ID] = cls
+    return classes

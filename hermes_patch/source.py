@@ -1,0 +1,147 @@
+"""Byte-exact source handling: decode, keep encoding and line endings, map lines.
+
+A :class:`Source` is immutable. Edits produce new text, and
+:meth:`Source.encode` turns it back into bytes with the same encoding (a
+UTF-8 BOM stays, a PEP 263 ``latin-1`` file stays latin-1), so an insertion
+of whole lines followed by its removal gives back the original bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import re
+import tokenize
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from hermes_patch.errors import TargetError
+
+__all__ = ["Source", "sha256_hex"]
+
+# Python's tokenizer ends a line at \r\n, \r or \n only; str.splitlines would
+# also split at \f, \x1c, \u2028 ..., and disagree with ast line numbers.
+_NEWLINE_RE = re.compile(r"\r\n|\r|\n")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Source:
+    """One Python file: its bytes, its encoding, its text.
+
+    Attributes:
+        path: where the bytes came from (used in messages only).
+        data: the exact bytes.
+        encoding: the codec that round-trips ``data`` (``utf-8-sig`` when the
+            file starts with a BOM; the PEP 263 coding otherwise).
+        text: ``data`` decoded with ``encoding``.
+    """
+
+    path: Path
+    data: bytes
+    encoding: str
+    text: str = field(repr=False)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: Path) -> "Source":
+        """Decode ``data`` the way the interpreter would.
+
+        Raises:
+            TargetError: empty input, a NUL byte, or bytes that do not decode
+                with the declared (or default UTF-8) encoding.
+        """
+        if not data.strip():
+            raise TargetError(
+                f"{path} is empty, so it is not a Hermes dashboard server. "
+                "A Hermes install keeps it at hermes_cli/web_server.py; reinstall "
+                "Hermes (`hermes update` or `pip install --force-reinstall "
+                "hermes-agent`) and run `hermes-patch status` again."
+            )
+        if b"\x00" in data:
+            raise TargetError(
+                f"{path} contains NUL bytes, so it is not Python source. "
+                "Point hermes-patch at hermes_cli/web_server.py "
+                "(`hermes-patch status --file PATH`)."
+            )
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+            text = data.decode(encoding)
+        except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+            raise TargetError(
+                f"{path} cannot be decoded as Python source ({exc}). Python reads "
+                "UTF-8 unless the file declares another encoding on its first two "
+                "lines (PEP 263), and this file does neither correctly; the "
+                "interpreter would refuse it too. Restore the file from the release "
+                "(`hermes update`, or `pip install --force-reinstall hermes-agent`)."
+            ) from None
+        if text.encode(encoding) != data:
+            raise TargetError(
+                f"{path} does not round-trip through its encoding {encoding!r}; "
+                "hermes-patch only edits files it can write back byte for byte."
+            )
+        return cls(path=path, data=data, encoding=encoding, text=text)
+
+    def encode(self, text: str) -> bytes:
+        """Encode ``text`` (an edit of :attr:`text`) with this file's encoding.
+
+        Raises:
+            TargetError: the new text has characters the encoding lacks.
+        """
+        try:
+            return text.encode(self.encoding)
+        except UnicodeEncodeError as exc:
+            raise TargetError(
+                f"the edit for {self.path} cannot be written in the file's "
+                f"encoding {self.encoding!r} ({exc})."
+            ) from None
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hex sha256 of :attr:`data`."""
+        return sha256_hex(self.data)
+
+    @cached_property
+    def line_starts(self) -> tuple[int, ...]:
+        """Character offset of the start of each line; index 0 is line 1.
+
+        One extra entry marks the end of the text, so line ``n`` spans
+        ``line_starts[n-1]:line_starts[n]``.
+        """
+        starts = [0]
+        starts.extend(m.end() for m in _NEWLINE_RE.finditer(self.text))
+        if starts[-1] != len(self.text):
+            starts.append(len(self.text))
+        return tuple(starts)
+
+    def lines(self, first: int, last: int) -> str:
+        """Text of lines ``first``..``last`` (1-based, inclusive) with endings."""
+        return self.text[self.line_starts[first - 1] : self.line_starts[last]]
+
+    @cached_property
+    def newline(self) -> str:
+        """The file's first line ending (``"\\n"`` when it has none)."""
+        match = _NEWLINE_RE.search(self.text)
+        return match.group() if match else "\n"
+
+    @cached_property
+    def tree(self) -> ast.Module:
+        """The module's ``ast`` (C speed; no libcst here).
+
+        Raises:
+            TargetError: the text is not valid Python.
+        """
+        try:
+            return ast.parse(self.text, filename=str(self.path))
+        except SyntaxError as exc:
+            raise TargetError(
+                f"{self.path} is not valid Python: {exc.msg} at line {exc.lineno}. "
+                "Hermes could not import it either, so fix or restore the file "
+                "first (`hermes update`, or `pip install --force-reinstall "
+                "hermes-agent`), then run `hermes-patch status`."
+            ) from None

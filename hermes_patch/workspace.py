@@ -1,0 +1,171 @@
+"""The files of one Hermes package (``hermes_cli/``) as patches see them.
+
+A :class:`Workspace` loads module files lazily, caches their
+:class:`~hermes_patch.source.Source` (bytes, text, ast), and can carry
+in-memory edits so the engine can re-detect a result before writing it.
+It also answers the ``ast`` questions every patch asks: where a top-level
+name is bound, and which module a name really lives in (upstream moves
+functions between sibling modules; we follow the import).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from hermes_patch.errors import TargetError
+from hermes_patch.fileio import read_bytes
+from hermes_patch.source import Source
+
+__all__ = ["Workspace", "Binding", "first_line"]
+
+
+def first_line(node: ast.stmt) -> int:
+    """First line of a statement, decorators included (ast's ``lineno`` is the ``def``)."""
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        return min(d.lineno for d in decorators)
+    return node.lineno
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a top-level name is bound.
+
+    Attributes:
+        file: module file name inside the package (``"web_server.py"``).
+        node: the binding statement (``FunctionDef``, ``Assign``,
+            ``AnnAssign`` or ``ImportFrom``).
+        first, last: its line span (1-based, inclusive; decorators included).
+    """
+
+    file: str
+    node: ast.stmt
+    first: int
+    last: int
+
+
+class Workspace:
+    """Module files of one package, read on demand.
+
+    Args:
+        package_dir: the ``hermes_cli`` directory.
+        entry: the module patches start from; normally ``web_server.py``,
+            but ``--file`` may name a file with another name.
+        overrides: file name to replacement text, for re-detection of an
+            edit that is not written yet.
+    """
+
+    def __init__(self, package_dir: Path, entry: str = "web_server.py", overrides: dict[str, str] | None = None, sources: dict[str, Source] | None = None) -> None:
+        self.package_dir = package_dir
+        self.entry = entry
+        self._sources: dict[str, Source] = dict(sources or {})
+        self._overrides = dict(overrides or {})
+        self._missing: set[str] = set()
+
+    def with_edits(self, edits: dict[str, str]) -> "Workspace":
+        """A new workspace that sees ``edits`` (file name to text) instead of the disk."""
+        sources = {name: src for name, src in self._sources.items() if name not in edits}
+        for name, text in edits.items():
+            base = self.source(name)
+            assert base is not None
+            sources[name] = Source(path=base.path, data=base.encode(text), encoding=base.encoding, text=text)
+        return Workspace(self.package_dir, self.entry, sources=sources)
+
+    def path(self, name: str) -> Path:
+        """Absolute path of module file ``name`` in the package."""
+        return self.package_dir / name
+
+    def source(self, name: str) -> Source | None:
+        """The :class:`Source` of module file ``name``, or ``None`` if it does not exist.
+
+        Raises:
+            TargetError: the file exists but cannot be read or decoded.
+        """
+        if name in self._sources:
+            return self._sources[name]
+        if name in self._missing:
+            return None
+        path = self.path(name)
+        if name != self.entry and not path.is_file():
+            self._missing.add(name)
+            return None
+        src = Source.from_bytes(read_bytes(path), path)
+        self._sources[name] = src
+        return src
+
+    def entry_source(self) -> Source:
+        """The entry module (``web_server.py``); it must exist."""
+        src = self.source(self.entry)
+        if src is None:  # pragma: no cover - source() raises for the entry
+            raise TargetError(f"{self.path(self.entry)} does not exist")
+        return src
+
+    def loaded(self) -> dict[str, Source]:
+        """Every module file read so far, by name."""
+        return dict(self._sources)
+
+    # -- ast questions -----------------------------------------------------
+
+    def binding(self, name: str, file: str | None = None) -> list[Binding]:
+        """Every top-level statement of ``file`` (default: the entry) that binds ``name``.
+
+        Counts ``def``/``async def``/``class``, plain and annotated
+        assignments to the bare name, and ``from x import y as name``.
+        Assignments nested in ``if``/``try`` are not top-level and not counted.
+        """
+        file = file or self.entry
+        src = self.source(file)
+        if src is None:
+            return []
+        found: list[Binding] = []
+        for node in src.tree.body:
+            if _binds(node, name):
+                found.append(Binding(file, node, first_line(node), node.end_lineno or node.lineno))
+        return found
+
+    def resolve(self, name: str) -> Binding | None:
+        """Find where ``name`` is defined, following one ``from hermes_cli.X import name``.
+
+        Returns the defining binding (never the import) when the name is
+        defined in the entry module or in a sibling module it imports the
+        name from; ``None`` when it is neither.
+        """
+        here = self.binding(name)
+        for b in here:
+            if not isinstance(b.node, ast.ImportFrom):
+                return b
+        for b in here:
+            assert isinstance(b.node, ast.ImportFrom)
+            sibling = _sibling_module(b.node, self.package_dir.name)
+            if sibling is None:
+                continue
+            original = next(a.name for a in b.node.names if (a.asname or a.name) == name)
+            for target in self.binding(original, sibling):
+                if not isinstance(target.node, ast.ImportFrom):
+                    return target
+        return None
+
+
+def _binds(node: ast.stmt, name: str) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name == name
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    if isinstance(node, ast.AnnAssign):
+        return isinstance(node.target, ast.Name) and node.target.id == name and node.value is not None
+    if isinstance(node, ast.ImportFrom):
+        return any((a.asname or a.name) == name for a in node.names)
+    return False
+
+
+def _sibling_module(node: ast.ImportFrom, package: str) -> str | None:
+    """``from hermes_cli.ws_policy import x`` or ``from .ws_policy import x`` → ``ws_policy.py``."""
+    module = node.module or ""
+    if node.level == 1 and module and "." not in module:
+        return f"{module}.py"
+    if node.level == 0 and module.startswith(package + "."):
+        rest = module[len(package) + 1 :]
+        return rest.replace(".", "/") + ".py"
+    return None

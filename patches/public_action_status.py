@@ -1,0 +1,205 @@
+"""public-action-status: the update-progress poll works through a reverse proxy.
+
+Upstream rule (every release from 0.13.0 to 0.19.0): ``auth_middleware``
+requires the session token on every ``/api/`` path that is not an exact
+member of ``_PUBLIC_API_PATHS``. The dashboard's Update button polls
+``GET /api/actions/hermes-update/status`` without the token, which a proxy
+that does not inject the header turns into a 401 loop (hermes-agent#34227).
+
+The edit rebinds web_server's own ``_PUBLIC_API_PATHS`` right after
+upstream's binding, adding one concrete path per configured action:
+membership is exact, so a template (``/api/actions/{name}/status``) would
+match nothing and a wildcard would open every action log. From 0.16.0 the
+set is imported from ``dashboard_auth/public_paths.py``, which the
+internet-facing OAuth gate also reads; that module is never touched.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from hermes_patch.engine import blocks_of
+from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.workspace import Workspace
+
+NAME = "_PUBLIC_API_PATHS"
+ACTIONS = "_ACTION_LOG_FILES"
+# Action logs that can carry secrets (REAL_TARGETS: dump, backup, security-audit).
+SENSITIVE = frozenset({"dump", "backup", "security-audit"})
+_ACTION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _parse_actions(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a list of action names, e.g. [\"hermes-update\", \"gateway-restart\"]")
+    for name in value:
+        if not _ACTION_RE.match(name):
+            raise ValueError(f"{name!r} is not an action name (no wildcards, templates or slashes)")
+    return tuple(dict.fromkeys(value))
+
+
+def status_path(action: str) -> str:
+    """The concrete status path of ``action``: ``/api/actions/<action>/status``."""
+    return f"/api/actions/{action}/status"
+
+
+def render(actions: tuple[str, ...], newline: str) -> str:
+    """The block inserted after upstream's binding, for ``actions``, with ``newline`` endings."""
+    lines = [
+        f"{MARKER_PREFIX}public-action-status (update-progress poll works through a reverse proxy)",
+        f"{NAME} = {NAME} | frozenset({{",
+        *(f'    "{status_path(a)}",' for a in actions),
+        "})",
+    ]
+    return newline.join(lines) + newline
+
+
+def _strings(node: ast.expr | None) -> set[str] | None:
+    """The strings of a ``frozenset({...})``/``{...}`` literal, or None for another shape."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "frozenset" and len(node.args) == 1 and not node.keywords:
+        node = node.args[0]
+    if isinstance(node, (ast.Set, ast.List, ast.Tuple)) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+        return {e.value for e in node.elts}  # type: ignore[attr-defined]
+    return None
+
+
+class PublicActionStatus(Patch):
+    ID = "public-action-status"
+    DESCRIPTION = "Let the dashboard's update-progress poll (/api/actions/<name>/status) through without the session token, for the configured actions only."
+    VERSIONS = ">=0.13.0"
+    UPSTREAM = "hermes-agent#34227; _PUBLIC_API_PATHS literal in 0.13.0-0.15.2, imported from dashboard_auth/public_paths.py since 0.16.0"
+    PARAMS = {
+        "actions": Param(
+            default=("hermes-update", "gateway-restart"),
+            parse=_parse_actions,
+            doc="action names whose status poll needs no token; each must exist in the release's _ACTION_LOG_FILES",
+        )
+    }
+
+    def _release_actions(self, ws: Workspace) -> list[str] | None:
+        bindings = ws.binding(ACTIONS)
+        if len(bindings) != 1:
+            return None
+        node = bindings[0].node
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if not isinstance(value, ast.Dict) or not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in value.keys):
+            return None
+        names = [k.value for k in value.keys]  # type: ignore[union-attr]
+        # Later top-level additions: _ACTION_LOG_FILES.setdefault("x", ...) / _ACTION_LOG_FILES["x"] = ...
+        for stmt in ws.entry_source().tree.body:
+            expr = stmt.value if isinstance(stmt, ast.Expr) else None
+            if (
+                isinstance(expr, ast.Call)
+                and isinstance(expr.func, ast.Attribute)
+                and isinstance(expr.func.value, ast.Name)
+                and expr.func.value.id == ACTIONS
+                and expr.func.attr == "setdefault"
+                and expr.args
+                and isinstance(expr.args[0], ast.Constant)
+                and isinstance(expr.args[0].value, str)
+            ):
+                names.append(expr.args[0].value)
+            if isinstance(stmt, ast.Assign):
+                for t in stmt.targets:
+                    if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == ACTIONS and isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str):
+                        names.append(t.slice.value)
+        return list(dict.fromkeys(names))
+
+    def _upstream_paths(self, ws: Workspace, node: ast.stmt) -> set[str] | None | str:
+        """Upstream's public set, ``None`` if the import target cannot be read, or a shape complaint."""
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            found = _strings(node.value)
+            if found is None:
+                return f"{NAME} is bound to `{ast.unparse(node.value)[:60]}`, not a frozenset literal or an import"  # type: ignore[arg-type]
+            return found
+        if isinstance(node, ast.ImportFrom):
+            target = ws.resolve(NAME)
+            if target is not None and isinstance(target.node, (ast.Assign, ast.AnnAssign)):
+                return _strings(target.node.value)
+            return None
+        return f"{NAME} is bound by a {type(node).__name__}, not a frozenset literal or an import"
+
+    def detect(self, ws: Workspace) -> Detection:
+        src = ws.entry_source()
+        mine = blocks_of(ws, self.ID, [ws.entry])
+        my_blocks = mine.get(ws.entry, [])
+        owned = {line for b in my_blocks for line in range(b.first, b.last + 1)}
+        upstream = [b for b in ws.binding(NAME) if b.first not in owned]
+        if len(upstream) != 1:
+            found = f"{len(upstream)} top-level bindings" if upstream else "no top-level binding"
+            return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {NAME} in {src.path.name}; found {found}")
+        binding = upstream[0]
+        uses = [
+            n for n in ast.walk(src.tree)
+            if isinstance(n, ast.Compare) and any(isinstance(op, (ast.NotIn, ast.In)) for op in n.ops)
+            and any(isinstance(c, ast.Name) and c.id == NAME for c in n.comparators)
+        ]
+        if not uses:
+            return Detection(State.UNKNOWN_SHAPE, f"no `path not in {NAME}` test found: auth_middleware no longer checks exact membership")
+        release_actions = self._release_actions(ws)
+        if release_actions is None:
+            return Detection(State.UNKNOWN_SHAPE, f"looked for a dict literal {ACTIONS} in {src.path.name} (the release's action names); found none")
+        actions: tuple[str, ...] = self.params["actions"]
+        unknown = [a for a in actions if a not in release_actions]
+        if unknown:
+            from hermes_patch.errors import ConfigError
+
+            raise ConfigError(
+                f"[patches.{self.ID}] actions lists {', '.join(unknown)}, which this release does not have "
+                f"(its {ACTIONS} has: {', '.join(release_actions)}). Remove the name from the configuration "
+                f"and run `hermes-patch status` again."
+            )
+        notes = tuple(
+            f"the status log of {a!r} can carry sensitive output and is now readable without the token" for a in actions if a in SENSITIVE
+        )
+        if my_blocks:
+            return self._detect_applied(src.text, src.newline, my_blocks, binding, actions, notes, ws)
+        existing = self._upstream_paths(ws, binding.node)
+        if isinstance(existing, str):
+            return Detection(State.UNKNOWN_SHAPE, existing)
+        missing = [status_path(a) for a in actions if existing is None or status_path(a) not in existing]
+        if not missing:
+            return Detection(State.NOT_NEEDED, "the release already serves these status polls without the token", notes=notes)
+        return Detection(
+            State.PENDING,
+            f"{len(missing)} status path(s) need the session token: {', '.join(missing)}",
+            sites=(Site(ws.entry, NAME, binding.first, binding.last),),
+            notes=notes,
+        )
+
+    def _detect_applied(self, text, newline, blocks, binding, actions, notes, ws) -> Detection:
+        src = ws.entry_source()
+        if len(blocks) != 1:
+            return Detection(State.DRIFTED, f"{len(blocks)} public-action-status blocks found; expected one")
+        block = blocks[0]
+        body = src.lines(block.first, block.last)
+        if block.first != binding.last + 1:
+            return Detection(State.DRIFTED, f"our block (line {block.marker}) no longer follows upstream's {NAME} binding")
+        if body == render(actions, newline):
+            return Detection(State.APPLIED, f"{len(actions)} status path(s) public: {', '.join(actions)}", notes=notes)
+        earlier = _strings(block.node.value.right) if isinstance(block.node, ast.Assign) and isinstance(block.node.value, ast.BinOp) else None  # type: ignore[attr-defined]
+        if earlier is not None:
+            old = tuple(p[len("/api/actions/"):-len("/status")] for p in _ordered_strings(block.node))
+            if body == render(old, newline):
+                return Detection(
+                    State.PENDING,
+                    f"applied for {', '.join(old)}; the configuration now lists {', '.join(actions)}",
+                    sites=(),
+                    replace=True,
+                    notes=notes,
+                )
+        return Detection(State.DRIFTED, f"the block at line {block.marker} was edited after hermes-patch wrote it")
+
+    def transformer(self, site: Site, workspace: Workspace):
+        from hermes_patch.codemod import InsertAfter
+
+        actions = self.params["actions"]
+        return InsertAfter(NAME, lambda module: render(actions, module.default_newline))
+
+
+def _ordered_strings(node: ast.stmt) -> list[str]:
+    call = node.value.right  # type: ignore[attr-defined]
+    elts = call.args[0].elts if isinstance(call, ast.Call) else call.elts
+    return [e.value for e in elts]

@@ -1,0 +1,276 @@
+"""relax-ws-peer-check: WebSocket peers behind a reverse proxy are accepted.
+
+Upstream rule: in loopback / ``--insecure`` mode the WebSocket peer check
+(``_ws_client_is_allowed``; from 0.16.0 also ``_ws_client_reason``, which
+``/api/pty`` and ``/api/console`` use) accepts loopback peers only, so a
+proxy on another address gets HTTP 403 (hermes-agent#34227,
+hermes-agent#18415). 0.16.0 added "any peer when bound to a non-loopback
+address"; 0.13/0.14 only had that for ``0.0.0.0``/``::`` and 0.15 not at all.
+
+The edit adds one helper next to ``_LOOPBACK_HOSTS`` and a guard at the top
+of each peer-check function: accept the peer when the dashboard is bound to
+a non-loopback address (upstream's 0.16 rule, backported) or the peer is
+inside the operator's ``trusted_proxies``. The OAuth-gated mode keeps
+upstream's rule and the token check is not touched. The functions are found
+where the release keeps them, following an import into a sibling module.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+from typing import Any
+
+from hermes_patch.engine import blocks_of
+from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.workspace import Binding, Workspace
+
+LOOPBACK = "_LOOPBACK_HOSTS"
+HELPER = "_hermes_patch_ws_peer_allowed"
+# peer-check function -> the value it returns for "allowed"
+FUNCTIONS = {"_ws_client_is_allowed": "True", "_ws_client_reason": "None"}
+REQUIRED = "_ws_client_is_allowed"
+
+
+def _parse_proxies(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('must be a list of CIDRs, e.g. ["127.0.0.5/32"]')
+    out = []
+    for text in value:
+        try:
+            net = ipaddress.ip_network(text.strip(), strict=True)
+        except ValueError as exc:
+            hint = ""
+            try:
+                loose = ipaddress.ip_network(text.strip(), strict=False)
+                host = text.strip().split("/")[0]
+                hint = f"; did you mean {loose} (the whole network) or {host}/{loose.max_prefixlen} (just that host)?"
+            except ValueError:
+                pass
+            raise ValueError(f"{text!r} is not a network in CIDR form ({exc}){hint}") from None
+        out.append(str(net))
+    return tuple(dict.fromkeys(out))
+
+
+def render_helper(proxies: tuple[str, ...], unit: str, newline: str) -> str:
+    """The module-level helper (two blank lines, marker, def) with indent ``unit``."""
+    i, ii = unit, unit * 2
+    literal = "(" + ", ".join(f'"{p}"' for p in proxies) + ("," if len(proxies) == 1 else "") + ")"
+    lines = [
+        "",
+        "",
+        f"{MARKER_PREFIX}relax-ws-peer-check (WebSocket peers behind a reverse proxy)",
+        f"def {HELPER}(ws):",
+        f'{i}"""Relaxed WebSocket peer rule added by hermes-patch; loopback / --insecure mode only.',
+        "",
+        f"{i}True when the dashboard is bound to a non-loopback address (upstream's rule",
+        f"{i}since 0.16.0) or the peer is inside trusted_proxies. The token check and the",
+        f"{i}OAuth-gated mode keep upstream's rules.",
+        f'{i}"""',
+        f"{i}import ipaddress",
+        "",
+        f"{i}trusted_proxies = {literal}",
+        f'{i}state = getattr(ws.scope.get("app"), "state", None)',
+        f'{i}if getattr(state, "auth_required", False):',
+        f"{ii}return False",
+        f'{i}bound_host = (getattr(state, "bound_host", "") or "").strip().lower()',
+        f"{i}if bound_host and bound_host not in {LOOPBACK}:",
+        f"{ii}return True",
+        f"{i}try:",
+        f'{ii}peer = ipaddress.ip_address(ws.client.host if ws.client else "")',
+        f"{i}except ValueError:",
+        f"{ii}return False",
+        f"{i}if peer.version == 6 and peer.ipv4_mapped is not None:",
+        f"{ii}peer = peer.ipv4_mapped",
+        f"{i}return any(peer in ipaddress.ip_network(net) for net in trusted_proxies)",
+    ]
+    return newline.join(lines) + newline
+
+
+def render_guard(param: str, allowed: str, unit: str, newline: str) -> str:
+    """The guard at the top of a peer-check function (unindented; libcst indents it)."""
+    lines = [
+        f"{MARKER_PREFIX}relax-ws-peer-check",
+        f"if {HELPER}({param}):",
+        f"{unit}return {allowed}",
+    ]
+    return newline.join(lines) + newline
+
+
+def _has_bind_rule(fn: ast.FunctionDef | ast.AsyncFunctionDef, allowed: str) -> bool:
+    """True when ``fn`` has upstream's 0.16 rule: ``if <bound> not in _LOOPBACK_HOSTS: return <allowed>``."""
+    for stmt in fn.body:
+        if not isinstance(stmt, ast.If) or len(stmt.body) != 1 or not isinstance(stmt.body[0], ast.Return):
+            continue
+        value = stmt.body[0].value
+        if (ast.unparse(value) if value is not None else "None") != allowed:
+            continue
+        for node in ast.walk(stmt.test):
+            if (
+                isinstance(node, ast.Compare)
+                and any(isinstance(op, ast.NotIn) for op in node.ops)
+                and any(isinstance(c, ast.Name) and c.id == LOOPBACK for c in node.comparators)
+                and "bound" in ast.unparse(node.left)
+            ):
+                return True
+    return False
+
+
+class RelaxWsPeerCheck(Patch):
+    ID = "relax-ws-peer-check"
+    DESCRIPTION = "Accept WebSocket peers from a non-loopback bind (0.16 rule, backported) or from trusted_proxies; token check unchanged."
+    VERSIONS = ">=0.13.0"
+    UPSTREAM = "hermes-agent#34227, hermes-agent#18415; non-loopback-bind rule and _ws_client_reason since 0.16.0"
+    PARAMS = {
+        "trusted_proxies": Param(default=(), parse=_parse_proxies, doc="CIDRs of reverse proxies whose WebSocket connections are accepted on a loopback bind"),
+        "allow_catch_all": Param(default=False, parse=lambda v: _bool(v), doc="allow 0.0.0.0/0 or ::/0 in trusted_proxies (trusts every peer; off by default)"),
+    }
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        wide = [p for p in self.params["trusted_proxies"] if ipaddress.ip_network(p).prefixlen == 0]
+        if wide and not self.params["allow_catch_all"]:
+            from hermes_patch.errors import ConfigError
+
+            raise ConfigError(
+                f"[patches.{self.ID}] trusted_proxies contains {', '.join(wide)}, which trusts every peer on "
+                "every network: the loopback-only WebSocket rule would be gone. List your proxy's own address "
+                "instead (e.g. \"127.0.0.5/32\"), or, if you really mean it, add `allow_catch_all = true` "
+                f"under [patches.{self.ID}]."
+            )
+
+    # -- detection ---------------------------------------------------------
+
+    def _functions(self, ws: Workspace) -> dict[str, Binding] | str:
+        found: dict[str, Binding] = {}
+        for name in FUNCTIONS:
+            b = ws.resolve(name)
+            if b is None:
+                if name == REQUIRED:
+                    return f"looked for def {name}(ws) in {ws.entry} (or a hermes_cli module it imports it from); found none"
+                continue
+            if not isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not b.node.args.args:
+                return f"{name} in {b.file} is not a function taking the WebSocket"
+            if not any(isinstance(n, ast.Name) and n.id == LOOPBACK for n in ast.walk(b.node)):
+                return f"{name} in {b.file} no longer compares the peer with {LOOPBACK}"
+            found[name] = b
+        for file in sorted({b.file for b in found.values()} | {ws.entry}):
+            src = ws.source(file)
+            assert src is not None
+            for node in ast.walk(src.tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in FUNCTIONS and node.name != HELPER:
+                    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                    attrs = {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+                    if LOOPBACK in names and "client" in attrs:
+                        return f"the WebSocket peer rule is also decided in {node.name}() ({file}:{node.lineno}), which this patch does not know"
+        return found
+
+    def detect(self, ws: Workspace) -> Detection:
+        found = self._functions(ws)
+        if isinstance(found, str):
+            return Detection(State.UNKNOWN_SHAPE, found)
+        anchors: dict[str, Binding] = {}
+        for file in sorted({b.file for b in found.values()}):
+            bindings = [b for b in ws.binding(LOOPBACK, file) if not (isinstance(b.node, ast.FunctionDef) and b.node.name == HELPER)]
+            if len(bindings) != 1:
+                return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {LOOPBACK} in {file}; found {len(bindings)}")
+            anchors[file] = bindings[0]
+        proxies: tuple[str, ...] = self.params["trusted_proxies"]
+        blocks = blocks_of(ws, self.ID, sorted(anchors))
+        if blocks:
+            return self._detect_applied(ws, found, anchors, blocks, proxies)
+        if not proxies and all(_has_bind_rule(b.node, FUNCTIONS[n]) for n, b in found.items()):  # type: ignore[arg-type]
+            return Detection(
+                State.NOT_NEEDED,
+                "this release already accepts any peer on a non-loopback bind (upstream 0.16 rule); "
+                "set trusted_proxies to accept a same-host proxy on a loopback bind",
+            )
+        sites = [Site(file, LOOPBACK, a.first, a.last) for file, a in anchors.items()]
+        sites += [Site(b.file, name, b.first, b.last) for name, b in found.items()]
+        who = ", ".join(f"{n}()" for n in found)
+        why = f"trusted_proxies {', '.join(proxies)}" if proxies else "the non-loopback-bind rule"
+        return Detection(State.PENDING, f"{who} reject proxy peers; the edit adds {why}", sites=tuple(sites))
+
+    def _detect_applied(self, ws, found, anchors, blocks, proxies) -> Detection:
+        helpers = {}
+        for name, binding in found.items():
+            src = ws.source(binding.file)
+            fn_blocks = [b for b in blocks.get(binding.file, []) if binding.first <= b.marker <= binding.last]
+            if len(fn_blocks) != 1:
+                return Detection(State.DRIFTED, f"the guard in {name}() is {'missing' if not fn_blocks else 'repeated'} (partly applied or edited by hand)")
+            unit = _unit(src, binding)
+            guard = render_guard(binding.node.args.args[0].arg, FUNCTIONS[name], unit, src.newline)
+            if src.lines(fn_blocks[0].marker, fn_blocks[0].last) != _indent(guard, _indent_of(src, fn_blocks[0].marker), src.newline):
+                return Detection(State.DRIFTED, f"the guard in {name}() (line {fn_blocks[0].marker}) was edited after hermes-patch wrote it")
+            helpers[binding.file] = unit
+        total = sum(len(v) for v in blocks.values())
+        if total != len(found) + len(anchors):
+            return Detection(State.DRIFTED, f"found {total} relax-ws-peer-check blocks; expected {len(found) + len(anchors)}")
+        stale = None
+        for file, anchor in anchors.items():
+            src = ws.source(file)
+            helper = [b for b in blocks[file] if isinstance(b.node, ast.FunctionDef) and b.node.name == HELPER]
+            if len(helper) != 1 or helper[0].first != anchor.last + 1:
+                return Detection(State.DRIFTED, f"the {HELPER} helper no longer follows {LOOPBACK} in {file}")
+            body = src.lines(helper[0].first, helper[0].last)
+            if body == render_helper(proxies, helpers[file], src.newline):
+                continue
+            old = _proxies_of(helper[0].node)
+            if old is not None and body == render_helper(old, helpers[file], src.newline):
+                stale = old
+                continue
+            return Detection(State.DRIFTED, f"the {HELPER} helper (line {helper[0].marker}) was edited after hermes-patch wrote it")
+        if stale is not None:
+            return Detection(
+                State.PENDING,
+                f"applied with trusted_proxies [{', '.join(stale)}]; the configuration now says [{', '.join(proxies)}]",
+                replace=True,
+            )
+        extra = f" and trusted_proxies {', '.join(proxies)}" if proxies else ""
+        return Detection(State.APPLIED, f"{', '.join(f'{n}()' for n in found)} accept a non-loopback bind{extra}")
+
+    def transformer(self, site: Site, workspace: Workspace):
+        from hermes_patch.codemod import InsertAfter, InsertIntoFunction
+
+        found = self._functions(workspace)
+        assert isinstance(found, dict)
+        if site.name == LOOPBACK:
+            holder = next(b for b in found.values() if b.file == site.file)
+            unit = _unit(workspace.source(site.file), holder)
+            proxies = self.params["trusted_proxies"]
+            return InsertAfter(LOOPBACK, lambda module: render_helper(proxies, unit, module.default_newline))
+        binding = found[site.name]
+        unit = _unit(workspace.source(site.file), binding)
+        param = binding.node.args.args[0].arg
+        allowed = FUNCTIONS[site.name]
+        return InsertIntoFunction(site.name, lambda module, fn: render_guard(param, allowed, unit, module.default_newline))
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _unit(src, binding: Binding) -> str:
+    """The indent unit of a top-level function's body (its first statement's leading white space)."""
+    first = binding.node.body[0].lineno
+    line = src.lines(first, first)
+    return line[: len(line) - len(line.lstrip(" \t"))] or "    "
+
+
+def _indent_of(src, line_no: int) -> str:
+    line = src.lines(line_no, line_no)
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _indent(code: str, prefix: str, newline: str) -> str:
+    return "".join(prefix + line if line.strip() else line for line in code.splitlines(keepends=True))
+
+
+def _proxies_of(node: ast.FunctionDef) -> tuple[str, ...] | None:
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == "trusted_proxies":
+            if isinstance(stmt.value, ast.Tuple) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in stmt.value.elts):
+                return tuple(e.value for e in stmt.value.elts)  # type: ignore[attr-defined]
+    return None
