@@ -78,7 +78,10 @@ def _summary(result: Any) -> str:
     if code == 0:
         return f"[green]ok[/]: {text}"
     if code == 1:
-        return f"[yellow]action needed[/]: {text}; run `hermes-patch apply` (drifted: see `hermes-patch diff`)"
+        hint = "run `hermes-patch apply`" if "pending" in counts else ""
+        if "drifted" in counts:
+            hint += ("; " if hint else "") + "drifted code changed after we patched it: see `hermes-patch diff` and `hermes-patch revert --help`"
+        return f"[yellow]action needed[/]: {text}; {hint}"
     return f"[red]attention[/]: {text}; see the reasons above"
 
 

@@ -220,7 +220,9 @@ def plan_apply(workspace: Workspace, reports: list[PatchReport], only: set[str] 
         pending = [PatchReport(r.patch, r.enabled, r.patch.detect(current)) if r.detection.replace else r for r in pending]
     jobs = [(r.patch, site) for r in pending for site in r.detection.sites]
     edits = _transform(current, jobs, fast)
-    after = {name: text for name, text in {**{n: s.text for n, s in current.loaded().items()}, **edits}.items() if text != before[name].text}
+    merged = {**{n: s.text for n, s in current.loaded().items()}, **edits}
+    before = {name: workspace.source(name) for name in merged}  # type: ignore[misc]
+    after = {name: text for name, text in merged.items() if text != before[name].text}
     return Plan(before, after, tuple(r.id for r in pending), "apply", tuple(reports))
 
 
@@ -246,11 +248,8 @@ def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str]
             f"`hermes-patch diff`, then run `hermes-patch revert --force {ids}` to remove only "
             f"our marked lines, or reinstall the release to start clean."
         )
-    ids = [r.id for r in selected]
+    ids = [r.id for r in selected if blocks_of(workspace, r.id)]
     before = {name: src for name, src in workspace.loaded().items()}
-    for r in selected:
-        # load every file a patch touches, so their blocks are seen
-        blocks_of(workspace, r.id)
     after = _remove(workspace, ids)
     return Plan(before, after, tuple(ids), "revert", tuple(reports))
 

@@ -116,6 +116,15 @@ def _has_bind_rule(fn: ast.FunctionDef | ast.AsyncFunctionDef, allowed: str) -> 
     return False
 
 
+def _has_rule(name: str, found: dict[str, Binding], seen: frozenset[str] = frozenset()) -> bool:
+    """The bind rule is in ``name`` itself, or in the peer-check function it delegates to."""
+    node = found[name].node
+    if _has_bind_rule(node, FUNCTIONS[name]):  # type: ignore[arg-type]
+        return True
+    calls = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return any(other in found and other not in seen and _has_rule(other, found, seen | {name}) for other in calls & set(FUNCTIONS))
+
+
 class RelaxWsPeerCheck(Patch):
     ID = "relax-ws-peer-check"
     DESCRIPTION = "Accept WebSocket peers from a non-loopback bind (0.16 rule, backported) or from trusted_proxies; token check unchanged."
@@ -151,8 +160,9 @@ class RelaxWsPeerCheck(Patch):
                 continue
             if not isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not b.node.args.args:
                 return f"{name} in {b.file} is not a function taking the WebSocket"
-            if not any(isinstance(n, ast.Name) and n.id == LOOPBACK for n in ast.walk(b.node)):
-                return f"{name} in {b.file} no longer compares the peer with {LOOPBACK}"
+            names = {n.id for n in ast.walk(b.node) if isinstance(n, ast.Name)}
+            if LOOPBACK not in names and not names & (set(FUNCTIONS) - {name}):
+                return f"{name} in {b.file} neither compares the peer with {LOOPBACK} nor delegates to {' or '.join(sorted(set(FUNCTIONS) - {name}))}"
             found[name] = b
         for file in sorted({b.file for b in found.values()} | {ws.entry}):
             src = ws.source(file)
@@ -179,7 +189,7 @@ class RelaxWsPeerCheck(Patch):
         blocks = blocks_of(ws, self.ID, sorted(anchors))
         if blocks:
             return self._detect_applied(ws, found, anchors, blocks, proxies)
-        if not proxies and all(_has_bind_rule(b.node, FUNCTIONS[n]) for n, b in found.items()):  # type: ignore[arg-type]
+        if not proxies and all(_has_rule(n, found) for n in found):
             return Detection(
                 State.NOT_NEEDED,
                 "this release already accepts any peer on a non-loopback bind (upstream 0.16 rule); "
