@@ -208,7 +208,8 @@ def plan_apply(workspace: Workspace, reports: list[PatchReport], only: set[str] 
     selected = [r for r in reports if (r.id in only if only is not None else r.enabled)]
     blocked = [r for r in selected if r.state in (State.UNKNOWN_SHAPE, State.DRIFTED)]
     if blocked:
-        raise RefusedError(_refusal(blocked, workspace))
+        fine = [r.id for r in selected if r not in blocked and r.state is State.PENDING]
+        raise RefusedError(_refusal(blocked, workspace, fine))
     pending = [r for r in selected if r.state is State.PENDING]
     before = {name: src for name, src in workspace.loaded().items()}
     if not pending:
@@ -309,16 +310,18 @@ def _bug(plan: Plan, what: str) -> str:
     )
 
 
-def _refusal(blocked: list[PatchReport], workspace: Workspace) -> str:
+def _refusal(blocked: list[PatchReport], workspace: Workspace, fine: list[str]) -> str:
     lines = []
     for r in blocked:
         if r.state is State.DRIFTED:
             lines.append(f"{r.id} is drifted: {r.detection.reason}")
         else:
-            lines.append(f"{r.id} does not recognize {workspace.path(workspace.entry)}: {r.detection.reason}")
+            lines.append(f"{r.id} does not recognize the code in {workspace.path(workspace.entry)}: {r.detection.reason}")
     others = " ".join(r.id for r in blocked)
     return (
         "; ".join(lines)
-        + ". Nothing was written. Apply the other patches with `hermes-patch apply ID...`, "
-        + f"or switch these off with `enabled = false` under [patches.<id>] in the configuration ({others})."
+        + ". Nothing was written. If this release is newer than hermes-patch, upgrade it "
+        + "(`pip install -U hermes-patch`); meanwhile "
+        + (f"apply the others with `hermes-patch apply {' '.join(fine)}`, or " if fine else "")
+        + f"switch these off with `enabled = false` under [patches.<id>] in the configuration ({others})."
     )

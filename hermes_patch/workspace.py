@@ -125,6 +125,25 @@ class Workspace:
                 found.append(Binding(file, node, first_line(node), node.end_lineno or node.lineno))
         return found
 
+    def closest(self, name: str, file: str | None = None) -> str:
+        """A hint for messages: top-level names of ``file`` that look like ``name``.
+
+        Returns ``"closest: a, b"`` or ``"no similar top-level name"``.
+        """
+        import difflib
+
+        src = self.source(file or self.entry)
+        names: list[str] = []
+        for node in src.tree.body if src is not None else []:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.append(node.name)
+            elif isinstance(node, ast.Assign):
+                names.extend(t.id for t in node.targets if isinstance(t, ast.Name))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.append(node.target.id)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        return f"closest: {', '.join(close)}" if close else "no similar top-level name"
+
     def resolve(self, name: str) -> Binding | None:
         """Find where ``name`` is defined, following one ``from hermes_cli.X import name``.
 

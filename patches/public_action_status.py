@@ -128,7 +128,7 @@ class PublicActionStatus(Patch):
         owned = {line for b in my_blocks for line in range(b.first, b.last + 1)}
         upstream = [b for b in ws.binding(NAME) if b.first not in owned]
         if len(upstream) != 1:
-            found = f"{len(upstream)} top-level bindings" if upstream else "no top-level binding"
+            found = f"{len(upstream)} top-level bindings" if upstream else f"no top-level binding ({ws.closest(NAME)})"
             return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {NAME} in {src.path.name}; found {found}")
         binding = upstream[0]
         uses = [

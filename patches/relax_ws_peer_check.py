@@ -156,7 +156,7 @@ class RelaxWsPeerCheck(Patch):
             b = ws.resolve(name)
             if b is None:
                 if name == REQUIRED:
-                    return f"looked for def {name}(ws) in {ws.entry} (or a hermes_cli module it imports it from); found none"
+                    return f"looked for def {name}(ws) in {ws.entry} (or a hermes_cli module it imports it from); found none ({ws.closest(name)})"
                 continue
             if not isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not b.node.args.args:
                 return f"{name} in {b.file} is not a function taking the WebSocket"
