@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import libcst as cst
 
-__all__ = ["InsertAfter", "InsertIntoFunction", "binds_name"]
+__all__ = ["InsertAfter", "InsertIntoFunction", "binds_name", "is_call_statement", "dotted_name"]
 
 
 def binds_name(stmt: cst.CSTNode, name: str) -> bool:
@@ -38,6 +38,38 @@ def binds_name(stmt: cst.CSTNode, name: str) -> bool:
     return False
 
 
+def dotted_name(node: cst.BaseExpression) -> str | None:
+    """``app.add_middleware`` for a ``Name``/``Attribute`` chain, else ``None``."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = dotted_name(node.value)
+        return f"{base}.{node.attr.value}" if base else None
+    return None
+
+
+def is_call_statement(stmt: cst.CSTNode, func: str, first_arg: str | None = None) -> bool:
+    """True for a top-level expression statement ``func(first_arg, ...)``.
+
+    Args:
+        func: the dotted callee, e.g. ``"app.add_middleware"``.
+        first_arg: the dotted name of the first positional argument, or
+            ``None`` for any. Matches the shape the ``ast`` side of a patch
+            found (e.g. ``app.add_middleware(CORSMiddleware, ...)``).
+    """
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return False
+    expr = stmt.body[0]
+    if not isinstance(expr, cst.Expr) or not isinstance(expr.value, cst.Call):
+        return False
+    call = expr.value
+    if dotted_name(call.func) != func:
+        return False
+    if first_arg is None:
+        return True
+    return bool(call.args) and call.args[0].keyword is None and call.args[0].star == "" and dotted_name(call.args[0].value) == first_arg
+
+
 def _same_code(module: cst.Module, a: cst.CSTNode, b: cst.CSTNode) -> bool:
     return module.code_for_node(a) == module.code_for_node(b)
 
@@ -46,15 +78,19 @@ class InsertAfter(cst.CSTTransformer):
     """Insert one statement right after the top-level statement that binds ``anchor``.
 
     Args:
-        anchor: the name whose binding statement we insert after.
+        anchor: the name whose binding statement we insert after, or a
+            predicate on top-level statements for an anchor that binds no
+            name (e.g. ``app.add_middleware(...)``; see
+            :func:`is_call_statement`); the first match is used.
         render: given the module being edited, returns the code to insert
             (blank lines, the marker comment, one statement), written with
             ``module.default_newline``.
     """
 
-    def __init__(self, anchor: str, render: Callable[[cst.Module], str]) -> None:
+    def __init__(self, anchor: str | Callable[[cst.BaseStatement], bool], render: Callable[[cst.Module], str]) -> None:
         super().__init__()
         self.anchor = anchor
+        self.matches: Callable[[cst.BaseStatement], bool] = (lambda stmt: binds_name(stmt, anchor)) if isinstance(anchor, str) else anchor
         self.render = render
         self.inserted = False
 
@@ -66,7 +102,7 @@ class InsertAfter(cst.CSTTransformer):
         new = cst.parse_statement(code, config=updated_node.config_for_parsing)
         body: list[cst.BaseStatement] = list(updated_node.body)
         for index, stmt in enumerate(body):
-            if binds_name(stmt, self.anchor):
+            if self.matches(stmt):
                 if index + 1 < len(body) and _same_code(updated_node, body[index + 1], new):
                     return updated_node
                 body.insert(index + 1, new)

@@ -18,14 +18,16 @@ from hermes_patch.errors import ConfigError, RefusedError
 from conftest import copy_fixture, tree_digest
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
+# The two catalog patches that need configuration (tests/test_hosts_patches.py covers them).
+IDLE = {"cors-origins": "not-needed", "trusted-hosts": "not-needed"}
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
 
 # fixture -> (default-config states, states with trusted_proxies)
 EXPECTED = {
-    "r0_14": ({PAS: "pending", WS: "pending"}, {PAS: "pending", WS: "pending"}),
-    "r0_15": ({PAS: "pending", WS: "pending"}, {PAS: "pending", WS: "pending"}),
-    "r0_16": ({PAS: "pending", WS: "not-needed"}, {PAS: "pending", WS: "pending"}),
-    "r0_20_moved": ({PAS: "pending", WS: "not-needed"}, {PAS: "pending", WS: "pending"}),
+    "r0_14": ({PAS: "pending", WS: "pending", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
+    "r0_15": ({PAS: "pending", WS: "pending", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
+    "r0_16": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
+    "r0_20_moved": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
 }
 
 
@@ -96,7 +98,7 @@ def test_revert_one_patch_keeps_the_other(tmp_path):
     root = copy_fixture("r0_14", tmp_path / "t")
     make_app(tmp_path, root).apply()
     make_app(tmp_path, root).revert([WS])
-    assert states(make_app(tmp_path, root)) == {PAS: "applied", WS: "pending"}
+    assert states(make_app(tmp_path, root)) == {PAS: "applied", WS: "pending", **IDLE}
     make_app(tmp_path, root).revert([PAS])
     assert tree_digest(root) == tree_digest(copy_fixture("r0_14", tmp_path / "pristine"))
 
@@ -106,11 +108,11 @@ def test_changed_configuration_reapplies_in_place(tmp_path):
     make_app(tmp_path, root, PROXY).apply()
     other = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.1.0.0/16"]\n[patches.public-action-status]\nactions = ["hermes-update"]\n'
     app = make_app(tmp_path, root, other)
-    assert states(app) == {PAS: "pending", WS: "pending"}
+    assert states(app) == {PAS: "pending", WS: "pending", **IDLE}
     make_app(tmp_path, root, other).apply()
     text = (root / "hermes_cli/web_server.py").read_text()
     assert '"10.1.0.0/16"' in text and "127.0.0.5" not in text and "gateway-restart/status" not in text
-    assert states(make_app(tmp_path, root, other)) == {PAS: "applied", WS: "applied"}
+    assert states(make_app(tmp_path, root, other)) == {PAS: "applied", WS: "applied", **IDLE}
     make_app(tmp_path, root, other).revert()
     assert tree_digest(root) == tree_digest(copy_fixture("r0_16", tmp_path / "pristine"))
 
