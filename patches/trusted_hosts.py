@@ -127,22 +127,29 @@ def _unit(ws: Workspace, binding: Binding) -> str:
     return line[: len(line) - len(line.lstrip(" \t"))] or "    "
 
 
-def _reads_header(node: ast.AST) -> bool:
-    """``<x>.headers.get("host"|"origin", ...)`` or ``<x>.headers["host"|"origin"]`` somewhere in ``node``."""
-    for n in ast.walk(node):
-        key = None
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "get" and n.args:
-            holder, key = n.func.value, n.args[0]
+def _scan(fn: ast.AST) -> tuple[set[str], bool]:
+    """One walk of a function: the plain names it calls, and whether it reads the Host or Origin header.
+
+    A header read is ``<x>.headers.get("host"|"origin", ...)`` or
+    ``<x>.headers["host"|"origin"]``.
+    """
+    calls: set[str] = set()
+    reads = False
+    for n in ast.walk(fn):
+        key = holder = None
+        if isinstance(n, ast.Call):
+            if isinstance(n.func, ast.Name):
+                calls.add(n.func.id)
+            elif isinstance(n.func, ast.Attribute) and n.func.attr == "get" and n.args:
+                holder, key = n.func.value, n.args[0]
         elif isinstance(n, ast.Subscript):
             holder, key = n.value, n.slice
-        if key is not None and isinstance(holder, ast.Attribute) and holder.attr == "headers":
-            if isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.lower() in ("host", "origin"):
-                return True
-    return False
-
-
-def _calls(node: ast.AST, name: str) -> bool:
-    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name for n in ast.walk(node))
+        if (
+            isinstance(holder, ast.Attribute) and holder.attr == "headers"
+            and isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.lower() in ("host", "origin")
+        ):
+            reads = True
+    return calls, reads
 
 
 class TrustedHosts(Patch):
@@ -178,12 +185,16 @@ class TrustedHosts(Patch):
         for file in sorted({ws.entry, fn.file}):
             src = ws.source(file)
             assert src is not None
-            for node in ast.walk(src.tree):
+            for node in src.tree.body:  # top-level functions; nested ones count for their parent
                 if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name in (FUNCTION, HELPER):
                     continue
-                if _calls(node, FUNCTION):
+                text = src.lines(node.lineno, node.end_lineno or node.lineno)
+                if FUNCTION not in text and "headers" not in text:  # a text test spares most ast walks
+                    continue
+                calls, reads = _scan(node)
+                if FUNCTION in calls:
                     callers.append(node.name)
-                elif _reads_header(node) and not any(_calls(node, g) for g in WS_GUARDS):
+                elif reads and not calls & set(WS_GUARDS):
                     return f"the Host / Origin header is also judged in {node.name}() ({file}:{node.lineno}) without {FUNCTION}(), which this patch does not know"
         if not callers:
             return f"nothing calls {FUNCTION}(): the Host check moved somewhere this patch does not know"
