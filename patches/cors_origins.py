@@ -139,6 +139,12 @@ def _unit(ws: Workspace) -> str:
 
 
 class CorsOrigins(Patch):
+    """Codemod: one statement after ``app.add_middleware(CORSMiddleware, ...)`` (see the module docstring).
+
+    Parameter ``origins``: normalized ``scheme://host[:port]`` strings
+    (:func:`hermes_patch.hostnames.parse_origin`); empty means ``not-needed``.
+    """
+
     ID = "cors-origins"
     DESCRIPTION = "Add the configured exact origins to the dashboard's CORS allow_origin_regex; the localhost rule stays, '*' is never allowed."
     VERSIONS = ">=0.13.0"

@@ -153,6 +153,12 @@ def _scan(fn: ast.AST) -> tuple[set[str], bool]:
 
 
 class TrustedHosts(Patch):
+    """Codemod: a guard in ``_is_accepted_host`` and a helper after it (see the module docstring).
+
+    Parameter ``hosts``: normalized names, IPs and leading-dot suffixes
+    (:func:`hermes_patch.hostnames.parse_host`); empty means ``not-needed``.
+    """
+
     ID = "trusted-hosts"
     DESCRIPTION = "Accept the configured reverse-proxy names in the Host / Origin check (_is_accepted_host); every other host is refused as before."
     VERSIONS = ">=0.13.0"
@@ -234,11 +240,16 @@ class TrustedHosts(Patch):
         if blocks:
             return self._detect_applied(ws, fn, blocks, hosts, used_by, notes)
         if not hosts:
+            # A reason, not a note: nothing is wrong, so `status --strict` must stay 0.
+            upstream = (
+                "; this release also offers dashboard.public_url, upstream's setting for a proxied dashboard "
+                "(with --host 0.0.0.0 and the auth gate), prefer it where you can"
+                if notes else ""
+            )
             return Detection(
                 State.NOT_NEEDED,
                 f"no hosts configured, nothing to do; to accept your proxy's name add hosts = [\"proxy.example\"] "
-                f"under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`",
-                notes=notes,
+                f"under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`{upstream}",
             )
         return Detection(
             State.PENDING,

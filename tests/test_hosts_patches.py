@@ -83,6 +83,19 @@ def test_configured_applies_idempotent_and_reverts_byte_exact(tmp_path, shape, p
     assert tree_digest(root) == original
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_all_four_patches_together(tmp_path, shape):
+    config = HOSTS.replace(ONLY_OURS, "") + ORIGINS.replace(ONLY_OURS, "") + '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
+    root = copy_fixture(shape, tmp_path / "t")
+    original = tree_digest(root)
+    assert set(make_app(tmp_path, root, config).apply().patch_ids) == {TH, CO, "public-action-status", "relax-ws-peer-check"}
+    assert {r.state for r in make_app(tmp_path, root, config).status().reports} == {"applied"}
+    make_app(tmp_path, root, config).revert([TH])
+    assert reports(make_app(tmp_path, root, config))[TH].state == "pending"
+    make_app(tmp_path, root, config).revert()
+    assert tree_digest(root) == original
+
+
 def test_trusted_hosts_edit_is_a_guard_and_a_helper(tmp_path):
     root = copy_fixture("r0_16", tmp_path / "t")
     make_app(tmp_path, root, HOSTS).apply()
@@ -196,7 +209,8 @@ def test_public_url_release_recommends_the_upstream_setting(tmp_path):
     without = reports(make_app(tmp_path, copy_fixture("r0_15", tmp_path / "b"), HOSTS))[TH]
     assert not any("public_url" in n for n in without.notes)
     idle = reports(make_app(tmp_path, copy_fixture("r0_16", tmp_path / "c"), ONLY_OURS))[TH]
-    assert idle.state == "not-needed" and any("dashboard.public_url" in n for n in idle.notes)
+    assert idle.state == "not-needed" and "dashboard.public_url" in idle.reason
+    assert not idle.notes  # nothing to warn about: `status --strict` stays 0
 
 
 def test_reason_names_the_callers(tmp_path):
