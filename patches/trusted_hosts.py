@@ -11,19 +11,22 @@ passes the browser's Host (``proxy_set_header Host $http_host;``) refuses
 every request (hermes-agent#34390, #70059 with PRs #70064 and #75053,
 #91658, #55917).
 
-Shapes, measured on every release (0.13.0-0.19.0)::
+Shapes, measured on every release (0.13.0-0.19.0). ``_is_accepted_host``
+has the same body in all eleven: it strips ``[v6]`` or the last ``:port``
+by hand and lower-cases, without validating (a user name or spaces reach
+the comparison). What differs is who asks it::
 
-    release        _is_accepted_host             asked by                                  dashboard.public_url
-    0.13.0-0.14.0  (host_header, bound_host); the host_header_middleware (HTTP 400)       no
-                   same body in every release:   (WebSocket upgrades check the peer only)
-    0.15.0-0.15.2  strips "[v6]"/":port" by      + _ws_host_origin_is_allowed (Host, then   no
-                   hand, lower-cases, no         urlparse(Origin).netloc; a non-http(s)
-                   validation (userinfo and      Origin is refused)
-    0.16.0-0.18.2  spaces pass through to the    + _ws_host_origin_reason (same; a           yes: resolve_public_url() in
-                   comparison)                   non-http(s) Origin such as null passes),   dashboard_auth/prefix.py builds
-                                                 _ws_host_origin_is_allowed wraps it        the OAuth callback URL; it does
-                                                                                            not widen _is_accepted_host
-    0.19.0         same                          same                                       same, also for MCP OAuth callbacks
+    release        asked by                                            dashboard.public_url
+    0.13.0-0.14.0  host_header_middleware (HTTP 400); WebSocket        no
+                   upgrades check the peer only
+    0.15.0-0.15.2  + _ws_host_origin_is_allowed: the Host, then        no
+                   urlparse(Origin).netloc; a non-http(s) Origin is
+                   refused
+    0.16.0-0.18.2  + _ws_host_origin_reason (same, but a non-http(s)   yes: resolve_public_url() in
+                   Origin such as null passes), wrapped by             dashboard_auth/prefix.py builds the
+                   _ws_host_origin_is_allowed                          OAuth callback URL; it does not
+                                                                       widen _is_accepted_host
+    0.19.0         same                                                same, also for MCP OAuth callbacks
 
 The edit. A guard at the top of ``_is_accepted_host`` returns True when a
 helper inserted right after the function says the value's host part is one
