@@ -670,12 +670,34 @@ def ensure_nginx() -> Path:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     install = ["apt-get", "install", "-y", "-q", "nginx"]
     outputs = []
-    for step in (install, ["apt-get", "update", "-q"], install):
-        result = subprocess.run(step, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        outputs.append(f"$ {' '.join(step)} -> {result.returncode}\n{result.stderr[-2000:]}")
-        if step is install and result.returncode == 0 and find():
-            return Path(find())
+    with _no_service_start():
+        for step in (install, ["apt-get", "update", "-q"], install):
+            result = subprocess.run(step, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            outputs.append(f"$ {' '.join(step)} -> {result.returncode}\n{result.stderr[-2000:]}")
+            if step is install and result.returncode == 0 and find():
+                return Path(find())
     raise NginxUnavailable("could not install nginx:\n" + "\n".join(outputs))
+
+
+@contextlib.contextmanager
+def _no_service_start() -> Iterator[None]:
+    """Keep Debian's maintainer scripts from starting services while installing.
+
+    The nginx package would otherwise start a system nginx on port 80 of
+    every interface; our proxies run on loopback only.  A ``policy-rc.d``
+    that exits 101 ("action forbidden") is what ``invoke-rc.d`` and
+    ``deb-systemd-invoke`` consult; an existing one is left alone.
+    """
+    policy = Path("/usr/sbin/policy-rc.d")
+    if policy.exists():
+        yield
+        return
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        yield
+    finally:
+        policy.unlink(missing_ok=True)
 
 
 _NGINX_CONF = """\
