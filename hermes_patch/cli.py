@@ -2,7 +2,8 @@
 
 Exit codes: ``status`` 0 (all applied / not-needed), 1 (pending or
 drifted), 2 (unknown shape or an error); ``apply``/``revert`` 0 (done or
-nothing to do), 2 (refused or failed, every file unchanged).
+nothing to do), 2 (refused or failed, every file unchanged); ``verify`` 0,
+1 (an applied patch is not effective), 2 (an error).
 """
 
 from __future__ import annotations
@@ -146,6 +147,23 @@ def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
 
     result = app.revert(list(ids) or None, force=force, dry_run=dry_run)
     print_write("revert", result, show_diff=dry_run)
+
+
+@cli.command()
+@target_options
+def verify(app) -> None:
+    """Check, inside Hermes's own interpreter, that each applied patch has its effect.
+
+    Imports the patched dashboard in a subprocess of that interpreter (from
+    --python or the launcher) and drives its routes and WebSocket checks.
+    Prints effective, not effective or cannot verify per patch; writes nothing.
+    """
+    from hermes_patch.console import print_verify
+    from hermes_patch.verify import verify_patches
+
+    result = verify_patches(app)
+    print_verify(result)
+    sys.exit(result.exit_code)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["print_status", "print_list", "print_diff", "print_write", "error"]
+__all__ = ["print_status", "print_list", "print_diff", "print_write", "print_verify", "error"]
 
 _STYLE = {
     "applied": "green",
@@ -17,6 +17,10 @@ _STYLE = {
     "pending": "yellow",
     "drifted": "magenta",
     "unknown-shape": "red",
+    "effective": "green",
+    "not effective": "red",
+    "cannot verify": "yellow",
+    "not applied": "yellow",
 }
 
 
@@ -127,3 +131,16 @@ def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
     files = ", ".join(str(p) for p in result.written)
     past = {"apply": "applied", "revert": "reverted"}[verb]
     console.print(f"[green]{past}[/] {', '.join(result.patch_ids)} → {_escape(files)}")
+
+
+def print_verify(result: Any) -> None:
+    """``verify``: the target and interpreter, then ``<id>  <outcome>[: reason]`` per patch."""
+    console = _console()
+    console.print(f"[bold]target[/] {_escape(str(result.target.file))}")
+    interp = str(result.interpreter) if result.interpreter else "none known (pass --python)"
+    console.print(f"       interpreter {_escape(interp)}")
+    width = max((len(v.id) for v in result.verdicts), default=0)
+    for v in result.verdicts:
+        style = _STYLE.get(v.outcome, "")
+        head = f"[{style}]{v.outcome}[/]" if style else v.outcome
+        console.print(f"{v.id:<{width}}  {head}{': ' + _escape(v.reason) if v.reason else ''}")

@@ -42,6 +42,7 @@ __all__ = [
     "Site",
     "Block",
     "Param",
+    "Check",
     "Patch",
     "MARKER_PREFIX",
     "marker_line",
@@ -113,6 +114,55 @@ class Param:
     default: Any
     parse: Callable[[Any], Any]
     doc: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One observation ``hermes-patch verify`` makes inside the target's interpreter.
+
+    A patch declares its checks in :meth:`Patch.probe`; the probe script
+    (:mod:`hermes_patch.probe`) runs them against the imported dashboard app
+    and :mod:`hermes_patch.verify` judges them. In ``target``, ``headers``
+    ``{token}`` and ``{session_header}`` stand for the module's
+    ``_SESSION_TOKEN`` and ``_SESSION_HEADER_NAME``.
+
+    Attributes:
+        what: for people, e.g. ``"status poll of hermes-update without the token"``.
+        kind: ``"http"`` (a GET through the app and its middleware: 2xx/3xx is
+            allowed, 401/403 refused), ``"websocket"`` (a WebSocket handshake
+            through the app: accept is allowed, a close or 401/403 before
+            accept refused) or ``"call"`` (the module function ``target`` is
+            called with a Starlette ``WebSocket``: ``True``/``None`` is
+            allowed, ``False`` or a reason string refused).
+        target: a path with query (http, websocket) or a function name (call).
+        expect: ``"allowed"`` or ``"refused"``.
+        peer: the client address the app sees (an IP address).
+        bound_host: the address the dashboard is bound to (``app.state.bound_host``).
+        headers: extra request headers, ``(name, value)`` pairs.
+        control: a check that must pass whether or not the patch works (e.g.
+            a loopback peer is allowed); when it fails the probe measured
+            nothing and verify says ``cannot verify``.
+    """
+
+    what: str
+    kind: str
+    target: str
+    expect: str
+    peer: str = "127.0.0.1"
+    bound_host: str = "127.0.0.1"
+    headers: tuple[tuple[str, str], ...] = ()
+    control: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("http", "websocket", "call") or self.expect not in ("allowed", "refused"):
+            raise ValueError(f"bad check {self!r}: kind must be http/websocket/call, expect allowed/refused")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "what": self.what, "kind": self.kind, "target": self.target, "expect": self.expect,
+            "peer": self.peer, "bound_host": self.bound_host, "headers": [list(h) for h in self.headers],
+            "control": self.control,
+        }
 
 
 MARKER_PREFIX = "# hermes-patch: "
@@ -299,6 +349,15 @@ class Patch:
         top-level statements and must leave everything else as it is.
         """
         raise NotImplementedError
+
+    def probe(self, workspace: "Workspace") -> tuple[Check, ...]:
+        """The checks that show this patch works, for ``hermes-patch verify``.
+
+        Called only when the patch detects as applied (or drifted) on
+        ``workspace``. The default, no checks, makes verify say ``cannot
+        verify``; a patch that changes behaviour should say how to observe it.
+        """
+        return ()
 
     def __repr__(self) -> str:
         return f"<patch {self.ID} {self.params!r}>"

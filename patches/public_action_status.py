@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from hermes_patch.engine import blocks_of
-from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
 from hermes_patch.workspace import Workspace
 
 NAME = "_PUBLIC_API_PATHS"
@@ -29,6 +29,8 @@ ACTIONS = "_ACTION_LOG_FILES"
 # Action logs that can carry secrets (REAL_TARGETS: dump, backup, security-audit).
 SENSITIVE = frozenset({"dump", "backup", "security-audit"})
 _ACTION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# A same-host proxy's address, as in the reports: the poll arrives through it.
+PROXY_PEER = "127.0.0.5"
 
 
 def _parse_actions(value: Any) -> tuple[str, ...]:
@@ -191,6 +193,26 @@ class PublicActionStatus(Patch):
                     notes=notes,
                 )
         return Detection(State.DRIFTED, f"the block at line {block.marker} was edited after hermes-patch wrote it")
+
+    def probe(self, workspace: Workspace) -> tuple[Check, ...]:
+        """Token-less polls of the configured actions pass; a private endpoint and an unconfigured action's poll do not.
+
+        The control (the first configured poll *with* the token answers)
+        shows the route exists, so a 401 without the token is the patch's
+        fault and not a missing route.
+        """
+        actions: tuple[str, ...] = self.params["actions"]
+        if not actions:
+            return ()
+        token = (("{session_header}", "{token}"),)
+        checks = [Check(f"status poll of {actions[0]} with the token", "http", status_path(actions[0]), "allowed", PROXY_PEER, headers=token, control=True)]
+        checks += [Check(f"status poll of {a} without the token", "http", status_path(a), "allowed", PROXY_PEER) for a in actions]
+        checks.append(Check("private endpoint /api/config without the token", "http", "/api/config", "refused", PROXY_PEER))
+        # Prefer a sensitive log: that is the one that must stay private.
+        others = sorted((a for a in self._release_actions(workspace) or () if a not in actions), key=lambda a: (a not in SENSITIVE, a))
+        if others:
+            checks.append(Check(f"status poll of {others[0]} (not configured) without the token", "http", status_path(others[0]), "refused", PROXY_PEER))
+        return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):
         from hermes_patch.codemod import InsertAfter

@@ -22,7 +22,7 @@ import ipaddress
 from typing import Any
 
 from hermes_patch.engine import blocks_of
-from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
 from hermes_patch.workspace import Binding, Workspace
 
 LOOPBACK = "_LOOPBACK_HOSTS"
@@ -30,6 +30,10 @@ HELPER = "_hermes_patch_ws_peer_allowed"
 # peer-check function -> the value it returns for "allowed"
 FUNCTIONS = {"_ws_client_is_allowed": "True", "_ws_client_reason": "None"}
 REQUIRED = "_ws_client_is_allowed"
+# The route verify drives end to end; it decides on _ws_client_is_allowed in every release.
+EVENTS = "/api/events?token={token}&channel=hermes-patch-verify"
+# Peers verify may use as "outside trusted_proxies": not loopback in upstream's eyes.
+OUTSIDE_PEERS = ("127.0.0.6", "203.0.113.7", "2001:db8::7")
 
 
 def _parse_proxies(value: Any) -> tuple[str, ...]:
@@ -238,6 +242,35 @@ class RelaxWsPeerCheck(Patch):
             )
         extra = f" and trusted_proxies {', '.join(proxies)}" if proxies else ""
         return Detection(State.APPLIED, f"{', '.join(f'{n}()' for n in found)} accept a non-loopback bind{extra}")
+
+    def probe(self, workspace: Workspace) -> tuple[Check, ...]:
+        """Peers inside trusted_proxies and any peer on a non-loopback bind are accepted; others are not.
+
+        Each case is checked on the ``/api/events`` handshake and on every
+        peer-check function the release has (``_ws_client_reason`` decides
+        ``/api/pty`` and ``/api/console`` from 0.16). The control is a
+        loopback peer on a loopback bind, which every release accepts.
+        """
+        found = self._functions(workspace)
+        if isinstance(found, str):
+            return ()
+        proxies: tuple[str, ...] = self.params["trusted_proxies"]
+        checks: list[Check] = []
+
+        def case(what: str, peer: str, bound: str, expect: str, control: bool = False) -> None:
+            checks.append(Check(f"{what}: /api/events", "websocket", EVENTS, expect, peer, bound, control=control))
+            checks.extend(Check(f"{what}: {name}()", "call", name, expect, peer, bound, control=control) for name in found)
+
+        case("loopback peer on a loopback bind", "127.0.0.1", "127.0.0.1", "allowed", control=True)
+        for text in proxies:
+            net = ipaddress.ip_network(text)
+            peer = str(net.network_address + 1 if net.num_addresses > 1 else net.network_address)
+            case(f"peer {peer} inside trusted_proxies {text}", peer, "127.0.0.1", "allowed")
+        outside = next((p for p in OUTSIDE_PEERS if not any(ipaddress.ip_address(p) in ipaddress.ip_network(n) for n in proxies)), None)
+        if outside is not None:
+            case(f"peer {outside} outside trusted_proxies on a loopback bind", outside, "127.0.0.1", "refused")
+        case(f"peer {OUTSIDE_PEERS[0]} on a non-loopback bind (127.0.0.2)", OUTSIDE_PEERS[0], "127.0.0.2", "allowed")
+        return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):
         from hermes_patch.codemod import InsertAfter, InsertIntoFunction

@@ -7,7 +7,8 @@ dashboard sees that peer, exactly like a same-host proxy in production.
 
 Building blocks (all stdlib; pytest is only needed by the tests):
 
-- :func:`hermes_venv` builds (once, cached under ``<repo>/.cache``) a venv
+- :func:`hermes_venv` builds (once, cached under ``<repo>/.cache``, or
+  ``$HERMES_PATCH_TEST_CACHE`` when set) a venv
   with a released ``hermes-agent`` wheel and the dashboard's web deps.
 - :func:`web_server_path` finds ``hermes_cli/web_server.py`` in it, and
   :func:`fresh_web_server` restores the release bytes before a test uses it.
@@ -74,7 +75,9 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CACHE_DIR = REPO_ROOT / ".cache"
+#: Shared with tests/conftest.py: ``$HERMES_PATCH_TEST_CACHE`` lets several
+#: checkouts use one set of built venvs and downloaded wheels.
+CACHE_DIR = Path(os.environ.get("HERMES_PATCH_TEST_CACHE") or REPO_ROOT / ".cache")
 VENVS_DIR = CACHE_DIR / "live-venvs"
 PIP_CACHE_DIR = CACHE_DIR / "pip"
 
@@ -306,11 +309,11 @@ def hermes_venv(version: str, *, timeout: float = 1200.0) -> Path:
     """Return a venv with ``hermes-agent==version`` and the dashboard deps, building it once.
 
     Input: a released version string, e.g. ``"0.14.0"``.
-    Output: the venv directory ``<repo>/.cache/live-venvs/hermes-agent-<version>``.
+    Output: the venv directory ``<cache>/live-venvs/hermes-agent-<version>`` (``<cache>`` is :data:`CACHE_DIR`).
 
     The build runs ``pip install hermes-agent==<version> fastapi
     uvicorn[standard] websockets`` (dependencies included), reusing the
-    wheels kept under ``<repo>/.cache/pip`` (see :func:`_pip_install`).
+    wheels kept under ``<cache>/pip`` (see :func:`_pip_install`).
     A ready marker is written last, so an
     interrupted build is wiped and redone on the next call; a per-version
     ``flock`` makes concurrent pytest processes wait for one builder.  The
@@ -667,12 +670,34 @@ def ensure_nginx() -> Path:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     install = ["apt-get", "install", "-y", "-q", "nginx"]
     outputs = []
-    for step in (install, ["apt-get", "update", "-q"], install):
-        result = subprocess.run(step, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        outputs.append(f"$ {' '.join(step)} -> {result.returncode}\n{result.stderr[-2000:]}")
-        if step is install and result.returncode == 0 and find():
-            return Path(find())
+    with _no_service_start():
+        for step in (install, ["apt-get", "update", "-q"], install):
+            result = subprocess.run(step, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            outputs.append(f"$ {' '.join(step)} -> {result.returncode}\n{result.stderr[-2000:]}")
+            if step is install and result.returncode == 0 and find():
+                return Path(find())
     raise NginxUnavailable("could not install nginx:\n" + "\n".join(outputs))
+
+
+@contextlib.contextmanager
+def _no_service_start() -> Iterator[None]:
+    """Keep Debian's maintainer scripts from starting services while installing.
+
+    The nginx package would otherwise start a system nginx on port 80 of
+    every interface; our proxies run on loopback only.  A ``policy-rc.d``
+    that exits 101 ("action forbidden") is what ``invoke-rc.d`` and
+    ``deb-systemd-invoke`` consult; an existing one is left alone.
+    """
+    policy = Path("/usr/sbin/policy-rc.d")
+    if policy.exists():
+        yield
+        return
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        yield
+    finally:
+        policy.unlink(missing_ok=True)
 
 
 _NGINX_CONF = """\

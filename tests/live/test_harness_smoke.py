@@ -22,8 +22,6 @@ from .harness import (
     Dashboard,
     DashboardStartError,
     Nginx,
-    NginxUnavailable,
-    ensure_nginx,
     fresh_web_server,
     hermes_venv,
     http_get,
@@ -47,14 +45,6 @@ EXPECTED_WS_REFUSAL = {"0.14.0": 403, "0.19.0": 403}
 
 def events_path(token: str) -> str:
     return f"/api/events?token={token}&channel=c"
-
-
-@pytest.fixture(scope="session")
-def nginx_binary():
-    try:
-        return ensure_nginx()
-    except NginxUnavailable as exc:
-        pytest.skip(f"nginx unavailable, live proxy tests skipped: {exc}")
 
 
 @pytest.fixture(scope="module", params=VERSIONS)

@@ -1,0 +1,110 @@
+"""``hermes-patch verify`` on the live venvs of 0.14.0 and 0.19.0 (they have fastapi).
+
+verify imports the patched dashboard in a subprocess of the venv's own
+interpreter and drives its routes and WebSocket checks. These tests show it
+tells the three cases apart (not applied, effective, not effective after a
+sabotage) and never writes a file of the install, bytecode included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner
+
+from .harness import fresh_web_server, hermes_venv
+
+pytestmark = pytest.mark.live
+
+PAS, WS = "public-action-status", "relax-ws-peer-check"
+PROXY_CONFIG = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
+HELPER_DEF = "def _hermes_patch_ws_peer_allowed(ws):\n"
+
+
+@pytest.fixture(scope="module", params=["0.14.0", "0.19.0"])
+def venv(request) -> Path:
+    return hermes_venv(request.param)
+
+
+def package_digest(package: Path) -> dict[str, str]:
+    """sha256 of every file below ``hermes_cli/``, ``__pycache__`` included."""
+    return {str(p.relative_to(package)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(package.rglob("*")) if p.is_file()}
+
+
+def verdicts(stdout: str) -> dict[str, str]:
+    """``{patch id: "effective: ..."}`` from verify's per-patch lines."""
+    out = {}
+    for line in stdout.splitlines():
+        pid, _, rest = line.partition("  ")
+        if pid in (PAS, WS):
+            out[pid] = rest.strip()
+    return out
+
+
+def verify(run: Runner, venv: Path, expect_exit: int) -> dict[str, str]:
+    before = package_digest(web_package(venv))
+    proc = run("verify", "--python", str(venv / "bin" / "python"), check=expect_exit)
+    assert package_digest(web_package(venv)) == before, "verify changed a file of the install"
+    assert f"interpreter {venv / 'bin' / 'python'}" in proc.stdout, proc.stdout
+    return verdicts(proc.stdout)
+
+
+def web_package(venv: Path) -> Path:
+    return next(venv.glob("lib/python3*/site-packages/hermes_cli"))
+
+
+def test_verify_before_apply_says_not_applied(venv, run: Runner):
+    run.configure(PROXY_CONFIG)
+    with fresh_web_server(venv):
+        found = verify(run, venv, 0)
+    assert found[PAS].startswith("not applied: ") and found[WS].startswith("not applied: "), found
+
+
+def test_verify_after_apply_says_effective(venv, run: Runner):
+    run.configure(PROXY_CONFIG)
+    with fresh_web_server(venv):
+        run("apply", "--python", str(venv / "bin" / "python"), check=0)
+        found = verify(run, venv, 0)
+    assert found[PAS].startswith("effective"), found
+    assert found[WS].startswith("effective"), found
+
+
+def test_verify_default_configuration(venv, run: Runner):
+    """No trusted_proxies: 0.14 gets the non-loopback-bind backport (effective); 0.19 does not need it."""
+    with fresh_web_server(venv):
+        run("apply", "--python", str(venv / "bin" / "python"), check=0)
+        found = verify(run, venv, 0)
+    assert found[PAS].startswith("effective"), found
+    if venv.name.endswith("0.19.0"):
+        assert found[WS] == "not-needed", found
+    else:
+        assert found[WS].startswith("effective"), found
+
+
+def test_verify_after_sabotage_says_not_effective(venv, run: Runner):
+    run.configure(PROXY_CONFIG)
+    with fresh_web_server(venv) as web_server:
+        run("apply", "--python", str(venv / "bin" / "python"), check=0)
+        text = web_server.read_text(encoding="utf-8")
+        assert text.count(HELPER_DEF) == 1
+        text = text.replace(HELPER_DEF, HELPER_DEF + "    return False\n")
+        text = text.replace('    "/api/actions/hermes-update/status",\n', '    "/api/actions/hermes-update/status/",\n', 1)
+        web_server.write_text(text, encoding="utf-8")
+        found = verify(run, venv, 1)
+    assert found[WS].startswith("not effective: peer 127.0.0.5 inside trusted_proxies 127.0.0.5/32"), found
+    assert "drifted" in found[WS], found
+    assert found[PAS].startswith("not effective: status poll of hermes-update without the token should be allowed, got HTTP 401"), found
+
+
+def test_verify_finds_the_interpreter_through_the_launcher(run: Runner):
+    """No --python: the ``hermes`` launcher on PATH names the interpreter on its shebang line."""
+    venv = hermes_venv("0.14.0")
+    env = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with fresh_web_server(venv):
+        run("apply", "--python", str(venv / "bin" / "python"), check=0)
+        proc = run("verify", env=env, check=0)
+    assert verdicts(proc.stdout) == {PAS: "effective: 4 checks passed", WS: "effective: 6 checks passed"}, proc.stdout
