@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hermes_patch import __version__
 from hermes_patch.errors import RefusedError, StateError, TargetError
@@ -61,13 +61,23 @@ class StatusResult:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What ``apply``/``revert`` did: the ids changed, the diff, the files written."""
+    """What ``apply``/``revert`` did: the ids changed, the diff, the files written.
+
+    ``make_diff`` returns the unified diff; :attr:`diff` calls it on first
+    use only, because difflib over a 19k-line file costs about a third of a
+    parse and a plain ``apply`` never prints it.
+    """
 
     patch_ids: tuple[str, ...]
-    diff: str
+    make_diff: Callable[[], str] = field(repr=False, compare=False)
     written: tuple[Path, ...] = ()
     dry_run: bool = False
     notes: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def diff(self) -> str:
+        """The unified diff of the write (``""`` when nothing changes)."""
+        return self.make_diff()
 
 
 def _view(report) -> ReportView:
@@ -233,7 +243,7 @@ class App:
             reports = self.detect(ws, self.record())
             plan = plan_apply(ws, reports, only=set(ids) if ids else None)
             self._verify(ws, plan)
-            return WriteResult(plan.patch_ids, self._diff(plan), dry_run=True)
+            return WriteResult(plan.patch_ids, lambda: self._diff(plan), dry_run=True)
         self._guard_writable()
         with self.state.lock(self.key):
             self._recover()
@@ -243,9 +253,9 @@ class App:
             plan = plan_apply(ws, reports, only=set(ids) if ids else None)
             new_reports = self._verify(ws, plan)
             if plan.empty:
-                return WriteResult((), "")
+                return WriteResult((), lambda: "")
             written = self._write(ws, plan, new_reports, ledger)
-            return WriteResult(plan.patch_ids, self._diff(plan), written)
+            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written)
 
     def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
         """Remove our blocks (all patches, or ``ids``); refuses drifted patches unless ``force``."""
@@ -265,9 +275,9 @@ class App:
             new_reports = self._verify(ws, plan)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             if plan.empty or dry_run:
-                return WriteResult(plan.patch_ids if not plan.empty else (), self._diff(plan), dry_run=dry_run, notes=notes)
+                return WriteResult(plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), dry_run=dry_run, notes=notes)
             written = self._write(ws, plan, new_reports, ledger)
-            return WriteResult(plan.patch_ids, self._diff(plan), written, notes=notes)
+            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written, notes=notes)
 
     def diff(self, ids: list[str] | None = None) -> str:
         """The unified diff ``apply`` would write (empty when nothing is pending)."""

@@ -31,7 +31,15 @@ def _console(stderr: bool = False):
 
 
 def error(message: str) -> None:
-    """Print one error paragraph to stderr (``error: ...``)."""
+    """Print one error paragraph to stderr (``error: ...``).
+
+    Plain text, without importing rich, when stderr is not a terminal: a
+    ``status --json`` in CI that hits an error stays free of rich.
+    """
+    if not sys.stderr.isatty():
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
+        return
     console = _console(stderr=True)
     console.print(f"[bold red]error:[/] {_escape(message)}")
 

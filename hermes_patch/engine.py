@@ -131,7 +131,7 @@ def blocks_of(workspace: Workspace, patch_id: str, files: Iterable[str] | None =
         src = workspace.source(name)
         if src is None or "# hermes-patch: " not in src.text:
             continue
-        blocks = find_blocks(src.text, src.line_starts, src.tree, patch_id)
+        blocks = find_blocks(src, patch_id)
         if isinstance(blocks, str):
             raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess. Restore the marker or the file.")
         if blocks:
@@ -146,7 +146,7 @@ def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
     for name, src in workspace.loaded().items():
         if "# hermes-patch: " not in src.text:
             continue
-        blocks = find_blocks(src.text, src.line_starts, src.tree)
+        blocks = find_blocks(src)
         if isinstance(blocks, str):
             raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess.")
         mine = [b for b in blocks if b.patch_id in ids]

@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from hermes_patch.errors import ConfigError
+from hermes_patch.source import first_line, walk
 
 if TYPE_CHECKING:  # libcst is imported only by commands that transform
     import libcst
 
+    from hermes_patch.source import Source
     from hermes_patch.workspace import Workspace
 
 __all__ = [
@@ -193,34 +195,29 @@ class Block:
     node: ast.stmt = field(repr=False, compare=False)
 
 
-def find_blocks(text: str, line_starts: tuple[int, ...], tree: ast.Module, patch_id: str | None = None) -> list[Block] | str:
+def find_blocks(src: "Source", patch_id: str | None = None) -> list[Block] | str:
     """Find our marked blocks in a module.
 
     Args:
-        text: the module text; ``line_starts`` its line offsets
-            (:attr:`Source.line_starts`); ``tree`` its ast.
+        src: the module (its text, line offsets and ast).
         patch_id: only blocks of this patch, or every patch's when ``None``.
 
     Returns:
         The blocks in file order, or a string saying why a marker is orphaned
         (no statement starts on the line after it): a hand edit we will not
         guess about.
+
+    Only the top-level statements holding the line after a marker are
+    walked (:meth:`Source.statements_at`): any statement starting on that
+    line, at any depth, is inside one of them, and the walk keeps
+    ``ast.walk``'s order, so the statement found is the one a walk of the
+    whole tree would find first.
     """
-    markers = [
-        (m.group("id"), _line_of(line_starts, m.start()))
-        for m in _MARKER_RE.finditer(text)
-        if patch_id is None or m.group("id") == patch_id
-    ]
-    if not markers:
-        return []
-    starts: dict[int, ast.stmt] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.stmt):
-            first = _first_line(node)
-            starts.setdefault(first, node)
+    text, line_starts = src.text, src.line_starts
+    markers = [(m.group("id"), _line_of(line_starts, m.start())) for m in _markers(text) if patch_id is None or m.group("id") == patch_id]
     blocks: list[Block] = []
     for pid, line in markers:
-        node = starts.get(line + 1)
+        node = next((n for n in walk(src.statements_at(line + 1)) if isinstance(n, ast.stmt) and first_line(n) == line + 1), None)
         if node is None:
             return f"the marker comment for {pid} on line {line} is not followed by a statement"
         first = line
@@ -230,15 +227,30 @@ def find_blocks(text: str, line_starts: tuple[int, ...], tree: ast.Module, patch
     return blocks
 
 
+def _markers(text: str) -> list[re.Match[str]]:
+    """What ``_MARKER_RE.finditer(text)`` finds, matching only lines that hold the prefix.
+
+    A match starts at a line start (``^`` after ``\n``) and cannot cross a
+    line, so trying the regex at the start of each line holding
+    :data:`MARKER_PREFIX` (found with ``str.find``) finds the same matches
+    without scanning every line of a 19k-line file with the regex.
+    """
+    found = []
+    last_start = -1
+    at = text.find(MARKER_PREFIX)
+    while at != -1:
+        start = text.rfind("\n", 0, at) + 1
+        if start != last_start:
+            last_start = start
+            match = _MARKER_RE.match(text, start)
+            if match:
+                found.append(match)
+        at = text.find(MARKER_PREFIX, at + len(MARKER_PREFIX))
+    return found
+
+
 def _line_of(line_starts: tuple[int, ...], offset: int) -> int:
     return bisect.bisect_right(line_starts, offset)
-
-
-def _first_line(node: ast.stmt) -> int:
-    decorators = getattr(node, "decorator_list", None)
-    if decorators:
-        return min(d.lineno for d in decorators)
-    return node.lineno
 
 
 def remove_blocks(text: str, line_starts: tuple[int, ...], blocks: Iterable[Block]) -> str:

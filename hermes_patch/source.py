@@ -9,17 +9,22 @@ of whole lines followed by its removal gives back the original bytes.
 from __future__ import annotations
 
 import ast
+import bisect
 import hashlib
 import io
+import itertools
 import re
 import tokenize
+import unicodedata
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from hermes_patch.errors import TargetError
 
-__all__ = ["Source", "sha256_hex"]
+__all__ = ["Source", "sha256_hex", "first_line", "walk"]
 
 # Python's tokenizer ends a line at \r\n, \r or \n only; str.splitlines would
 # also split at \f, \x1c, \u2028 ..., and disagree with ast line numbers.
@@ -29,6 +34,31 @@ _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 def sha256_hex(data: bytes) -> str:
     """Return the hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def first_line(node: ast.stmt) -> int:
+    """First line of a statement, decorators included (ast's ``lineno`` is the ``def``)."""
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        return min(d.lineno for d in decorators)
+    return node.lineno
+
+
+def walk(nodes: Iterable[ast.AST]) -> Iterator[ast.AST]:
+    """:func:`ast.walk` over several trees at once, breadth first.
+
+    ``walk(some_statements)`` yields exactly the nodes that
+    ``ast.walk(module)`` yields below those statements, in the same relative
+    order (breadth-first order restricted to a subset of the top-level
+    subtrees is the breadth-first order of that subset), minus the
+    ``Module`` node itself. So a search that takes the first match finds the
+    same node, as long as the statements left out cannot hold a match.
+    """
+    todo = deque(nodes)
+    while todo:
+        node = todo.popleft()
+        todo.extend(ast.iter_child_nodes(node))
+        yield node
 
 
 @dataclass(frozen=True)
@@ -114,7 +144,10 @@ class Source:
         ``line_starts[n-1]:line_starts[n]``.
         """
         starts = [0]
-        starts.extend(m.end() for m in _NEWLINE_RE.finditer(self.text))
+        if "\r" in self.text:
+            starts.extend(m.end() for m in _NEWLINE_RE.finditer(self.text))
+        else:  # the usual case, 5x faster than the regex: only \n ends a line
+            starts.extend(itertools.accumulate(len(line) + 1 for line in self.text.split("\n")[:-1]))
         if starts[-1] != len(self.text):
             starts.append(len(self.text))
         return tuple(starts)
@@ -128,6 +161,79 @@ class Source:
         """The file's first line ending (``"\\n"`` when it has none)."""
         match = _NEWLINE_RE.search(self.text)
         return match.group() if match else "\n"
+
+    @cached_property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """(first, last) line of each top-level statement of :attr:`tree`, in order.
+
+        ``first`` includes decorators. Spans never overlap except when
+        statements share a line (``a = 1; b = 2``).
+        """
+        return tuple((first_line(node), node.end_lineno or node.lineno) for node in self.tree.body)
+
+    def statements_at(self, line: int) -> list[ast.stmt]:
+        """The top-level statements whose span holds ``line`` (1-based), in order.
+
+        Usually one or none; more only for statements sharing a line. Every
+        statement of the module that starts on ``line``, at any depth, is
+        inside one of them.
+        """
+        body = self.tree.body
+        return [body[i] for i in self._indexes_at(line)]
+
+    def _indexes_at(self, line: int) -> list[int]:
+        spans = self.spans
+        index = bisect.bisect_right(spans, (line, float("inf"))) - 1
+        found = []
+        # Spans are sorted and overlap only on a shared line, so walking back
+        # from the last statement starting at or before ``line`` can stop at
+        # the first one that starts before it.
+        while index >= 0 and spans[index][1] >= line:
+            found.append(index)
+            if spans[index][0] < line:
+                break
+            index -= 1
+        return found[::-1]
+
+    def mentioning(self, name: str) -> list[ast.stmt]:
+        """The top-level statements whose text may hold the identifier ``name``, in order.
+
+        Args:
+            name: an ASCII identifier (``"_LOOPBACK_HOSTS"``).
+
+        A statement is kept when ``name`` occurs in its lines, or when its
+        text changes under NFKC normalization and the normalized text holds
+        ``name`` (the parser normalizes identifiers with NFKC, PEP 3131, so
+        ``ｎame`` is the name ``name``). Every ``ast.Name``, attribute or
+        ``def`` spelled ``name`` is therefore inside a statement returned,
+        and the others need no walking. The search runs at C speed
+        (``str.find``); no tree is walked.
+        """
+        starts, text, body = self.line_starts, self.text, self.tree.body
+        found: set[int] = set()
+        at = text.find(name)
+        while at != -1:
+            found.update(self._indexes_at(bisect.bisect_right(starts, at)))
+            at = text.find(name, at + len(name))
+        for index in self._unnormalized:
+            first, last = self.spans[index]
+            if name in unicodedata.normalize("NFKC", text[starts[first - 1] : starts[last]]):
+                found.add(index)
+        return [body[i] for i in sorted(found)]
+
+    @cached_property
+    def _unnormalized(self) -> tuple[int, ...]:
+        """Indexes of the top-level statements whose text is not NFKC-normalized."""
+        text = self.text
+        if text.isascii() or unicodedata.is_normalized("NFKC", text):
+            return ()
+        starts = self.line_starts
+        out = []
+        for index, (first, last) in enumerate(self.spans):
+            segment = text[starts[first - 1] : starts[last]]
+            if not segment.isascii() and not unicodedata.is_normalized("NFKC", segment):
+                out.append(index)
+        return tuple(out)
 
     @cached_property
     def tree(self) -> ast.Module:

@@ -16,17 +16,9 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 from hermes_patch.fileio import read_bytes
-from hermes_patch.source import Source
+from hermes_patch.source import Source, first_line
 
 __all__ = ["Workspace", "Binding", "first_line"]
-
-
-def first_line(node: ast.stmt) -> int:
-    """First line of a statement, decorators included (ast's ``lineno`` is the ``def``)."""
-    decorators = getattr(node, "decorator_list", None)
-    if decorators:
-        return min(d.lineno for d in decorators)
-    return node.lineno
 
 
 @dataclass(frozen=True)
@@ -63,9 +55,21 @@ class Workspace:
         self._sources: dict[str, Source] = dict(sources or {})
         self._overrides = dict(overrides or {})
         self._missing: set[str] = set()
+        self._edited: dict[tuple[tuple[str, str], ...], Workspace] = {}
+        self._index: dict[str, dict[str, list[int]]] = {}
 
     def with_edits(self, edits: dict[str, str]) -> "Workspace":
-        """A new workspace that sees ``edits`` (file name to text) instead of the disk."""
+        """A new workspace that sees ``edits`` (file name to text) instead of the disk.
+
+        The same edits give back the same workspace object, so a result that
+        was parsed to verify it is not parsed again to record it.
+        """
+        key = tuple(sorted(edits.items()))
+        if key not in self._edited:
+            self._edited[key] = self._with_edits(edits)
+        return self._edited[key]
+
+    def _with_edits(self, edits: dict[str, str]) -> "Workspace":
         sources = {name: src for name, src in self._sources.items() if name not in edits}
         for name, text in edits.items():
             base = self.source(name)
@@ -119,11 +123,10 @@ class Workspace:
         src = self.source(file)
         if src is None:
             return []
-        found: list[Binding] = []
-        for node in src.tree.body:
-            if _binds(node, name):
-                found.append(Binding(file, node, first_line(node), node.end_lineno or node.lineno))
-        return found
+        if file not in self._index:  # one pass per file instead of one per question
+            self._index[file] = _bound_names(src)
+        body, spans = src.tree.body, src.spans
+        return [Binding(file, body[i], *spans[i]) for i in self._index[file].get(name, ())]
 
     def closest(self, name: str, file: str | None = None) -> str:
         """A hint for messages: top-level names of ``file`` that look like ``name``.
@@ -167,16 +170,25 @@ class Workspace:
         return None
 
 
-def _binds(node: ast.stmt, name: str) -> bool:
+def _bound_names(src: Source) -> dict[str, list[int]]:
+    """Name → indexes of the top-level statements binding it (one pass; see :meth:`Workspace.binding`)."""
+    out: dict[str, list[int]] = {}
+    for index, node in enumerate(src.tree.body):
+        for name in dict.fromkeys(_names_bound(node)):
+            out.setdefault(name, []).append(index)
+    return out
+
+
+def _names_bound(node: ast.stmt) -> list[str]:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return node.name == name
+        return [node.name]
     if isinstance(node, ast.Assign):
-        return any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
     if isinstance(node, ast.AnnAssign):
-        return isinstance(node.target, ast.Name) and node.target.id == name and node.value is not None
+        return [node.target.id] if isinstance(node.target, ast.Name) and node.value is not None else []
     if isinstance(node, ast.ImportFrom):
-        return any((a.asname or a.name) == name for a in node.names)
-    return False
+        return [a.asname or a.name for a in node.names]
+    return []
 
 
 def _sibling_module(node: ast.ImportFrom, package: str) -> str | None:

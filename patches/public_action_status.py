@@ -22,6 +22,7 @@ from typing import Any
 
 from hermes_patch.engine import blocks_of
 from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
+from hermes_patch.source import walk
 from hermes_patch.workspace import Workspace
 
 NAME = "_PUBLIC_API_PATHS"
@@ -134,7 +135,7 @@ class PublicActionStatus(Patch):
             return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {NAME} in {src.path.name}; found {found}")
         binding = upstream[0]
         uses = [
-            n for n in ast.walk(src.tree)
+            n for n in walk(src.mentioning(NAME))
             if isinstance(n, ast.Compare) and any(isinstance(op, (ast.NotIn, ast.In)) for op in n.ops)
             and any(isinstance(c, ast.Name) and c.id == NAME for c in n.comparators)
         ]

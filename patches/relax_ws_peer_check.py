@@ -23,6 +23,7 @@ from typing import Any
 
 from hermes_patch.engine import blocks_of
 from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
+from hermes_patch.source import walk
 from hermes_patch.workspace import Binding, Workspace
 
 LOOPBACK = "_LOOPBACK_HOSTS"
@@ -171,7 +172,8 @@ class RelaxWsPeerCheck(Patch):
         for file in sorted({b.file for b in found.values()} | {ws.entry}):
             src = ws.source(file)
             assert src is not None
-            for node in ast.walk(src.tree):
+            # Only statements that mention _LOOPBACK_HOSTS can hold such a function.
+            for node in walk(src.mentioning(LOOPBACK)):
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in FUNCTIONS and node.name != HELPER:
                     names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
                     attrs = {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
