@@ -66,6 +66,11 @@ class Plan:
         before: file name to the :class:`Source` the plan starts from.
         after: file name to the new text, only for files that change.
         patch_ids: the patches the plan applies or reverts.
+        expect: for apply, the state each patch must detect as afterwards
+            when it is not ``applied``: a re-apply whose new configuration
+            needs no edit (e.g. ``trusted_proxies`` emptied on a release that
+            already has the bind rule) only removes the old blocks and must
+            end ``not-needed``.
     """
 
     before: dict[str, Source]
@@ -73,6 +78,7 @@ class Plan:
     patch_ids: tuple[str, ...]
     kind: str = "apply"
     reports: tuple[PatchReport, ...] = field(default=())
+    expect: dict[str, State] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -215,16 +221,23 @@ def plan_apply(workspace: Workspace, reports: list[PatchReport], only: set[str] 
     if not pending:
         return Plan(before, {}, (), "apply", tuple(reports))
     current = workspace
+    expect: dict[str, State] = {}
     replaced = [r.id for r in pending if r.detection.replace]
     if replaced:
         current = workspace.with_edits(_remove(workspace, replaced))
-        pending = [PatchReport(r.patch, r.enabled, r.patch.detect(current)) if r.detection.replace else r for r in pending]
+        fresh = [PatchReport(r.patch, r.enabled, r.patch.detect(current)) if r.detection.replace else r for r in pending]
+        odd = [r for r in fresh if r.state not in (State.PENDING, State.NOT_NEEDED)]
+        if odd:
+            raise RefusedError(_refusal(odd, workspace, []))
+        expect = {r.id: State.NOT_NEEDED for r in fresh if r.state is State.NOT_NEEDED}
+        pending = [r for r in fresh if r.state is State.PENDING]
     jobs = [(r.patch, site) for r in pending for site in r.detection.sites]
     edits = _transform(current, jobs, fast)
     merged = {**{n: s.text for n, s in current.loaded().items()}, **edits}
     before = {name: workspace.source(name) for name in merged}  # type: ignore[misc]
     after = {name: text for name, text in merged.items() if text != before[name].text}
-    return Plan(before, after, tuple(r.id for r in pending), "apply", tuple(reports))
+    ids = tuple(r.id for r in pending) + tuple(expect)
+    return Plan(before, after, ids, "apply", tuple(reports), expect)
 
 
 def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, force: bool = False) -> Plan:
@@ -282,7 +295,7 @@ def verify(workspace: Workspace, plan: Plan, patches: list[tuple[Patch, bool]], 
     old_states = {r.id: r.state for r in plan.reports}
     for r in new_reports:
         if r.id in plan.patch_ids:
-            ok = r.state is State.APPLIED if plan.kind == "apply" else r.state in (State.PENDING, State.NOT_NEEDED)
+            ok = r.state is plan.expect.get(r.id, State.APPLIED) if plan.kind == "apply" else r.state in (State.PENDING, State.NOT_NEEDED)
         else:
             ok = r.state is old_states.get(r.id, r.state)
         if not ok:

@@ -245,3 +245,14 @@ def test_warm_status_matches_cold_status(tmp_path):
     cold = cold_app.status()
     assert not cold.warm
     assert warm.reports == cold.reports and warm.sha256 == cold.sha256
+
+
+def test_emptying_trusted_proxies_on_a_fixed_release_removes_our_edit(tmp_path):
+    """0.16+ has the bind rule: with trusted_proxies emptied, re-apply leaves the release as shipped."""
+    root = copy_fixture("r0_16", tmp_path / "t")
+    make_app(tmp_path, root, PROXY).apply([WS])
+    assert states(make_app(tmp_path, root))[WS] == "pending"
+    result = make_app(tmp_path, root).apply([WS])
+    assert result.patch_ids == (WS,)
+    assert states(make_app(tmp_path, root))[WS] == "not-needed"
+    assert tree_digest(root) == tree_digest(copy_fixture("r0_16", tmp_path / "pristine"))
