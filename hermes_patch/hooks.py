@@ -247,7 +247,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
                 else:
                     chained = chain.exists() or chain.is_symlink()
                 data = hook_script(name, command, chained).encode()
-                entry = {"path": str(path), "sha256": _sha(data), "chained": str(chain) if chained else None, "created_dir": (rec or {}).get("created_dir", not hooks_dir.exists())}
+                entry = {"path": str(path), "sha256": _sha(data), "chained": str(chain) if chained else None, "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(hooks_dir))}
                 writes.append((f"git hook {name}", path, data, 0o755, entry))
         if unit is not None:
             name = _unit_name(unit)
@@ -258,7 +258,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             current = _read(path)
             if current is not None and current != data and (rec is None or _sha(current) != rec["sha256"]):
                 raise RefusedError(_changed(path, "install") if rec else f"{path} exists and was not written by hermes-patch; nothing was changed. Move it aside, or merge its lines into your own drop-in.")
-            entry = {"unit": name, "scope": scope, "sha256": _sha(data), "created_dir": (rec or {}).get("created_dir", not directory.exists())}
+            entry = {"unit": name, "scope": scope, "sha256": _sha(data), "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(directory))}
             writes.append(("systemd drop-in", path, data, 0o644, entry))
         # Record first, then write: the ledger always knows what we touched.
         for kind, path, data, mode, entry in writes:
@@ -322,13 +322,13 @@ def uninstall(app: Any) -> list[str]:
                 done.append(f"removed the git hook {name} and put back the earlier one: {path}")
             else:
                 done.append(f"removed the git hook {name}: {path}")
-            _rmdir_if_created(path.parent, entry)
+            _rmdir_if_created(entry)
         for p, entry in sorted(dropins.items()):
             path = Path(p)
             if path.exists():
                 path.unlink()
             done.append(f"removed the systemd drop-in {path}")
-            _rmdir_if_created(path.parent, entry)
+            _rmdir_if_created(entry)
             scopes.add(entry["scope"])
         integ.pop("git-hooks", None)
         integ.pop("systemd", None)
@@ -344,12 +344,21 @@ def uninstall(app: Any) -> list[str]:
     return done
 
 
-def _rmdir_if_created(directory: Path, entry: dict[str, Any]) -> None:
-    if entry.get("created_dir"):
+def _missing_dirs(directory: Path) -> list[str]:
+    """The folders from ``directory`` up that do not exist yet (deepest first): what install creates."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(str(directory))
+        directory = directory.parent
+    return missing
+
+
+def _rmdir_if_created(entry: dict[str, Any]) -> None:
+    for directory in entry.get("created_dirs", []):
         try:
-            directory.rmdir()
+            Path(directory).rmdir()
         except OSError:
-            pass  # not empty: something else lives there now
+            return  # not empty: something else lives there now, and in its parents
 
 
 def show(app: Any) -> list[Installed]:

@@ -76,8 +76,11 @@ def write_launcher(path: Path, python: Path, settings: dict) -> Path:
 def launcher_main(launcher: str) -> int:
     """Body of the fake launcher: record argv, do the configured update, exit with the configured code."""
     settings = json.loads(Path(launcher).with_suffix(".json").read_text())
+    seen = {"argv": sys.argv[1:]}
+    if "watch" in settings:  # the bytes `hermes update` found (hermes-patch update reverts first)
+        seen["watched"] = Path(settings["watch"]).read_bytes().decode("utf-8")
     with open(settings["argv_log"], "a") as fh:
-        fh.write(json.dumps(sys.argv[1:]) + "\n")
+        fh.write(json.dumps(seen) + "\n")
     if sys.argv[1:2] != ["update"]:
         return 2
     mode = settings["mode"]

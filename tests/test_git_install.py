@@ -374,3 +374,20 @@ def test_branch_switch_reapplies_through_post_checkout(repo: Repo, run: Runner):
     git(repo.checkout, "checkout", "-q", "-B", "main", "origin/main")  # what `hermes update` does off its branch
     assert (repo.checkout / WEB).read_bytes().count(MARKER) == 1
     assert repo.porcelain() == set()
+
+
+def test_a_refused_reapply_in_the_hook_never_fails_the_pull(repo: Repo, run: Runner):
+    run("apply", "--root", repo.root, check=0)
+    run("hook", "install", "--root", repo.root, check=0)
+    shutil.rmtree(repo.seed / "hermes_cli")
+    shutil.copytree(FIXTURES / "r0_16" / "hermes_cli", repo.seed / "hermes_cli")
+    web = repo.seed / WEB
+    web.write_text(web.read_text().replace("_PUBLIC_API_PATHS", "_OPEN_PATHS"))  # a shape no patch knows
+    git(repo.seed, "add", "-A")
+    git(repo.seed, "commit", "-q", "-m", "unknown shape")
+    git(repo.seed, "push", "-q", "origin", "HEAD:main")
+    pull = git(repo.checkout, "pull", "--ff-only", "origin", "main", check=False)
+    assert pull.returncode == 0
+    assert f"hermes-patch: the dashboard patches were not re-applied; see: {' '.join(run_cmd(run, 'status', '--root', repo.root)[:1])} status --root {repo.checkout}" in pull.stderr
+    assert (repo.checkout / WEB).read_bytes() == web.read_bytes()  # upstream's file, whole
+    assert repo.porcelain() == set()
