@@ -328,7 +328,7 @@ class App:
             fault_point("after-target-write")
         self._commit(ledger, record)
         fault_point("after-ledger-commit")
-        gitint.finish_write(self, ledger, record)
+        gitint.finish_write(self, ledger, record, new_ws)
         return tuple(written)
 
     def _commit_record(self, new_ws, new_reports, journal) -> dict[str, Any]:

@@ -283,12 +283,23 @@ def _registered(root: Path, entry: dict[str, Any]) -> bool:
     return state["value"] == filter_command() and sorted(line.split()[0].lstrip("/") for line in state["lines"]) == entry.get("paths")
 
 
-def finish_write(app: Any, ledger: dict[str, Any], record: dict[str, Any]) -> None:
-    """After a write on a git install: refresh git's stat cache; drop the filter when nothing needs it."""
+def finish_write(app: Any, ledger: dict[str, Any], record: dict[str, Any], written: Any = None) -> None:
+    """After a write on a git install: refresh git's stat cache; drop the filter when nothing needs it.
+
+    Args:
+        written: the :class:`~hermes_patch.workspace.Workspace` holding the
+            text just written; its parsed trees spare a second parse when the
+            cleaned bytes are computed.
+    """
     root = repo_root(app.target)
     if root is None:
         return
-    if _settle(root, record):
+    cleaned = {}
+    for name, src in (written.loaded().items() if written is not None else ()):
+        blocks = find_blocks(src.text, src.line_starts, src.tree) if _MARKER in src.data else []
+        if not isinstance(blocks, str):
+            cleaned[_rel(root, app.target.package_dir / name)] = (src.data, src.encode(remove_blocks(src.text, src.line_starts, blocks)))
+    if _settle(root, record, cleaned):
         app.state.save(ledger)
 
 
@@ -332,7 +343,7 @@ def _files_with_blocks(root: Path, package_dir: Path) -> list[str]:
     return out
 
 
-def _settle(root: Path, record: dict[str, Any]) -> bool:
+def _settle(root: Path, record: dict[str, Any], cleaned: dict[str, tuple[bytes, bytes]] | None = None) -> bool:
     """Refresh the index for our filtered files; unregister when no block and no hook is left. True if the record changed."""
     integ = record.get("integrations", {})
     entry = integ.get("git-filter")
@@ -345,7 +356,7 @@ def _settle(root: Path, record: dict[str, Any]) -> bool:
             datas[rel] = (root / rel).read_bytes()
         except OSError:
             continue
-    refresh_index(root, datas)
+    refresh_index(root, datas, cleaned)
     if any(_MARKER in d for d in datas.values()) or integ.get("git-hooks"):
         return False
     _unregister(root, entry)
@@ -353,26 +364,63 @@ def _settle(root: Path, record: dict[str, Any]) -> bool:
     return True
 
 
-def refresh_index(root: Path, datas: dict[str, bytes]) -> list[str]:
+def refresh_index(root: Path, datas: dict[str, bytes], cleaned: dict[str, tuple[bytes, bytes]] | None = None) -> list[str]:
     """``git update-index`` the files whose cleaned bytes equal their index blob; return those paths.
+
+    Args:
+        datas: relative path to the file's bytes as read now.
+        cleaned: relative path to (bytes, those bytes cleaned), computed
+            already; used only while the bytes are still the same.
 
     A file whose cleaned content differs (the user's own edit) is left alone,
     so nothing of theirs gets staged.
     """
+    known = cleaned or {}
     if not datas:
         return []
-    out = git(root, "ls-files", "-s", "-z", "--", *datas, check=False).stdout
-    index: dict[str, tuple[str, str]] = {}
-    for item in out.split("\0"):
-        if not item:
+    index = _index_entries(root, list(datas))
+    todo = []
+    for rel, data in datas.items():
+        entry = index.get(rel)
+        if entry is None or entry["stage"] != "0" or _stat_matches(root / rel, entry):
+            continue  # untracked, conflicted, or git's stat cache already describes this file
+        pair = known.get(rel)
+        cleaned_data = pair[1] if pair is not None and pair[0] == data else clean(data)
+        if _blob_oid(cleaned_data, len(entry["oid"])) == entry["oid"]:
+            todo.append(rel)
+    if todo:
+        git(root, "update-index", "-q", "--", *todo, check=False)
+    return todo
+
+
+def _index_entries(root: Path, rels: list[str]) -> dict[str, dict[str, str]]:
+    """Index entries of ``rels`` from ``git ls-files -s --debug``: oid, stage, mtime (``sec:nsec``), size."""
+    out = git(root, "ls-files", "-s", "--debug", "--", *rels, check=False).stdout
+    entries: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in out.splitlines():
+        if not line.startswith((" ", "\t")):
+            meta, _, path = line.partition("\t")
+            _mode, oid, stage = meta.split()
+            current = entries.setdefault(path, {"oid": oid, "stage": stage})
             continue
-        meta, _, path = item.partition("\t")
-        mode, oid, stage = meta.split()
-        index[path] = (oid, stage)
-    fresh = [rel for rel, data in datas.items() if rel in index and index[rel][1] == "0" and _blob_oid(clean(data), len(index[rel][0])) == index[rel][0]]
-    if fresh:
-        git(root, "update-index", "-q", "--", *fresh, check=False)
-    return fresh
+        for field in line.strip().split("\t"):
+            key, _, value = field.partition(": ")
+            current[key.strip()] = value.strip()
+    return entries
+
+
+def _stat_matches(path: Path, entry: dict[str, str]) -> bool:
+    """Whether the index's recorded size and mtime are the file's (then git will not take it as modified)."""
+    try:
+        st = path.stat()
+        sec, _, nsec = entry["mtime"].partition(":")
+        size = int(entry["size"])
+    except (OSError, KeyError, ValueError):
+        return False
+    if size != st.st_size & 0xFFFFFFFF or int(sec) != int(st.st_mtime):
+        return False
+    return int(nsec or 0) in (0, st.st_mtime_ns % 1_000_000_000)
 
 
 # -- stashes left by earlier updates ------------------------------------------------------------

@@ -51,3 +51,43 @@ def test_crlf_and_user_edits_are_kept(tmp_path: Path, run: Runner):
     run("apply", "--root", str(root), check=0)
     mine = web.read_bytes() + b"# my own line\r\n"
     assert clean(mine) == pristine + b"# my own line\r\n"
+
+
+def _naive_starts(tree) -> dict:
+    import ast
+
+    from hermes_patch.patch import _first_line
+
+    starts: dict = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt):
+            starts.setdefault(_first_line(node), node)
+    return starts
+
+
+@pytest.mark.parametrize("shape", ["r0_14", "r0_15", "r0_16", "r0_20_moved"])
+def test_the_pruned_statement_search_matches_a_full_walk(shape: str):
+    import ast
+
+    from hermes_patch.patch import _statements_starting_at
+
+    for path in sorted((FIXTURES / shape / "hermes_cli").rglob("*.py")):
+        text = path.read_text()
+        tree = ast.parse(text)
+        every = set(range(1, text.count("\n") + 2))
+        assert _statements_starting_at(tree, every) == _naive_starts(tree), path
+
+
+@pytest.mark.real
+def test_the_pruned_statement_search_matches_on_a_real_release():
+    import ast
+    import random
+
+    from conftest import real_release
+    from hermes_patch.patch import _statements_starting_at
+
+    text = (real_release("0.19.0") / WEB).read_text()
+    tree = ast.parse(text)
+    naive = _naive_starts(tree)
+    sample = set(random.Random(4).sample(range(1, text.count("\n") + 1), 400))
+    assert _statements_starting_at(tree, sample) == {k: v for k, v in naive.items() if k in sample}

@@ -391,3 +391,19 @@ def test_a_refused_reapply_in_the_hook_never_fails_the_pull(repo: Repo, run: Run
     assert f"hermes-patch: the dashboard patches were not re-applied; see: {' '.join(run_cmd(run, 'status', '--root', repo.root)[:1])} status --root {repo.checkout}" in pull.stderr
     assert (repo.checkout / WEB).read_bytes() == web.read_bytes()  # upstream's file, whole
     assert repo.porcelain() == set()
+
+
+def test_apply_registers_a_missing_filter_even_with_nothing_to_write(repo: Repo, run: Runner):
+    run("apply", "--root", repo.root, check=0)
+    git(repo.checkout, "config", "--remove-section", "filter.hermes-patch")
+    os.utime(repo.checkout / WEB, (1, 1))
+    assert repo.porcelain() == {f" M {WEB}"}
+    code, doc = run.status("--root", repo.root)
+    assert code == 0 and doc["notes"] == [
+        f"git sees our edits of {WEB} as local changes, so `hermes update` would stash them; "
+        "`hermes-patch apply` registers the git clean filter that hides them"
+    ]
+    assert run("status", "--root", repo.root, "--strict").returncode == 1
+    assert run("apply", "--root", repo.root, check=0).stdout.strip() == "nothing to apply"
+    assert repo.porcelain() == set()
+    assert run.status("--root", repo.root)[1]["notes"] == []
