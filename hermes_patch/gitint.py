@@ -192,15 +192,22 @@ def _attr_block(paths: list[str]) -> str:
     return "".join([_ATTR_HEADER + "\n", *(f"/{p} filter={FILTER}\n" for p in sorted(paths))])
 
 
+def _note_facts(root: Path, entry: dict[str, Any]) -> None:
+    """Record, before the first registration, what :func:`_unregister` must put back."""
+    if "previous" not in entry:
+        current = git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
+        # A value naming our own filter (an older install path) is ours, not the user's.
+        entry["previous"] = None if current is None or "git-clean-filter" in current else current
+    if "created" not in entry:
+        entry["created"] = not git_path(root, "info/attributes").exists()
+
+
 def _register(root: Path, entry: dict[str, Any], paths: list[str]) -> None:
-    """Write the config value and our attributes block for ``paths`` (records first-time facts in ``entry``)."""
+    """Write the config value and our attributes block for ``paths`` (after :func:`_note_facts` was saved)."""
     from hermes_patch.fileio import atomic_write
 
     command = filter_command()
     current = git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
-    if "previous" not in entry:
-        # A value naming our own filter (an older install path) is ours, not the user's.
-        entry["previous"] = None if current is None or "git-clean-filter" in current else current
     if current != command:
         git(root, "config", f"filter.{FILTER}.clean", command)
     entry["command"] = command
@@ -209,7 +216,6 @@ def _register(root: Path, entry: dict[str, Any], paths: list[str]) -> None:
         before = attributes.read_text("utf-8")
     except FileNotFoundError:
         before = None
-    entry.setdefault("created", before is None)
     text = before or ""
     old_block = entry.get("appended")
     if old_block and text.endswith(old_block):
@@ -273,6 +279,7 @@ def prepare_write(app: Any, ledger: dict[str, Any], record: dict[str, Any], name
     if entry.get("paths") == paths and _registered(root, entry):
         return
     entry["paths"] = paths
+    _note_facts(root, entry)
     app.state.save(ledger)
     _register(root, entry, paths)
     app.state.save(ledger)
@@ -325,6 +332,7 @@ def sync(app: Any) -> None:
                 record = ledger["targets"].setdefault(app.key, record)
                 entry = _integrations(record).setdefault("git-filter", {})
                 entry["paths"] = paths
+                _note_facts(root, entry)
                 app.state.save(ledger)
                 _register(root, entry, paths)
                 app.state.save(ledger)

@@ -120,7 +120,8 @@ def _is_ours(data: bytes | None, name: str) -> bool:
 
 def _hooks_dir(root: Path) -> Path:
     hooks = gitint.git_path(root, "hooks")
-    common = gitint.git_path(root, ".")
+    out = gitint.git(root, "rev-parse", "--git-common-dir").stdout.strip()
+    common = Path(out) if Path(out).is_absolute() else root / out
     try:
         hooks.resolve().relative_to(common.resolve())
     except ValueError:
