@@ -2,7 +2,9 @@
 
 Exit codes: ``status`` 0 (all applied / not-needed), 1 (pending or
 drifted), 2 (unknown shape or an error); ``apply``/``revert`` 0 (done or
-nothing to do), 2 (refused or failed, every file unchanged).
+nothing to do), 2 (refused or failed, every file unchanged); ``update`` 0
+(done), 2 (a step failed; see :mod:`hermes_patch.update`); ``hook`` 0, or 2
+when refused (nothing changed).
 """
 
 from __future__ import annotations
