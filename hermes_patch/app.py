@@ -99,6 +99,10 @@ class App:
         self._config_path = config_path
         self._state_dir = state_dir
 
+    def fresh(self) -> "App":
+        """A new App with the same options and nothing cached (after ``hermes update`` changed the release)."""
+        return App(self._file, self._python, self._root, self._config_path, self._state_dir)
+
     # -- inputs --------------------------------------------------------------
 
     @cached_property
@@ -319,6 +323,9 @@ class App:
                 entry = {"original": before.sha256}  # a fresh release (or first write)
             journal[name] = {"before": before.sha256, "after": sha256_hex(data), "original": entry.get("original", before.sha256)}
         fault_point("after-backup")
+        from hermes_patch import gitint
+
+        gitint.prepare_write(self, ledger, record, list(new_bytes), plan.kind)  # git installs: hide our edits from git first
         new_ws = ws.with_edits(plan.after)
         commit = self._commit_record(new_ws, new_reports, journal)
         record["pending"] = {"kind": plan.kind, "files": journal, "commit": commit}
@@ -331,6 +338,7 @@ class App:
             fault_point("after-target-write")
         self._commit(ledger, record)
         fault_point("after-ledger-commit")
+        gitint.finish_write(self, ledger, record, new_ws)
         return tuple(written)
 
     def _commit_record(self, new_ws, new_reports, journal) -> dict[str, Any]:

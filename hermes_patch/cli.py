@@ -3,7 +3,9 @@
 Exit codes: ``status`` 0 (all applied / not-needed), 1 (pending or
 drifted), 2 (unknown shape or an error); ``apply``/``revert`` 0 (done or
 nothing to do), 2 (refused or failed, every file unchanged); ``verify`` 0,
-1 (an applied patch is not effective), 2 (an error).
+1 (an applied patch is not effective), 2 (an error); ``update`` 0 (done),
+2 (a step failed; see :mod:`hermes_patch.update`); ``hook`` 0, or 2 when
+refused (nothing changed).
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def list_cmd(verbose: bool, config: Path | None) -> None:
 @click.option("--strict", is_flag=True, help="Exit non-zero on warnings too (sensitive actions, notes).")
 def status(app, as_json: bool, strict: bool) -> None:
     """Show each patch's state: applied, pending, not-needed, unknown-shape, drifted."""
-    result = app.status()
+    from hermes_patch import gitint
+
+    result = gitint.with_status_notes(app, app.status())
     code = result.exit_code
     if strict and code == 0 and (result.notes or any(r.notes for r in result.reports if r.enabled)):
         code = 1
@@ -119,12 +123,34 @@ def status(app, as_json: bool, strict: bool) -> None:
 @target_options
 @click.argument("ids", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
-def apply(app, ids: tuple[str, ...], dry_run: bool) -> None:
+@click.option("--drop-our-stash/--keep-our-stash", "drop_stash", default=None, help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.")
+def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None) -> None:
     """Apply the pending patches (all enabled ones, or IDS)."""
+    from hermes_patch import gitint
     from hermes_patch.console import print_write
 
     result = app.apply(list(ids) or None, dry_run=dry_run)
     print_write("apply", result, show_diff=dry_run)
+    if not dry_run:
+        gitint.sync(app)
+        _offer_stash_drop(app, drop_stash)
+
+
+def _offer_stash_drop(app, drop: bool | None) -> None:
+    from hermes_patch import gitint
+    from hermes_patch.console import note
+
+    root = gitint.repo_root(app.target)
+    stashes = gitint.our_stashes(root, app.target.package_dir.name) if root is not None else []
+    if not stashes:
+        return
+    listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)
+    if drop is None and sys.stdin.isatty() and sys.stdout.isatty():
+        drop = click.confirm(f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False)
+    if drop:
+        note(f"dropped {', '.join(gitint.drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
+    else:
+        note(f"{listing} holds only hermes-patch's own edits (left by an earlier update); kept. `hermes-patch apply --drop-our-stash` drops it")
 
 
 @cli.command()
@@ -148,6 +174,75 @@ def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
 
     result = app.revert(list(ids) or None, force=force, dry_run=dry_run)
     print_write("revert", result, show_diff=dry_run)
+    if not dry_run:
+        from hermes_patch import gitint
+
+        gitint.sync(app)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@target_options
+@click.argument("hermes_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HERMES_ARGS...]")
+def update(app, hermes_args: tuple[str, ...]) -> None:
+    """Revert our edits, run `hermes update` (with HERMES_ARGS), re-apply, show status.
+
+    Exit 0 when done, 2 when `hermes update` failed or the patches could not
+    be re-applied (the message says which; no file is left half-patched).
+    """
+    from hermes_patch.console import error, print_status, step
+    from hermes_patch.update import run_update
+
+    outcome = run_update(app, hermes_args, step, error)
+    if outcome.status is not None:
+        print_status(outcome.status)
+    sys.exit(outcome.exit_code)
+
+
+@cli.group()
+def hook() -> None:
+    """Re-apply the patches after every update, by themselves (git hooks, systemd drop-in)."""
+
+
+@hook.command("install")
+@target_options
+@click.option("--systemd-unit", "unit", metavar="NAME", help="Also add an ExecStartPre= drop-in to this unit (the one that runs `hermes dashboard`).")
+@click.option("--user/--system", "user_scope", default=True, help="The unit is a user unit (default, ~/.config/systemd/user) or a system unit (/etc/systemd/system).")
+@click.option("--unit-dir", type=click.Path(path_type=Path), help="Write the drop-in below this unit directory instead.")
+def hook_install(app, unit: str | None, user_scope: bool, unit_dir: Path | None) -> None:
+    """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit)."""
+    from hermes_patch import hooks
+    from hermes_patch.console import print_lines
+
+    print_lines(hooks.install(app, unit, "user" if user_scope else "system", unit_dir))
+
+
+@hook.command("uninstall")
+@target_options
+def hook_uninstall(app) -> None:
+    """Remove exactly what `hook install` added (an earlier hook of yours is put back)."""
+    from hermes_patch import hooks
+    from hermes_patch.console import print_lines
+
+    print_lines(hooks.uninstall(app))
+
+
+@hook.command("show")
+@target_options
+def hook_show(app) -> None:
+    """Print what is installed for this target, where, and whether it is still as installed."""
+    from hermes_patch import hooks
+    from hermes_patch.console import print_installed
+
+    print_installed(hooks.show(app), app.target)
+
+
+@cli.command("git-clean-filter", hidden=True)
+def git_clean_filter() -> None:
+    """Git's clean filter (registered by apply on git installs): stdin without our marked blocks, on stdout."""
+    from hermes_patch.gitint import clean
+
+    sys.stdout.buffer.write(clean(sys.stdin.buffer.read()))
+    sys.stdout.buffer.flush()
 
 
 @cli.command()

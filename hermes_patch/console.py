@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["print_status", "print_list", "print_diff", "print_write", "print_verify", "error"]
+__all__ = ["print_status", "print_list", "print_diff", "print_write", "print_verify", "print_lines", "print_installed", "note", "step", "error"]
 
 _STYLE = {
     "applied": "green",
@@ -42,6 +42,36 @@ def error(message: str) -> None:
         return
     console = _console(stderr=True)
     console.print(f"[bold red]error:[/] {_escape(message)}")
+
+
+def note(message: str) -> None:
+    """One ``note: ...`` line on stdout."""
+    _console().print(f"[yellow]note:[/] {_escape(message)}")
+
+
+def step(message: str) -> None:
+    """One progress line of a multi-step command (``update``)."""
+    _console().print(f"[bold]{_escape(message)}[/]")
+
+
+def print_lines(lines: list[str]) -> None:
+    """Plain lines, one per thing done."""
+    console = _console()
+    for line in lines:
+        console.print(_escape(line))
+
+
+def print_installed(items: list[Any], target: Any) -> None:
+    """``hook show``: each installed piece, its file, its state, and what it holds."""
+    console = _console()
+    if not items:
+        console.print(f"nothing installed for {_escape(str(target.file))}; `hermes-patch hook install` installs what fits")
+        return
+    for item in items:
+        style = "green" if item.state == "installed" else "red"
+        console.print(f"{_escape(item.kind)}: {_escape(str(item.path))} [{style}]({item.state})[/]")
+        for line in item.lines:
+            console.print(f"    {_escape(line)}")
 
 
 def _escape(text: str) -> str:
@@ -98,12 +128,12 @@ def _summary(result: Any) -> str:
 
 
 def print_list(rows: list[tuple[str, str, str, str]], verbose: bool = False, params: dict[str, list[tuple[str, str, str]]] | None = None) -> None:
-    """``list``: ``id  versions  description`` sorted by id, plus the source when not built in."""
+    """``list``: ``id  versions  description (source)`` sorted by id; source is ``builtin``, a folder or an entry point."""
     console = _console()
     width = max((len(r[0]) for r in rows), default=0)
     vwidth = max((len(r[1]) for r in rows), default=0)
     for pid, versions, desc, source in sorted(rows):
-        extra = "" if source == "builtin" else f"  [dim]({_escape(source)})[/]"
+        extra = f"  [dim]({_escape(source)})[/]"
         console.print(f"{pid:<{width}}  {versions:<{vwidth}}  {_escape(desc)}{extra}")
         if verbose and params:
             for name, default, doc in params.get(pid, []):

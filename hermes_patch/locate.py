@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hermes_patch.errors import TargetError
@@ -47,6 +47,8 @@ class Target:
         found_by: how it was found, for people (``--file``, ``launcher ...``).
         symlink: the path given when it was a symlink (we edit the real file).
         read_only: why the file cannot be written, or ``None``.
+        launcher: the ``hermes`` launcher the target was found by, if any
+            (``hermes-patch update`` runs ``<launcher> update``).
     """
 
     file: Path
@@ -58,6 +60,7 @@ class Target:
     found_by: str
     symlink: Path | None = None
     read_only: str | None = None
+    launcher: Path | None = None
 
     @property
     def writable(self) -> bool:
@@ -234,7 +237,7 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
         interp = _launcher_python(Path(launcher))
         if interp is not None and interp.exists():
             try:
-                return _from_python(interp, f"launcher {launcher}")
+                return replace(_from_python(interp, f"launcher {launcher}"), launcher=Path(launcher))
             except TargetError as exc:
                 tried.append(f"the launcher {launcher} ({exc})")
         else:

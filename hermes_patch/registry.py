@@ -81,7 +81,7 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
     for index, directory in enumerate(user_dirs or []):
         if not directory.is_dir():
             raise ConfigError(f"the patch directory {directory} named in the configuration (patch_dirs) does not exist.")
-        classes.extend(_load_dir(directory, f"hermes_patch._user{index}", str(directory)))
+        classes.extend(_load_dir(directory, f"hermes_patch._user{index}", f"patch_dirs {directory}"))
     if entry_points:
         from importlib.metadata import entry_points as _eps
 
@@ -93,7 +93,8 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
             items = value if isinstance(value, (list, tuple)) else [value]
             for item in items:
                 if isinstance(item, type) and issubclass(item, Patch):
-                    item.SOURCE = f"entry point {ep.value}"
+                    dist = getattr(ep, "dist", None)
+                    item.SOURCE = f"entry point {ep.value}" + (f" from {dist.name} {dist.version}" if dist is not None else "")
                     classes.append(item)
     seen: dict[str, type[Patch]] = {}
     for cls in classes:

@@ -59,8 +59,12 @@ class Runner:
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, check: int | None = None, input: str | None = None) -> subprocess.CompletedProcess:
         cmd = [hermes_patch_exe(), *args]
-        if args and args[0] not in ("list", "--help", "--version", "hook"):
-            cmd += ["--state-dir", str(self.state), "--config", str(self.config)]
+        takes_target = args and args[0] not in ("list", "--help", "--version", "git-clean-filter", "hook")
+        if args[:1] == ("hook",) and args[1:2] in (("install",), ("uninstall",), ("show",)):
+            takes_target = True
+        if takes_target:
+            cut = 1 + args.index("--") if "--" in args else len(cmd)  # before `--`: the rest goes to hermes
+            cmd[cut:cut] = ["--state-dir", str(self.state), "--config", str(self.config)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=300, input=input)
         if check is not None:
             assert proc.returncode == check, f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -98,16 +102,9 @@ def fixture_root(tmp_path: Path):
 # -- real releases ------------------------------------------------------------------
 
 
-def real_release(version: str) -> Path:
-    """A pristine ``pip install --no-deps --target`` of hermes-agent ``version`` (cached).
-
-    Returns the target directory (it holds ``hermes_cli/`` and the dist-info).
-    """
+def wheel(version: str) -> Path:
+    """The hermes-agent ``version`` wheel in ``CACHE/wheels`` (downloaded once from the package registry)."""
     wheels = CACHE / "wheels"
-    target = CACHE / "real" / version
-    done = target / ".complete"
-    if done.exists():
-        return target
     wheels.mkdir(parents=True, exist_ok=True)
     pattern = f"hermes_agent-{version}-*.whl"
     if not list(wheels.glob(pattern)):
@@ -115,14 +112,26 @@ def real_release(version: str) -> Path:
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", f"hermes-agent=={version}", "-d", str(wheels)],
             check=True, timeout=600,
         )
-    wheel = next(wheels.glob(pattern))
+    return next(wheels.glob(pattern))
+
+
+def real_release(version: str) -> Path:
+    """A pristine ``pip install --no-deps --target`` of hermes-agent ``version`` (cached).
+
+    Returns the target directory (it holds ``hermes_cli/`` and the dist-info).
+    """
+    target = CACHE / "real" / version
+    done = target / ".complete"
+    if done.exists():
+        return target
+    whl = wheel(version)
     if target.exists():
         shutil.rmtree(target)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), str(wheel)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), str(whl)],
         check=True, timeout=600,
     )
-    done.write_text(wheel.name)
+    done.write_text(whl.name)
     return target
 
 
@@ -134,3 +143,6 @@ def copy_real(version: str, dest: Path) -> Path:
     for dist in src.glob("hermes_agent-*.dist-info"):
         shutil.copytree(dist, dest / dist.name)
     return dest
+
+# The catalog's patches that need configuration and are not-needed by default.
+UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed"}

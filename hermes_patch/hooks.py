@@ -1,0 +1,400 @@
+"""``hermes-patch hook install | uninstall | show``: re-apply after every update, by itself.
+
+What fits which setup:
+
+* git install (the installer's default): the clean filter of
+  :mod:`hermes_patch.gitint` (git never sees our edits, so ``hermes update``
+  never stashes them) and two git hooks in the checkout's hooks directory:
+  ``post-merge`` (after ``git pull``, which ``hermes update`` and the
+  dashboard's Update button run) and ``post-checkout`` (after a branch
+  switch, which ``hermes update`` does when the checkout is not on its
+  branch). Each runs ``hermes-patch apply`` for this checkout and never
+  changes the git command's outcome. A hook that was already there is kept
+  as ``<name>.pre-hermes-patch`` and run first.
+* any install run by systemd: a drop-in
+  ``<unit>.service.d/hermes-patch.conf`` with
+  ``ExecStartPre=-hermes-patch apply ...``, so every (re)start of the unit
+  that runs ``hermes dashboard`` re-applies first (``-``: a refusal never
+  keeps the dashboard from starting). For pip, uv and pipx installs this
+  and ``hermes-patch update`` are the integration.
+
+Installing twice writes the same bytes; uninstall removes exactly what
+install added (a chained hook is renamed back, directories we created are
+removed when empty). What was installed is recorded in the ledger (state
+dir), never inside the Hermes tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hermes_patch import gitint
+from hermes_patch.errors import RefusedError
+from hermes_patch.fileio import atomic_write
+
+__all__ = ["Installed", "apply_command", "install", "uninstall", "show", "hook_script", "dropin_text", "unit_dir", "GIT_HOOKS"]
+
+GIT_HOOKS = ("post-merge", "post-checkout")
+CHAIN_SUFFIX = ".pre-hermes-patch"
+DROPIN = "hermes-patch.conf"
+_HEADER = "# hermes-patch: {name} hook"
+_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One installed piece, as ``hook show`` prints it.
+
+    Attributes:
+        kind: ``git clean filter``, ``git hook post-merge``, ``systemd drop-in``...
+        path: the file it lives in.
+        state: ``installed``, ``missing`` or ``changed since install``.
+        lines: what it holds that matters (the command it runs, the entries).
+    """
+
+    kind: str
+    path: Path
+    state: str
+    lines: tuple[str, ...] = ()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def apply_command(app: Any) -> list[str]:
+    """``hermes-patch apply`` for this target, state dir and configuration, as an argv list."""
+    t = app.target
+    where = ["--root", str(t.root)] if t.root is not None else ["--file", str(t.file)]
+    config = ["--config", str(app.config.path)] if app.config.exists else []
+    return [*gitint.self_command(), "apply", *where, "--state-dir", str(app.state.path), *config]
+
+
+# -- git hooks ---------------------------------------------------------------------------------
+
+
+def hook_script(name: str, command: list[str], chained: bool) -> str:
+    """The text of our git hook ``name`` running ``command``; runs ``<name>.pre-hermes-patch`` first when ``chained``."""
+    cmd = " ".join(shlex.quote(a) for a in command)
+    status_cmd = " ".join(shlex.quote(a) for a in [*gitint.self_command(), "status", *command[command.index("apply") + 1 :]])
+    lines = [
+        "#!/bin/sh",
+        _HEADER.format(name=name) + " (installed by `hermes-patch hook install`; `hermes-patch hook uninstall` removes it)",
+        "# Re-applies the dashboard patches after git updates the checkout (`hermes update`, the",
+        "# dashboard's Update button); never changes the outcome of the git command.",
+        "status=0",
+    ]
+    if chained:
+        prev = f'"$(dirname "$0")/{name}{CHAIN_SUFFIX}"'
+        lines += [f"if [ -x {prev} ]; then", f'    {prev} "$@"', "    status=$?", "fi"]
+    run = [
+        f"if [ -x {shlex.quote(command[0])} ]; then",
+        f"    {cmd} </dev/null >&2 ||",
+        f'        echo "hermes-patch: the dashboard patches were not re-applied; see: {status_cmd}" >&2',
+        "fi",
+    ]
+    if name == "post-checkout":  # $3 = 1: a branch checkout (not `git checkout -- FILE`); $1 != $2: HEAD moved
+        run = ['if [ "$3" = 1 ] && [ "$1" != "$2" ]; then', *("    " + line for line in run), "fi"]
+    lines += run + ["exit $status"]
+    return "\n".join(lines) + "\n"
+
+
+def _is_ours(data: bytes | None, name: str) -> bool:
+    return data is not None and _HEADER.format(name=name).encode() in data
+
+
+def _hooks_dir(root: Path) -> Path:
+    hooks = gitint.git_path(root, "hooks")
+    out = gitint.git(root, "rev-parse", "--git-common-dir").stdout.strip()
+    common = Path(out) if Path(out).is_absolute() else root / out
+    try:
+        hooks.resolve().relative_to(common.resolve())
+    except ValueError:
+        raise RefusedError(
+            f"core.hooksPath points git's hooks of {root} to {hooks}, a directory other repositories may share; "
+            f"hermes-patch will not install hooks there. Nothing was changed. Add this line to your own post-merge "
+            f"hook instead: {' '.join(shlex.quote(a) for a in ['hermes-patch', 'apply', '--root', str(root)])}"
+        ) from None
+    return hooks
+
+
+# -- systemd drop-ins ---------------------------------------------------------------------------
+
+
+def _unit_name(unit: str) -> str:
+    name = unit[: -len(".service")] if unit.endswith(".service") else unit
+    if not name or not _UNIT_RE.match(name):
+        raise RefusedError(f"{unit!r} is not a systemd unit name. Pass the name of the unit that runs `hermes dashboard`, e.g. --systemd-unit hermes-dashboard (see `systemctl --user list-units 'hermes*'`).")
+    return name
+
+
+def unit_dir(scope: str, override: Path | None = None) -> Path:
+    """Where unit drop-ins go: ``--unit-dir``, else ``$XDG_CONFIG_HOME/systemd/user`` (``--user``) or ``/etc/systemd/system``."""
+    if override is not None:
+        return override.expanduser().absolute()
+    if scope == "system":
+        return Path("/etc/systemd/system")
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config").expanduser() / "systemd" / "user"
+
+
+def _systemd_quote(arg: str) -> str:
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dropin_text(unit: str, scope: str, command: list[str]) -> str:
+    """The drop-in file for ``unit`` (``ExecStartPre=-`` so a refusal never blocks the start)."""
+    return "\n".join([
+        f"# hermes-patch: re-applies the dashboard patches before every start of {unit}.service",
+        f"# (installed by `hermes-patch hook install --systemd-unit {unit} --{scope}`; `hermes-patch hook uninstall` removes it)",
+        "[Service]",
+        "ExecStartPre=-" + " ".join(_systemd_quote(a) for a in command),
+    ]) + "\n"
+
+
+def _reload(scope: str) -> str:
+    cmd = ["systemctl", "--user", "daemon-reload"] if scope == "user" else ["systemctl", "daemon-reload"]
+    shown = " ".join(cmd)
+    if shutil.which("systemctl") is None:
+        return f"systemctl is not on PATH here; run `{shown}` on the machine that runs the unit"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`{shown}` could not run ({exc}); run it yourself"
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        return f"`{shown}` failed ({last[-1] if last else proc.returncode}); run it yourself where systemd manages the unit"
+    return f"ran `{shown}`"
+
+
+# -- install / uninstall / show ---------------------------------------------------------------
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    if _read(path) == data and (path.stat().st_mode & 0o777) == mode:
+        return
+    atomic_write(path, data)
+    os.chmod(path, mode)
+
+
+def install(app: Any, unit: str | None = None, scope: str = "user", unit_directory: Path | None = None) -> list[str]:
+    """Install what fits the target; return one line per thing done (for people).
+
+    Args:
+        unit: ``--systemd-unit``: also write a drop-in for this unit.
+        scope: ``user`` or ``system`` (which systemd manager owns the unit).
+        unit_directory: ``--unit-dir``: write the drop-in below this folder.
+
+    Raises:
+        RefusedError: nothing fits (a pip install without ``--systemd-unit``),
+            a file we would write was changed since we installed it, a hook
+            cannot be chained, or ``core.hooksPath`` is shared. Checked
+            before anything is written.
+        TargetError: git failed (see :func:`hermes_patch.gitint.git`).
+    """
+    target = app.target
+    root = gitint.repo_root(target)
+    if root is None and unit is None:
+        how = "a git checkout" if target.install_method == "git" else f"a {target.install_method} install"
+        raise RefusedError(
+            f"{target.file} is {how}: there is no git hook to install"
+            + (" (git is not on PATH)" if target.install_method == "git" else "")
+            + ". For this install the integration is a systemd drop-in for the unit that runs `hermes dashboard` "
+            "(`hermes-patch hook install --systemd-unit NAME --user`, or --system), and updating with "
+            "`hermes-patch update` instead of `hermes update`. Nothing was changed."
+        )
+    command = apply_command(app)
+    done: list[str] = []
+    with app.state.lock(app.key):
+        ledger = app.state.load()
+        record = ledger["targets"].setdefault(app.key, {})
+        integ = record.setdefault("integrations", {})
+        writes: list[tuple[str, Path, bytes, int, dict[str, Any]]] = []
+        moves: list[tuple[Path, Path]] = []
+        if root is not None:
+            hooks_dir = _hooks_dir(root)
+            recorded = integ.get("git-hooks", {})
+            for name in GIT_HOOKS:
+                path = hooks_dir / name
+                chain = hooks_dir / (name + CHAIN_SUFFIX)
+                current = _read(path) if path.exists() or path.is_symlink() else None
+                rec = recorded.get(name)
+                if _is_ours(current, name):
+                    if rec and _sha(current) != rec["sha256"]:  # type: ignore[arg-type]
+                        raise RefusedError(_changed(path, "install"))
+                    chained = chain.exists() or chain.is_symlink()
+                elif current is not None or path.is_symlink():
+                    if chain.exists() or chain.is_symlink():
+                        raise RefusedError(f"{path} exists and so does {chain}; hermes-patch cannot keep both. Nothing was changed. Merge them into one hook, then run `hermes-patch hook install` again.")
+                    moves.append((path, chain))
+                    chained = True
+                else:
+                    chained = chain.exists() or chain.is_symlink()
+                data = hook_script(name, command, chained).encode()
+                entry = {"path": str(path), "sha256": _sha(data), "chained": str(chain) if chained else None, "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(hooks_dir))}
+                writes.append((f"git hook {name}", path, data, 0o755, entry))
+        if unit is not None:
+            name = _unit_name(unit)
+            directory = unit_dir(scope, unit_directory) / f"{name}.service.d"
+            path = directory / DROPIN
+            data = dropin_text(name, scope, command).encode()
+            rec = integ.get("systemd", {}).get(str(path))
+            current = _read(path)
+            if current is not None and current != data and (rec is None or _sha(current) != rec["sha256"]):
+                raise RefusedError(_changed(path, "install") if rec else f"{path} exists and was not written by hermes-patch; nothing was changed. Move it aside, or merge its lines into your own drop-in.")
+            entry = {"unit": name, "scope": scope, "sha256": _sha(data), "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(directory))}
+            writes.append(("systemd drop-in", path, data, 0o644, entry))
+        # Record first, then write: the ledger always knows what we touched.
+        for kind, path, data, mode, entry in writes:
+            if kind.startswith("git hook"):
+                integ.setdefault("git-hooks", {})[kind.split()[-1]] = entry
+            else:
+                integ.setdefault("systemd", {})[str(path)] = entry
+        app.state.save(ledger)
+        for src, dst in moves:
+            os.rename(src, dst)
+            done.append(f"kept the existing {src.name} hook as {dst.name}; ours runs it first")
+        for kind, path, data, mode, entry in writes:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            before = _read(path)
+            _write_file(path, data, mode)
+            done.append(f"{kind}: {path}" + (" (unchanged)" if before == data else ""))
+    if root is not None:
+        gitint.sync(app)
+        done.append(f"git clean filter: {gitint.git_path(root, 'info/attributes')} and {gitint.git_path(root, 'config')}")
+    if unit is not None:
+        done.append(_reload(scope))
+    return done
+
+
+def _changed(path: Path, verb: str) -> str:
+    return (
+        f"{path} was changed since `hermes-patch hook install` wrote it; hermes-patch will not {verb} over someone's edit. "
+        f"Nothing was changed. Compare it with `hermes-patch hook show`, then move it aside and run the command again."
+    )
+
+
+def uninstall(app: Any) -> list[str]:
+    """Remove exactly what :func:`install` added for this target; return one line per thing done.
+
+    Raises:
+        RefusedError: a file we installed was changed since (checked for all
+            before anything is removed).
+    """
+    done: list[str] = []
+    scopes: set[str] = set()
+    with app.state.lock(app.key):
+        ledger = app.state.load()
+        record = ledger["targets"].get(app.key, {})
+        integ = record.get("integrations", {})
+        hooks = integ.get("git-hooks", {})
+        dropins = integ.get("systemd", {})
+        if not hooks and not dropins:
+            return ["nothing to uninstall: no hook is recorded for this target (`hermes-patch hook show`)"]
+        items = [(Path(e["path"]), e) for e in hooks.values()] + [(Path(p), e) for p, e in dropins.items()]
+        for path, entry in items:
+            current = _read(path)
+            if current is not None and _sha(current) != entry["sha256"]:
+                raise RefusedError(_changed(path, "remove it"))
+        for name, entry in sorted(hooks.items()):
+            path = Path(entry["path"])
+            if path.exists():
+                path.unlink()
+            chain = entry.get("chained")
+            if chain and (Path(chain).exists() or Path(chain).is_symlink()):
+                os.rename(chain, path)
+                done.append(f"removed the git hook {name} and put back the earlier one: {path}")
+            else:
+                done.append(f"removed the git hook {name}: {path}")
+            _rmdir_if_created(entry)
+        for p, entry in sorted(dropins.items()):
+            path = Path(p)
+            if path.exists():
+                path.unlink()
+            done.append(f"removed the systemd drop-in {path}")
+            _rmdir_if_created(entry)
+            scopes.add(entry["scope"])
+        integ.pop("git-hooks", None)
+        integ.pop("systemd", None)
+        app.state.save(ledger)
+    if hooks:
+        gitint.sync(app)
+        root = gitint.repo_root(app.target)
+        if root is not None:
+            kept = gitint.filter_state(root)["value"] is not None
+            done.append("git clean filter: kept while our edits are in the files (`hermes-patch revert` removes it)" if kept else "git clean filter: removed")
+    for scope in sorted(scopes):
+        done.append(_reload(scope))
+    return done
+
+
+def _missing_dirs(directory: Path) -> list[str]:
+    """The folders from ``directory`` up that do not exist yet (deepest first): what install creates."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(str(directory))
+        directory = directory.parent
+    return missing
+
+
+def _rmdir_if_created(entry: dict[str, Any]) -> None:
+    for directory in entry.get("created_dirs", []):
+        try:
+            Path(directory).rmdir()
+        except OSError:
+            return  # not empty: something else lives there now, and in its parents
+
+
+def show(app: Any) -> list[Installed]:
+    """What is installed for this target, from the ledger, checked against the files."""
+    record = app.record()
+    integ = record.get("integrations", {})
+    items: list[Installed] = []
+    root = gitint.repo_root(app.target)
+    filt = integ.get("git-filter")
+    if filt and root is not None:
+        state = gitint.filter_state(root)
+        ok = state["value"] == filt.get("command") and sorted(line.split()[0].lstrip("/") for line in state["lines"]) == filt.get("paths")
+        items.append(Installed("git clean filter", state["config"], "installed" if ok else "changed since install", (f"filter.{gitint.FILTER}.clean = {state['value']}",)))
+        items.append(Installed("git attributes", state["attributes"], "installed" if ok else "changed since install", tuple(state["lines"])))
+    for name, entry in sorted(integ.get("git-hooks", {}).items()):
+        path = Path(entry["path"])
+        items.append(Installed(f"git hook {name}", path, _state(path, entry), _hook_lines(path, entry)))
+    for p, entry in sorted(integ.get("systemd", {}).items()):
+        path = Path(p)
+        data = _read(path) or b""
+        lines = tuple(line for line in data.decode("utf-8", "replace").splitlines() if line.startswith("ExecStartPre="))
+        items.append(Installed(f"systemd drop-in ({entry['scope']} unit {entry['unit']}.service)", path, _state(path, entry), lines))
+    return items
+
+
+def _state(path: Path, entry: dict[str, Any]) -> str:
+    data = _read(path)
+    if data is None:
+        return "missing"
+    return "installed" if _sha(data) == entry["sha256"] else "changed since install"
+
+
+def _hook_lines(path: Path, entry: dict[str, Any]) -> tuple[str, ...]:
+    data = (_read(path) or b"").decode("utf-8", "replace")
+    runs = [line.split(" </dev/null")[0].strip() for line in data.splitlines() if " apply " in line and not line.lstrip().startswith(("#", "echo"))]
+    chain = entry.get("chained")
+    return tuple(runs) + ((f"runs the earlier hook first: {chain}",) if chain else ())
+

@@ -1,0 +1,130 @@
+"""``hermes-patch update``: the safe way to run ``hermes update`` from a terminal.
+
+Four steps, each of which either completes or changes nothing:
+
+1. revert our edits (so the checkout or site-packages holds upstream's
+   bytes and ``hermes update`` has nothing of ours to stash or overwrite);
+   a refusal (drift) stops here, before Hermes is touched;
+2. run ``hermes update`` with the caller's arguments: ``<launcher> update``
+   when the target was found through the ``hermes`` launcher, else
+   ``<interpreter> -m hermes_cli.main update``;
+3. re-apply onto whatever release is installed now, also when step 2
+   failed (a failed update may have replaced the file or not);
+4. show ``status``.
+
+The lock is not held while ``hermes update`` runs: a post-merge hook
+(:mod:`hermes_patch.hooks`) may re-apply in the middle, and step 3 then has
+nothing left to do.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hermes_patch import gitint
+from hermes_patch.errors import HermesPatchError, TargetError
+
+__all__ = ["UpdateOutcome", "hermes_update_command", "run_update"]
+
+
+def _interpreter(target: Any) -> Path | None:
+    if target.interpreter is not None:
+        return Path(target.interpreter)
+    root = target.root
+    if root is None:
+        return None
+    if target.install_method == "git":  # the installer's venv inside the checkout
+        candidates = [root / "venv/bin/python", root / ".venv/bin/python"]
+    else:  # <prefix>/lib/pythonX.Y/site-packages -> <prefix>/bin/python
+        candidates = [root.parent.parent.parent / "bin/python"]
+    return next((c for c in candidates if c.exists()), None)
+
+
+def hermes_update_command(target: Any, args: Sequence[str] = ()) -> list[str]:
+    """The argv that runs ``hermes update ARGS`` for ``target``.
+
+    Raises:
+        TargetError: neither a launcher nor an interpreter is known for the target.
+    """
+    if target.launcher is not None:
+        return [str(target.launcher), "update", *args]
+    interp = _interpreter(target)
+    if interp is not None:
+        return [str(interp), "-m", "hermes_cli.main", "update", *args]
+    raise TargetError(
+        f"hermes-patch does not know how to run `hermes update` for {target.file} (found by {target.found_by}: "
+        "no `hermes` launcher and no interpreter). Nothing was changed. Name the interpreter Hermes runs with: "
+        "`hermes-patch update --python /path/to/venv/bin/python`."
+    )
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What ``run_update`` did.
+
+    Attributes:
+        exit_code: 0 done; 2 when ``hermes update`` failed or the re-apply
+            was refused; else the final status's code.
+        status: the final :class:`~hermes_patch.app.StatusResult`, or ``None``
+            when even ``status`` failed.
+    """
+
+    exit_code: int
+    status: Any
+
+
+def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None], error: Callable[[str], None]) -> UpdateOutcome:
+    """Revert, run ``hermes update``, re-apply, and return the final status.
+
+    Args:
+        app: the :class:`~hermes_patch.app.App` of the command; after step 2
+            a fresh one is built (:meth:`App.fresh`), since the release changed.
+        hermes_args: passed to ``hermes update`` unchanged.
+        say, error: print a progress line / an error paragraph.
+
+    Raises:
+        HermesPatchError: step 1 failed; nothing was changed and ``hermes
+            update`` did not run.
+    """
+    command = hermes_update_command(app.target, hermes_args)
+    before = app.target.version
+    say(f"→ reverting hermes-patch's edits of {app.target.file} (release {before})")
+    try:
+        reverted = app.revert()
+        gitint.sync(app)
+    except HermesPatchError as exc:
+        raise type(exc)(f"hermes-patch update stopped before running `hermes update`: {exc}") from None
+    say("  reverted " + ", ".join(reverted.patch_ids) if reverted.patch_ids else "  nothing to revert")
+    say("→ running: " + " ".join(command))
+    failed = False
+    try:
+        rc = subprocess.run(command, check=False).returncode
+    except OSError as exc:
+        rc, failed = 127, True
+        error(f"could not run `{' '.join(command)}`: {exc.strerror}. Re-applying the patches onto the release that is installed now.")
+    if rc != 0 and not failed:
+        failed = True
+        error(f"`hermes update` failed (exit {rc}). Re-applying the patches onto the release that is installed now.")
+    app = app.fresh()
+    say(f"→ re-applying onto release {app.target.version}" + (f" (was {before})" if app.target.version != before else ""))
+    try:
+        applied = app.apply()
+        gitint.sync(app)
+        say("  applied " + ", ".join(applied.patch_ids) if applied.patch_ids else "  nothing to apply")
+    except HermesPatchError as exc:
+        error(
+            f"the patches were NOT re-applied onto release {app.target.version}: {exc} "
+            "The dashboard runs unpatched until this is fixed; `hermes-patch status` shows why."
+        )
+        failed = True
+    try:
+        status = app.status()
+        status = gitint.with_status_notes(app, status)
+    except HermesPatchError as exc:
+        error(str(exc))
+        return UpdateOutcome(2, None)
+    return UpdateOutcome(2 if failed else status.exit_code, status)
+

@@ -1,0 +1,1 @@
+"""A tiny third-party catalog of hermes-patch patches (the test suite's entry point example)."""

@@ -1,0 +1,79 @@
+"""User patches without forking: a folder named in the configuration, and the `hermes_patch.patches` entry point group.
+
+The example patch (tests/plugins/hermes_patch_example/root_path.py) is the one
+the README shows, verbatim. The entry point comes from a real dist-info
+(tests/plugins/hermes_patch_example-0.1.0.dist-info) found on ``sys.path``
+by ``importlib.metadata``, exactly as for a pip-installed package.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import UNCONFIGURED, REPO, Runner, copy_fixture, states, tree_digest
+
+PLUGINS = REPO / "tests" / "plugins"
+EXAMPLE = PLUGINS / "hermes_patch_example" / "root_path.py"
+ENTRY_POINT = {"PYTHONPATH": str(PLUGINS)}
+PAS, WS, RP = "public-action-status", "relax-ws-peer-check", "root-path"
+
+
+def test_the_readme_shows_the_example_verbatim():
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert EXAMPLE.read_text() in blocks
+
+
+def _list_sources(run: Runner, env: dict | None = None) -> dict[str, str]:
+    lines = run("list", "--config", str(run.config), env=env, check=0).stdout.splitlines()
+    return {line.split()[0]: line[line.rindex("  (") + 3 : -1] for line in lines}
+
+
+@pytest.mark.parametrize("source", ["patch_dirs", "entry-point"])
+def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner, source: str):
+    env = ENTRY_POINT if source == "entry-point" else None
+    folder = f'patch_dirs = ["{EXAMPLE.parent}"]\n' if source == "patch_dirs" else ""
+    run.configure(folder)
+    expected = f"patch_dirs {EXAMPLE.parent}" if source == "patch_dirs" else "entry point hermes_patch_example.root_path:RootPath from hermes-patch-example 0.1.0"
+    assert _list_sources(run, env) == {**{k: "builtin" for k in UNCONFIGURED}, PAS: "builtin", WS: "builtin", RP: expected}
+
+    root = copy_fixture("r0_14", tmp_path / "sp")
+    original = tree_digest(root)
+    code, doc = run.status("--root", str(root), env=env)
+    assert states(doc)[RP] == "not-needed"  # nothing configured: the patch has nothing to do
+
+    run.configure(folder + '[patches.root-path]\nroot_path = "/hermes"\n')
+    code, doc = run.status("--root", str(root), env=env)
+    assert states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "pending", RP: "pending"}
+    run("apply", RP, "--root", str(root), env=env, check=0)
+    lines = (root / "hermes_cli" / "web_server.py").read_text().splitlines()
+    at = lines.index("app = FastAPI()")
+    assert lines[at + 1 : at + 3] == ["# hermes-patch: root-path (served under /hermes)", 'app.root_path = "/hermes"']
+    code, doc = run.status("--root", str(root), env=env)
+    assert states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "pending", RP: "applied"}
+    run("apply", "--root", str(root), env=env, check=0)
+    assert set(states(run.status("--root", str(root), env=env)[1]).values()) == {"applied", "not-needed"}
+    run("revert", "--root", str(root), env=env, check=0)
+    assert tree_digest(root) == original
+
+
+def test_a_user_patch_parameter_is_validated(tmp_path: Path, run: Runner):
+    run.configure(f'patch_dirs = ["{EXAMPLE.parent}"]\n[patches.root-path]\nroot_path = "hermes/"\n')
+    root = copy_fixture("r0_14", tmp_path / "sp")
+    proc = run("status", "--root", str(root), check=2)
+    assert proc.stderr.startswith('error: [patches.root-path] root_path: must be a path prefix like "/hermes"')
+
+
+def test_two_sources_with_one_id_are_refused(tmp_path: Path, run: Runner):
+    run.configure(f'patch_dirs = ["{EXAMPLE.parent}"]\n')
+    proc = run("list", "--config", str(run.config), env=ENTRY_POINT, check=2)
+    assert "two patches share the id 'root-path'" in proc.stderr
+
+
+def test_a_missing_patch_dir_is_refused(tmp_path: Path, run: Runner):
+    run.configure(f'patch_dirs = ["{tmp_path / "nope"}"]\n')
+    proc = run("list", "--config", str(run.config), check=2)
+    assert "does not exist" in proc.stderr and "patch_dirs" in proc.stderr
