@@ -192,14 +192,37 @@ class App:
         notes = list(self._record_notes(record))
         snap = record.get("snapshot")
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
-            if all(_file_sha(target.package_dir / name) == sha for name, sha in snap["inputs"].items()):
+            datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
+            if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
                 views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ()))) for v in snap["reports"])
+                notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
                 return StatusResult(target, snap["inputs"][target.file.name], views, tuple(notes), warm=True)
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
         notes.extend(self._replaced_note(record, src.sha256, reports))
+        notes.extend(self._foreign_note({name: s.data for name, s in ws.loaded().items()}))
         return StatusResult(target, src.sha256, tuple(_view(r) for r in reports), tuple(notes))
+
+    def _foreign_note(self, files: dict[str, bytes]) -> list[str]:
+        """A note for marker comments of patches the catalog does not have (a user patch no longer configured)."""
+        import re
+
+        known = {p.ID for p, _ in self.patches}
+        found: dict[str, set[str]] = {}
+        for name, data in files.items():
+            if b"# hermes-patch: " not in data:
+                continue
+            for match in re.finditer(rb"^[ \t]*# hermes-patch: ([a-z0-9][a-z0-9-]*)", data, re.M):
+                pid = match.group(1).decode()
+                if pid not in known:
+                    found.setdefault(pid, set()).add(name)
+        return [
+            f"{', '.join(sorted(files_))} hold blocks of the patch {pid}, which is not in the catalog of this "
+            f"run (a user patch from another configuration?); run hermes-patch with that configuration to "
+            f"revert it"
+            for pid, files_ in sorted(found.items())
+        ]
 
     def _record_notes(self, record: dict[str, Any]) -> list[str]:
         notes = []
@@ -425,9 +448,9 @@ def _bound_name(stmt) -> str | None:
     return None
 
 
-def _file_sha(path: Path) -> str | None:
+def _file_bytes(path: Path) -> bytes | None:
     try:
-        return sha256_hex(path.read_bytes())
+        return path.read_bytes()
     except OSError:
         return None
 

@@ -33,7 +33,7 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--file", "file", type=click.Path(path_type=Path), help="The web_server.py to patch.")
     @click.option("--python", "python", type=click.Path(path_type=Path), help="An interpreter whose environment has hermes-agent installed.")
     @click.option("--root", "root", type=click.Path(path_type=Path), help="A Hermes git checkout or a site-packages directory.")
-    @click.option("--config", "config", type=click.Path(path_type=Path), help="Configuration file (TOML). Default: ~/.config/hermes-patch/config.toml or $HERMES_PATCH_CONFIG.")
+    @click.option("--config", "config", type=click.Path(path_type=Path), help="Configuration file (TOML). Default: $HERMES_PATCH_CONFIG, else ~/.config/hermes-patch/config.toml.")
     @click.option("--state-dir", "state_dir", type=click.Path(path_type=Path), help="Where the ledger and backups live. Default: $HERMES_PATCH_STATE_DIR or ~/.local/state/hermes-patch.")
     @functools.wraps(fn)
     def wrapper(file, python, root, config, state_dir, **kwargs):

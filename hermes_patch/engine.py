@@ -258,9 +258,9 @@ def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str]
         raise RefusedError(
             f"{ids}: the patched code was changed by someone else after hermes-patch applied it "
             f"({'; '.join(r.detection.reason for r in drifted)}). Reverting would remove our block "
-            f"but keep their change, which may not be what you want. Look at it with "
-            f"`hermes-patch diff`, then run `hermes-patch revert --force {ids}` to remove only "
-            f"our marked lines, or reinstall the release to start clean."
+            f"but keep their change, which may not be what you want. See what it would do with "
+            f"`hermes-patch revert --force --dry-run {ids}`, then run `hermes-patch revert --force {ids}` "
+            f"to remove our marked blocks, or reinstall the release to start clean."
         )
     ids = [r.id for r in selected if blocks_of(workspace, r.id)]
     before = {name: src for name, src in workspace.loaded().items()}
@@ -331,10 +331,15 @@ def _refusal(blocked: list[PatchReport], workspace: Workspace, fine: list[str]) 
         else:
             lines.append(f"{r.id} does not recognize the code in {workspace.path(workspace.entry)}: {r.detection.reason}")
     others = " ".join(r.id for r in blocked)
+    if any(r.state is State.UNKNOWN_SHAPE for r in blocked):
+        advice = "If this release is newer than hermes-patch, upgrade it (`pip install -U hermes-patch`); meanwhile "
+    else:
+        drifted = " ".join(r.id for r in blocked if r.state is State.DRIFTED)
+        advice = f"See the hand edit with `hermes-patch revert --force --dry-run {drifted}`; to start over run `hermes-patch revert --force {drifted}` then apply, or "
     return (
         "; ".join(lines)
-        + ". Nothing was written. If this release is newer than hermes-patch, upgrade it "
-        + "(`pip install -U hermes-patch`); meanwhile "
+        + ". Nothing was written. "
+        + advice
         + (f"apply the others with `hermes-patch apply {' '.join(fine)}`, or " if fine else "")
         + f"switch these off with `enabled = false` under [patches.<id>] in the configuration ({others})."
     )

@@ -200,9 +200,9 @@ class CorsOrigins(Patch):
         if old and body == render(anchor.app, old, unit, src.newline):
             if not origins:
                 return Detection(
-                    State.APPLIED,
-                    f"the CORS rule also allows {', '.join(old)}",
-                    notes=(f"the configuration lists no origins any more; run `hermes-patch revert {self.ID}` to remove the edit",),
+                    State.PENDING,
+                    f"the CORS rule still allows {', '.join(old)}, but the configuration lists no origins any more; `hermes-patch apply` removes the edit",
+                    replace=True,
                 )
             return Detection(State.PENDING, f"applied for {', '.join(old)}; the configuration now lists {', '.join(origins)}", replace=True)
         return Detection(State.DRIFTED, f"the block at line {block.marker} was edited after hermes-patch wrote it")

@@ -205,7 +205,7 @@ class RelaxWsPeerCheck(Patch):
         sites += [Site(b.file, name, b.first, b.last) for name, b in found.items()]
         who = ", ".join(f"{n}()" for n in found)
         why = f"trusted_proxies {', '.join(proxies)}" if proxies else "the non-loopback-bind rule"
-        return Detection(State.PENDING, f"{who} reject proxy peers; the edit adds {why}", sites=tuple(sites))
+        return Detection(State.PENDING, f"the peer check in {who} refuses proxy peers; the edit adds {why}", sites=tuple(sites))
 
     def _detect_applied(self, ws, found, anchors, blocks, proxies) -> Detection:
         helpers = {}
@@ -243,7 +243,7 @@ class RelaxWsPeerCheck(Patch):
                 replace=True,
             )
         extra = f" and trusted_proxies {', '.join(proxies)}" if proxies else ""
-        return Detection(State.APPLIED, f"{', '.join(f'{n}()' for n in found)} accept a non-loopback bind{extra}")
+        return Detection(State.APPLIED, f"the peer check in {', '.join(f'{n}()' for n in found)} accepts a non-loopback bind{extra}")
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
         """Peers inside trusted_proxies and any peer on a non-loopback bind are accepted; others are not.

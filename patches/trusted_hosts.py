@@ -283,9 +283,10 @@ class TrustedHosts(Patch):
         if old is not None and body == render_helper(old, unit, src.newline):
             if not hosts:
                 return Detection(
-                    State.APPLIED,
-                    f"{FUNCTION}() also accepts {', '.join(old)}",
-                    notes=notes + (f"the configuration lists no hosts any more; run `hermes-patch revert {self.ID}` to remove the edit",),
+                    State.PENDING,
+                    f"{FUNCTION}() still accepts {', '.join(old)}, but the configuration lists no hosts any more; `hermes-patch apply` removes the edit",
+                    replace=True,
+                    notes=notes,
                 )
             return Detection(
                 State.PENDING,

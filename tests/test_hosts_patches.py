@@ -253,12 +253,16 @@ def test_changed_configuration_reapplies_in_place(tmp_path, patch_id, other):
 
 
 @pytest.mark.parametrize("patch_id", [TH, CO])
-def test_emptied_configuration_keeps_the_edit_and_says_how_to_remove_it(tmp_path, patch_id):
+def test_emptied_configuration_is_pending_and_apply_removes_the_edit(tmp_path, patch_id):
+    """Trust the operator took out of the configuration must not stay in Hermes (fail closed)."""
     root = copy_fixture("r0_15", tmp_path / "t")
+    original = tree_digest(root)
     make_app(tmp_path, root, CONFIG[patch_id]).apply()
     report = reports(make_app(tmp_path, root, ONLY_OURS))[patch_id]
-    assert report.state == "applied"
-    assert any(f"hermes-patch revert {patch_id}" in n for n in report.notes)
+    assert report.state == "pending" and "hermes-patch apply" in report.reason
+    assert make_app(tmp_path, root, ONLY_OURS).apply([patch_id]).patch_ids == (patch_id,)
+    assert reports(make_app(tmp_path, root, ONLY_OURS))[patch_id].state == "not-needed"
+    assert tree_digest(root) == original
 
 
 # -- shapes we do not know, and drift -------------------------------------------------------

@@ -256,3 +256,14 @@ def test_emptying_trusted_proxies_on_a_fixed_release_removes_our_edit(tmp_path):
     assert result.patch_ids == (WS,)
     assert states(make_app(tmp_path, root))[WS] == "not-needed"
     assert tree_digest(root) == tree_digest(copy_fixture("r0_16", tmp_path / "pristine"))
+
+
+def test_blocks_of_a_patch_not_in_the_catalog_are_reported(tmp_path):
+    root = copy_fixture("r0_14", tmp_path / "t")
+    web = root / "hermes_cli/web_server.py"
+    web.write_text(web.read_text().replace("app = FastAPI()\n", 'app = FastAPI()\n# hermes-patch: root-path (served under /h)\napp.root_path = "/h"\n'))
+    notes = make_app(tmp_path, root).status().notes
+    assert any("root-path" in n and "not in the catalog" in n for n in notes)
+    make_app(tmp_path, root).apply()
+    warm = make_app(tmp_path, root).status()
+    assert warm.warm and any("root-path" in n for n in warm.notes)
