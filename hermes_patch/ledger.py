@@ -100,6 +100,10 @@ class StateDir:
             ledger = json.loads(data)
             if not isinstance(ledger, dict) or not isinstance(ledger.get("targets"), dict) or not isinstance(ledger.get("schema"), int):
                 raise ValueError("not a ledger object")
+            if ledger["schema"] <= SCHEMA:
+                for key, record in ledger["targets"].items():
+                    if not _fits(record, _RECORD, optional=True):
+                        raise ValueError(f"the record of {key} is not shaped like a schema-{SCHEMA} record")
         except ValueError as exc:
             raise StateError(
                 f"the ledger {self.ledger_path} is corrupted or truncated ({exc}). Your Hermes files were not "
@@ -157,6 +161,30 @@ class StateDir:
                 yield
         except Timeout:
             raise StateError(f"another hermes-patch has held the lock {path} for {timeout:.0f} s; wait for it to finish and run the command again.") from None
+
+
+# The shape of one target's record, as app.App writes it: a dict spec lists
+# required keys ("*" maps any key to one spec), a tuple lists allowed types.
+_COMMITTED = {
+    "version": (str, type(None)),
+    "files": {"*": {"original": str, "patched": str}},
+    "patches": {"*": {"params": dict, "statements": {"*": str}}},
+    "snapshot": {"config_key": str, "inputs": {"*": str}, "reports": [{"id": str, "state": str, "reason": str, "enabled": bool, "notes": [str]}]},
+}
+_RECORD = {**_COMMITTED, "pending": {"kind": str, "files": {"*": {"before": str, "after": str, "original": str}}, "commit": _COMMITTED}}
+
+
+def _fits(value: Any, spec: Any, optional: bool = False) -> bool:
+    """Whether parsed JSON ``value`` has the shape ``spec`` (``optional``: keys of a dict spec may be absent)."""
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return False
+        if "*" in spec:
+            return all(isinstance(k, str) and _fits(v, spec["*"]) for k, v in value.items())
+        return all((key in value and _fits(value[key], sub)) or (optional and key not in value) for key, sub in spec.items())
+    if isinstance(spec, list):
+        return isinstance(value, list) and all(_fits(v, spec[0]) for v in value)
+    return isinstance(value, spec)
 
 
 def _create_private(path: Path) -> None:
