@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_patch import __version__
-from hermes_patch.errors import RefusedError, StateError, TargetError
+from hermes_patch.errors import ConfigError, RefusedError, StateError, TargetError
 from hermes_patch.fileio import atomic_write, fault_point, read_bytes
 from hermes_patch.source import sha256_hex
 
@@ -108,8 +108,11 @@ class App:
 
     @cached_property
     def patches(self) -> list[tuple[Any, bool]]:
-        """(patch instance, enabled) in catalog order. Raises ConfigError on bad parameters."""
-        return [(cls(self.config.params(cls.ID)), self.config.enabled(cls.ID)) for cls in self.catalog]
+        """(patch instance, enabled) in catalog order. Raises ConfigError (naming the file) on bad parameters."""
+        try:
+            return [(cls(self.config.params(cls.ID)), self.config.enabled(cls.ID)) for cls in self.catalog]
+        except ConfigError as exc:
+            raise self.config.error(str(exc)) from None
 
     @cached_property
     def target(self):
@@ -157,7 +160,10 @@ class App:
         from hermes_patch.engine import PatchReport, detect_all
         from hermes_patch.patch import Detection, State
 
-        reports = detect_all(ws, self.patches, self.target.version)
+        try:
+            reports = detect_all(ws, self.patches, self.target.version)
+        except ConfigError as exc:  # a parameter that does not fit this release
+            raise self.config.error(str(exc)) from None
         recorded = record.get("patches", {})
         out = []
         for r in reports:

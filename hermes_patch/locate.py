@@ -150,7 +150,10 @@ def _target(file: Path, found_by: str, interpreter: Path | None = None) -> Targe
 def _from_root(root: Path, found_by: str, interpreter: Path | None = None) -> Target:
     root = root.expanduser()
     if not root.exists():
-        raise TargetError(f"{root} does not exist. --root takes a Hermes git checkout or a site-packages directory.")
+        raise TargetError(
+            f"{root} does not exist. --root takes a Hermes git checkout or a site-packages directory; "
+            "to let the interpreter say where Hermes is, run `hermes-patch status --python /path/to/venv/bin/python`."
+        )
     for candidate in (root / PACKAGE / ENTRY, root / ENTRY):
         if candidate.is_file():
             return _target(candidate, found_by, interpreter)

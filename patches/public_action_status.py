@@ -148,8 +148,7 @@ class PublicActionStatus(Patch):
 
             raise ConfigError(
                 f"[patches.{self.ID}] actions lists {', '.join(unknown)}, which this release does not have "
-                f"(its {ACTIONS} has: {', '.join(release_actions)}). Remove the name from the configuration "
-                f"and run `hermes-patch status` again."
+                f"(its {ACTIONS} has: {', '.join(release_actions)}). Remove the name from the configuration."
             )
         notes = tuple(
             f"the status log of {a!r} can carry sensitive output and is now readable without the token" for a in actions if a in SENSITIVE
