@@ -135,7 +135,7 @@ class App:
     def workspace(self):
         from hermes_patch.workspace import Workspace
 
-        return Workspace(self.target.package_dir, entry=self.target.file.name)
+        return Workspace(self.target.package_dir, entry=self.target.entry)
 
     @cached_property
     def config_key(self) -> str:
@@ -186,7 +186,7 @@ class App:
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             if all(_file_sha(target.package_dir / name) == sha for name, sha in snap["inputs"].items()):
                 views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ()))) for v in snap["reports"])
-                return StatusResult(target, snap["inputs"][target.file.name], views, tuple(notes), warm=True)
+                return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True)
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
@@ -208,14 +208,14 @@ class App:
         from hermes_patch.patch import State
 
         files = record.get("files", {})
-        entry = files.get(self.target.file.name)
+        entry = files.get(self.target.entry)
         if not entry or entry.get("patched") in (None, sha):
             return []
         if any(r.state in (State.APPLIED, State.DRIFTED) for r in reports):
             return []
         old = record.get("version")
         return [
-            f"{self.target.file.name} was replaced since hermes-patch last wrote it"
+            f"{self.target.entry} was replaced since hermes-patch last wrote it"
             + (f" (release {old} → {self.target.version})" if old and old != self.target.version else "")
             + "; the old backup will not be restored over it"
         ]

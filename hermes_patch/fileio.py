@@ -96,14 +96,15 @@ def check_writable(path: Path) -> str | None:
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace the file at ``path`` with ``data`` atomically.
 
-    ``path`` is the real file (resolve symlinks before calling). Its
-    permission bits, and where allowed its owner, are kept.
+    A symlink at ``path`` is followed and kept: the file it points to is
+    replaced. Its permission bits, and where allowed its owner, are kept.
 
     Raises:
         TargetError: the directory is read-only, the disk is full, or any
             other OS error; the original file is untouched and no temporary
             file is left behind.
     """
+    path = Path(os.path.realpath(path))
     directory = path.parent
     try:
         old = os.stat(path)
