@@ -116,11 +116,13 @@ def check_writable(path: Path) -> str | None:
     return None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace the file at ``path`` with ``data`` atomically.
 
     A symlink at ``path`` is followed and kept: the file it points to is
-    replaced. Its permission bits, and where allowed its owner, are kept.
+    replaced. Its permission bits, and where allowed its owner, are kept; a
+    new file gets ``mode``. Until the rename, nothing exists at ``path``
+    that was not there before (the temporary file has its own name).
 
     Raises:
         TargetError: the directory is read-only, the disk is full, or any
@@ -133,7 +135,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         old = os.stat(path)
         mode, uid, gid = stat.S_IMODE(old.st_mode), old.st_uid, old.st_gid
     except FileNotFoundError:
-        mode, uid, gid = 0o644, -1, -1
+        uid, gid = -1, -1
     tmp_name: str | None = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)

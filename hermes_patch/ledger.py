@@ -124,8 +124,7 @@ class StateDir:
         self._ensure()
         ledger["schema"] = SCHEMA
         data = (json.dumps(ledger, indent=2, sort_keys=True) + "\n").encode()
-        _create_private(self.ledger_path)
-        atomic_write(self.ledger_path, data)
+        atomic_write(self.ledger_path, data, mode=0o600)
 
     def backup(self, data: bytes) -> str:
         """Store ``data`` under ``backups/<sha256>`` (once); return the sha256."""
