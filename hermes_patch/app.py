@@ -202,7 +202,14 @@ class App:
             )
         if self.target.read_only:
             notes.append(f"read-only: {self.target.read_only}")
+        for tmp in self._stale_temp_files():
+            notes.append(f"{tmp} is a temporary file left by an interrupted hermes-patch write; `hermes-patch apply` or `hermes-patch revert` removes it")
         return notes
+
+    def _stale_temp_files(self) -> list[Path]:
+        from hermes_patch.fileio import stale_temp_files
+
+        return [p for d in dict.fromkeys((self.target.package_dir, self.target.file.parent)) for p in stale_temp_files(d)]
 
     def _replaced_note(self, record: dict[str, Any], sha: str, reports) -> list[str]:
         from hermes_patch.patch import State
@@ -355,6 +362,8 @@ class App:
 
     def _recover(self) -> None:
         """Complete a write that a crash interrupted (roll forward), or refuse if files moved on."""
+        for tmp in self._stale_temp_files():  # ours by name; no other hermes-patch writes here while we hold the lock
+            tmp.unlink(missing_ok=True)
         ledger = self.state.load()
         record = self.record(ledger)
         pending = record.get("pending")
