@@ -310,6 +310,7 @@ class App:
     def _write(self, ws, plan, new_reports, ledger: dict[str, Any]) -> tuple[Path, ...]:
         """Journaled write: backups, pending record, atomic file writes, commit record."""
         record = ledger["targets"].setdefault(self.key, {})
+        previous = json.loads(json.dumps(record))
         new_bytes = plan.new_bytes()
         files = record.setdefault("files", {})
         journal = {}
@@ -328,13 +329,34 @@ class App:
         self.state.save(ledger)
         fault_point("after-ledger-pending")
         written = []
-        for name, data in new_bytes.items():
-            atomic_write(plan.before[name].path, data)
-            written.append(plan.before[name].path)
-            fault_point("after-target-write")
-        self._commit(ledger, record)
+        try:
+            for name, data in new_bytes.items():
+                atomic_write(plan.before[name].path, data)
+                written.append(name)
+                fault_point("after-target-write")
+            self._commit(ledger, record)
+        except TargetError as exc:  # a full disk, a vanished directory: put back what was written
+            raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data) for n in written], exc) from None
         fault_point("after-ledger-commit")
-        return tuple(written)
+        return tuple(plan.before[name].path for name in written)
+
+    def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes]], exc: TargetError) -> Exception:
+        """Undo a write that failed half way (files already replaced, ledger record); return the error to raise.
+
+        When even that fails, the journal stays so that the next ``apply`` or
+        ``revert`` completes the write, and the error says so.
+        """
+        try:
+            for path, data in reversed(written):
+                atomic_write(path, data)
+            ledger["targets"][self.key] = previous
+            self.state.save(ledger)
+        except TargetError:
+            return StateError(
+                f"{exc} The write stopped half way and could not be undone, so its journal was kept in "
+                f"{self.state.ledger_path}; once the cause is fixed, `hermes-patch apply` (or `hermes-patch revert`) completes it."
+            )
+        return exc
 
     def _commit_record(self, new_ws, new_reports, journal) -> dict[str, Any]:
         from hermes_patch.patch import State

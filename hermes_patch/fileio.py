@@ -163,7 +163,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise TargetError(
             f"could not write {path}: {reason}. The file was left exactly as it was; "
-            "free space or fix permissions, then run the command again."
+            "free space or fix permissions, then run the same command again (`hermes-patch status` shows where things stand)."
         ) from None
     finally:
         if tmp_name is not None:
