@@ -127,12 +127,15 @@ class StateDir:
         atomic_write(self.ledger_path, data, mode=0o600)
 
     def backup(self, data: bytes) -> str:
-        """Store ``data`` under ``backups/<sha256>`` (once); return the sha256."""
+        """Store ``data`` under ``backups/<sha256>`` (once, mode 0600); return the sha256.
+
+        An existing backup is trusted only when its bytes match its name: a
+        crash of an older hermes-patch could leave one empty.
+        """
         sha = hashlib.sha256(data).hexdigest()
         path = self._ensure("backups") / sha
-        if not path.exists():
-            _create_private(path)
-            atomic_write(path, data)
+        if self.read_backup(sha) is None:
+            atomic_write(path, data, mode=0o600)
         return sha
 
     def read_backup(self, sha: str) -> bytes | None:
