@@ -290,3 +290,19 @@ def test_hand_edit_after_apply_is_drift_and_nothing_is_lost(tmp_path):
     ])
     tally("hand edit of a patched function after apply", expected, observed)
     assert observed == expected
+
+
+def test_applies_on_different_targets_at_once_keep_every_ledger_record(tmp_path):
+    """The ledger is shared by every target in a state dir: concurrent writers must not lose records."""
+    run = Runner(tmp_path)
+    roots = [copy_fixture("r0_15", tmp_path / f"t{i}") for i in range(6)]
+    procs = [subprocess.Popen([run.exe, "apply", "--root", str(r), *run.common], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run.env) for r in roots]
+    codes = [p.wait(timeout=300) for p in procs]
+    for p in procs:
+        p.communicate()
+    records = json.loads((run.state / "ledger.json").read_text())["targets"]
+    kept = sum(str((r / "hermes_cli").resolve()) in records for r in roots)
+    warm = sum(json.loads(run("status", "--json", "--root", str(r)).stdout)["exit_code"] == 0 for r in roots)
+    observed = f"exit {sorted(set(codes))}, {kept}/6 ledger records kept, {warm}/6 report applied"
+    tally("six applies at once on six targets sharing one state dir", "exit [0], 6/6 ledger records kept, 6/6 report applied", observed)
+    assert observed == "exit [0], 6/6 ledger records kept, 6/6 report applied"
