@@ -6,7 +6,7 @@ Linux)::
 
     ledger.json          versioned, sorted keys, written atomically (0600)
     backups/<sha256>     every file version we replaced or wrote (0600)
-    locks/<key>.lock     one lock per target package (filelock)
+    locks/ledger.lock    one writer at a time (filelock); the ledger is shared
 
 The ledger records, per target package: the sha256 of each file before and
 after our last write, the text hash of every statement a patch owns (for
@@ -148,15 +148,19 @@ class StateDir:
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 120.0) -> Iterator[None]:
-        """Hold the lock of target ``key`` (one ``hermes-patch`` writer at a time).
+        """Hold the writer lock while working on target ``key``.
+
+        One lock for the whole state dir, not one per target: every target's
+        record lives in the same ledger.json, which a writer reads, changes
+        and writes back, so two writers on different targets would lose one
+        of the records.
 
         Raises:
             StateError: another hermes-patch held it for ``timeout`` seconds.
         """
         from filelock import FileLock, Timeout
 
-        name = hashlib.sha256(key.encode()).hexdigest()[:16]
-        path = self._ensure("locks") / f"{name}.lock"
+        path = self._ensure("locks") / "ledger.lock"
         _create_private(path)
         try:
             with FileLock(str(path), timeout=timeout):
