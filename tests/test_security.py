@@ -43,19 +43,19 @@ def test_state_files_are_owner_only_even_with_a_permissive_umask(tmp_path):
 CODE = "__import__('os').system('touch {canary}')"
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        '[patches.public-action-status]\nactions = ["{code}"]\n',
-        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["{code}"]\n',
-        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32\\")\\n{code}\\n#"]\n',
-        '[patches.public-action-status]\nactions = ["hermes-update\\", \\"/api/config"]\n',
-        '[patches.relax-ws-peer-check]\nallow_catch_all = "{code}"\n',
-        '[patches."{code}"]\nenabled = false\n',
-    ],
-    ids=["action", "cidr", "cidr-breaking-out-of-the-literal", "action-breaking-out-of-the-literal", "boolean", "patch-id"],
-)
-def test_configuration_values_are_data_never_code(config, tmp_path):
+DATA_NOT_CODE = {
+    "code as an action": '[patches.public-action-status]\nactions = ["{code}"]\n',
+    "code as a CIDR": '[patches.relax-ws-peer-check]\ntrusted_proxies = ["{code}"]\n',
+    "a CIDR breaking out of its string literal": '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32\\")\\n{code}\\n#"]\n',
+    "an action breaking out of its string literal": '[patches.public-action-status]\nactions = ["hermes-update\\", \\"/api/config"]\n',
+    "code as a boolean": '[patches.relax-ws-peer-check]\nallow_catch_all = "{code}"\n',
+    "code as a patch id": '[patches."{code}"]\nenabled = false\n',
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_NOT_CODE))
+def test_configuration_values_are_data_never_code(case, tmp_path):
+    config = DATA_NOT_CODE[case]
     canary = tmp_path / "canary"
     root = copy_fixture("r0_15", tmp_path / "sp")
     run = Runner(tmp_path)
@@ -68,7 +68,7 @@ def test_configuration_values_are_data_never_code(config, tmp_path):
         "nothing ran" if not canary.exists() else "CODE RAN",
         "files unchanged" if tree_digest(root) == before else "FILES CHANGED",
     ])
-    tally("config value that is Python code or breaks out of a string literal", "refused as data (exit 2), nothing ran, files unchanged", observed)
+    tally(f"config value as code: {case}", "refused as data (exit 2), nothing ran, files unchanged", observed)
     assert observed == "refused as data (exit 2), nothing ran, files unchanged", [p.stderr for p in procs]
 
 
