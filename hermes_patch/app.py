@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hermes_patch import __version__
-from hermes_patch.errors import RefusedError, StateError, TargetError
+from hermes_patch.errors import ConfigError, RefusedError, StateError, TargetError
 from hermes_patch.fileio import atomic_write, fault_point, read_bytes
 from hermes_patch.source import sha256_hex
 
@@ -122,8 +122,11 @@ class App:
 
     @cached_property
     def patches(self) -> list[tuple[Any, bool]]:
-        """(patch instance, enabled) in catalog order. Raises ConfigError on bad parameters."""
-        return [(cls(self.config.params(cls.ID)), self.config.enabled(cls.ID)) for cls in self.catalog]
+        """(patch instance, enabled) in catalog order. Raises ConfigError (naming the file) on bad parameters."""
+        try:
+            return [(cls(self.config.params(cls.ID)), self.config.enabled(cls.ID)) for cls in self.catalog]
+        except ConfigError as exc:
+            raise self.config.error(str(exc)) from None
 
     @cached_property
     def target(self):
@@ -146,7 +149,7 @@ class App:
     def workspace(self):
         from hermes_patch.workspace import Workspace
 
-        return Workspace(self.target.package_dir, entry=self.target.file.name)
+        return Workspace(self.target.package_dir, entry=self.target.entry)
 
     @cached_property
     def config_key(self) -> str:
@@ -171,7 +174,10 @@ class App:
         from hermes_patch.engine import PatchReport, detect_all
         from hermes_patch.patch import Detection, State
 
-        reports = detect_all(ws, self.patches, self.target.version)
+        try:
+            reports = detect_all(ws, self.patches, self.target.version)
+        except ConfigError as exc:  # a parameter that does not fit this release
+            raise self.config.error(str(exc)) from None
         recorded = record.get("patches", {})
         out = []
         for r in reports:
@@ -196,7 +202,7 @@ class App:
             if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
                 views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ()))) for v in snap["reports"])
                 notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
-                return StatusResult(target, snap["inputs"][target.file.name], views, tuple(notes), warm=True)
+                return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True)
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
@@ -233,20 +239,27 @@ class App:
             )
         if self.target.read_only:
             notes.append(f"read-only: {self.target.read_only}")
+        for tmp in self._stale_temp_files():
+            notes.append(f"{tmp} is a temporary file left by an interrupted hermes-patch write; `hermes-patch apply` or `hermes-patch revert` removes it")
         return notes
+
+    def _stale_temp_files(self) -> list[Path]:
+        from hermes_patch.fileio import stale_temp_files
+
+        return [p for d in dict.fromkeys((self.target.package_dir, self.target.file.parent)) for p in stale_temp_files(d)]
 
     def _replaced_note(self, record: dict[str, Any], sha: str, reports) -> list[str]:
         from hermes_patch.patch import State
 
         files = record.get("files", {})
-        entry = files.get(self.target.file.name)
+        entry = files.get(self.target.entry)
         if not entry or entry.get("patched") in (None, sha):
             return []
         if any(r.state in (State.APPLIED, State.DRIFTED) for r in reports):
             return []
         old = record.get("version")
         return [
-            f"{self.target.file.name} was replaced since hermes-patch last wrote it"
+            f"{self.target.entry} was replaced since hermes-patch last wrote it"
             + (f" (release {old} → {self.target.version})" if old and old != self.target.version else "")
             + "; the old backup will not be restored over it"
         ]
@@ -334,6 +347,7 @@ class App:
     def _write(self, ws, plan, new_reports, ledger: dict[str, Any]) -> tuple[Path, ...]:
         """Journaled write: backups, pending record, atomic file writes, commit record."""
         record = ledger["targets"].setdefault(self.key, {})
+        previous = json.loads(json.dumps(record))
         new_bytes = plan.new_bytes()
         files = record.setdefault("files", {})
         journal = {}
@@ -355,14 +369,35 @@ class App:
         self.state.save(ledger)
         fault_point("after-ledger-pending")
         written = []
-        for name, data in new_bytes.items():
-            atomic_write(plan.before[name].path, data)
-            written.append(plan.before[name].path)
-            fault_point("after-target-write")
-        self._commit(ledger, record)
+        try:
+            for name, data in new_bytes.items():
+                atomic_write(plan.before[name].path, data)
+                written.append(name)
+                fault_point("after-target-write")
+            self._commit(ledger, record)
+        except TargetError as exc:  # a full disk, a vanished directory: put back what was written
+            raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data) for n in written], exc) from None
         fault_point("after-ledger-commit")
         gitint.finish_write(self, ledger, record, new_ws)
-        return tuple(written)
+        return tuple(plan.before[name].path for name in written)
+
+    def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes]], exc: TargetError) -> Exception:
+        """Undo a write that failed half way (files already replaced, ledger record); return the error to raise.
+
+        When even that fails, the journal stays so that the next ``apply`` or
+        ``revert`` completes the write, and the error says so.
+        """
+        try:
+            for path, data in reversed(written):
+                atomic_write(path, data)
+            ledger["targets"][self.key] = previous
+            self.state.save(ledger)
+        except TargetError:
+            return StateError(
+                f"{exc} The write stopped half way and could not be undone, so its journal was kept in "
+                f"{self.state.ledger_path}; once the cause is fixed, `hermes-patch apply` (or `hermes-patch revert`) completes it."
+            )
+        return exc
 
     def _commit_record(self, new_ws, new_reports, journal) -> dict[str, Any]:
         from hermes_patch.patch import State
@@ -390,6 +425,8 @@ class App:
 
     def _recover(self) -> None:
         """Complete a write that a crash interrupted (roll forward), or refuse if files moved on."""
+        for tmp in self._stale_temp_files():  # ours by name; no other hermes-patch writes here while we hold the lock
+            tmp.unlink(missing_ok=True)
         ledger = self.state.load()
         record = self.record(ledger)
         pending = record.get("pending")

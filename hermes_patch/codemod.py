@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import libcst as cst
 
-__all__ = ["InsertAfter", "InsertIntoFunction", "binds_name", "is_call_statement", "dotted_name"]
+__all__ = ["InsertAfter", "InsertIntoFunction", "binds_name", "is_call_statement", "dotted_name", "parse_statement"]
 
 
 def binds_name(stmt: cst.CSTNode, name: str) -> bool:
@@ -70,6 +70,31 @@ def is_call_statement(stmt: cst.CSTNode, func: str, first_arg: str | None = None
     return bool(call.args) and call.args[0].keyword is None and call.args[0].star == "" and dotted_name(call.args[0].value) == first_arg
 
 
+def parse_statement(code: str, module: cst.Module) -> cst.BaseStatement:
+    """Parse one statement so that it renders exactly as ``code`` inside ``module``.
+
+    libcst stores a block's indent as ``None`` when it equals the parsed
+    code's own first indent, and renders ``None`` with the *host* module's
+    default indent. A tab-indented insertion into a module whose first indent
+    is four spaces (a one-statement fast-path module always says four spaces)
+    would come out space-indented; spelling every indent out keeps it.
+    """
+    stmt = cst.parse_statement(code, config=module.config_for_parsing)
+    unit = cst.parse_module(code).default_indent
+    if unit == module.default_indent:
+        return stmt
+    return stmt.visit(_ExplicitIndent(unit))
+
+
+class _ExplicitIndent(cst.CSTTransformer):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
+        return updated_node.with_changes(indent=self.unit) if updated_node.indent is None else updated_node
+
+
 def _same_code(module: cst.Module, a: cst.CSTNode, b: cst.CSTNode) -> bool:
     return module.code_for_node(a) == module.code_for_node(b)
 
@@ -98,8 +123,7 @@ class InsertAfter(cst.CSTTransformer):
         return False
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        code = self.render(updated_node)
-        new = cst.parse_statement(code, config=updated_node.config_for_parsing)
+        new = parse_statement(self.render(updated_node), updated_node)
         body: list[cst.BaseStatement] = list(updated_node.body)
         for index, stmt in enumerate(body):
             if self.matches(stmt):
@@ -140,8 +164,7 @@ class InsertIntoFunction(cst.CSTTransformer):
             if isinstance(stmt, cst.FunctionDef) and stmt.name.value == self.function:
                 if not isinstance(stmt.body, cst.IndentedBlock):
                     return updated_node
-                code = self.render(updated_node, stmt)
-                new = cst.parse_statement(code, config=updated_node.config_for_parsing)
+                new = parse_statement(self.render(updated_node, stmt), updated_node)
                 inner: Sequence[cst.BaseStatement] = stmt.body.body
                 at = 1 if inner and _is_docstring(inner[0]) else 0
                 if at < len(inner) and _same_code(updated_node, inner[at], new):

@@ -62,6 +62,19 @@ class Config:
         """The patch's parameters (its table without ``enabled``)."""
         return {k: v for k, v in self.patches.get(patch_id, {}).items() if k != "enabled"}
 
+    def error(self, message: str) -> ConfigError:
+        """A :class:`ConfigError` for ``message`` that names this file and the next command."""
+        return _located(self.path, message)
+
+
+def _located(path: Path, message: str) -> ConfigError:
+    if str(path) not in message:
+        message = f"{path}: {message}"
+    if "`hermes-patch" not in message:
+        message = message.rstrip()
+        message += ("" if message.endswith((".", "?", "!")) else ".") + " Nothing was changed; edit the file, then run `hermes-patch status`."
+    return ConfigError(message)
+
 
 _TOP_KEYS = {"patches", "patch_dirs", "hooks"}
 
@@ -84,26 +97,26 @@ def load_config(path: Path | None) -> Config:
         data = path.read_bytes()
     except FileNotFoundError:
         if explicit:
-            raise ConfigError(f"the configuration file {path} does not exist. Create it, or drop --config to use the defaults.") from None
+            raise ConfigError(f"the configuration file {path} does not exist. Create it, or drop --config to use the defaults: `hermes-patch status`.") from None
         return Config(path=path, exists=False)
     except OSError as exc:
-        raise ConfigError(f"the configuration file {path} cannot be read: {exc.strerror}.") from None
+        raise _located(path, f"the configuration file {path} cannot be read: {exc.strerror}") from None
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}. Fix it and run the command again; nothing was changed.") from None
+        raise _located(path, f"the configuration file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs and [patches.<id>] tables.")
+        raise _located(path, f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs and [patches.<id>] tables.")
     patches = raw.get("patches", {})
     if not isinstance(patches, dict) or not all(isinstance(v, dict) for v in patches.values()):
-        raise ConfigError(f"{path}: `patches` must be tables, one per patch: [patches.<id>].")
+        raise _located(path, f"{path}: `patches` must be tables, one per patch: [patches.<id>].")
     for pid, table in patches.items():
         if "enabled" in table and not isinstance(table["enabled"], bool):
-            raise ConfigError(f"{path}: [patches.{pid}] enabled must be true or false.")
+            raise _located(path, f"{path}: [patches.{pid}] enabled must be true or false.")
     dirs = raw.get("patch_dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
-        raise ConfigError(f"{path}: patch_dirs must be a list of folder paths.")
+        raise _located(path, f"{path}: patch_dirs must be a list of folder paths.")
     base = path.parent
     patch_dirs = tuple((base / Path(d).expanduser()).resolve() for d in dirs)
     return Config(path=path, exists=True, patch_dirs=patch_dirs, patches=patches)

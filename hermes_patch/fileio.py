@@ -5,9 +5,12 @@ Writes follow the classic recipe: a temporary file in the same directory,
 crash at any point leaves either the old bytes or the new bytes at the path,
 and a failed write (``ENOSPC``...) removes its temporary file.
 
-Test hook: ``HERMES_PATCH_FAULT=<step>`` makes the process kill itself with
-SIGKILL right before ``<step>`` (see :func:`fault_point`), so tests can prove
-what a crash at each step leaves behind without sleeping.
+Test hooks (see :func:`fault_point`): ``HERMES_PATCH_FAULT=<step>[:N]``
+makes the process kill itself with SIGKILL right before the N-th ``<step>``,
+and ``...:N:enospc`` makes that write fail with ENOSPC instead, so tests can
+prove what a crash or a full disk at each step leaves behind without
+sleeping; ``HERMES_PATCH_FAULT_LOG=<file>`` appends every step reached to
+``<file>``, so they can enumerate the steps instead of listing them.
 """
 
 from __future__ import annotations
@@ -21,28 +24,48 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 
-__all__ = ["read_bytes", "atomic_write", "fault_point", "check_writable"]
+__all__ = ["read_bytes", "atomic_write", "fault_point", "check_writable", "stale_temp_files"]
+
+TEMP_SUFFIX = ".hermes-patch.tmp"
 
 
 def fault_point(step: str) -> None:
-    """Die with SIGKILL here when ``HERMES_PATCH_FAULT`` names ``step``.
+    """Test hook: log ``step``, then die with SIGKILL (or fail with ENOSPC) if told to here.
 
-    ``HERMES_PATCH_FAULT`` may be ``step`` or ``step:N`` (die at the N-th time
-    the step is reached, 1-based). Used only by the crash tests.
+    ``HERMES_PATCH_FAULT`` is ``step``, ``step:N`` (the N-th time the step is
+    reached, 1-based) or ``step:N:enospc`` (raise ``OSError(ENOSPC)``; only
+    meaningful for the steps inside :func:`atomic_write`).
+    ``HERMES_PATCH_FAULT_LOG`` names a file that gets one line per step
+    reached. Used only by the crash tests; both unset means no effect.
     """
+    log = os.environ.get("HERMES_PATCH_FAULT_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(step + "\n")
     wanted = os.environ.get("HERMES_PATCH_FAULT")
     if not wanted:
         return
-    name, _, nth = wanted.partition(":")
+    name, _, rest = wanted.partition(":")
+    nth, _, action = rest.partition(":")
     if name != step:
         return
     count = _fault_counts.get(step, 0) + 1
     _fault_counts[step] = count
     if count == int(nth or 1):
+        if action == "enospc":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 _fault_counts: dict[str, int] = {}
+
+
+def stale_temp_files(directory: Path) -> list[Path]:
+    """Temporary files that a killed :func:`atomic_write` left in ``directory``."""
+    try:
+        return sorted(directory.glob(f".*{TEMP_SUFFIX}"))
+    except OSError:
+        return []
 
 
 def read_bytes(path: Path) -> bytes:
@@ -93,26 +116,29 @@ def check_writable(path: Path) -> str | None:
     return None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace the file at ``path`` with ``data`` atomically.
 
-    ``path`` is the real file (resolve symlinks before calling). Its
-    permission bits, and where allowed its owner, are kept.
+    A symlink at ``path`` is followed and kept: the file it points to is
+    replaced. Its permission bits, and where allowed its owner, are kept; a
+    new file gets ``mode``. Until the rename, nothing exists at ``path``
+    that was not there before (the temporary file has its own name).
 
     Raises:
         TargetError: the directory is read-only, the disk is full, or any
             other OS error; the original file is untouched and no temporary
             file is left behind.
     """
+    path = Path(os.path.realpath(path))
     directory = path.parent
     try:
         old = os.stat(path)
         mode, uid, gid = stat.S_IMODE(old.st_mode), old.st_uid, old.st_gid
     except FileNotFoundError:
-        mode, uid, gid = 0o644, -1, -1
+        uid, gid = -1, -1
     tmp_name: str | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".hermes-patch.tmp", dir=directory)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
         try:
             fault_point("temp-write")
             view = memoryview(data)
@@ -137,7 +163,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise TargetError(
             f"could not write {path}: {reason}. The file was left exactly as it was; "
-            "free space or fix permissions, then run the command again."
+            "free space or fix permissions, then run the same command again (`hermes-patch status` shows where things stand)."
         ) from None
     finally:
         if tmp_name is not None:

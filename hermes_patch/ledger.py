@@ -6,7 +6,7 @@ Linux)::
 
     ledger.json          versioned, sorted keys, written atomically (0600)
     backups/<sha256>     every file version we replaced or wrote (0600)
-    locks/<key>.lock     one lock per target package (filelock)
+    locks/ledger.lock    one writer at a time (filelock); the ledger is shared
 
 The ledger records, per target package: the sha256 of each file before and
 after our last write, the text hash of every statement a patch owns (for
@@ -100,6 +100,10 @@ class StateDir:
             ledger = json.loads(data)
             if not isinstance(ledger, dict) or not isinstance(ledger.get("targets"), dict) or not isinstance(ledger.get("schema"), int):
                 raise ValueError("not a ledger object")
+            if ledger["schema"] <= SCHEMA:
+                for key, record in ledger["targets"].items():
+                    if not _fits(record, _RECORD, optional=True):
+                        raise ValueError(f"the record of {key} is not shaped like a schema-{SCHEMA} record")
         except ValueError as exc:
             raise StateError(
                 f"the ledger {self.ledger_path} is corrupted or truncated ({exc}). Your Hermes files were not "
@@ -120,16 +124,18 @@ class StateDir:
         self._ensure()
         ledger["schema"] = SCHEMA
         data = (json.dumps(ledger, indent=2, sort_keys=True) + "\n").encode()
-        _create_private(self.ledger_path)
-        atomic_write(self.ledger_path, data)
+        atomic_write(self.ledger_path, data, mode=0o600)
 
     def backup(self, data: bytes) -> str:
-        """Store ``data`` under ``backups/<sha256>`` (once); return the sha256."""
+        """Store ``data`` under ``backups/<sha256>`` (once, mode 0600); return the sha256.
+
+        An existing backup is trusted only when its bytes match its name: a
+        crash of an older hermes-patch could leave one empty.
+        """
         sha = hashlib.sha256(data).hexdigest()
         path = self._ensure("backups") / sha
-        if not path.exists():
-            _create_private(path)
-            atomic_write(path, data)
+        if self.read_backup(sha) is None:
+            atomic_write(path, data, mode=0o600)
         return sha
 
     def read_backup(self, sha: str) -> bytes | None:
@@ -142,21 +148,49 @@ class StateDir:
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 120.0) -> Iterator[None]:
-        """Hold the lock of target ``key`` (one ``hermes-patch`` writer at a time).
+        """Hold the writer lock while working on target ``key``.
+
+        One lock for the whole state dir, not one per target: every target's
+        record lives in the same ledger.json, which a writer reads, changes
+        and writes back, so two writers on different targets would lose one
+        of the records.
 
         Raises:
             StateError: another hermes-patch held it for ``timeout`` seconds.
         """
         from filelock import FileLock, Timeout
 
-        name = hashlib.sha256(key.encode()).hexdigest()[:16]
-        path = self._ensure("locks") / f"{name}.lock"
+        path = self._ensure("locks") / "ledger.lock"
         _create_private(path)
         try:
             with FileLock(str(path), timeout=timeout):
                 yield
         except Timeout:
             raise StateError(f"another hermes-patch has held the lock {path} for {timeout:.0f} s; wait for it to finish and run the command again.") from None
+
+
+# The shape of one target's record, as app.App writes it: a dict spec lists
+# required keys ("*" maps any key to one spec), a tuple lists allowed types.
+_COMMITTED = {
+    "version": (str, type(None)),
+    "files": {"*": {"original": str, "patched": str}},
+    "patches": {"*": {"params": dict, "statements": {"*": str}}},
+    "snapshot": {"config_key": str, "inputs": {"*": str}, "reports": [{"id": str, "state": str, "reason": str, "enabled": bool, "notes": [str]}]},
+}
+_RECORD = {**_COMMITTED, "pending": {"kind": str, "files": {"*": {"before": str, "after": str, "original": str}}, "commit": _COMMITTED}}
+
+
+def _fits(value: Any, spec: Any, optional: bool = False) -> bool:
+    """Whether parsed JSON ``value`` has the shape ``spec`` (``optional``: keys of a dict spec may be absent)."""
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return False
+        if "*" in spec:
+            return all(isinstance(k, str) and _fits(v, spec["*"]) for k, v in value.items())
+        return all((key in value and _fits(value[key], sub)) or (optional and key not in value) for key, sub in spec.items())
+    if isinstance(spec, list):
+        return isinstance(value, list) and all(_fits(v, spec[0]) for v in value)
+    return isinstance(value, spec)
 
 
 def _create_private(path: Path) -> None:

@@ -38,7 +38,9 @@ class Target:
 
     Attributes:
         file: the real ``web_server.py`` (symlinks resolved).
-        package_dir: the ``hermes_cli`` directory holding it.
+        package_dir: the ``hermes_cli`` directory holding it; for a symlinked
+            ``web_server.py`` inside a package, the package holding the link
+            (its siblings and version live there).
         version: the release (``"0.19.0"``), or ``None`` when unknown.
         install_method: ``git``, ``pip``, ``uv``, ``uv-tool``, ``pipx``,
             ``docker``, ``nix``, ``homebrew`` or ``file`` (a bare file).
@@ -65,6 +67,12 @@ class Target:
     @property
     def writable(self) -> bool:
         return self.read_only is None
+
+    @property
+    def entry(self) -> str:
+        """The module patches start from, as named in ``package_dir`` (the link's name when linked)."""
+        linked = self.symlink is not None and self.symlink.parent.resolve() == self.package_dir
+        return self.symlink.name if linked else self.file.name  # type: ignore[union-attr]
 
     @property
     def tree_root(self) -> Path:
@@ -136,6 +144,8 @@ def _target(file: Path, found_by: str, interpreter: Path | None = None) -> Targe
             "by itself: `hermes-patch status` (or `--python /path/to/venv/bin/python`)."
         )
     package_dir = real.parent
+    if given.is_symlink() and (given.parent / "__init__.py").is_file():
+        package_dir = given.parent.resolve()  # a linked module: its package is where the link is
     method, root = install_method(package_dir)
     return Target(
         file=real,
@@ -153,7 +163,10 @@ def _target(file: Path, found_by: str, interpreter: Path | None = None) -> Targe
 def _from_root(root: Path, found_by: str, interpreter: Path | None = None) -> Target:
     root = root.expanduser()
     if not root.exists():
-        raise TargetError(f"{root} does not exist. --root takes a Hermes git checkout or a site-packages directory.")
+        raise TargetError(
+            f"{root} does not exist. --root takes a Hermes git checkout or a site-packages directory; "
+            "to let the interpreter say where Hermes is, run `hermes-patch status --python /path/to/venv/bin/python`."
+        )
     for candidate in (root / PACKAGE / ENTRY, root / ENTRY):
         if candidate.is_file():
             return _target(candidate, found_by, interpreter)

@@ -134,6 +134,9 @@ class PublicActionStatus(Patch):
             found = f"{len(upstream)} top-level bindings" if upstream else f"no top-level binding ({ws.closest(NAME)})"
             return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {NAME} in {src.path.name}; found {found}")
         binding = upstream[0]
+        elsewhere = [n.lineno for n in ast.walk(src.tree) if _rebinds(n) and n is not binding.node and n.lineno not in owned]
+        if elsewhere:
+            return Detection(State.UNKNOWN_SHAPE, f"{NAME} is also assigned at line {elsewhere[0]} (in a block or a function), which could replace the set the edit extends")
         uses = [
             n for n in walk(src.mentioning(NAME))
             if isinstance(n, ast.Compare) and any(isinstance(op, (ast.NotIn, ast.In)) for op in n.ops)
@@ -151,8 +154,7 @@ class PublicActionStatus(Patch):
 
             raise ConfigError(
                 f"[patches.{self.ID}] actions lists {', '.join(unknown)}, which this release does not have "
-                f"(its {ACTIONS} has: {', '.join(release_actions)}). Remove the name from the configuration "
-                f"and run `hermes-patch status` again."
+                f"(its {ACTIONS} has: {', '.join(release_actions)}). Remove the name from the configuration."
             )
         notes = tuple(
             f"the status log of {a!r} can carry sensitive output and is now readable without the token" for a in actions if a in SENSITIVE
@@ -220,6 +222,14 @@ class PublicActionStatus(Patch):
 
         actions = self.params["actions"]
         return InsertAfter(NAME, lambda module: render(actions, module.default_newline))
+
+
+def _rebinds(node: ast.AST) -> bool:
+    """An assignment, augmented assignment or ``global`` declaration of ``_PUBLIC_API_PATHS``."""
+    if isinstance(node, ast.Global):
+        return NAME in node.names
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    return any(isinstance(n, ast.Name) and n.id == NAME for t in targets for n in ast.walk(t))
 
 
 def _ordered_strings(node: ast.stmt) -> list[str]:

@@ -57,6 +57,15 @@ class Runner:
     def configure(self, text: str) -> None:
         self.config.write_text(text)
 
+    @property
+    def exe(self) -> str:
+        return hermes_patch_exe()
+
+    @property
+    def common(self) -> list[str]:
+        """The isolating options every target command gets."""
+        return ["--state-dir", str(self.state), "--config", str(self.config)]
+
     def __call__(self, *args: str, env: dict[str, str] | None = None, check: int | None = None, input: str | None = None) -> subprocess.CompletedProcess:
         cmd = [hermes_patch_exe(), *args]
         takes_target = args and args[0] not in ("list", "--help", "--version", "git-clean-filter", "hook")
@@ -64,7 +73,7 @@ class Runner:
             takes_target = True
         if takes_target:
             cut = 1 + args.index("--") if "--" in args else len(cmd)  # before `--`: the rest goes to hermes
-            cmd[cut:cut] = ["--state-dir", str(self.state), "--config", str(self.config)]
+            cmd[cut:cut] = self.common
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=300, input=input)
         if check is not None:
             assert proc.returncode == check, f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -74,6 +83,25 @@ class Runner:
         proc = self("status", "--json", *target, env=env)
         assert proc.stdout, proc.stderr
         return proc.returncode, json.loads(proc.stdout)
+
+
+TALLY: list[dict[str, str]] = []
+
+
+def tally(subject: str, expected: str, observed: str) -> None:
+    """Record one row of the README's safety tally (input or fault, expected, observed).
+
+    Call it with ``observed`` computed from the real outcome *before* asserting,
+    so a failing test still records what happened. ``scripts/tally`` collects
+    the rows (``HERMES_PATCH_TALLY=<file>``) and prints the Markdown table.
+    """
+    TALLY.append({"subject": subject, "expected": expected, "observed": observed})
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    out = os.environ.get("HERMES_PATCH_TALLY")
+    if out and TALLY:
+        Path(out).write_text(json.dumps(TALLY, indent=1, ensure_ascii=False) + "\n")
 
 
 def states(doc: dict) -> dict[str, str]:
