@@ -139,7 +139,11 @@ def blocks_of(workspace: Workspace, patch_id: str, files: Iterable[str] | None =
             continue
         blocks = find_blocks(src, patch_id)
         if isinstance(blocks, str):
-            raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess. Restore the marker or the file.")
+            raise TargetError(
+                f"{src.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, "
+                "or restore the file from the release (`hermes update`, or `pip install --force-reinstall --no-deps "
+                "hermes-agent==<version>`), then run `hermes-patch status`."
+            )
         if blocks:
             found[name] = blocks
     return found
@@ -154,7 +158,7 @@ def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
             continue
         blocks = find_blocks(src)
         if isinstance(blocks, str):
-            raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess.")
+            raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, or restore the file from the release, then run `hermes-patch status`.")
         mine = [b for b in blocks if b.patch_id in ids]
         if mine:
             out[name] = remove_blocks(src.text, src.line_starts, mine)

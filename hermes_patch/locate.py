@@ -132,7 +132,13 @@ def install_method(package_dir: Path) -> tuple[str, Path | None]:
 
 def _target(file: Path, found_by: str, interpreter: Path | None = None) -> Target:
     given = file
-    real = file.resolve()
+    try:
+        real = file.resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError on 3.11), an unreadable link
+        raise TargetError(
+            f"{given} cannot be resolved ({exc}); it is a symlink that never reaches a file. Point "
+            f"--file at the real hermes_cli/{ENTRY}, or let hermes-patch find the install: `hermes-patch status`."
+        ) from None
     if real.is_dir():
         raise TargetError(
             f"{given} is a directory. --file takes the file hermes_cli/{ENTRY}; "

@@ -96,6 +96,15 @@ class Workspace:
             self._missing.add(name)
             return None
         src = Source.from_bytes(read_bytes(path), path)
+        text = src.text
+        if "\r" in text and "\n" not in text:
+            raise TargetError(
+                f"{path} ends its lines with a lone carriage return (classic Mac OS style), which no Hermes "
+                "release ships; hermes-patch edits LF and CRLF files only. Restore the file from the release "
+                "(`hermes update`, or `pip install --force-reinstall --no-deps hermes-agent==<version>`), then "
+                "run `hermes-patch status`."
+            )
+
         self._sources[name] = src
         return src
 
@@ -127,6 +136,18 @@ class Workspace:
             self._index[file] = _bound_names(src)
         body, spans = src.tree.body, src.spans
         return [Binding(file, body[i], *spans[i]) for i in self._index[file].get(name, ())]
+
+    def rebound(self, name: str, b: Binding) -> str | None:
+        """Why editing ``b`` would be wrong when ``name`` is bound again at the top of its file, else ``None``.
+
+        Python keeps the last binding, so a guard added to the first of two
+        ``def``s (or to a ``def`` later replaced by an assignment) would never run.
+        """
+        again = [x for x in self.binding(name, b.file) if x.first != b.first]
+        if not again:
+            return None
+        lines = ", ".join(str(x.first) for x in again)
+        return f"{name} is bound {1 + len(again)} times at the top of {b.file} (lines {b.first}, {lines}); the last one wins, so an edit of the first would do nothing"
 
     def closest(self, name: str, file: str | None = None) -> str:
         """A hint for messages: top-level names of ``file`` that look like ``name``.

@@ -53,6 +53,9 @@ def _parse_proxies(value: Any) -> tuple[str, ...]:
             except ValueError:
                 pass
             raise ValueError(f"{text!r} is not a network in CIDR form ({exc}){hint}") from None
+        mapped = net.network_address.ipv4_mapped if net.version == 6 and net.prefixlen >= 96 else None
+        if mapped is not None:  # ::ffff:a.b.c.d/N: the helper compares IPv4-mapped peers as IPv4
+            net = ipaddress.ip_network(f"{mapped}/{net.prefixlen - 96}")
         out.append(str(net))
     return tuple(dict.fromkeys(out))
 
@@ -142,7 +145,12 @@ class RelaxWsPeerCheck(Patch):
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        wide = [p for p in self.params["trusted_proxies"] if ipaddress.ip_network(p).prefixlen == 0]
+        nets = [ipaddress.ip_network(p) for p in self.params["trusted_proxies"]]
+        wide = [str(n) for n in nets if n.prefixlen == 0]
+        for version, everything in ((4, ipaddress.ip_network("0.0.0.0/0")), (6, ipaddress.ip_network("::/0"))):
+            union = list(ipaddress.collapse_addresses([n for n in nets if n.version == version]))  # type: ignore[misc]
+            if not wide and union == [everything]:
+                wide = [f"{', '.join(str(n) for n in nets if n.version == version)} (together {everything})"]
         if wide and not self.params["allow_catch_all"]:
             from hermes_patch.errors import ConfigError
 
@@ -165,6 +173,9 @@ class RelaxWsPeerCheck(Patch):
                 continue
             if not isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not b.node.args.args:
                 return f"{name} in {b.file} is not a function taking the WebSocket"
+            twice = ws.rebound(name, b)
+            if twice:
+                return twice
             names = {n.id for n in ast.walk(b.node) if isinstance(n, ast.Name)}
             if LOOPBACK not in names and not names & (set(FUNCTIONS) - {name}):
                 return f"{name} in {b.file} neither compares the peer with {LOOPBACK} nor delegates to {' or '.join(sorted(set(FUNCTIONS) - {name}))}"

@@ -180,6 +180,9 @@ class TrustedHosts(Patch):
         b = ws.resolve(FUNCTION)
         if b is None:
             return f"looked for def {FUNCTION}(host_header, bound_host) in {ws.entry} (or a hermes_cli module it imports it from); found none"
+        twice = ws.rebound(FUNCTION, b)
+        if twice:
+            return twice
         node = b.node
         if not isinstance(node, ast.FunctionDef) or len(node.args.args) < 2:
             return f"{FUNCTION} in {b.file} is not a function of (host_header, bound_host)"

@@ -99,3 +99,10 @@ def test_symlink_is_followed_and_kept(tmp_path, run: Runner):
     assert set(states(doc).values()) == {"applied", "not-needed"}  # the patches that need configuration
     human = run("status", "--file", str(link))
     assert "via symlink" in human.stdout
+
+
+def test_symlink_loop_is_a_clear_error(tmp_path, run: Runner):
+    loop = tmp_path / "selfloop"
+    loop.symlink_to("selfloop")
+    proc = run("status", "--file", str(loop), check=2)
+    assert proc.stderr.startswith("error: ") and "symlink" in proc.stderr and "Traceback" not in proc.stderr

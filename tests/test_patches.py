@@ -267,3 +267,47 @@ def test_blocks_of_a_patch_not_in_the_catalog_are_reported(tmp_path):
     make_app(tmp_path, root).apply()
     warm = make_app(tmp_path, root).status()
     assert warm.warm and any("root-path" in n for n in warm.notes)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["\n\ndef _ws_client_is_allowed(ws):\n    return False\n", "\n_ws_client_is_allowed = lambda ws: False\n"],
+    ids=["defined-twice", "rebound-later"],
+)
+def test_a_function_bound_twice_is_unknown_shape(tmp_path, extra):
+    """Python keeps the last binding: a guard in the first would be dead code (found by the breaker)."""
+    root = copy_fixture("r0_14", tmp_path / "t")
+    web = root / "hermes_cli/web_server.py"
+    web.write_text(web.read_text() + extra)
+    report = {r.id: r for r in make_app(tmp_path, root).status().reports}[WS]
+    assert report.state == "unknown-shape" and "bound 2 times" in report.reason
+
+
+@pytest.mark.parametrize(
+    "proxies, catch_all",
+    [(["0.0.0.0/1", "128.0.0.0/1"], True), (["::/1", "8000::/1"], True), (["::ffff:127.0.0.5/128"], False)],
+    ids=["v4-halves", "v6-halves", "v4-mapped"],
+)
+def test_trusted_proxies_edge_cidrs(tmp_path, proxies, catch_all):
+    root = copy_fixture("r0_14", tmp_path / "t")
+    config = f"[patches.relax-ws-peer-check]\ntrusted_proxies = {proxies!r}\n".replace("'", '"')
+    if catch_all:
+        with pytest.raises(ConfigError, match="allow_catch_all"):
+            make_app(tmp_path, root, config).status()
+    else:
+        make_app(tmp_path, root, config).apply()
+        assert '("127.0.0.5/32",)' in (root / "hermes_cli/web_server.py").read_text()
+
+
+def test_cr_only_line_endings_are_refused_by_status_and_apply_alike(tmp_path):
+    """Found by the breaker: status said pending, apply refused as a bug. Now both refuse up front."""
+    from hermes_patch.errors import TargetError
+
+    root = copy_fixture("r0_14", tmp_path / "t")
+    web = root / "hermes_cli/web_server.py"
+    original = web.read_bytes().replace(b"\n", b"\r")
+    web.write_bytes(original)
+    for action in (lambda app: app.status(), lambda app: app.apply()):
+        with pytest.raises(TargetError, match="lone carriage return"):
+            action(make_app(tmp_path, root))
+    assert web.read_bytes() == original
