@@ -1,7 +1,7 @@
 """trusted-hosts: accept the reverse proxy's Host / Origin names on a loopback-bound dashboard.
 
 Upstream rule. ``_is_accepted_host(host_header, bound_host)`` is the
-dashboard's DNS-rebinding defence (GHSA-ppp5-vxwm-4cf7). The HTTP Host
+dashboard's DNS-rebinding defence. The HTTP Host
 middleware answers 400 when it says no; from 0.15.0 the WebSocket upgrade
 asks it about the Host header and about the Origin's netloc too. It accepts
 any host on a ``0.0.0.0``/``::`` bind, only ``localhost``/``127.0.0.1``/``::1``
