@@ -164,6 +164,20 @@ class RelaxWsPeerCheck(Patch):
     # -- detection ---------------------------------------------------------
 
     def _functions(self, ws: Workspace) -> dict[str, Binding] | str:
+        """The peer-check functions by name, or why the shape is not ours; computed once per workspace.
+
+        detect(), each transformer() and probe() ask the same question of the
+        same (immutable) workspace; the scan walks every function of the
+        modules involved, so it is kept for the last workspace seen.
+        """
+        cached = getattr(self, "_functions_cache", None)
+        if cached is not None and cached[0] is ws:
+            return cached[1]
+        result = self._scan_functions(ws)
+        self._functions_cache = (ws, result)
+        return result
+
+    def _scan_functions(self, ws: Workspace) -> dict[str, Binding] | str:
         found: dict[str, Binding] = {}
         for name in FUNCTIONS:
             b = ws.resolve(name)
