@@ -246,18 +246,27 @@ def git_clean_filter() -> None:
 
 
 @cli.command()
+@click.option("--proxy", "proxies", multiple=True, metavar="ADDRESS",
+              help="Your reverse proxy's address as the dashboard sees it (repeatable); adds a topology check.")
+@click.option("--public-host", "public_host", metavar="NAME",
+              help="The name browsers use to reach the proxy, sent as Host and Origin in the topology check.")
 @target_options
-def verify(app) -> None:
-    """Check, inside Hermes's own interpreter, that each applied patch has its effect.
+def verify(app, proxies: tuple[str, ...], public_host: str | None) -> None:
+    """Check, with Hermes's own interpreter and server, that each applied patch has its effect.
 
-    Imports the patched dashboard in a subprocess of that interpreter (from
-    --python or the launcher) and drives its routes and WebSocket checks.
-    Prints effective, not effective or cannot verify per patch; writes nothing.
+    Starts the release's own server (uvicorn with that release's settings)
+    in a subprocess of that interpreter (from --python or the launcher),
+    on a free port of a loopback address with a throw-away HERMES_HOME, and
+    sends real HTTP requests and WebSocket handshakes as the configured
+    proxies deliver them. With --proxy (and --public-host) it also checks
+    your own topology. Prints effective, not effective or cannot verify per
+    patch; exit 1 names the request that failed. Writes nothing.
     """
     from hermes_patch.console import print_verify
-    from hermes_patch.verify import verify_patches
+    from hermes_patch.verify import Topology, verify_patches
 
-    result = verify_patches(app)
+    topology = Topology.parse(proxies, public_host) if proxies or public_host else None
+    result = verify_patches(app, topology)
     print_verify(result)
     sys.exit(result.exit_code)
 

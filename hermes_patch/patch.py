@@ -128,19 +128,32 @@ class Check:
     ``{token}`` and ``{session_header}`` stand for the module's
     ``_SESSION_TOKEN`` and ``_SESSION_HEADER_NAME``.
 
+    The probe starts the release's own server (``start_server()``, so
+    uvicorn runs with the release's settings) bound to ``bound_host`` and
+    sends ``http`` and ``websocket`` checks over real TCP connections whose
+    peer is ``peer``. ``{port}`` and ``{bound}`` (``host:port`` of that
+    server) may be used in headers too, e.g. an Origin
+    ``http://{bound}``.
+
     Attributes:
         what: for people, e.g. ``"status poll of hermes-update without the token"``.
-        kind: ``"http"`` (a GET through the app and its middleware: 2xx/3xx is
-            allowed, 401/403 refused), ``"websocket"`` (a WebSocket handshake
-            through the app: accept is allowed, a close or 401/403 before
-            accept refused) or ``"call"`` (the module function ``target`` is
-            called with a Starlette ``WebSocket``: ``True``/``None`` is
-            allowed, ``False`` or a reason string refused).
+        kind: ``"http"`` (a request of ``method``: 2xx/3xx is allowed,
+            400/401/403 refused, 400 being the Host check's and a CORS
+            preflight's refusal), ``"websocket"`` (a WebSocket handshake:
+            HTTP 101 is allowed, 401/403 refused) or ``"call"`` (the module
+            function ``target`` is called in the server's process with a
+            Starlette ``WebSocket`` whose peer is ``peer``: ``True``/``None``
+            is allowed, ``False`` or a reason string refused).
         target: a path with query (http, websocket) or a function name (call).
         expect: ``"allowed"`` or ``"refused"``.
-        peer: the client address the app sees (an IP address).
-        bound_host: the address the dashboard is bound to (``app.state.bound_host``).
-        headers: extra request headers, ``(name, value)`` pairs.
+        peer: the TCP peer of the connection (an IP address); one in
+            127.0.0.0/8 is bound as the source address, any other is
+            injected beneath uvicorn's proxy-header handling.
+        bound_host: the address the dashboard is started on (``--host``).
+        headers: request headers, ``(name, value)`` pairs; ``Host``
+            defaults to ``{bound}``. A ``X-Forwarded-For`` goes through
+            uvicorn's proxy-header handling as the release configures it.
+        method: ``GET`` (default), ``HEAD`` or ``OPTIONS`` (a CORS preflight).
         control: a check that must pass whether or not the patch works (e.g.
             a loopback peer is allowed); when it fails the probe measured
             nothing and verify says ``cannot verify``.
@@ -154,16 +167,20 @@ class Check:
     bound_host: str = "127.0.0.1"
     headers: tuple[tuple[str, str], ...] = ()
     control: bool = False
+    method: str = "GET"
 
     def __post_init__(self) -> None:
         if self.kind not in ("http", "websocket", "call") or self.expect not in ("allowed", "refused"):
             raise ValueError(f"bad check {self!r}: kind must be http/websocket/call, expect allowed/refused")
+        if self.method not in ("GET", "HEAD", "OPTIONS"):
+            raise ValueError(f"bad check {self!r}: method must be GET, HEAD or OPTIONS (verify never changes state)")
 
     def to_json(self) -> dict[str, Any]:
+        """The check as the probe reads it (a JSON object)."""
         return {
             "what": self.what, "kind": self.kind, "target": self.target, "expect": self.expect,
             "peer": self.peer, "bound_host": self.bound_host, "headers": [list(h) for h in self.headers],
-            "control": self.control,
+            "control": self.control, "method": self.method,
         }
 
 

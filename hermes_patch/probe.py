@@ -2,51 +2,81 @@
 
 :mod:`hermes_patch.verify` runs this file's text with the Python that runs
 Hermes (``python -I -B -c <this text> <json>``), in a temporary working
-directory with ``HERMES_HOME`` and ``HOME`` pointing into it, so importing
-the dashboard touches neither the user's home nor the install (``-B``: no
-bytecode is written). It therefore uses the standard library only, plus
-Starlette, which the dashboard itself needs; it must stay importable on the
-oldest Python a Hermes release supports.
+directory with ``HERMES_HOME`` and ``HOME`` pointing into it, so the
+dashboard touches neither the user's home nor the install (``-B``: no
+bytecode is written). It uses the standard library only, plus what the
+dashboard itself imports (uvicorn, Starlette); it must stay importable on
+the oldest Python a Hermes release supports.
 
 Input (``sys.argv[1]``, JSON): ``{"module": "hermes_cli.web_server",
-"checks": {"<patch id>": [<check>, ...]}, "timeout": <seconds>}``; a check
-is :class:`hermes_patch.patch.Check` as a dict.
+"bound_host": "127.0.0.1", "checks": {"<patch id>": [[<index>, <check>],
+...]}, "timeout": <seconds>}``; a check is
+:class:`hermes_patch.patch.Check` as a dict.
 
-It imports the module, sets what ``start_server()`` would set for a
-loopback dashboard with embedded chat (``app.state.bound_host`` per check,
-``app.state.auth_required = False``, ``_DASHBOARD_EMBEDDED_CHAT_ENABLED``),
-and drives the ASGI app directly with hand-made scopes whose ``client`` is
-the check's peer: no socket is opened. Each check yields an observation:
-``{"outcome": "allowed" | "refused" | "other", "detail": "..."}``;
-judging it against the expectation is verify.py's job.
+What it starts. The REAL server: it imports the module and calls the
+release's own ``start_server()`` in the main thread, so uvicorn runs with
+exactly the settings that release passes (0.13/0.14: uvicorn's defaults,
+``proxy_headers`` on with 127.0.0.1 trusted; 0.15+:
+``proxy_headers=bool(app.state.auth_required)``), bound to ``bound_host``
+(an address in 127.0.0.0/8) on a free port, with ``open_browser=False``,
+``allow_public=True`` (``--insecure``, only matters for a bind other than
+127.0.0.1) and ``embedded_chat=True`` (``--tui``) where the release has
+those parameters. Nothing listens anywhere but that loopback address.
+
+How it asks. A second thread waits for the port, then sends each check as
+a real HTTP request or WebSocket handshake over TCP from the check's
+``peer``: an address in 127.0.0.0/8 (or ``::1``) is bound as the socket's
+source address; any other address (a proxy on another host, e.g.
+100.64.0.5) is injected *beneath* uvicorn's proxy-header handling, as the
+connection's own peer, by an ASGI wrapper that uvicorn's ``Config.load``
+puts outside everything it loads (so X-Forwarded-For is judged exactly as
+for a real connection from that address). A second wrapper, inside uvicorn's
+middleware, records which peer the dashboard finally saw, for the reasons
+verify prints. ``call`` checks call a module function in this process with
+a Starlette ``WebSocket`` whose peer is ``peer`` (no proxy-header layer).
+
+Each check yields ``{"outcome": "allowed" | "refused" | "other", "detail"}``:
+HTTP 2xx/3xx is allowed, 400/401/403 refused (400 is the Host check's and
+CORS preflight's refusal); a WebSocket 101 is allowed, 403 (or 401)
+refused. Judging is verify.py's job.
 
 Output: one line on stdout, ``HERMES-PATCH-PROBE <json>``, holding
-``{"file": <module __file__>, "error": <str or null>, "results": {id: [...]}}``.
-An ``error`` (Starlette or the module cannot be imported) means nothing
-could be observed.
+``{"file": <module __file__>, "error": <str or null>, "results": {id:
+[[index, observation], ...]}}``. An ``error`` (the module, uvicorn or the
+server cannot start) means nothing could be observed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib
+import inspect
+import ipaddress
 import json
 import os
+import socket
 import sys
+import threading
+import time
 
 MARKER = "HERMES-PATCH-PROBE "
-PORT = 9119  # the dashboard's default port; only used in Host headers and scopes
+PROBE_HEADER = "x-hermes-patch-probe"
+_INJECT = {}  # (source host, source port) -> the peer the connection stands for
+_SEEN = {}  # probe request number -> the client host the dashboard saw
+_LOCK = threading.Lock()
 
 
 def _emit(doc):
-    sys.stdout.write("\n" + MARKER + json.dumps(doc) + "\n")
-    sys.stdout.flush()
-    # The dashboard may have started non-daemon threads at import: do not wait for them.
-    os._exit(0)
+    with _LOCK:
+        sys.stdout.write("\n" + MARKER + json.dumps(doc) + "\n")
+        sys.stdout.flush()
+        # The dashboard runs non-daemon threads and the server loop: do not wait for them.
+        os._exit(0)
 
 
-def _hostport(host):
-    return "[%s]:%d" % (host, PORT) if ":" in host else "%s:%d" % (host, PORT)
+def _hostport(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
 def _fill(text, values):
@@ -55,109 +85,208 @@ def _fill(text, values):
     return text
 
 
-def _scope(kind, check, app, values):
-    path, _, query = _fill(check["target"], values).partition("?")
-    headers = [(b"host", _hostport(check["bound_host"]).encode("latin-1"))]
-    for name, value in check.get("headers", ()):
-        headers.append((_fill(name, values).lower().encode("latin-1"), _fill(value, values).encode("latin-1")))
-    scope = {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "http" if kind == "http" else "ws",
-        "path": path,
-        "raw_path": path.encode("latin-1"),
-        "query_string": query.encode("latin-1"),
-        "root_path": "",
-        "headers": headers,
-        "client": (check["peer"], 50000),
-        "server": (check["bound_host"], PORT),
-        "state": {},
-        "app": app,
-    }
-    if kind == "http":
-        scope["method"] = "GET"
-    else:
-        scope["subprotocols"] = []
-    return scope
+# -- beneath and inside uvicorn ---------------------------------------------------
 
 
-async def _http(app, scope, timeout):
-    messages = []
-    finished = asyncio.Event()
-    requested = []
+class _Inject(object):
+    """Outermost ASGI wrapper: a connection registered in _INJECT gets that peer, as if it came from there."""
 
-    async def receive():
-        if not requested:
-            requested.append(True)
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await finished.wait()
-        return {"type": "http.disconnect"}
+    def __init__(self, app):
+        self.app = app
 
-    async def send(message):
-        messages.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            finished.set()
-
-    await asyncio.wait_for(app(scope, receive, send), timeout)
-    start = [m for m in messages if m["type"] == "http.response.start"]
-    if not start:
-        return "other", "the app sent no response"
-    status = start[0]["status"]
-    if status in (401, 403):
-        return "refused", "HTTP %d" % status
-    if status < 400:
-        return "allowed", "HTTP %d" % status
-    return "other", "HTTP %d" % status
+    async def __call__(self, scope, receive, send):
+        client = scope.get("client")
+        if client and (client[0], client[1]) in _INJECT:
+            scope = dict(scope)
+            scope["client"] = (_INJECT[(client[0], client[1])], client[1])
+        return await self.app(scope, receive, send)
 
 
-async def _websocket(app, scope, timeout):
-    loop = asyncio.get_running_loop()
-    first = loop.create_future()
-    hang_up = asyncio.Event()
-    connected = []
+class _Seen(object):
+    """Innermost ASGI wrapper: remembers the peer the dashboard app receives."""
 
-    async def receive():
-        if not connected:
-            connected.append(True)
-            return {"type": "websocket.connect"}
-        await hang_up.wait()
-        return {"type": "websocket.disconnect", "code": 1000}
+    def __init__(self, app):
+        self.app = app
 
-    async def send(message):
-        if not first.done():
-            first.set_result(message)
+    async def __call__(self, scope, receive, send):
+        for name, value in scope.get("headers") or ():
+            if name == PROBE_HEADER.encode("latin-1"):
+                client = scope.get("client")
+                _SEEN[value.decode("latin-1")] = client[0] if client else None
+        return await self.app(scope, receive, send)
 
-    task = asyncio.ensure_future(app(scope, receive, send))
-    await asyncio.wait({task, first}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    hang_up.set()
+
+def _hook_uvicorn():
+    import uvicorn.config
+
+    original = uvicorn.config.Config.load
+
+    def load(self):
+        original(self)
+        if not isinstance(self.loaded_app, _Inject):
+            inner = self.loaded_app
+            # uvicorn's wrappers (ProxyHeadersMiddleware, ...) keep the next app as .app
+            holder = None
+            while hasattr(inner, "app") and type(inner).__module__.startswith("uvicorn."):
+                holder, inner = inner, inner.app
+            if holder is None:
+                self.loaded_app = _Seen(self.loaded_app)
+            else:
+                holder.app = _Seen(inner)
+            self.loaded_app = _Inject(self.loaded_app)
+
+    uvicorn.config.Config.load = load
+
+
+# -- the server -------------------------------------------------------------------
+
+
+def _free_port(host):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _start_kwargs(fn, host, port):
+    params = inspect.signature(fn).parameters
+    kwargs = {"host": host, "port": port}
+    for name, value in (("open_browser", False), ("allow_public", True), ("embedded_chat", True)):
+        if name in params:
+            kwargs[name] = value
+    return kwargs
+
+
+# -- the client -------------------------------------------------------------------
+
+
+def _loopback(addr):
     try:
-        await asyncio.wait_for(task, timeout)
-    except Exception:
-        pass  # what matters is the first message; a handler failing after it changes nothing
-    if not first.done():
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            return "other", "the handler raised %s: %s" % (type(exc).__name__, exc)
-        return "other", "the handler sent nothing"
-    message = first.result()
-    kind = message["type"]
-    if kind == "websocket.accept":
-        return "allowed", "upgraded (accept)"
-    if kind == "websocket.close":
-        return "refused", "closed before accept (code %s, HTTP 403 on the wire)" % message.get("code", 1000)
-    if kind == "websocket.http.response.start":
-        status = message.get("status")
-        return ("refused" if status in (401, 403) else "other"), "HTTP %s" % status
-    return "other", "first message %s" % kind
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.is_loopback
 
 
-async def _call(module, app, scope, check):
+def _connect(peer, host, port, timeout):
+    """A TCP connection to the dashboard whose peer, as uvicorn sees it, is ``peer``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    same_family = (":" in peer) == (":" in host)
+    if _loopback(peer) and same_family:
+        try:
+            sock.bind((peer, 0))
+            sock.connect((host, port))
+            return sock
+        except OSError:
+            sock.close()
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+    sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+    local = sock.getsockname()
+    _INJECT[(local[0], local[1])] = peer
+    sock.connect((host, port))
+    return sock
+
+
+def _request(check, values, number, kind):
+    path = _fill(check["target"], values)
+    headers = [(_fill(n, values), _fill(v, values)) for n, v in check.get("headers", ())]
+    if not any(n.lower() == "host" for n, _ in headers):
+        headers.insert(0, ("Host", values["bound"]))
+    method = check.get("method") or "GET"
+    if kind == "websocket":
+        method = "GET"
+        headers += [
+            ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16)).decode("ascii")),
+        ]
+    else:
+        headers.append(("Connection", "close"))
+    headers.append((PROBE_HEADER, str(number)))
+    lines = ["%s %s HTTP/1.1" % (method, path)] + ["%s: %s" % h for h in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _read_head(sock, timeout, want_body):
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\r\n\r\n" not in data:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if want_body:
+        while len(body) < 2048 and time.monotonic() < deadline:
+            try:
+                sock.settimeout(max(0.1, min(1.0, deadline - time.monotonic())))
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            body += chunk
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        return None, {}, body
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+def _snippet(body):
+    text = body.decode("utf-8", "replace").strip().replace("\n", " ")
+    return text[:80]
+
+
+def _wire(check, values, number, timeout, host, port):
+    kind = check["kind"]
+    sock = _connect(check["peer"], host, port, timeout)
+    try:
+        sock.sendall(_request(check, values, number, kind))
+        status, headers, body = _read_head(sock, timeout, want_body=kind == "http")
+    finally:
+        sock.close()
+    if status is None:
+        return "other", "no HTTP answer"
+    if kind == "websocket":
+        if status == 101:
+            return "allowed", "upgraded (HTTP 101)"
+        return ("refused" if status in (401, 403) else "other"), "HTTP %d" % status
+    detail = "HTTP %d" % status
+    if status >= 400 and body:
+        detail += " (%s)" % _snippet(body)
+    if check.get("method") == "OPTIONS" and status < 400:
+        allowed = headers.get("access-control-allow-origin", "")
+        detail += "; Access-Control-Allow-Origin: %s" % (allowed or "none")
+    if status in (400, 401, 403):
+        return "refused", detail
+    if status < 400:
+        return "allowed", detail
+    return "other", detail
+
+
+async def _call(module, check, values, port):
     from starlette.websockets import WebSocket
 
     fn = getattr(module, check["target"], None)
     if not callable(fn):
         return "other", "%s has no function %s" % (module.__name__, check["target"])
+    headers = [(b"host", values["bound"].encode("latin-1"))]
+    headers += [(_fill(n, values).lower().encode("latin-1"), _fill(v, values).encode("latin-1")) for n, v in check.get("headers", ())]
+    scope = {
+        "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
+        "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "", "headers": headers,
+        "client": (check["peer"], 50000), "server": (check["bound_host"], port), "subprotocols": [],
+        "state": {}, "app": module.app,
+    }
 
     async def receive():
         return {"type": "websocket.connect"}
@@ -175,56 +304,101 @@ async def _call(module, app, scope, check):
     return "other", "returned %r" % (result,)
 
 
-async def _run(module, checks, timeout):
-    app = module.app
+def _describe_peer(check, number, detail):
+    seen = _SEEN.get(str(number))
+    if seen is not None and seen != check["peer"]:
+        detail += "; the dashboard saw peer %s, not %s" % (seen, check["peer"])
+        if any(n.lower() == "x-forwarded-for" for n, _ in check.get("headers", ())):
+            detail += " (uvicorn took it from X-Forwarded-For)"
+    return detail
+
+
+def _run_checks(module, checks, timeout, host, port):
     values = {
         "token": str(getattr(module, "_SESSION_TOKEN", "")),
         "session_header": str(getattr(module, "_SESSION_HEADER_NAME", "X-Hermes-Session-Token")),
+        "port": str(port),
+        "bound": _hostport(host, port),
     }
-    if hasattr(module, "_DASHBOARD_EMBEDDED_CHAT_ENABLED"):
-        module._DASHBOARD_EMBEDDED_CHAT_ENABLED = True
     results = {}
-    for patch_id, patch_checks in checks.items():
+    number = 0
+    for patch_id, indexed in checks.items():
         out = results[patch_id] = []
-        for check in patch_checks:
-            app.state.bound_host = check["bound_host"]
-            app.state.auth_required = False
-            kind = check["kind"]
+        for index, check in indexed:
+            number += 1
             try:
-                if kind == "http":
-                    outcome = await _http(app, _scope("http", check, app, values), timeout)
-                elif kind == "websocket":
-                    outcome = await _websocket(app, _scope("websocket", check, app, values), timeout)
-                elif kind == "call":
-                    outcome = await _call(module, app, _scope("websocket", check, app, values), check)
+                if check["kind"] in ("http", "websocket"):
+                    outcome, detail = _wire(check, values, number, timeout, host, port)
+                    detail = _describe_peer(check, number, detail)
+                elif check["kind"] == "call":
+                    outcome, detail = asyncio.run(asyncio.wait_for(_call(module, check, values, port), timeout))
                 else:
-                    outcome = ("other", "unknown check kind %r" % kind)
-            except asyncio.TimeoutError:
-                outcome = ("other", "no answer within %ss" % timeout)
+                    outcome, detail = "other", "unknown check kind %r" % check["kind"]
+            except (socket.timeout, asyncio.TimeoutError):
+                outcome, detail = "other", "no answer within %ss" % timeout
             except Exception as exc:
-                outcome = ("other", "%s: %s" % (type(exc).__name__, exc))
-            out.append({"outcome": outcome[0], "detail": outcome[1]})
+                outcome, detail = "other", "%s: %s" % (type(exc).__name__, exc)
+            out.append([index, {"outcome": outcome, "detail": detail}])
     return results
+
+
+def _wait_listening(host, port, deadline):
+    while time.monotonic() < deadline:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            try:
+                s.connect((host, port))
+                return True
+            except OSError:
+                time.sleep(0.1)
+    return False
 
 
 def main():
     args = json.loads(sys.argv[1])
     name = args["module"]
+    host = args.get("bound_host") or "127.0.0.1"
+    timeout = float(args.get("timeout", 10))
+    start_timeout = float(args.get("start_timeout", 60))
     try:
         module = importlib.import_module(name)
     except BaseException as exc:
         hint = ""
         if isinstance(exc, ImportError):
-            hint = "; the dashboard's dependencies (fastapi, starlette, ...) are not all installed in this environment"
+            hint = "; the dashboard's dependencies (fastapi, starlette, uvicorn, ...) are not all installed in this environment"
         _emit({"file": None, "error": "importing %s failed: %s: %s%s" % (name, type(exc).__name__, exc, hint), "results": {}})
+    file = getattr(module, "__file__", None)
     try:
         import starlette.websockets  # noqa: F401  (the dashboard imports it too)
+
+        _hook_uvicorn()
     except ImportError as exc:
-        _emit({"file": getattr(module, "__file__", None), "error": "starlette cannot be imported (%s)" % exc, "results": {}})
-    if not hasattr(module, "app"):
-        _emit({"file": getattr(module, "__file__", None), "error": "%s has no `app`" % name, "results": {}})
-    results = asyncio.run(_run(module, args["checks"], float(args.get("timeout", 10))))
-    _emit({"file": getattr(module, "__file__", None), "error": None, "results": results})
+        _emit({"file": file, "error": "uvicorn or starlette cannot be imported (%s)" % exc, "results": {}})
+    start = getattr(module, "start_server", None)
+    if not callable(start):
+        _emit({"file": file, "error": "%s has no start_server()" % name, "results": {}})
+    try:
+        port = _free_port(host)
+    except OSError as exc:
+        _emit({"file": file, "error": "cannot listen on %s: %s" % (host, exc), "results": {}})
+
+    def prober():
+        try:
+            if not _wait_listening(host, port, time.monotonic() + start_timeout):
+                _emit({"file": file, "error": "the dashboard did not listen on %s within %ss" % (_hostport(host, port), start_timeout), "results": {}})
+            results = _run_checks(module, args["checks"], timeout, host, port)
+            _emit({"file": file, "error": None, "results": results})
+        except BaseException as exc:  # never leave the server running without an answer
+            _emit({"file": file, "error": "the probe failed: %s: %s" % (type(exc).__name__, exc), "results": {}})
+
+    threading.Thread(target=prober, name="hermes-patch-probe", daemon=True).start()
+    try:
+        start(**_start_kwargs(start, host, port))
+        why = "returned"
+    except BaseException as exc:
+        why = "raised %s: %s" % (type(exc).__name__, exc)
+    _emit({"file": file, "error": "%s.start_server() %s before the checks finished" % (name, why), "results": {}})
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any
 
 from hermes_patch.engine import blocks_of
 from hermes_patch.hostnames import parse_origin
-from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
 from hermes_patch.workspace import Workspace, first_line
 
 MIDDLEWARE = "CORSMiddleware"
@@ -206,6 +206,36 @@ class CorsOrigins(Patch):
                 )
             return Detection(State.PENDING, f"applied for {', '.join(old)}; the configuration now lists {', '.join(origins)}", replace=True)
         return Detection(State.DRIFTED, f"the block at line {block.marker} was edited after hermes-patch wrote it")
+
+    def probe(self, workspace: Workspace) -> tuple[Check, ...]:
+        """A CORS preflight from each configured origin passes; a look-alike origin's does not.
+
+        ``OPTIONS /api/status`` with ``Origin`` and
+        ``Access-Control-Request-Method: GET``, as a browser sends before a
+        cross-origin call: Starlette answers 200 for an allowed origin and
+        400 ("Disallowed CORS origin") otherwise. The control is upstream's
+        own rule (an origin on 127.0.0.1). Look-alikes: the first origin's
+        host with ``.attacker.test`` appended, and the same origin with the
+        other scheme.
+        """
+        origins: tuple[str, ...] = self.params["origins"]
+        if not origins:
+            return ()
+
+        def preflight(what: str, origin: str, expect: str, control: bool = False) -> Check:
+            headers = (("Origin", origin), ("Access-Control-Request-Method", "GET"))
+            return Check(what, "http", "/api/status", expect, headers=headers, control=control, method="OPTIONS")
+
+        checks = [preflight("CORS preflight from http://127.0.0.1 (upstream's rule)", "http://{bound}", "allowed", control=True)]
+        checks += [preflight(f"CORS preflight from {o}", o, "allowed") for o in origins]
+        scheme, _, rest = origins[0].partition("://")
+        host, colon, port = rest.rpartition(":") if rest.count(":") == 1 and not rest.startswith("[") else (rest, "", "")
+        fake = f"{scheme}://{host}.attacker.test{colon}{port}"
+        checks.append(preflight(f"CORS preflight from look-alike {fake}", fake, "refused"))
+        other = ("http" if scheme == "https" else "https") + "://" + rest
+        if other not in origins:
+            checks.append(preflight(f"CORS preflight from {other} (other scheme)", other, "refused"))
+        return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):
         from hermes_patch.codemod import InsertAfter, is_call_statement

@@ -35,6 +35,19 @@ REQUIRED = "_ws_client_is_allowed"
 EVENTS = "/api/events?token={token}&channel=hermes-patch-verify"
 # Peers verify may use as "outside trusted_proxies": not loopback in upstream's eyes.
 OUTSIDE_PEERS = ("127.0.0.6", "203.0.113.7", "2001:db8::7")
+# The address of a remote browser behind a proxy (TEST-NET-2), sent as X-Forwarded-For.
+BROWSER = "198.51.100.23"
+
+
+def _gates_every_public_bind(ws: Workspace) -> bool:
+    """True when ``should_require_auth`` ignores ``allow_public`` (0.19.0: every non-loopback bind is gated)."""
+    b = ws.binding("should_require_auth")
+    if len(b) != 1 or not isinstance(b[0].node, ast.FunctionDef):
+        return False
+    body = b[0].node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    return not any(isinstance(n, ast.Name) and n.id == "allow_public" for stmt in body for n in ast.walk(stmt))
 
 
 def _parse_proxies(value: Any) -> tuple[str, ...]:
@@ -271,12 +284,21 @@ class RelaxWsPeerCheck(Patch):
         return Detection(State.APPLIED, f"the peer check in {', '.join(f'{n}()' for n in found)} accepts a non-loopback bind{extra}")
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
-        """Peers inside trusted_proxies and any peer on a non-loopback bind are accepted; others are not.
+        """What a browser behind each trusted proxy, and what outsiders, get from the real server.
 
-        Each case is checked on the ``/api/events`` handshake and on every
-        peer-check function the release has (``_ws_client_reason`` decides
-        ``/api/pty`` and ``/api/console`` from 0.16). The control is a
-        loopback peer on a loopback bind, which every release accepts.
+        Each case is a real ``/api/events`` handshake (through uvicorn as the
+        release runs it) plus a call of every peer-check function the release
+        has (``_ws_client_reason`` decides ``/api/pty`` and ``/api/console``
+        from 0.16). A proxy's requests carry the ``X-Forwarded-For`` of a
+        remote browser (:data:`BROWSER`), as Caddy, Traefik, nginx with
+        ``$proxy_add_x_forwarded_for``, tailscaled and cloudflared send it:
+        on 0.13/0.14 uvicorn replaces a 127.0.0.1 proxy's peer with it unless
+        ``ignore-forwarded-for`` is applied, which verify must catch. The
+        negative cases: a peer outside trusted_proxies, with and without a
+        forged ``X-Forwarded-For: 127.0.0.1``. The control is a loopback
+        peer on a loopback bind, which every release accepts. A
+        non-loopback bind is checked where ``--insecure`` still turns the
+        OAuth gate off (not 0.19, where such a bind is always gated).
         """
         found = self._functions(workspace)
         if isinstance(found, str):
@@ -284,19 +306,31 @@ class RelaxWsPeerCheck(Patch):
         proxies: tuple[str, ...] = self.params["trusted_proxies"]
         checks: list[Check] = []
 
-        def case(what: str, peer: str, bound: str, expect: str, control: bool = False) -> None:
-            checks.append(Check(f"{what}: /api/events", "websocket", EVENTS, expect, peer, bound, control=control))
-            checks.extend(Check(f"{what}: {name}()", "call", name, expect, peer, bound, control=control) for name in found)
+        def case(what: str, peer: str, bound: str, expect: str, control: bool = False, headers: tuple[tuple[str, str], ...] = ()) -> None:
+            checks.append(Check(f"{what}: /api/events", "websocket", EVENTS, expect, peer, bound, headers=headers, control=control))
+            if not headers:
+                checks.extend(Check(f"{what}: {name}()", "call", name, expect, peer, bound, control=control) for name in found)
 
         case("loopback peer on a loopback bind", "127.0.0.1", "127.0.0.1", "allowed", control=True)
         for text in proxies:
             net = ipaddress.ip_network(text)
             peer = str(net.network_address + 1 if net.num_addresses > 1 else net.network_address)
             case(f"peer {peer} inside trusted_proxies {text}", peer, "127.0.0.1", "allowed")
+            if ipaddress.ip_address(peer).version == 4:
+                case(
+                    f"browser {BROWSER} through the proxy at {peer} (X-Forwarded-For: {BROWSER})", peer, "127.0.0.1", "allowed",
+                    headers=(("X-Forwarded-For", BROWSER),),
+                )
         outside = next((p for p in OUTSIDE_PEERS if not any(ipaddress.ip_address(p) in ipaddress.ip_network(n) for n in proxies)), None)
         if outside is not None:
             case(f"peer {outside} outside trusted_proxies on a loopback bind", outside, "127.0.0.1", "refused")
-        case(f"peer {OUTSIDE_PEERS[0]} on a non-loopback bind (127.0.0.2)", OUTSIDE_PEERS[0], "127.0.0.2", "allowed")
+            if ipaddress.ip_address(outside).version == 4:
+                case(
+                    f"peer {outside} outside trusted_proxies forging X-Forwarded-For: 127.0.0.1", outside, "127.0.0.1", "refused",
+                    headers=(("X-Forwarded-For", "127.0.0.1"),),
+                )
+        if not _gates_every_public_bind(workspace):
+            case(f"peer {OUTSIDE_PEERS[0]} on a non-loopback bind (127.0.0.2)", OUTSIDE_PEERS[0], "127.0.0.2", "allowed")
         return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):

@@ -49,7 +49,7 @@ from typing import Any
 
 from hermes_patch.engine import blocks_of
 from hermes_patch.hostnames import parse_host
-from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
 from hermes_patch.workspace import Binding, Workspace
 
 FUNCTION = "_is_accepted_host"
@@ -58,6 +58,7 @@ HELPER = "_hermes_patch_trusted_host"
 WS_GUARDS = ("_ws_host_origin_is_allowed", "_ws_host_origin_reason")
 PUBLIC_URL_MODULE, PUBLIC_URL_FUNCTION = "dashboard_auth/prefix.py", "resolve_public_url"
 NOTE = "Host / Origin names of the reverse proxy"
+EVENTS = "/api/events?token={token}&channel=hermes-patch-verify"
 
 
 def _parse_hosts(value: Any) -> tuple[str, ...]:
@@ -298,6 +299,49 @@ class TrustedHosts(Patch):
                 notes=notes,
             )
         return Detection(State.DRIFTED, f"the {HELPER} helper (line {helper.marker}) was edited after hermes-patch wrote it")
+
+    def probe(self, workspace: Workspace) -> tuple[Check, ...]:
+        """Each configured name passes the Host (and, where the release has it, the WebSocket Host/Origin) check; look-alikes do not.
+
+        Sent from a same-host proxy (peer 127.0.0.1 with a browser's
+        ``X-Forwarded-For``), as Tailscale Serve, cloudflared or Caddy send
+        it: ``GET /`` with ``Host: <name>``; where the release has a
+        WebSocket Host/Origin guard (0.15+) an ``/api/events`` handshake with
+        Host and Origin ``https://<name>``, and one whose Host the proxy
+        rewrote to the dashboard's own but whose Origin is the name. A
+        suffix (``.ts.net``) is tried with a name below it. Negative checks:
+        a look-alike name (``<name>.attacker.test``) as Host (and as Origin)
+        and the right name with a wrong token. The control is ``GET /`` with
+        the dashboard's own Host.
+        """
+        hosts: tuple[str, ...] = self.params["hosts"]
+        if not hosts:
+            return ()
+        fn = self._function(workspace)
+        callers = self._callers(workspace, fn) if not isinstance(fn, str) else []
+        guard = not isinstance(callers, str) and any(g in callers for g in WS_GUARDS)
+        proxy = (("X-Forwarded-For", "198.51.100.23"),)
+        checks = [Check("GET / with the dashboard's own Host", "http", "/", "allowed", control=True)]
+        for entry in hosts:
+            name = f"hermes-patch-verify{entry}" if entry.startswith(".") else entry
+            host = f"[{name}]" if ":" in name else name
+            checks.append(Check(f"GET / with Host {host} (via a same-host proxy)", "http", "/", "allowed", "127.0.0.1", headers=(("Host", host), *proxy)))
+            if guard:
+                checks.append(Check(f"/api/events with Host and Origin https://{host}", "websocket", EVENTS, "allowed", "127.0.0.1",
+                                    headers=(("Host", host), ("Origin", f"https://{host}"), *proxy)))
+                checks.append(Check(f"/api/events with the Host rewritten and Origin https://{host}", "websocket", EVENTS, "allowed", "127.0.0.1",
+                                    headers=(("Origin", f"https://{host}"), *proxy)))
+        first = hosts[0]
+        name = f"hermes-patch-verify{first}" if first.startswith(".") else first
+        if ":" not in name:
+            fake = f"{name}.attacker.test"
+            checks.append(Check(f"GET / with look-alike Host {fake}", "http", "/", "refused", "127.0.0.1", headers=(("Host", fake), *proxy)))
+            if guard:
+                checks.append(Check(f"/api/events with look-alike Origin https://{fake}", "websocket", EVENTS, "refused", "127.0.0.1",
+                                    headers=(("Host", name), ("Origin", f"https://{fake}"), *proxy)))
+            checks.append(Check(f"/api/events with Host {name} and a wrong token", "websocket", EVENTS.replace("{token}", "wrong-token"), "refused",
+                                "127.0.0.1", headers=(("Host", name), ("Origin", f"https://{name}"), *proxy)))
+        return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):
         from hermes_patch.codemod import InsertAfter, InsertIntoFunction
