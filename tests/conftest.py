@@ -174,3 +174,5 @@ def copy_real(version: str, dest: Path) -> Path:
 
 # The catalog's patches that need configuration and are not-needed by default.
 UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed"}
+# ignore-forwarded-for is pending on the 0.13/0.14 shapes (fixture r0_14) and not-needed from 0.15 (upstream's rule).
+FORWARDED_OLD, FORWARDED_NEW = {"ignore-forwarded-for": "pending"}, {"ignore-forwarded-for": "not-needed"}

@@ -17,17 +17,19 @@ from hermes_patch.errors import ConfigError, RefusedError
 
 from conftest import copy_fixture, tree_digest
 
-PAS, WS = "public-action-status", "relax-ws-peer-check"
+PAS, WS, IFF = "public-action-status", "relax-ws-peer-check", "ignore-forwarded-for"
 # The two catalog patches that need configuration (tests/test_hosts_patches.py covers them).
 IDLE = {"cors-origins": "not-needed", "trusted-hosts": "not-needed"}
+# ignore-forwarded-for: pending on the 0.13/0.14 shape, upstream's rule from 0.15 (tests/test_ignore_forwarded_for.py).
+OLD, NEW = {IFF: "pending"}, {IFF: "not-needed"}
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
 
 # fixture -> (default-config states, states with trusted_proxies)
 EXPECTED = {
-    "r0_14": ({PAS: "pending", WS: "pending", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
-    "r0_15": ({PAS: "pending", WS: "pending", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
-    "r0_16": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
-    "r0_20_moved": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
+    "r0_14": ({PAS: "pending", WS: "pending", **IDLE, **OLD}, {PAS: "pending", WS: "pending", **IDLE, **OLD}),
+    "r0_15": ({PAS: "pending", WS: "pending", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
+    "r0_16": ({PAS: "pending", WS: "not-needed", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
+    "r0_20_moved": ({PAS: "pending", WS: "not-needed", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
 }
 
 
@@ -98,8 +100,8 @@ def test_revert_one_patch_keeps_the_other(tmp_path):
     root = copy_fixture("r0_14", tmp_path / "t")
     make_app(tmp_path, root).apply()
     make_app(tmp_path, root).revert([WS])
-    assert states(make_app(tmp_path, root)) == {PAS: "applied", WS: "pending", **IDLE}
-    make_app(tmp_path, root).revert([PAS])
+    assert states(make_app(tmp_path, root)) == {PAS: "applied", WS: "pending", **IDLE, IFF: "applied"}
+    make_app(tmp_path, root).revert([PAS, IFF])
     assert tree_digest(root) == tree_digest(copy_fixture("r0_14", tmp_path / "pristine"))
 
 
@@ -108,11 +110,11 @@ def test_changed_configuration_reapplies_in_place(tmp_path):
     make_app(tmp_path, root, PROXY).apply()
     other = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.1.0.0/16"]\n[patches.public-action-status]\nactions = ["hermes-update"]\n'
     app = make_app(tmp_path, root, other)
-    assert states(app) == {PAS: "pending", WS: "pending", **IDLE}
+    assert states(app) == {PAS: "pending", WS: "pending", **IDLE, **NEW}
     make_app(tmp_path, root, other).apply()
     text = (root / "hermes_cli/web_server.py").read_text()
     assert '"10.1.0.0/16"' in text and "127.0.0.5" not in text and "gateway-restart/status" not in text
-    assert states(make_app(tmp_path, root, other)) == {PAS: "applied", WS: "applied", **IDLE}
+    assert states(make_app(tmp_path, root, other)) == {PAS: "applied", WS: "applied", **IDLE, **NEW}
     make_app(tmp_path, root, other).revert()
     assert tree_digest(root) == tree_digest(copy_fixture("r0_16", tmp_path / "pristine"))
 
@@ -230,7 +232,7 @@ def test_sensitive_actions_are_flagged(tmp_path):
 def test_disabled_patch_is_left_alone(tmp_path):
     root = copy_fixture("r0_14", tmp_path / "t")
     app = make_app(tmp_path, root, "[patches.relax-ws-peer-check]\nenabled = false\n")
-    assert app.apply().patch_ids == (PAS,)
+    assert app.apply().patch_ids == (IFF, PAS)
     result = make_app(tmp_path, root, "[patches.relax-ws-peer-check]\nenabled = false\n").status()
     assert result.exit_code == 0
     assert {r.id: (r.state, r.enabled) for r in result.reports}[WS] == ("pending", False)

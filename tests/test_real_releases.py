@@ -22,7 +22,8 @@ FIXED_UPSTREAM = {"0.16.0", "0.17.0", "0.18.0", "0.18.1", "0.18.2", "0.19.0"}
 
 def expected(version: str, proxies: bool) -> dict[str, str]:
     ws = "pending" if proxies or version not in FIXED_UPSTREAM else "not-needed"
-    return {PAS: "pending", WS: ws, "cors-origins": "not-needed", "trusted-hosts": "not-needed"}
+    forwarded = "pending" if version in ("0.13.0", "0.14.0") else "not-needed"  # proxy_headers rule since 0.15.0
+    return {PAS: "pending", WS: ws, "cors-origins": "not-needed", "trusted-hosts": "not-needed", "ignore-forwarded-for": forwarded}
 
 
 @pytest.fixture(params=RELEASES)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UNCONFIGURED, REPO, Runner, copy_fixture, states, tree_digest
+from conftest import FORWARDED_OLD, UNCONFIGURED, REPO, Runner, copy_fixture, states, tree_digest
 
 PLUGINS = REPO / "tests" / "plugins"
 EXAMPLE = PLUGINS / "hermes_patch_example" / "root_path.py"
@@ -38,7 +38,7 @@ def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner
     folder = f'patch_dirs = ["{EXAMPLE.parent}"]\n' if source == "patch_dirs" else ""
     run.configure(folder)
     expected = f"patch_dirs {EXAMPLE.parent}" if source == "patch_dirs" else "entry point hermes_patch_example.root_path:RootPath from hermes-patch-example 0.1.0"
-    assert _list_sources(run, env) == {**{k: "builtin" for k in UNCONFIGURED}, PAS: "builtin", WS: "builtin", RP: expected}
+    assert _list_sources(run, env) == {**{k: "builtin" for k in UNCONFIGURED}, "ignore-forwarded-for": "builtin", PAS: "builtin", WS: "builtin", RP: expected}
 
     root = copy_fixture("r0_14", tmp_path / "sp")
     original = tree_digest(root)
@@ -47,13 +47,13 @@ def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner
 
     run.configure(folder + '[patches.root-path]\nroot_path = "/hermes"\n')
     code, doc = run.status("--root", str(root), env=env)
-    assert states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "pending", RP: "pending"}
+    assert states(doc) == {**UNCONFIGURED, **FORWARDED_OLD, PAS: "pending", WS: "pending", RP: "pending"}
     run("apply", RP, "--root", str(root), env=env, check=0)
     lines = (root / "hermes_cli" / "web_server.py").read_text().splitlines()
     at = lines.index("app = FastAPI()")
     assert lines[at + 1 : at + 3] == ["# hermes-patch: root-path (served under /hermes)", 'app.root_path = "/hermes"']
     code, doc = run.status("--root", str(root), env=env)
-    assert states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "pending", RP: "applied"}
+    assert states(doc) == {**UNCONFIGURED, **FORWARDED_OLD, PAS: "pending", WS: "pending", RP: "applied"}
     run("apply", "--root", str(root), env=env, check=0)
     assert set(states(run.status("--root", str(root), env=env)[1]).values()) == {"applied", "not-needed"}
     run("revert", "--root", str(root), env=env, check=0)

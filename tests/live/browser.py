@@ -49,14 +49,19 @@ def chromium_path() -> str | None:
 
 
 @contextlib.contextmanager
-def browser() -> Iterator[object]:
-    """A headless Chromium (playwright ``Browser``); skips the test when either is missing."""
+def browser(extra_args: tuple[str, ...] = ()) -> Iterator[object]:
+    """A headless Chromium (playwright ``Browser``); skips the test when either is missing.
+
+    ``extra_args`` go on Chromium's command line, e.g.
+    ``--host-resolver-rules=MAP hermes.example.test 127.0.0.1`` so a public
+    name reaches a loopback proxy without DNS.
+    """
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     exe = chromium_path()
     if exe is None:
         pytest.skip("Debian's chromium is not installed (scripts/test installs it as root)")
     with tempfile.TemporaryDirectory(prefix="hp-chromium-") as profile, sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(profile, executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+        ctx = pw.chromium.launch_persistent_context(profile, executable_path=exe, headless=True, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield ctx
         finally:
@@ -70,9 +75,11 @@ class PageRecord:
     responses: list[tuple[int, str]] = field(default_factory=list)
     websockets: dict[str, dict[str, bool]] = field(default_factory=dict)
     console_errors: list[str] = field(default_factory=list)
+    #: WebSocket URL -> HTTP status of its handshake (101 = upgraded), from the DevTools protocol.
+    handshakes: dict[str, int] = field(default_factory=dict)
 
-    def attach(self, page) -> None:
-        """Start recording ``page``'s traffic."""
+    def attach(self, page, context=None) -> None:
+        """Start recording ``page``'s traffic; with its ``context``, also each WebSocket handshake's HTTP status."""
         page.on("response", lambda r: self.responses.append((r.status, r.url)))
         page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
 
@@ -83,6 +90,33 @@ class PageRecord:
             ws.on("close", lambda _: entry.__setitem__("closed", True))
 
         page.on("websocket", on_ws)
+        if context is not None:
+            urls: dict[str, str] = {}
+            cdp = context.new_cdp_session(page)
+            cdp.send("Network.enable")
+
+            def created(event) -> None:
+                urls[event["requestId"]] = event["url"]
+                self.handshakes.setdefault(event["url"], 0)
+                self.websockets.setdefault(event["url"], {"opened": False, "closed": False})
+
+            def answered(event) -> None:
+                url = urls.get(event["requestId"])
+                if url is not None:
+                    self.handshakes[url] = int(event["response"]["status"])
+                    if self.handshakes[url] == 101:
+                        self.websockets[url]["opened"] = True
+
+            cdp.on("Network.webSocketCreated", created)
+            cdp.on("Network.webSocketHandshakeResponseReceived", answered)
+
+    def opened(self, pattern: str = r"/api/") -> list[str]:
+        """URLs (token removed) of WebSockets matching ``pattern`` that carried a frame."""
+        return sorted(re.sub(r"token=[^&]+", "token=T", u) for u, e in self.websockets.items() if e["opened"] and re.search(pattern, u))
+
+    def failed(self, pattern: str = r"/api/") -> list[str]:
+        """URLs (token removed) of WebSockets matching ``pattern`` that never carried a frame."""
+        return sorted(re.sub(r"token=[^&]+", "token=T", u) for u, e in self.websockets.items() if not e["opened"] and re.search(pattern, u))
 
     def refused(self, pattern: str = r"/api/") -> list[tuple[int, str]]:
         """Responses 401/403 whose URL matches ``pattern``."""

@@ -63,6 +63,11 @@ class Hermes:
     def __init__(self, run: Runner, venv: Path) -> None:
         self.run = run
         self.python = str(venv / "bin" / "python")
+        self.old = venv.name.endswith(("0.13.0", "0.14.0"))
+
+    def forwarded(self, state: str) -> dict[str, str]:
+        """ignore-forwarded-for's state: ``state`` on 0.13/0.14, not-needed from 0.15 (upstream's proxy_headers rule)."""
+        return {"ignore-forwarded-for": state if self.old else "not-needed"}
 
     def __call__(self, command: str, check: int | None = 0):
         return self.run(command, "--python", self.python, check=check)
@@ -119,7 +124,7 @@ def assert_proxy_refused(dash: Dashboard, nginx: Nginx) -> None:
 
 def test_before_apply_the_proxy_gets_401_and_403(venv, hermes, nginx_binary):
     with fresh_web_server(venv):
-        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "pending", "relax-ws-peer-check": "pending"}
+        assert hermes.states() == {**UNCONFIGURED, **hermes.forwarded("pending"), "public-action-status": "pending", "relax-ws-peer-check": "pending"}
         with behind_nginx(venv) as (dash, nginx):
             assert_proxy_refused(dash, nginx)
 
@@ -127,7 +132,7 @@ def test_before_apply_the_proxy_gets_401_and_403(venv, hermes, nginx_binary):
 def test_after_apply_the_proxy_polls_and_upgrades(venv, hermes, nginx_binary):
     with fresh_web_server(venv):
         hermes("apply")
-        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "applied", "relax-ws-peer-check": "applied"}
+        assert hermes.states() == {**UNCONFIGURED, **hermes.forwarded("applied"), "public-action-status": "applied", "relax-ws-peer-check": "applied"}
         with behind_nginx(venv) as (dash, nginx):
             for action in DEFAULT_ACTIONS:
                 status, body = poll(nginx, action)
@@ -180,7 +185,7 @@ def test_after_revert_the_proxy_is_refused_again(venv, hermes, nginx_binary):
     with fresh_web_server(venv) as web_server:
         hermes("apply")
         hermes("revert")
-        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "pending", "relax-ws-peer-check": "pending"}
+        assert hermes.states() == {**UNCONFIGURED, **hermes.forwarded("pending"), "public-action-status": "pending", "relax-ws-peer-check": "pending"}
         assert record_digest(web_server.read_bytes()) == wheel_record_hashes(venv)["hermes_cli/web_server.py"]
         with behind_nginx(venv) as (dash, nginx):
             assert_proxy_refused(dash, nginx)
