@@ -147,15 +147,22 @@ class IgnoreForwardedFor(Patch):
 
     @staticmethod
     def _call_text(src, stmt: ast.stmt) -> str:
-        text = src.lines(stmt.lineno, stmt.end_lineno or stmt.lineno)
-        text = text[stmt.col_offset :] if "\n" not in text[: stmt.col_offset] else text
-        return text.rstrip("\r\n")
+        """Upstream's call as written, continuation lines relative to the statement's indent.
+
+        libcst re-indents a parenthesized continuation line with the block it
+        is placed in, so the text we insert holds it relative.
+        """
+        lines = src.lines(stmt.lineno, stmt.end_lineno or stmt.lineno).splitlines(keepends=True)
+        indent = lines[0][: stmt.col_offset]
+        out = [lines[0][stmt.col_offset :]]
+        out += [line[len(indent) :] if line.startswith(indent) else line for line in lines[1:]]
+        return "".join(out).rstrip("\r\n")
 
     def _expected(self, src, run: ast.stmt, marker_line: int) -> str:
         line = src.lines(marker_line, marker_line)
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         code = render(self._call_text(src, run), src.newline)
-        return "".join(indent + piece if i < 2 else piece for i, piece in enumerate(code.splitlines(keepends=True)))
+        return "".join(indent + piece if piece.strip() else piece for piece in code.splitlines(keepends=True))
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
         """A browser behind a same-host proxy keeps the proxy's peer; a forged header gains nothing.

@@ -107,4 +107,31 @@ def test_verify_finds_the_interpreter_through_the_launcher(run: Runner):
     with fresh_web_server(venv):
         run("apply", "--python", str(venv / "bin" / "python"), check=0)
         proc = run("verify", env=env, check=0)
-    assert verdicts(proc.stdout) == {PAS: "effective: 4 checks passed", WS: "effective: 6 checks passed"}, proc.stdout
+    # relax-ws-peer-check: control, outsider, forged X-Forwarded-For, non-loopback bind (each a handshake + a call but the forged one)
+    assert verdicts(proc.stdout) == {PAS: "effective: 4 checks passed", WS: "effective: 7 checks passed"}, proc.stdout
+
+
+def test_same_host_proxy_with_x_forwarded_for_needs_ignore_forwarded_for_on_0_14(run: Runner):
+    """The README's same-host configuration on real 0.14.0: relax-ws-peer-check alone is NOT effective.
+
+    uvicorn's defaults replace the 127.0.0.1 proxy's peer with the
+    X-Forwarded-For address, so verify (which sends what the proxy sends,
+    through the release's own uvicorn) must say so and exit 1; with
+    ignore-forwarded-for applied too, both are effective.
+    """
+    venv = hermes_venv("0.14.0")
+    python = str(venv / "bin" / "python")
+    run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.1/32"]\n[patches.ignore-forwarded-for]\nenabled = false\n')
+    with fresh_web_server(venv):
+        run("apply", "--python", python, check=0)
+        found = verify(run, venv, 1)
+        assert found[WS].startswith(
+            "not effective: browser 198.51.100.23 through the proxy at 127.0.0.1 (X-Forwarded-For: 198.51.100.23): "
+            "/api/events should be allowed, got HTTP 403; the dashboard saw peer 198.51.100.23, not 127.0.0.1 "
+            "(uvicorn took it from X-Forwarded-For)"
+        ), found
+        run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.1/32"]\n')
+        run("apply", "--python", python, check=0)
+        proc = run("verify", "--python", python, check=0)
+    assert "ignore-forwarded-for  effective: 3 checks passed" in proc.stdout, proc.stdout
+    assert verdicts(proc.stdout)[WS].startswith("effective"), proc.stdout
