@@ -7,7 +7,6 @@ releases are covered by test_cli.py and test_real_releases.py.
 from __future__ import annotations
 
 import ast
-import hashlib
 from pathlib import Path
 
 import pytest
