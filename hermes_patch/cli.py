@@ -141,7 +141,9 @@ def _offer_stash_drop(app, drop: bool | None) -> None:
     from hermes_patch.console import note
 
     root = gitint.repo_root(app.target)
-    stashes = gitint.our_stashes(root, app.target.package_dir.name) if root is not None else []
+    if root is None:
+        return
+    stashes = gitint.our_stashes(root, app.target.package_dir.name)
     if not stashes:
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)

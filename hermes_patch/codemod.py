@@ -11,7 +11,7 @@ This module imports libcst; import it only in code that transforms.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import libcst as cst
 
@@ -83,7 +83,8 @@ def parse_statement(code: str, module: cst.Module) -> cst.BaseStatement:
     unit = cst.parse_module(code).default_indent
     if unit == module.default_indent:
         return stmt
-    return stmt.visit(_ExplicitIndent(unit))
+    # An indent-only transformer returns a statement of the same kind.
+    return cast(cst.BaseStatement, stmt.visit(_ExplicitIndent(unit)))
 
 
 class _ExplicitIndent(cst.CSTTransformer):
