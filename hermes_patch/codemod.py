@@ -118,7 +118,6 @@ class InsertAfter(cst.CSTTransformer):
         self.anchor = anchor
         self.matches: Callable[[cst.BaseStatement], bool] = (lambda stmt: binds_name(stmt, anchor)) if isinstance(anchor, str) else anchor
         self.render = render
-        self.inserted = False
 
     def visit_Module(self, node: cst.Module) -> bool:
         return False
@@ -131,7 +130,6 @@ class InsertAfter(cst.CSTTransformer):
                 if index + 1 < len(body) and _same_code(updated_node, body[index + 1], new):
                     return updated_node
                 body.insert(index + 1, new)
-                self.inserted = True
                 return updated_node.with_changes(body=body)
         return updated_node
 
@@ -154,7 +152,6 @@ class InsertIntoFunction(cst.CSTTransformer):
         super().__init__()
         self.function = function
         self.render = render
-        self.inserted = False
 
     def visit_Module(self, node: cst.Module) -> bool:
         return False
@@ -172,7 +169,6 @@ class InsertIntoFunction(cst.CSTTransformer):
                     return updated_node
                 new_inner = [*inner[:at], new, *inner[at:]]
                 body[index] = stmt.with_changes(body=stmt.body.with_changes(body=new_inner))
-                self.inserted = True
                 return updated_node.with_changes(body=body)
         return updated_node
 

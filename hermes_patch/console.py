@@ -80,7 +80,7 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def describe_target(target: Any, sha256: str | None = None) -> str:
+def describe_target(target: Any) -> str:
     """One line: release, install method, writable, how found."""
     parts = [
         f"release {target.version or 'unknown'}",
