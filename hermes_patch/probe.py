@@ -62,8 +62,8 @@ import time
 
 MARKER = "HERMES-PATCH-PROBE "
 PROBE_HEADER = "x-hermes-patch-probe"
-_INJECT = {}  # (source host, source port) -> the peer the connection stands for
-_SEEN = {}  # probe request number -> the client host the dashboard saw
+_INJECT: dict = {}  # (source host, source port) -> the peer the connection stands for
+_SEEN: dict = {}  # probe request number -> the client host the dashboard saw
 _LOCK = threading.Lock()
 
 

@@ -76,6 +76,7 @@ TARGET_NAMES = (
     "_LOOPBACK_HOSTS", "_ws_client_is_allowed", "_ws_client_reason",  # relax-ws-peer-check
     "_is_accepted_host", "_ws_host_origin_is_allowed", "_ws_host_origin_reason", "public_url",  # trusted-hosts
     "CORSMiddleware", "add_middleware",  # cors-origins
+    "start_server", "uvicorn",  # ignore-forwarded-for
     "_hermes_patch",  # our own helpers
 )
 # Every built-in patch gets something to do (all four pending on 0.19.0).

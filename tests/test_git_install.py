@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UNCONFIGURED, FIXTURES, Runner, states
+from conftest import FORWARDED_NEW, UNCONFIGURED, FIXTURES, Runner, states
 from hermes_update import git, git_update
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -100,7 +100,7 @@ def _no_conflict_markers(root: Path) -> None:
 def test_git_status_and_stash_ignore_our_edits(repo: Repo, run: Runner):
     run("apply", "--root", repo.root, check=0)
     web = repo.checkout / WEB
-    assert web.read_bytes().count(MARKER) == 3
+    assert web.read_bytes().count(MARKER) == 4  # 2 relax-ws-peer-check, public-action-status, ignore-forwarded-for
     assert repo.porcelain() == set()
     assert git(repo.checkout, "diff", "HEAD").stdout == ""
     os.utime(web)  # stat-dirty with the same size: git re-hashes through the filter
@@ -108,7 +108,7 @@ def test_git_status_and_stash_ignore_our_edits(repo: Repo, run: Runner):
     out = git(repo.checkout, "stash", "push", "--include-untracked", "-m", "x")
     assert "No local changes to save" in out.stdout
     assert repo.stashes() == []
-    assert web.read_bytes().count(MARKER) == 3  # the stash did not reset our file either
+    assert web.read_bytes().count(MARKER) == 4  # the stash did not reset our file either
     git(repo.checkout, "commit", "-a", "-q", "-m", "nothing", check=False)
     assert git(repo.checkout, "rev-list", "--count", "HEAD").stdout.strip() == "1"
 
@@ -121,7 +121,7 @@ def test_pull_replaces_the_patched_file_when_upstream_changed_it(repo: Repo, run
     assert web.read_bytes() == (FIXTURES / "r0_16" / WEB).read_bytes()  # upstream's new bytes, ours gone
     assert git(repo.checkout, "rev-parse", "HEAD").stdout == git(repo.checkout, "rev-parse", "origin/main").stdout
     code, doc = run.status("--root", repo.root)
-    assert states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "not-needed"}
+    assert states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "pending", WS: "not-needed"}
     run("apply", "--root", repo.root, check=0)
     assert repo.porcelain() == set()
 
@@ -190,7 +190,7 @@ def test_hermes_update_sequence(repo: Repo, run: Runner, interactive: bool, hook
         assert web.read_bytes() == (FIXTURES / "r0_16" / WEB).read_bytes()
         run("apply", "--root", repo.root, check=0)
     code, doc = run.status("--root", repo.root)
-    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "not-needed"}, doc
+    assert code == 0 and states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "applied", WS: "not-needed"}, doc
     assert doc["notes"] == []
     py_compile.compile(str(web), cfile=str(repo.checkout.parent / "web.pyc"), doraise=True)
     _no_conflict_markers(repo.checkout)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UNCONFIGURED, Runner, copy_fixture, copy_real, states, tally, tree_digest
+from conftest import FORWARDED_NEW, UNCONFIGURED, Runner, copy_fixture, copy_real, states, tally, tree_digest
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
@@ -229,10 +229,10 @@ def test_symlinked_target_edits_the_real_file_and_keeps_the_link(tmp_path, run: 
     out = run("status", "--root", str(root)).stdout
     said = f"via symlink {link}" in out and "release 0.20.0" in out
     code, doc = run.status("--root", str(root))
-    found = doc["target"]["file"] == str(real) and doc["target"]["version"] == "0.20.0" and states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "pending"}
+    found = doc["target"]["file"] == str(real) and doc["target"]["version"] == "0.20.0" and states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "pending", WS: "pending"}
     run("apply", "--root", str(root))
     kept = link.is_symlink() and os.readlink(link) == str(real)
-    edited = real.read_bytes() != original and states(run.status("--file", str(link))[1]) == {**UNCONFIGURED, PAS: "applied", WS: "applied"}
+    edited = real.read_bytes() != original and states(run.status("--file", str(link))[1]) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "applied", WS: "applied"}
     no_tmp = not list(real.parent.glob(".*.tmp")) and not list(link.parent.glob(".*.tmp"))
     run("revert", "--file", str(link))
     exact = link.is_symlink() and real.read_bytes() == original
