@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UNCONFIGURED, Runner, copy_fixture, hermes_patch_exe, states, tree_digest
+from conftest import FORWARDED_NEW, UNCONFIGURED, Runner, copy_fixture, hermes_patch_exe, states, tree_digest
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 
@@ -70,7 +70,7 @@ def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
 
     subprocess.run(exec_start_pre(dropin), check=True, capture_output=True, env=run.env)  # systemd starts the unit
     code, doc = run.status("--root", str(root))
-    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "applied"}
+    assert code == 0 and states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "applied", WS: "applied"}
 
     show = run("hook", "show", "--root", str(root), check=0).stdout.splitlines()
     assert show == [f"systemd drop-in (user unit hermes-dashboard.service): {dropin} (installed)", f"    ExecStartPre=-{' '.join(command)}"]

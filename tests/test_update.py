@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UNCONFIGURED, FIXTURES, Runner, copy_fixture, states, tree_digest
+from conftest import FORWARDED_NEW, UNCONFIGURED, FIXTURES, Runner, copy_fixture, states, tree_digest
 from hermes_update import write_launcher
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
@@ -61,17 +61,17 @@ def test_update_on_a_git_install(tmp_path: Path, run: Runner):
     out = proc.stdout.splitlines()
     assert out[:5] == [
         f"→ reverting hermes-patch's edits of {repo.checkout / WEB} (release 0.14.0)",
-        f"  reverted {PAS}, {WS}",
+        f"  reverted ignore-forwarded-for, {PAS}, {WS}",
         f"→ running: {fake.launcher} update --yes",
         "→ re-applying onto release 0.19.0 (was 0.14.0)",
         f"  applied {PAS}",
     ]
-    assert out[-1] == "ok: 1 applied, 3 not-needed"
+    assert out[-1] == "ok: 1 applied, 4 not-needed"
     [seen] = fake.runs()
     assert seen["argv"] == ["update", "--yes"]
     assert seen["watched"] == (FIXTURES / "r0_14" / WEB).read_text()  # hermes update saw upstream's bytes only
     code, doc = run.status("--root", repo.root)
-    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "not-needed"}
+    assert code == 0 and states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "applied", WS: "not-needed"}
     assert repo.porcelain() == set() and repo.stashes() == []
 
 
