@@ -348,6 +348,7 @@ def _edit_record(data: bytes, change) -> bytes:
 
 
 @pytest.mark.parametrize("case", list(LEDGERS))
+@pytest.mark.slow
 def test_corrupted_ledger_is_refused(case, tmp_path, run: Runner):
     root = _applied(tmp_path, run)
     ledger = run.state / "ledger.json"
@@ -388,6 +389,7 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("case", list(CONFIGS))
+@pytest.mark.slow
 def test_bad_configuration_is_refused(case, tmp_path, run: Runner):
     text, needle = CONFIGS[case]
     root = _applied(tmp_path, run) if "release" not in case else copy_fixture("r0_15", tmp_path / "sp")
