@@ -176,3 +176,14 @@ def copy_real(version: str, dest: Path) -> Path:
 UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed"}
 # ignore-forwarded-for is pending on the 0.13/0.14 shapes (fixture r0_14) and not-needed from 0.15 (upstream's rule).
 FORWARDED_OLD, FORWARDED_NEW = {"ignore-forwarded-for": "pending"}, {"ignore-forwarded-for": "not-needed"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items) -> None:
+    """``real`` and ``live`` tests are slow by nature (downloads, venvs, servers): mark them ``slow`` too.
+
+    So ``-m "not live and not slow"`` (docs/testing.md's inner loop) skips them.
+    """
+    for item in items:
+        if item.get_closest_marker("real") or item.get_closest_marker("live"):
+            item.add_marker(pytest.mark.slow)
