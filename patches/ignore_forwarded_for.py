@@ -34,7 +34,7 @@ import ast
 
 from hermes_patch.engine import blocks_of
 from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Patch, Site, State
-from hermes_patch.workspace import Workspace
+from hermes_patch.workspace import Binding, Workspace
 
 FUNCTION = "start_server"
 KEYWORD = "proxy_headers"
@@ -85,41 +85,48 @@ class IgnoreForwardedFor(Patch):
     VERSIONS = ">=0.13.0"
     UPSTREAM = "hermes-agent#18415 (PR #26834), #15731, #34390; proxy_headers=bool(app.state.auth_required) since 0.15.0"
 
-    def _shape(self, ws: Workspace) -> tuple[ast.FunctionDef, ast.Expr | None] | str:
-        """start_server's node and its final ``uvicorn.run`` statement (None when it passes proxy_headers), or why not.
+    def _shape(self, ws: Workspace) -> tuple[Binding, ast.Expr | None] | str:
+        """start_server's binding and its final ``uvicorn.run`` statement (None when it passes proxy_headers), or why not.
 
-        Our own block (a ``return uvicorn.run(..., proxy_headers=...)``) is
-        left out of the question "does upstream pass proxy_headers?".
+        start_server is found where the release keeps it (the entry module,
+        or a sibling module it imports it from). Our own block (a ``return
+        uvicorn.run(..., proxy_headers=...)``) is left out of the question
+        "does upstream pass proxy_headers?".
         """
-        found = ws.binding(FUNCTION)
-        if len(found) != 1 or not isinstance(found[0].node, ast.FunctionDef):
-            return f"looked for one top-level def {FUNCTION}() in {ws.entry}; found {len(found)} ({ws.closest(FUNCTION)})"
-        fn = found[0].node
-        ours = {id(b.node) for b in blocks_of(ws, self.ID, [ws.entry]).get(ws.entry, [])}
+        b = ws.resolve(FUNCTION)
+        if b is None or not isinstance(b.node, ast.FunctionDef):
+            return f"looked for def {FUNCTION}() in {ws.entry} (or a hermes_cli module it imports it from); found none ({ws.closest(FUNCTION)})"
+        twice = ws.rebound(FUNCTION, b)
+        if twice:
+            return twice
+        fn = b.node
+        ours = {id(block.node) for block in blocks_of(ws, self.ID, [b.file]).get(b.file, [])}
         upstream = [s for s in fn.body if id(s) not in ours]
         for stmt in upstream:
             for node in ast.walk(stmt):
                 if isinstance(node, ast.Call) and _dotted(node.func) in UVICORN_CALLS and any(k.arg == KEYWORD for k in node.keywords):
-                    return fn, None
+                    return b, None
         runs = [s for stmt in upstream for s in ast.walk(stmt) if isinstance(s, ast.stmt) and _is_run(s)]
         if len(runs) != 1 or runs[0] is not fn.body[-1]:
             return f"{FUNCTION}() does not end with its only uvicorn.run(...) call"
         if not _imports_uvicorn(fn):
             return f"{FUNCTION}() does not `import uvicorn` itself"
-        call = runs[0].value
+        call = runs[0].value  # type: ignore[attr-defined]
         assert isinstance(call, ast.Call)
         if any(k.arg is None for k in call.keywords) or any(isinstance(a, ast.Starred) for a in call.args):
             return f"the uvicorn.run(...) call in {FUNCTION}() passes *args or **kwargs; cannot tell what it sets"
-        return fn, runs[0]  # type: ignore[return-value]
+        return b, runs[0]  # type: ignore[return-value]
 
     def detect(self, ws: Workspace) -> Detection:
         shape = self._shape(ws)
         if isinstance(shape, str):
             return Detection(State.UNKNOWN_SHAPE, shape)
-        fn, run = shape
-        src = ws.source(ws.entry)
+        binding, run = shape
+        fn = binding.node
+        assert isinstance(fn, ast.FunctionDef)
+        src = ws.source(binding.file)
         assert src is not None
-        blocks = blocks_of(ws, self.ID, [ws.entry]).get(ws.entry, [])
+        blocks = blocks_of(ws, self.ID, [binding.file]).get(binding.file, [])
         if run is None:
             if blocks:
                 return Detection(State.DRIFTED, f"{FUNCTION}() passes {KEYWORD} itself now, but our block is still there")
@@ -132,7 +139,7 @@ class IgnoreForwardedFor(Patch):
                 State.PENDING,
                 f"{FUNCTION}() runs uvicorn with its defaults (proxy_headers on, 127.0.0.1 trusted): a same-host proxy's "
                 "X-Forwarded-For replaces the WebSocket peer; the edit passes 0.15's proxy_headers rule",
-                sites=(Site(ws.entry, FUNCTION, fn.lineno if not fn.decorator_list else fn.decorator_list[0].lineno, fn.end_lineno or fn.lineno),),
+                sites=(Site(binding.file, FUNCTION, binding.first, binding.last),),
             )
         if len(blocks) != 1:
             return Detection(State.DRIFTED, f"found {len(blocks)} ignore-forwarded-for blocks; expected 1")

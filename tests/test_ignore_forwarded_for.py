@@ -95,7 +95,7 @@ def test_an_edited_block_or_a_changed_call_is_drift(tmp_path):
          "does not end with its only uvicorn.run"),
         ("    import uvicorn\n\n", "\n", "does not `import uvicorn` itself"),
         ('log_level="warning")\n', 'log_level="warning", **extra)\n', "passes *args or **kwargs"),
-        ("def start_server(", "def start_dashboard(", "looked for one top-level def start_server()"),
+        ("def start_server(", "def start_dashboard(", "looked for def start_server()"),
     ],
     ids=["code-after-the-call", "module-level-import", "double-star", "renamed"],
 )
