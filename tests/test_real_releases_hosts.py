@@ -25,7 +25,7 @@ OURS = (
     '[patches.trusted-hosts]\nhosts = ["proxy.example", "fd7a:115c::5", ".tail1234.ts.net"]\n'
     '[patches.cors-origins]\norigins = ["https://proxy.example", "http://[fd7a::1]:8080"]\n'
 )
-CONFIG = "[patches.public-action-status]\nenabled = false\n[patches.relax-ws-peer-check]\nenabled = false\n" + OURS
+CONFIG = "[patches.public-action-status]\nenabled = false\n[patches.relax-ws-peer-check]\nenabled = false\n[patches.ignore-forwarded-for]\nenabled = false\n" + OURS
 # Every patch of the catalog at once (relax-ws-peer-check is pending on every release with trusted_proxies).
 ALL_FOUR = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n' + OURS
 
