@@ -9,7 +9,7 @@ from conftest import Runner, copy_fixture, tree_digest, states
 
 def test_list_prints_sorted_id_versions_description(run: Runner):
     out = run("list", check=0).stdout.splitlines()
-    assert [line.split()[0] for line in out] == ["cors-origins", "public-action-status", "relax-ws-peer-check", "trusted-hosts"]
+    assert [line.split()[0] for line in out] == ["cors-origins", "durable-action-result", "public-action-status", "relax-ws-peer-check", "stable-session-token", "trusted-hosts"]
     assert all(line.split()[1] == ">=0.13.0" for line in out)
 
 
@@ -29,7 +29,7 @@ def test_json_is_alone_on_stdout(tmp_path, run: Runner):
     proc = run("status", "--json", "--root", str(root))
     doc = json.loads(proc.stdout)
     assert doc["schema"] == 1 and doc["exit_code"] == proc.returncode == 1
-    assert states(doc) == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "not-needed", "trusted-hosts": "not-needed"}
+    assert states(doc) == {"cors-origins": "not-needed", "durable-action-result": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "not-needed", "stable-session-token": "not-needed", "trusted-hosts": "not-needed"}
 
 
 def test_human_status_lines(tmp_path, run: Runner):
