@@ -464,6 +464,8 @@ def forget_session_token(app: Any, keep: bool, release: bool = False) -> list[st
     """
     from hermes_patch import session_token
 
+    if not app.record().get("integrations", {}).get("session-token"):
+        return []  # the common case: nothing recorded, nothing to lock or write
     with app.state.lock(app.key):
         ledger = app.state.load()
         integ = ledger["targets"].get(app.key, {}).get("integrations", {})
