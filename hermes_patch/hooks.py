@@ -278,7 +278,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
         # Record first, then write: the ledger always knows what we touched.
         if token is not None and token.created:
             integ["session-token"] = {"path": str(token.path), "sha256": token.sha256}
-        for kind, path, data, mode, entry in writes:
+        for kind, path, _data, _mode, entry in writes:
             if kind.startswith("git hook"):
                 integ.setdefault("git-hooks", {})[kind.split()[-1]] = entry
             else:
@@ -289,7 +289,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             done.append(f"kept the existing {src.name} hook as {dst.name}; ours runs it first")
         if token is not None:
             done.append(session_token_create(token))
-        for kind, path, data, mode, entry in writes:
+        for kind, path, data, mode, _entry in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
             before = _read(path)
             _write_file(path, data, mode)

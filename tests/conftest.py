@@ -174,7 +174,7 @@ def copy_real(version: str, dest: Path) -> Path:
 
 # The catalog's patches that are not-needed on our miniatures (fixtures/releases) with the default
 # configuration: two need configuration; the miniatures keep no action handles (_ACTION_PROCS) and a
-# constant _SESSION_TOKEN. On the real releases see REAL_DEFAULTS.
+# constant _SESSION_TOKEN. On the real releases see update_button_states().
 UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
 
 
@@ -183,3 +183,14 @@ def update_button_states(version: str, applied: bool = False) -> dict[str, str]:
     done = "applied" if applied else "pending"
     own_token_var = tuple(int(p) for p in version.split(".")[:2]) >= (0, 16)
     return {"durable-action-result": done, "stable-session-token": "not-needed" if own_token_var else done}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items) -> None:
+    """``real`` and ``live`` tests are slow by nature (downloads, venvs, servers): mark them ``slow`` too.
+
+    So ``-m "not live and not slow"`` (docs/testing.md's inner loop) skips them.
+    """
+    for item in items:
+        if item.get_closest_marker("real") or item.get_closest_marker("live"):
+            item.add_marker(pytest.mark.slow)
