@@ -78,7 +78,7 @@ def _located(path: Path, message: str) -> ConfigError:
     return ConfigError(message)
 
 
-_TOP_KEYS = {"patches", "patch_dirs", "hooks", "allow_version"}
+_TOP_KEYS = {"patches", "patch_dirs", "allow_version"}
 
 
 def load_config(path: Path | None) -> Config:
