@@ -109,7 +109,7 @@ def load_config(path: Path | None) -> Config:
         raise _located(path, f"the configuration file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise _located(path, f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs and [patches.<id>] tables.")
+        raise _located(path, f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs, allow_version and [patches.<id>] tables.")
     patches = raw.get("patches", {})
     if not isinstance(patches, dict) or not all(isinstance(v, dict) for v in patches.values()):
         raise _located(path, f"{path}: `patches` must be tables, one per patch: [patches.<id>].")

@@ -120,7 +120,7 @@ def git_package_files(root: Path, ref: str, package: str, fetch: bool = True) ->
     out = _git(root, "cat-file", "--batch", input="".join(f"{oid}\n" for _, oid in wanted).encode())
     files: dict[str, bytes] = {}
     pos = 0
-    for name, oid in wanted:
+    for name, _oid in wanted:
         header_end = out.index(b"\n", pos)
         _, _, size = out[pos:header_end].decode().split()
         start = header_end + 1

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from hermes_patch.app import App
-from hermes_patch.errors import ConfigError, RefusedError
 from hermes_patch.workspace import Workspace
 
 from conftest import RELEASES, Runner, copy_fixture, states, tree_digest
