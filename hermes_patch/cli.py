@@ -79,9 +79,16 @@ def list_cmd(verbose: bool, config: Path | None) -> None:
 
     app = App(config_path=config)
     rows = [(c.ID, str(c.VERSIONS), c.DESCRIPTION, c.SOURCE) for c in app.catalog]
-    params = {c.ID: [(n, json.dumps(list(p.default) if isinstance(p.default, tuple) else p.default), p.doc) for n, p in c.PARAMS.items()] for c in app.catalog}
+    params = {c.ID: [(n, _default_text(p.default), p.doc) for n, p in c.PARAMS.items()] for c in app.catalog}
     upstream = {c.ID: c.UPSTREAM for c in app.catalog}
     print_list(rows, verbose, params, upstream)
+
+
+def _default_text(default: Any) -> str:
+    """A parameter's default for ``list -v``; ``None`` means the patch fits it to the release."""
+    if default is None:
+        return "(fitted to the release)"
+    return json.dumps(list(default) if isinstance(default, tuple) else default)
 
 
 @cli.command()
