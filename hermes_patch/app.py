@@ -21,7 +21,7 @@ from hermes_patch.errors import ConfigError, RefusedError, StateError, TargetErr
 from hermes_patch.fileio import atomic_write, fault_point, read_bytes
 from hermes_patch.source import sha256_hex
 
-__all__ = ["App", "StatusResult", "WriteResult"]
+__all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,21 @@ class StatusResult:
 
 
 @dataclass(frozen=True)
+class FileChange:
+    """One file a write changes: its path and the sha256 of its bytes before and after."""
+
+    path: Path
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """What ``apply``/``revert`` did: the ids changed, the diff, the files written.
 
+    ``before`` and ``after`` are every patch's report before the command and
+    after it (predicted and proven for a dry run); ``files`` the files that
+    change, with their sha256 before and after (see :mod:`hermes_patch.report`).
     ``make_diff`` returns the unified diff; :attr:`diff` calls it on first
     use only, because difflib over a 19k-line file costs about a third of a
     parse and a plain ``apply`` never prints it.
@@ -73,6 +85,9 @@ class WriteResult:
     written: tuple[Path, ...] = ()
     dry_run: bool = False
     notes: tuple[str, ...] = field(default=())
+    before: tuple[ReportView, ...] = ()
+    after: tuple[ReportView, ...] = ()
+    files: tuple[FileChange, ...] = ()
 
     @cached_property
     def diff(self) -> str:
@@ -282,8 +297,8 @@ class App:
             ws = self.workspace()
             reports = self.detect(ws, self.record())
             plan = plan_apply(ws, reports, only=set(ids) if ids else None)
-            self._verify(ws, plan)
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), dry_run=True)
+            new_reports = self._verify(ws, plan)
+            return self._result(plan, reports, new_reports, dry_run=True)
         self._guard_writable()
         with self.state.lock(self.key):
             self._recover()
@@ -293,9 +308,9 @@ class App:
             plan = plan_apply(ws, reports, only=set(ids) if ids else None)
             new_reports = self._verify(ws, plan)
             if plan.empty:
-                return WriteResult((), lambda: "")
+                return self._result(plan, reports, new_reports)
             written = self._write(ws, plan, new_reports, ledger)
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written)
+            return self._result(plan, reports, new_reports, written)
 
     def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
         """Remove our blocks (all patches, or ``ids``); refuses drifted patches unless ``force``."""
@@ -315,9 +330,17 @@ class App:
             new_reports = self._verify(ws, plan)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             if plan.empty or dry_run:
-                return WriteResult(plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), dry_run=dry_run, notes=notes)
+                return self._result(plan, reports, new_reports, dry_run=dry_run, notes=notes)
             written = self._write(ws, plan, new_reports, ledger)
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written, notes=notes)
+            return self._result(plan, reports, new_reports, written, notes=notes)
+
+    def _result(self, plan, reports, new_reports, written: tuple[Path, ...] = (), dry_run: bool = False, notes: tuple[str, ...] = ()) -> WriteResult:
+        """The :class:`WriteResult` of ``plan``: reports before/after and each changed file's hashes."""
+        files = tuple(FileChange(plan.before[n].path, plan.before[n].sha256, sha256_hex(data)) for n, data in sorted(plan.new_bytes().items()))
+        return WriteResult(
+            plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), written, dry_run, notes,
+            tuple(_view(r) for r in reports), tuple(_view(r) for r in new_reports), files,
+        )
 
     def diff(self, ids: list[str] | None = None) -> str:
         """The unified diff ``apply`` would write (empty when nothing is pending)."""
