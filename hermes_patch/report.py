@@ -63,8 +63,8 @@ def error_document(command: str, exc: BaseException) -> dict[str, Any]:
 
 
 def emit(doc: dict[str, Any]) -> None:
-    """Print a document on stdout: indented JSON, sorted keys, one trailing newline."""
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    """Print a document on stdout: indented JSON (ASCII, whatever the locale), sorted keys, one trailing newline."""
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     sys.stdout.flush()
 
 
