@@ -295,22 +295,26 @@ class App:
         self._check_ids(ids)
         if dry_run:
             ws = self.workspace()
-            reports = self.detect(ws, self.record())
+            record = self.record()
+            reports = self.detect(ws, record)
             plan = plan_apply(ws, reports, only=set(ids) if ids else None)
             new_reports = self._verify(ws, plan)
-            return self._result(plan, reports, new_reports, dry_run=True)
+            notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
+            return self._result(plan, reports, new_reports, dry_run=True, notes=notes)
         self._guard_writable()
         with self.state.lock(self.key):
             self._recover()
             ws = self.workspace()
             ledger = self.state.load()
-            reports = self.detect(ws, self.record(ledger))
+            record = self.record(ledger)
+            reports = self.detect(ws, record)
             plan = plan_apply(ws, reports, only=set(ids) if ids else None)
             new_reports = self._verify(ws, plan)
+            notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))  # before _write updates the record
             if plan.empty:
-                return self._result(plan, reports, new_reports)
+                return self._result(plan, reports, new_reports, notes=notes)
             written = self._write(ws, plan, new_reports, ledger)
-            return self._result(plan, reports, new_reports, written)
+            return self._result(plan, reports, new_reports, written, notes=notes)
 
     def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
         """Remove our blocks (all patches, or ``ids``); refuses drifted patches unless ``force``."""

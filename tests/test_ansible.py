@@ -299,7 +299,8 @@ class Play:
         return {m[0]: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m[1])} for m in re.findall(r"^(\S+)\s+: (ok=.*)$", self.proc.stdout, re.M)}
 
     def result(self, host: str) -> dict:
-        [r] = [r["result"] for r in self.record["results"] if r["task"] == TASK and r["host"] == host]
+        """The patch task's result on ``host``, with ``status`` (ok / failed) as the callback saw it in ``_outcome``."""
+        [r] = [{**r["result"], "_outcome": r["status"]} for r in self.record["results"] if r["task"] == TASK and r["host"] == host]
         return r
 
 
@@ -388,7 +389,7 @@ def test_a_fleet_over_ssh(fleet: Fleet):
     assert mixed.proc.returncode == 2
     assert mixed.failed() == {"h014": 0, "h019": 1, "hgit": 0}
     fail = mixed.result("h019")
-    assert fail["failed"] is True and fail["changed"] is False and fail["document"]["error"]["kind"] == "refused"
+    assert fail["_outcome"] == "failed" and fail["changed"] is False and fail["document"]["error"]["kind"] == "refused"
     assert fail["msg"].startswith(f"relax-ws-peer-check does not recognize the code in {hosts['h019'].web.resolve()}")
     assert "Nothing was written." in fail["msg"] and "\n" not in fail["msg"]
     assert hosts["h019"].web.read_bytes() == odd

@@ -145,3 +145,11 @@ def test_a_real_release_round_trip_validates(tmp_path: Path, run: Runner):
     done = _doc(run, "apply", "--root", str(root), code=0)
     assert [f["sha256_after"] for f in done["files"]] == [f["sha256_after"] for f in check["files"]] == [sha(web)]
     assert _doc(run, "revert", "--root", str(root), code=0)["files"][0]["sha256_after"] == pristine == sha(web)
+
+
+def test_apply_after_an_update_says_the_file_was_replaced(tmp_path: Path, run: Runner):
+    root = copy_fixture("r0_15", tmp_path / "sp")
+    run("apply", "--root", str(root), check=0)
+    (root / WEB).write_bytes((REPO / "fixtures/releases/r0_16" / WEB).read_bytes())  # what `pip install --upgrade` does
+    doc = _doc(run, "apply", "--root", str(root), code=0)
+    assert doc["changed"] is True and doc["notes"] == ["web_server.py was replaced since hermes-patch last wrote it; the old backup will not be restored over it"]
