@@ -2,7 +2,8 @@
 
 ``--json`` prints one versioned document on stdout and nothing else there
 (``docs/apply-schema.json``); an error prints the error document instead
-(``docs/error-schema.json``), shared by every command that has ``--json``.
+(``docs/error-schema.json``, :mod:`hermes_patch.jsondoc`), shared by every
+command that has ``--json``.
 ``--check`` computes and proves everything a real run would, writes nothing,
 and exits 0 when nothing would change, 1 when something would, 2 on a
 refusal, so that "would change" is never confused with "failed". The exit
@@ -17,55 +18,39 @@ one-paragraph messages they carry.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import traceback
 from typing import Any, Iterator
 
-from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError, StateError, TargetError, VerificationError
+from hermes_patch.errors import HermesPatchError
 
 __all__ = ["SCHEMA", "write_document", "error_document", "machine_errors", "check_writable", "write_exit_code", "emit"]
 
 #: Version of the documents' layout; bumped when a field is removed or changes meaning.
 SCHEMA = 1
 
-_KINDS = (
-    (TargetError, "target"),
-    (ConfigError, "config"),
-    (StateError, "state"),
-    (RefusedError, "refused"),
-    (VerificationError, "verification"),
-)
-
 
 def error_document(command: str, exc: BaseException) -> dict[str, Any]:
-    """The document a ``--json`` command prints on stdout when it stops with an error (exit 2).
+    """The error document of ``command`` for ``exc`` (:func:`hermes_patch.jsondoc.error_document`).
 
-    Args:
-        command: the command's name (``apply``, ``revert``, ``status``, ...).
-        exc: the error; a :class:`HermesPatchError` gives its kind and its
-            one-paragraph message, anything else is kind ``internal`` (a bug).
-
-    Returns:
-        ``{"schema": 1, "command": ..., "error": {"kind": ..., "message": ...}, "exit_code": 2}``,
-        described by ``docs/error-schema.json``.
+    An exception outside our hierarchy (a bug) gets kind ``error`` and a
+    paragraph saying so; the traceback goes to stderr.
     """
-    if isinstance(exc, HermesPatchError):
-        kind = next((name for cls, name in _KINDS if isinstance(exc, cls)), "error")
-        message = str(exc)
-    else:
-        kind = "internal"
-        message = (
+    from hermes_patch.jsondoc import error_document as document
+
+    if not isinstance(exc, HermesPatchError):
+        exc = HermesPatchError(
             f"hermes-patch stopped on an unexpected {type(exc).__name__}: {exc}. Nothing was written unless the "
             f"ledger says so (`hermes-patch status`). This is a bug; please report it with the traceback printed on stderr."
         )
-    return {"schema": SCHEMA, "command": command, "error": {"kind": kind, "message": message}, "exit_code": 2}
+    return document(command, exc)
 
 
 def emit(doc: dict[str, Any]) -> None:
-    """Print a document on stdout: indented JSON (ASCII, whatever the locale), sorted keys, one trailing newline."""
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    """Print a document on stdout (:func:`hermes_patch.jsondoc.echo_document`)."""
+    from hermes_patch.jsondoc import echo_document
+
+    echo_document(doc)
 
 
 @contextlib.contextmanager
