@@ -2,7 +2,8 @@
 
 Exit codes: ``status`` 0 (all applied / not-needed), 1 (pending or
 drifted), 2 (unknown shape or an error); ``apply``/``revert`` 0 (done or
-nothing to do), 2 (refused or failed, every file unchanged); ``verify`` 0,
+nothing to do), 2 (refused or failed, every file unchanged), and with
+``--check`` 1 when something would change (see :mod:`hermes_patch.report`); ``verify`` 0,
 1 (an applied patch is not effective), 2 (an error); ``update`` 0 (done),
 2 (a step failed; see :mod:`hermes_patch.update`); ``hook`` 0, or 2 when
 refused (nothing changed).
@@ -174,22 +175,32 @@ def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: boo
 @click.option("--drop-our-stash/--keep-our-stash", "drop_stash", default=None, help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.")
 @click.option("--allow-version", is_flag=True, help="Also patch a shape a patch knows on a release outside its version range (or set allow_version = true in the configuration).")
 @click.option("--auto", "auto", metavar="SOURCE", hidden=True, help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.")
-def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None) -> None:
+@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
+@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
+def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None, check: bool, as_json: bool) -> None:
     """Apply the pending patches (all enabled ones, or IDS)."""
-    from hermes_patch import gitint
-    from hermes_patch.console import print_write
+    from hermes_patch import gitint, report
+    from hermes_patch.console import note, print_write
 
     app._allow_version = app._allow_version or allow_version
-    try:
-        result = app.apply(list(ids) or None, dry_run=dry_run)
-    except HermesPatchError as exc:
-        if auto and not dry_run:
-            _auto_refused(app, auto, exc)
-        raise
-    print_write("apply", result, show_diff=dry_run)
-    if not dry_run:
-        gitint.sync(app)
-        _offer_stash_drop(app, drop_stash)
+    notes: list[str] = []
+    with report.machine_errors("apply", as_json, check):
+        try:
+            result = app.apply(list(ids) or None, dry_run=dry_run or check)
+        except HermesPatchError as exc:
+            if auto and not (dry_run or check):
+                _auto_refused(app, auto, exc)
+            raise
+        if check:
+            report.check_writable(app, result)
+        if not as_json:
+            print_write("apply", result, show_diff=dry_run or check)
+        if not (dry_run or check):
+            gitint.sync(app)
+            _offer_stash_drop(app, drop_stash, notes.append if as_json else note, interactive=not as_json)
+        if as_json:
+            report.emit(report.write_document("apply", app, result, check, notes))
+    sys.exit(report.write_exit_code(result, check))
 
 
 def _auto_refused(app, source: str, exc: Exception) -> None:
@@ -206,9 +217,8 @@ def _auto_refused(app, source: str, exc: Exception) -> None:
     )
 
 
-def _offer_stash_drop(app, drop: bool | None) -> None:
+def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], interactive: bool = True) -> None:
     from hermes_patch import gitint
-    from hermes_patch.console import note
 
     root = gitint.repo_root(app.target)
     if root is None:
@@ -217,7 +227,7 @@ def _offer_stash_drop(app, drop: bool | None) -> None:
     if not stashes:
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)
-    if drop is None and sys.stdin.isatty() and sys.stdout.isatty():
+    if drop is None and interactive and sys.stdin.isatty() and sys.stdout.isatty():
         drop = click.confirm(f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False)
     if drop:
         note(f"dropped {', '.join(gitint.drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
@@ -240,16 +250,26 @@ def diff(app, ids: tuple[str, ...]) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--force", is_flag=True, help="Also revert drifted patches (removes only our marked lines).")
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
-def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
+@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
+@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
+def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool) -> None:
     """Undo our edits (all patches, or IDS); byte-identical when nothing else changed."""
+    from hermes_patch import report
     from hermes_patch.console import print_write
 
-    result = app.revert(list(ids) or None, force=force, dry_run=dry_run)
-    print_write("revert", result, show_diff=dry_run)
-    if not dry_run:
-        from hermes_patch import gitint
+    with report.machine_errors("revert", as_json, check):
+        result = app.revert(list(ids) or None, force=force, dry_run=dry_run or check)
+        if check:
+            report.check_writable(app, result)
+        if not as_json:
+            print_write("revert", result, show_diff=dry_run or check)
+        if not (dry_run or check):
+            from hermes_patch import gitint
 
-        gitint.sync(app)
+            gitint.sync(app)
+        if as_json:
+            report.emit(report.write_document("revert", app, result, check))
+    sys.exit(report.write_exit_code(result, check))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
