@@ -13,6 +13,17 @@ match nothing and a wildcard would open every action log. From 0.16.0 the
 set is imported from ``dashboard_auth/public_paths.py``, which the
 internet-facing OAuth gate also reads; that module is never touched.
 
+Upstream main after 0.19 (REAL_TARGETS, "After 0.19.0"): from August 2026
+``_ACTION_LOG_FILES`` is imported into web_server.py from
+``web_server_gateway.py`` and built with a ``**{name: ... for name in (...)}``
+entry; from September 2026 the status route lives in
+``web_routers/actions.py``. The table is read where it is defined (imports
+followed, or the status route's module when web_server.py does not bind
+it), and the edit still goes after web_server's own binding, which
+``auth_middleware`` tests. Without configured ``actions`` the release's own
+update and gateway-restart actions are used (forks rename them:
+``xiaoban-update``, ``fabric-update``).
+
 What it fixes, measured in real browsers (docs/update-button.md): in every
 bundle 0.14.0-0.19.0 the poll goes through the same fetch wrapper as the
 Update request and *does* send the token. It 401s when the page's token is
@@ -89,7 +100,7 @@ class PublicActionStatus(Patch):
     ID = "public-action-status"
     DESCRIPTION = "Let the Update progress poll (/api/actions/<name>/status) answer a page whose session token is gone (dashboard restarted, cached page), for the configured actions only; not needed with a stable token."
     VERSIONS = ">=0.13.0"
-    UPSTREAM = "hermes-agent#34227; _PUBLIC_API_PATHS literal in 0.13.0-0.15.2, imported from dashboard_auth/public_paths.py since 0.16.0"
+    UPSTREAM = "hermes-agent#34227; _PUBLIC_API_PATHS literal in 0.13.0-0.15.2, imported from dashboard_auth/public_paths.py since 0.16.0; _ACTION_LOG_FILES in web_server_gateway.py on main since Aug 2026"
     PARAMS = {
         "actions": Param(
             default=None,

@@ -153,3 +153,22 @@ def test_apply_after_an_update_says_the_file_was_replaced(tmp_path: Path, run: R
     (root / WEB).write_bytes((REPO / "fixtures/releases/r0_16" / WEB).read_bytes())  # what `pip install --upgrade` does
     doc = _doc(run, "apply", "--root", str(root), code=0)
     assert doc["changed"] is True and doc["notes"] == ["web_server.py was replaced since hermes-patch last wrote it; the old backup will not be restored over it"]
+
+
+def test_a_crash_under_check_or_json_is_exit_2_never_1(tmp_path: Path, run: Runner):
+    """A bug (here: a user patch whose detect raises) must not read as --check's "would change"."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text(
+        "from hermes_patch.patch import Patch\n\n"
+        "class Broken(Patch):\n"
+        '    ID = "broken"\n    DESCRIPTION = "raises"\n    VERSIONS = ">=0.13.0"\n    UPSTREAM = "none"\n    PARAMS = {}\n\n'
+        "    def detect(self, ws):\n        return 1 / 0\n\n"
+        "    def transformer(self, site, ws):\n        raise AssertionError\n"
+    )
+    run.configure(f'patch_dirs = ["{plugins}"]\n')
+    root = copy_fixture("r0_14", tmp_path / "sp")
+    proc = run("apply", "--check", "--root", str(root), check=2)
+    assert "ZeroDivisionError" in proc.stderr and "error: hermes-patch stopped on an unexpected ZeroDivisionError: division by zero." in proc.stderr
+    doc = _doc(run, "apply", "--check", "--root", str(root), code=2)
+    assert doc["error"]["kind"] == "error" and doc["error"]["message"].startswith("hermes-patch stopped on an unexpected ZeroDivisionError")
