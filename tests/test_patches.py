@@ -17,8 +17,10 @@ from hermes_patch.errors import ConfigError, RefusedError
 from conftest import copy_fixture, tree_digest
 
 PAS, WS, IFF = "public-action-status", "relax-ws-peer-check", "ignore-forwarded-for"
-# The two catalog patches that need configuration (tests/test_hosts_patches.py covers them).
-IDLE = {"cors-origins": "not-needed", "trusted-hosts": "not-needed"}
+# The catalog patches that are not-needed on the miniatures: two need configuration
+# (tests/test_hosts_patches.py covers them); the miniatures keep no action handles and a constant
+# token (tests/test_update_button.py covers durable-action-result and stable-session-token).
+IDLE = {"cors-origins": "not-needed", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
 # ignore-forwarded-for: pending on the 0.13/0.14 shape, upstream's rule from 0.15 (tests/test_ignore_forwarded_for.py).
 OLD, NEW = {IFF: "pending"}, {IFF: "not-needed"}
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
@@ -29,6 +31,8 @@ EXPECTED = {
     "r0_15": ({PAS: "pending", WS: "pending", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
     "r0_16": ({PAS: "pending", WS: "not-needed", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
     "r0_20_moved": ({PAS: "pending", WS: "not-needed", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
+    "r0_20_split": ({PAS: "pending", WS: "not-needed", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
+    "r0_21_main": ({PAS: "pending", WS: "not-needed", **IDLE, **NEW}, {PAS: "pending", WS: "pending", **IDLE, **NEW}),
 }
 
 
@@ -294,8 +298,11 @@ def test_trusted_proxies_edge_cidrs(tmp_path, proxies, catch_all):
     root = copy_fixture("r0_14", tmp_path / "t")
     config = f"[patches.relax-ws-peer-check]\ntrusted_proxies = {proxies!r}\n".replace("'", '"')
     if catch_all:
+        # A parameter error is this patch's report (status stays a full document); apply refuses it.
+        report = {r.id: r for r in make_app(tmp_path, root, config).status().reports}[WS]
+        assert report.state == "unknown-shape" and "allow_catch_all" in report.reason
         with pytest.raises(ConfigError, match="allow_catch_all"):
-            make_app(tmp_path, root, config).status()
+            make_app(tmp_path, root, config).apply()
     else:
         make_app(tmp_path, root, config).apply()
         assert '("127.0.0.5/32",)' in (root / "hermes_cli/web_server.py").read_text()
