@@ -48,8 +48,8 @@ def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     assert check["target"]["sha256"] == pristine and check["target"]["file"] == str(web)
     [planned] = check["files"]
     assert planned == {"path": str(web), "sha256_before": pristine, "sha256_after": planned["sha256_after"], "written": False}
-    assert _states(check, "before") == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
-    assert _states(check, "after") == {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+    assert _states(check, "before") == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
+    assert _states(check, "after") == {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
     assert {p["id"] for p in check["patches"] if p["changed"]} == {"public-action-status", "relax-ws-peer-check"}
 
     done = _doc(run, "apply", "--root", str(root), code=0)
@@ -78,7 +78,7 @@ def test_check_without_json_prints_the_diff_and_exits_1(tmp_path: Path, run: Run
     root = copy_fixture("r0_14", tmp_path / "sp")
     proc = run("apply", "--check", "--root", str(root), check=1)
     assert proc.stdout.startswith("--- a/") and "+# hermes-patch: relax-ws-peer-check" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "dry run: would apply public-action-status, relax-ws-peer-check; nothing was written"
+    assert proc.stdout.splitlines()[-1] == "dry run: would apply ignore-forwarded-for, public-action-status, relax-ws-peer-check; nothing was written"
 
 
 def test_a_refusal_is_an_error_document_and_exit_2(tmp_path: Path, run: Runner):
