@@ -33,20 +33,33 @@ class ReportView:
     reason: str
     enabled: bool
     notes: tuple[str, ...] = ()
+    advice: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "state": self.state, "reason": self.reason, "enabled": self.enabled, "notes": list(self.notes)}
+        return {"id": self.id, "state": self.state, "reason": self.reason, "enabled": self.enabled, "notes": list(self.notes), "advice": list(self.advice)}
 
 
 @dataclass(frozen=True)
 class StatusResult:
-    """What ``status`` reports: the target, one view per patch, and notes."""
+    """What ``status`` reports: the target, one view per patch, warnings and advice.
+
+    ``notes`` are warnings (an interrupted write, a dashboard running old
+    code: something to act on; ``--strict`` counts them), ``advice`` is
+    information (no proxy setting configured yet).
+    """
 
     target: Any
     sha256: str
     reports: tuple[ReportView, ...]
     notes: tuple[str, ...] = ()
     warm: bool = False
+    advice: tuple[str, ...] = ()
+    config: Any = None
+
+    @property
+    def warnings(self) -> bool:
+        """Whether anything asks for action: a target warning or a warning of an enabled patch (``--strict``)."""
+        return bool(self.notes) or any(r.notes for r in self.reports if r.enabled)
 
     @property
     def exit_code(self) -> int:
@@ -82,7 +95,7 @@ class WriteResult:
 
 def _view(report) -> ReportView:
     d = report.detection
-    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes)
+    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes, d.advice)
 
 
 class App:
@@ -102,6 +115,12 @@ class App:
     def fresh(self) -> "App":
         """A new App with the same options and nothing cached (after ``hermes update`` changed the release)."""
         return App(self._file, self._python, self._root, self._config_path, self._state_dir)
+
+    def with_config(self, config) -> "App":
+        """A new App with the same options that uses ``config`` (a :class:`~hermes_patch.config.Config`) instead of reading one."""
+        app = self.fresh()
+        app.__dict__["config"] = config
+        return app
 
     # -- inputs --------------------------------------------------------------
 
@@ -157,6 +176,7 @@ class App:
         blob = json.dumps(
             {
                 "tool": __version__,
+                "views": 2,  # snapshots of views without `advice` are not reused
                 "patches": [[p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}] for p, enabled in self.patches],
             },
             sort_keys=True,
@@ -200,15 +220,29 @@ class App:
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
             if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
-                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ()))) for v in snap["reports"])
+                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ())), tuple(v.get("advice", ()))) for v in snap["reports"])
                 notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
-                return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True)
+                return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True, advice=self._config_advice(), config=self.config)
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
         notes.extend(self._replaced_note(record, src.sha256, reports))
         notes.extend(self._foreign_note({name: s.data for name, s in ws.loaded().items()}))
-        return StatusResult(target, src.sha256, tuple(_view(r) for r in reports), tuple(notes))
+        return StatusResult(target, src.sha256, tuple(_view(r) for r in reports), tuple(notes), advice=self._config_advice(), config=self.config)
+
+    def _config_advice(self) -> tuple[str, ...]:
+        """Advice when no proxy setting (hosts, origins, trusted_proxies) is configured: point at ``setup``."""
+        from hermes_patch.setup import PROXY_SETTINGS, proxy_settings_configured
+
+        if proxy_settings_configured(self.config):
+            return ()
+        where = str(self.config.path) if self.config.exists else f"none: defaults ({self.config.path} does not exist)"
+        names = ", ".join(f"{key} ([patches.{pid}])" for pid, key in PROXY_SETTINGS)
+        return (
+            f"no proxy setting is configured ({names} are empty; configuration {where}). A dashboard that a browser "
+            "reaches through a reverse proxy by a public name needs them: `hermes-patch setup --url https://your.proxy.name` "
+            "writes them",
+        )
 
     def _foreign_note(self, files: dict[str, bytes]) -> list[str]:
         """A note for marker comments of patches the catalog does not have (a user patch no longer configured)."""

@@ -85,33 +85,30 @@ def list_cmd(verbose: bool, config: Path | None) -> None:
 
 @cli.command()
 @target_options
-@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON document on stdout (nothing else there).")
-@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too (sensitive actions, notes).")
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON document on stdout (nothing else there; an error document on failure).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (a sensitive action made public, a suffix in hosts, a dashboard running old code); advice never counts.")
 def status(app, as_json: bool, strict: bool) -> None:
     """Show each patch's state: applied, pending, not-needed, unknown-shape, drifted."""
-    from hermes_patch import gitint
+    from hermes_patch.status import build_status, status_document
 
-    result = gitint.with_status_notes(app, app.status())
+    try:
+        result = build_status(app)
+    except HermesPatchError as exc:
+        if not as_json:
+            raise
+        from hermes_patch.console import error
+        from hermes_patch.jsondoc import echo_document, error_document
+
+        error(str(exc))
+        echo_document(error_document("status", exc))
+        sys.exit(exc.exit_code)
     code = result.exit_code
-    if strict and code == 0 and (result.notes or any(r.notes for r in result.reports if r.enabled)):
+    if strict and code == 0 and result.warnings:
         code = 1
     if as_json:
-        t = result.target
-        doc = {
-            "schema": JSON_SCHEMA,
-            "target": {
-                "file": str(t.file),
-                "version": t.version,
-                "install_method": t.install_method,
-                "sha256": result.sha256,
-                "writable": t.writable,
-                "found_by": t.found_by,
-            },
-            "patches": [r.to_json() for r in result.reports],
-            "notes": list(result.notes),
-            "exit_code": code,
-        }
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        from hermes_patch.jsondoc import echo_document
+
+        echo_document(status_document(result, code))
     else:
         from hermes_patch.console import print_status
 
@@ -124,8 +121,9 @@ def status(app, as_json: bool, strict: bool) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
 @click.option("--drop-our-stash/--keep-our-stash", "drop_stash", default=None, help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.")
-def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None) -> None:
-    """Apply the pending patches (all enabled ones, or IDS)."""
+@click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails; the patches stay written).")
+def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, restart: bool) -> None:
+    """Apply the pending patches (all enabled ones, or IDS), then say which running dashboard to restart."""
     from hermes_patch import gitint
     from hermes_patch.console import print_write
 
@@ -134,6 +132,20 @@ def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None) -> 
     if not dry_run:
         gitint.sync(app)
         _offer_stash_drop(app, drop_stash)
+        _after_write(app, result, restart)
+
+
+def _after_write(app, result, restart: bool) -> None:
+    """After a write: which dashboards run the old code and how to restart them (``--restart``: do it)."""
+    if not result.written and not restart:
+        return
+    from hermes_patch.console import print_lines
+    from hermes_patch.restart import after_write
+
+    lines, ok = after_write(app, restart)
+    print_lines(lines)
+    if not ok:
+        sys.exit(2)
 
 
 def _offer_stash_drop(app, drop: bool | None) -> None:
@@ -168,7 +180,8 @@ def diff(app, ids: tuple[str, ...]) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--force", is_flag=True, help="Also revert drifted patches (removes only our marked lines).")
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
-def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
+@click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails).")
+def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, restart: bool) -> None:
     """Undo our edits (all patches, or IDS); byte-identical when nothing else changed."""
     from hermes_patch.console import print_write
 
@@ -178,6 +191,26 @@ def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
         from hermes_patch import gitint
 
         gitint.sync(app)
+        _after_write(app, result, restart)
+
+
+@cli.command()
+@target_options
+@click.option("--url", metavar="URL", help="The dashboard's public URL, as typed in the browser (https://hermes.example.com).")
+@click.option("--proxy-address", "proxy_addresses", metavar="ADDR", multiple=True, help="The proxy's address as the dashboard sees it, when the proxy runs on another host (an IP or a CIDR; repeatable).")
+@click.option("--yes", "-y", is_flag=True, help="Write without asking (on a terminal).")
+@click.option("--dry-run", is_flag=True, help="Show the configuration change and the resulting states; write nothing.")
+def setup(app, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry_run: bool) -> None:
+    """Write the proxy settings (hosts, origins, trusted_proxies) from the dashboard's public URL.
+
+    Asks on a terminal; scripts pass --url (and --proxy-address). Adds to the
+    configuration file (every other key and comment kept), validates it as
+    `status` will read it, shows the resulting states and what `apply`
+    would write, then writes the file atomically, owner-only.
+    """
+    from hermes_patch.setup import run_setup
+
+    sys.exit(run_setup(app, url, list(proxy_addresses), yes, dry_run))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -92,7 +92,11 @@ class Detection:
         sites: statements to transform; non-empty only when ``PENDING``.
         replace: when ``PENDING`` because an earlier apply used other
             parameters, our old blocks are removed before re-applying.
-        notes: extra warnings for ``status`` (e.g. a sensitive action).
+        notes: warnings for ``status``: conditions the operator must act on
+            (a sensitive action made public, a suffix in ``hosts``); they
+            make ``status --strict`` exit 1.
+        advice: information for ``status`` that needs no action (a release
+            offering an upstream setting); never counts for ``--strict``.
     """
 
     state: State
@@ -100,6 +104,7 @@ class Detection:
     sites: tuple[Site, ...] = ()
     replace: bool = False
     notes: tuple[str, ...] = ()
+    advice: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,8 @@ class PublicActionStatus(Patch):
             return Detection(State.NOT_NEEDED, "the release already serves these status polls without the token", notes=notes)
         return Detection(
             State.PENDING,
-            f"{len(missing)} status path(s) need the session token: {', '.join(missing)}",
+            f"the dashboard answers 401 to {', '.join(missing)} without the session token, which the Update button's "
+            "progress poll loops on behind a proxy; the edit serves these paths without it",
             sites=(Site(ws.entry, NAME, binding.first, binding.last),),
             notes=notes,
         )
@@ -183,7 +184,7 @@ class PublicActionStatus(Patch):
         if block.first != binding.last + 1:
             return Detection(State.DRIFTED, f"our block (line {block.marker}) no longer follows upstream's {NAME} binding")
         if body == render(actions, newline):
-            return Detection(State.APPLIED, f"{len(actions)} status path(s) public: {', '.join(actions)}", notes=notes)
+            return Detection(State.APPLIED, f"the dashboard answers the status poll of {', '.join(actions)} without the session token", notes=notes)
         earlier = _strings(block.node.value.right) if isinstance(block.node, ast.Assign) and isinstance(block.node.value, ast.BinOp) else None  # type: ignore[attr-defined]
         if earlier is not None:
             old = tuple(p[len("/api/actions/"):-len("/status")] for p in _ordered_strings(block.node))

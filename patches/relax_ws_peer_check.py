@@ -228,9 +228,15 @@ class RelaxWsPeerCheck(Patch):
             )
         sites = [Site(file, LOOPBACK, a.first, a.last) for file, a in anchors.items()]
         sites += [Site(b.file, name, b.first, b.last) for name, b in found.items()]
-        who = ", ".join(f"{n}()" for n in found)
-        why = f"trusted_proxies {', '.join(proxies)}" if proxies else "the non-loopback-bind rule"
-        return Detection(State.PENDING, f"the peer check in {who} refuses proxy peers; the edit adds {why}", sites=tuple(sites))
+        why = (
+            f"peers inside trusted_proxies {', '.join(proxies)}" if proxies
+            else "any peer when the dashboard is bound to a non-loopback address (upstream's rule since 0.16)"
+        )
+        return Detection(
+            State.PENDING,
+            f"the dashboard refuses WebSocket connections (HTTP 403) from a proxy whose address is not loopback; the edit accepts {why}",
+            sites=tuple(sites),
+        )
 
     def _detect_applied(self, ws, found, anchors, blocks, proxies) -> Detection:
         helpers = {}
@@ -267,8 +273,8 @@ class RelaxWsPeerCheck(Patch):
                 f"applied with trusted_proxies [{', '.join(stale)}]; the configuration now says [{', '.join(proxies)}]",
                 replace=True,
             )
-        extra = f" and trusted_proxies {', '.join(proxies)}" if proxies else ""
-        return Detection(State.APPLIED, f"the peer check in {', '.join(f'{n}()' for n in found)} accepts a non-loopback bind{extra}")
+        extra = f", and from peers inside trusted_proxies {', '.join(proxies)}" if proxies else ""
+        return Detection(State.APPLIED, f"the dashboard accepts WebSocket connections from any peer when bound to a non-loopback address{extra}")
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
         """Peers inside trusted_proxies and any peer on a non-loopback bind are accepted; others are not.
