@@ -86,6 +86,7 @@ class WriteResult:
     written: tuple[Path, ...] = ()
     dry_run: bool = False
     notes: tuple[str, ...] = field(default=())
+    pruned: int = 0
 
     @cached_property
     def diff(self) -> str:
@@ -111,6 +112,7 @@ class App:
         self._file, self._python, self._root = file, python, root
         self._config_path = config_path
         self._state_dir = state_dir
+        self.pruned = 0  # backups the last write pruned
 
     def fresh(self) -> "App":
         """A new App with the same options and nothing cached (after ``hermes update`` changed the release)."""
@@ -329,7 +331,7 @@ class App:
             if plan.empty:
                 return WriteResult((), lambda: "")
             written = self._write(ws, plan, new_reports, ledger)
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written)
+            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written, pruned=self.pruned)
 
     def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
         """Remove our blocks (all patches, or ``ids``); refuses drifted patches unless ``force``."""
@@ -351,7 +353,7 @@ class App:
             if plan.empty or dry_run:
                 return WriteResult(plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), dry_run=dry_run, notes=notes)
             written = self._write(ws, plan, new_reports, ledger)
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written, notes=notes)
+            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written, notes=notes, pruned=self.pruned)
 
     def diff(self, ids: list[str] | None = None) -> str:
         """The unified diff ``apply`` would write (empty when nothing is pending)."""
@@ -385,10 +387,10 @@ class App:
         new_bytes = plan.new_bytes()
         files = record.setdefault("files", {})
         journal = {}
+        shas = []
         for name, data in new_bytes.items():
             before = plan.before[name]
-            self.state.backup(before.data)
-            self.state.backup(data)
+            shas += [self.state.backup(before.data), self.state.backup(data)]
             entry = files.get(name, {})
             if entry.get("patched") != before.sha256:
                 entry = {"original": before.sha256}  # a fresh release (or first write)
@@ -400,6 +402,9 @@ class App:
         new_ws = ws.with_edits(plan.after)
         commit = self._commit_record(new_ws, new_reports, journal)
         record["pending"] = {"kind": plan.kind, "files": journal, "commit": commit}
+        from hermes_patch.ledger import KEEP_WRITES
+
+        record["backups"] = (record.get("backups", []) + [sorted(set(shas))])[-KEEP_WRITES:]
         self.state.save(ledger)
         fault_point("after-ledger-pending")
         written = []
@@ -413,6 +418,7 @@ class App:
             raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data) for n in written], exc) from None
         fault_point("after-ledger-commit")
         gitint.finish_write(self, ledger, record, new_ws)
+        self.pruned = self.state.prune(ledger)
         return tuple(plan.before[name].path for name in written)
 
     def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes]], exc: TargetError) -> Exception:

@@ -176,6 +176,10 @@ def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
     files = ", ".join(str(p) for p in result.written)
     past = {"apply": "applied", "revert": "reverted"}[verb]
     console.print(f"[green]{past}[/] {', '.join(result.patch_ids)} → {_escape(files)}")
+    if getattr(result, "pruned", 0):
+        from hermes_patch.ledger import KEEP_WRITES
+
+        console.print(f"pruned {result.pruned} old backup(s): the backups of the last {KEEP_WRITES} writes per target are kept")
 
 
 def print_verify(result: Any) -> None:
