@@ -2,7 +2,7 @@
 
 Upstream rule: in loopback / ``--insecure`` mode the WebSocket peer check
 (``_ws_client_is_allowed``; from 0.16.0 also ``_ws_client_reason``, which
-``/api/pty`` and ``/api/console`` use) accepts loopback peers only, so a
+``/api/pty`` uses, and ``/api/console`` from 0.18.1) accepts loopback peers only, so a
 proxy on another address gets HTTP 403 (hermes-agent#34227,
 hermes-agent#18415). 0.16.0 added "any peer when bound to a non-loopback
 address"; 0.13/0.14 only had that for ``0.0.0.0``/``::`` and 0.15 not at all.
@@ -281,7 +281,7 @@ class RelaxWsPeerCheck(Patch):
 
         Each case is checked on the ``/api/events`` handshake and on every
         peer-check function the release has (``_ws_client_reason`` decides
-        ``/api/pty`` and ``/api/console`` from 0.16). The control is a
+        ``/api/pty`` from 0.16 and ``/api/console`` from 0.18.1). The control is a
         loopback peer on a loopback bind, which every release accepts.
         """
         found = self._functions(workspace)
