@@ -52,6 +52,7 @@ def exec_start_pre(dropin: Path) -> list[str]:
     return [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line[len("ExecStartPre=-"):])]
 
 
+@pytest.mark.slow
 def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     sd = Systemd(tmp_path)
     root = copy_fixture("r0_15", tmp_path / "hermes")
