@@ -194,10 +194,10 @@ def find_dashboards(target: Any, proc: Path = PROC) -> list[Dashboard]:
             continue
         stat = _read(proc / str(pid) / "stat")
         started = _started(stat) if stat else None
-        if started is None:
+        if stat is None or started is None:
             continue
         try:
-            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])  # type: ignore[index]
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         except (ValueError, IndexError):
             ppid = 0
         cgroup = _read(proc / str(pid) / "cgroup")

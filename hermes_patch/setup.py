@@ -170,8 +170,6 @@ def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, Any]) ->
                 current.append(value)
                 have.add(value)
                 added.append((pid, key, value))
-        if len(current) > 1:
-            current.multiline(False)
     return Merge(text, tomlkit.dumps(doc), tuple(added))
 
 
@@ -261,7 +259,7 @@ def run_setup(app: Any, url: str | None, proxy_addresses: list[str], yes: bool, 
     if m.added:
         print_diff(config_diff(m, path))
     else:
-        print_lines([f"the configuration already holds these settings; nothing to write"])
+        print_lines(["the configuration already holds these settings; nothing to write"])
     print_lines(["with this configuration:"])
     print_status(result)
     files = sorted({line[len("+++ b"):] for line in would.diff.splitlines() if line.startswith("+++ b")})

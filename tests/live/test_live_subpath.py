@@ -12,7 +12,6 @@ about until it is restarted.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
