@@ -2,7 +2,8 @@
 
 Exit codes: ``status`` 0 (all applied / not-needed), 1 (pending or
 drifted), 2 (unknown shape or an error); ``apply``/``revert`` 0 (done or
-nothing to do), 2 (refused or failed, every file unchanged); ``verify`` 0,
+nothing to do), 2 (refused or failed, every file unchanged), and with
+``--check`` 1 when something would change (see :mod:`hermes_patch.report`); ``verify`` 0,
 1 (an applied patch is not effective), 2 (an error); ``update`` 0 (done),
 2 (a step failed; see :mod:`hermes_patch.update`); ``hook`` 0, or 2 when
 refused (nothing changed).
@@ -79,9 +80,16 @@ def list_cmd(verbose: bool, config: Path | None) -> None:
 
     app = App(config_path=config)
     rows = [(c.ID, str(c.VERSIONS), c.DESCRIPTION, c.SOURCE) for c in app.catalog]
-    params = {c.ID: [(n, json.dumps(list(p.default) if isinstance(p.default, tuple) else p.default), p.doc) for n, p in c.PARAMS.items()] for c in app.catalog}
+    params = {c.ID: [(n, _default_text(p.default), p.doc) for n, p in c.PARAMS.items()] for c in app.catalog}
     upstream = {c.ID: c.UPSTREAM for c in app.catalog}
     print_list(rows, verbose, params, upstream)
+
+
+def _default_text(default: Any) -> str:
+    """A parameter's default for ``list -v``; ``None`` means the patch fits it to the release."""
+    if default is None:
+        return "(fitted to the release)"
+    return json.dumps(list(default) if isinstance(default, tuple) else default)
 
 
 @cli.command()
@@ -90,31 +98,61 @@ def list_cmd(verbose: bool, config: Path | None) -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (a sensitive action made public, a suffix in hosts, a dashboard running old code); advice never counts.")
 def status(app, as_json: bool, strict: bool) -> None:
     """Show each patch's state: applied, pending, not-needed, unknown-shape, drifted."""
-    from hermes_patch.status import build_status, status_document
+    from hermes_patch import report
+    from hermes_patch.status import build_status
 
-    try:
+
+    with report.machine_errors("status", as_json):
         result = build_status(app)
-    except HermesPatchError as exc:
-        if not as_json:
-            raise
-        from hermes_patch.console import error
-        from hermes_patch.jsondoc import echo_document, error_document
+    sys.exit(_print_status(result, as_json, strict))
 
-        error(str(exc))
-        echo_document(error_document("status", exc))
-        sys.exit(exc.exit_code)
+
+def _print_status(result, as_json: bool, strict: bool) -> int:
+    """Print a status result (table, or the schema-1 JSON document); return its exit code.
+
+    A patch whose parameters are wrong is bad input: its paragraph goes to
+    stderr and the exit code is 2. ``--json`` still prints the whole
+    document (that patch ``unknown-shape``, the others as detected); the
+    table is left out, as for every other error. Warnings make ``--strict``
+    exit 1; advice never does.
+    """
+    from hermes_patch.status import status_document
+
     code = result.exit_code
     if strict and code == 0 and result.warnings:
         code = 1
-    if as_json:
-        from hermes_patch.jsondoc import echo_document
+    if result.config_errors:
+        if as_json:
+            click.echo(json.dumps(status_document(result, 2), indent=2, sort_keys=True))
+        from hermes_patch.console import error
 
-        echo_document(status_document(result, code))
+        error(" ".join(result.config_errors))
+        return 2
+    if as_json:
+        click.echo(json.dumps(status_document(result, code), indent=2, sort_keys=True))
     else:
         from hermes_patch.console import print_status
 
         print_status(result)
-    sys.exit(code)
+    return code
+
+
+@cli.command()
+@target_options
+@click.option("--ref", metavar="REF", help="A git ref of the installed checkout (after `git fetch`): origin/main, a tag, a commit.")
+@click.option("--wheel", type=click.Path(path_type=Path, dir_okay=False), help="A downloaded hermes-agent wheel (.whl).")
+@click.option("--no-fetch", is_flag=True, help="With --ref: do not run `git fetch` first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status --json document for that code on stdout.")
+@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
+def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: bool, strict: bool) -> None:
+    """Each patch's state on incoming code (a git ref, a wheel), as `status` would show it after the update.
+
+    Reads the code without checking it out or writing anything (git's object
+    store, or the wheel's zip archive). Exit codes as for `status`.
+    """
+    from hermes_patch.incoming import check as run_check
+
+    sys.exit(_print_status(run_check(app, ref=ref, wheel=wheel, fetch=not no_fetch), as_json, strict))
 
 
 @cli.command()
@@ -122,36 +160,76 @@ def status(app, as_json: bool, strict: bool) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
 @click.option("--drop-our-stash/--keep-our-stash", "drop_stash", default=None, help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.")
+@click.option("--allow-version", is_flag=True, help="Also patch a shape a patch knows on a release outside its version range (or set allow_version = true in the configuration).")
+@click.option("--auto", "auto", metavar="SOURCE", hidden=True, help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.")
+@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
+@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
 @click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails; the patches stay written).")
-def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, restart: bool) -> None:
+def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None, check: bool, as_json: bool, restart: bool) -> None:
     """Apply the pending patches (all enabled ones, or IDS), then say which running dashboard to restart."""
-    from hermes_patch import gitint
-    from hermes_patch.console import print_write
+    from hermes_patch import gitint, report
+    from hermes_patch.console import note, print_write
 
-    result = app.apply(list(ids) or None, dry_run=dry_run)
-    print_write("apply", result, show_diff=dry_run)
-    if not dry_run:
-        gitint.sync(app)
-        _offer_stash_drop(app, drop_stash)
-        _after_write(app, result, restart)
+    app._allow_version = app._allow_version or allow_version
+    notes: list[str] = []
+    restarted = True
+    with report.machine_errors("apply", as_json, check):
+        try:
+            result = app.apply(list(ids) or None, dry_run=dry_run or check)
+        except HermesPatchError as exc:
+            if auto and not (dry_run or check):
+                _auto_refused(app, auto, exc)
+            raise
+        if check:
+            report.check_writable(app, result)
+        if not as_json:
+            print_write("apply", result, show_diff=dry_run or check)
+        if not (dry_run or check):
+            gitint.sync(app)
+            _offer_stash_drop(app, drop_stash, notes.append if as_json else note, interactive=not as_json)
+            restarted = _after_write(app, result, restart, notes.append if as_json else None)
+        if as_json:
+            report.emit(report.write_document("apply", app, result, check, notes))
+    sys.exit(report.write_exit_code(result, check) if restarted else 2)
 
 
-def _after_write(app, result, restart: bool) -> None:
-    """After a write: which dashboards run the old code and how to restart them (``--restart``: do it)."""
+def _after_write(app, result, restart: bool, sink: Callable[[str], None] | None = None) -> bool:
+    """After a write: which dashboards run the old code and how to restart them (``--restart``: do it).
+
+    Lines go to stdout, or to ``sink`` (the JSON document's notes). Returns
+    False when a requested ``systemctl`` restart failed.
+    """
     if not result.written and not restart:
-        return
-    from hermes_patch.console import print_lines
+        return True
     from hermes_patch.restart import after_write
 
     lines, ok = after_write(app, restart)
-    print_lines(lines)
-    if not ok:
-        sys.exit(2)
+    if sink is not None:
+        for line in lines:
+            sink(line)
+    else:
+        from hermes_patch.console import print_lines
+
+        print_lines(lines)
+    return ok
 
 
-def _offer_stash_drop(app, drop: bool | None) -> None:
+def _auto_refused(app, source: str, exc: Exception) -> None:
+    """An automatic apply refused: record it for `status`, say so where the operator looks (stderr: journal, git pull)."""
+    message = str(exc)
+    try:
+        app.record_auto_refusal(source, message)
+    except HermesPatchError:  # no target, no state dir: the stderr line is all we can do
+        pass
+    click.echo(
+        f"hermes-patch: the automatic apply from {source} refused; the dashboard runs WITHOUT the patches "
+        f"until `hermes-patch apply` succeeds (`hermes-patch status` shows why).",
+        err=True,
+    )
+
+
+def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], interactive: bool = True) -> None:
     from hermes_patch import gitint
-    from hermes_patch.console import note
 
     root = gitint.repo_root(app.target)
     if root is None:
@@ -160,7 +238,7 @@ def _offer_stash_drop(app, drop: bool | None) -> None:
     if not stashes:
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)
-    if drop is None and sys.stdin.isatty() and sys.stdout.isatty():
+    if drop is None and interactive and sys.stdin.isatty() and sys.stdout.isatty():
         drop = click.confirm(f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False)
     if drop:
         note(f"dropped {', '.join(gitint.drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
@@ -183,18 +261,30 @@ def diff(app, ids: tuple[str, ...]) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--force", is_flag=True, help="Also revert drifted patches (removes only our marked lines).")
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
+@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
+@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
 @click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails).")
-def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, restart: bool) -> None:
+def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool, restart: bool) -> None:
     """Undo our edits (all patches, or IDS); byte-identical when nothing else changed."""
+    from hermes_patch import report
     from hermes_patch.console import print_write
 
-    result = app.revert(list(ids) or None, force=force, dry_run=dry_run)
-    print_write("revert", result, show_diff=dry_run)
-    if not dry_run:
-        from hermes_patch import gitint
+    notes: list[str] = []
+    restarted = True
+    with report.machine_errors("revert", as_json, check):
+        result = app.revert(list(ids) or None, force=force, dry_run=dry_run or check)
+        if check:
+            report.check_writable(app, result)
+        if not as_json:
+            print_write("revert", result, show_diff=dry_run or check)
+        if not (dry_run or check):
+            from hermes_patch import gitint
 
-        gitint.sync(app)
-        _after_write(app, result, restart)
+            gitint.sync(app)
+            restarted = _after_write(app, result, restart, notes.append if as_json else None)
+        if as_json:
+            report.emit(report.write_document("revert", app, result, check, notes))
+    sys.exit(report.write_exit_code(result, check) if restarted else 2)
 
 
 @cli.command()
@@ -218,17 +308,23 @@ def setup(app, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @target_options
+@click.option("--go-on", is_flag=True, help="Update even when the check of the incoming code says the dashboard would end up unpatched.")
+@click.option("--allow-version", is_flag=True, help="Re-apply known shapes on a release outside a patch's version range.")
 @click.argument("hermes_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HERMES_ARGS...]")
-def update(app, hermes_args: tuple[str, ...]) -> None:
-    """Revert our edits, run `hermes update` (with HERMES_ARGS), re-apply, show status.
+def update(app, hermes_args: tuple[str, ...], go_on: bool, allow_version: bool) -> None:
+    """Check the incoming code, revert our edits, run `hermes update` (with HERMES_ARGS), re-apply, show status.
 
-    Exit 0 when done, 2 when `hermes update` failed or the patches could not
-    be re-applied (the message says which; no file is left half-patched).
+    On a git install the incoming code (the checkout's upstream branch, after
+    `git fetch`) is checked first; when a patch could not be applied to it the
+    update stops before Hermes is touched, unless --go-on. Exit 0 when done, 2
+    when stopped, when `hermes update` failed or the patches could not be
+    re-applied (the message says which; no file is left half-patched).
     """
     from hermes_patch.console import error, print_status, step
     from hermes_patch.update import run_update
 
-    outcome = run_update(app, hermes_args, step, error)
+    app._allow_version = app._allow_version or allow_version
+    outcome = run_update(app, hermes_args, step, error, go_on=go_on)
     if outcome.status is not None:
         print_status(outcome.status)
     sys.exit(outcome.exit_code)

@@ -97,6 +97,13 @@ class Detection:
             make ``status --strict`` exit 1.
         advice: information for ``status`` that needs no action (a release
             offering an upstream setting); never counts for ``--strict``.
+        config_error: the state is ``UNKNOWN_SHAPE`` because this patch's own
+            parameters are wrong or do not fit the release (``reason`` says
+            how); the other patches are unaffected.
+        out_of_range: why the release's version is outside the patch's
+            :attr:`Patch.VERSIONS` although the code has a shape the patch
+            knows; ``apply`` then needs ``--allow-version`` (or
+            ``allow_version = true`` in the configuration).
     """
 
     state: State
@@ -104,6 +111,8 @@ class Detection:
     sites: tuple[Site, ...] = ()
     replace: bool = False
     notes: tuple[str, ...] = ()
+    config_error: bool = False
+    out_of_range: str | None = None
     advice: tuple[str, ...] = ()
 
 

@@ -358,7 +358,7 @@ def test_hook_show_prints_what_and_where(repo: Repo, run: Runner):
         f"git hook post-merge: {g / 'hooks/post-merge'} (installed)",
     ]
     assert f"    /{WEB} filter=hermes-patch" in lines
-    assert any(line.strip().endswith(f"apply --root {repo.checkout} --state-dir {run.state} --config {run.config}") for line in lines)
+    assert any(f"apply --root {repo.checkout} --state-dir {run.state} --config {run.config} --auto git-hook:post-merge" in line for line in lines)
 
 
 def test_a_shared_hooks_path_is_refused(repo: Repo, run: Runner, tmp_path: Path):

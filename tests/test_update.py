@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import UNCONFIGURED, FIXTURES, Runner, copy_fixture, states, tree_digest
-from hermes_update import write_launcher
+from hermes_update import git, write_launcher
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 WEB = "hermes_cli/web_server.py"
@@ -60,6 +60,13 @@ def test_update_on_a_git_install(tmp_path: Path, run: Runner):
     proc = run("update", "--", "--yes", env=fake.env, check=0)
 
     out = proc.stdout.splitlines()
+    commit = git(repo.checkout, "rev-parse", "origin/main").stdout.strip()
+    assert out[:3] == [  # step 0: the incoming code is checked before Hermes is touched
+        "→ checking the incoming code (origin/main) before updating",
+        f"  check --ref origin/main (commit {commit[:12]}), release 0.19.0: cors-origins not-needed, {PAS} pending, {WS} not-needed, trusted-hosts not-needed",
+        "  the patches will come back after the update",
+    ]
+    out = out[3:]
     assert out[:5] == [
         f"→ reverting hermes-patch's edits of {repo.checkout / WEB} (release 0.14.0)",
         f"  reverted {PAS}, {WS}",
