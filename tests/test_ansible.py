@@ -222,6 +222,9 @@ class Fleet:
         _run(BIN / "ansible-galaxy", "collection", "build", REPO / "ansible_collections/hermes_patch/hermes", "--output-path", out, env=self._env())
         [tarball] = out.glob("hermes_patch-hermes-*.tar.gz")
         _run(BIN / "ansible-galaxy", "collection", "install", "--offline", "-p", b / "collections", tarball, env=self._env())
+        doc = _run(BIN / "ansible-doc", "--json", "hermes_patch.hermes.patch", env={**self._env(), "ANSIBLE_COLLECTIONS_PATH": str(b / "collections")})
+        options = json.loads(doc.stdout)["hermes_patch.hermes.patch"]["doc"]["options"]
+        assert {"state", "python", "root", "file", "config", "config_file", "state_dir", "patches", "force", "executable"} == set(options)
         hosts = {h.alias: {"ansible_user": h.user, **h.target} for h in self.hosts}
         inventory = {"hermes": {"hosts": hosts, "vars": {
             "ansible_host": "127.0.0.1", "ansible_port": self.port, "ansible_python_interpreter": str(HOST_PYTHON),
