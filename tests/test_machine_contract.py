@@ -36,6 +36,7 @@ def test_the_schemas_are_valid_json_schemas():
         jsonschema.Draft202012Validator.check_schema(validator.schema)
 
 
+@pytest.mark.slow
 def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     web = (root / WEB).resolve()
@@ -48,8 +49,8 @@ def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     assert check["target"]["sha256"] == pristine and check["target"]["file"] == str(web)
     [planned] = check["files"]
     assert planned == {"path": str(web), "sha256_before": pristine, "sha256_after": planned["sha256_after"], "written": False}
-    assert _states(check, "before") == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "pending", "trusted-hosts": "not-needed"}
-    assert _states(check, "after") == {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed"}
+    assert _states(check, "before") == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+    assert _states(check, "after") == {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
     assert {p["id"] for p in check["patches"] if p["changed"]} == {"public-action-status", "relax-ws-peer-check"}
 
     done = _doc(run, "apply", "--root", str(root), code=0)

@@ -72,7 +72,7 @@ def test_verify_pending_patches_say_not_applied_and_run_nothing(tmp_path, run: R
     before = tree_digest(root)
     proc = run("verify", "--root", str(root), check=0)
     assert lines(proc.stdout) == {
-        PAS: "not applied: the dashboard answers 401 to /api/actions/hermes-update/status, /api/actions/gateway-restart/status without the session token, which the Update button's progress poll loops on behind a proxy; the edit serves these paths without it",
+        PAS: "not applied: a page whose session token is gone (restarted dashboard, cached page) gets 401 on 2 status poll(s): /api/actions/hermes-update/status, /api/actions/gateway-restart/status",
         WS: "not applied: the dashboard refuses WebSocket connections (HTTP 403) from a proxy whose address is not loopback; the edit accepts any peer when the dashboard is bound to a non-loopback address (upstream's rule since 0.16)",
     }, proc.stdout
     assert tree_digest(root) == before
