@@ -252,7 +252,8 @@ def diff(app, ids: tuple[str, ...]) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
 @click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
 @click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
-def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool) -> None:
+@click.option("--keep-session-token", is_flag=True, help="Keep the session token file `hook install --session-token` created (a full revert deletes it).")
+def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool, keep_session_token: bool) -> None:
     """Undo our edits (all patches, or IDS); byte-identical when nothing else changed."""
     from hermes_patch import report
     from hermes_patch.console import print_write
@@ -267,6 +268,11 @@ def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, a
             from hermes_patch import gitint
 
             gitint.sync(app)
+            if not ids:
+                from hermes_patch.hooks import forget_session_token
+
+                for line in forget_session_token(app, keep_session_token):
+                    click.echo(line, err=as_json)  # stdout holds only the JSON document with --json
         if as_json:
             report.emit(report.write_document("revert", app, result, check))
     sys.exit(report.write_exit_code(result, check))
@@ -306,22 +312,30 @@ def hook() -> None:
 @click.option("--systemd-unit", "unit", metavar="NAME", help="Also add an ExecStartPre= drop-in to this unit (the one that runs `hermes dashboard`).")
 @click.option("--user/--system", "user_scope", default=True, help="The unit is a user unit (default, ~/.config/systemd/user) or a system unit (/etc/systemd/system).")
 @click.option("--unit-dir", type=click.Path(path_type=Path), help="Write the drop-in below this unit directory instead.")
-def hook_install(app, unit: str | None, user_scope: bool, unit_dir: Path | None) -> None:
-    """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit)."""
+@click.option("--session-token", is_flag=True, help="Keep the dashboard's session token stable across restarts: an owner-only token file in the Hermes home, loaded by the drop-in (EnvironmentFile=).")
+@click.option("--hermes-home", type=click.Path(path_type=Path), help="The HERMES_HOME the dashboard runs with (for --session-token). Default: $HERMES_HOME, else ~/.hermes.")
+def hook_install(app, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None) -> None:
+    """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit), session token file (--session-token)."""
     from hermes_patch import hooks
     from hermes_patch.console import print_lines
 
-    print_lines(hooks.install(app, unit, "user" if user_scope else "system", unit_dir))
+    token = None
+    if session_token:
+        from hermes_patch.session_token import default_path
+
+        token = default_path(hermes_home)
+    print_lines(hooks.install(app, unit, "user" if user_scope else "system", unit_dir, token))
 
 
 @hook.command("uninstall")
 @target_options
-def hook_uninstall(app) -> None:
+@click.option("--keep-session-token", is_flag=True, help="Keep the session token file (deleted by default when hermes-patch created it).")
+def hook_uninstall(app, keep_session_token: bool) -> None:
     """Remove exactly what `hook install` added (an earlier hook of yours is put back)."""
     from hermes_patch import hooks
     from hermes_patch.console import print_lines
 
-    print_lines(hooks.uninstall(app))
+    print_lines(hooks.uninstall(app, keep_session_token))
 
 
 @hook.command("show")

@@ -36,6 +36,7 @@ def test_the_schemas_are_valid_json_schemas():
         jsonschema.Draft202012Validator.check_schema(validator.schema)
 
 
+@pytest.mark.slow
 def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     web = (root / WEB).resolve()
@@ -48,8 +49,8 @@ def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     assert check["target"]["sha256"] == pristine and check["target"]["file"] == str(web)
     [planned] = check["files"]
     assert planned == {"path": str(web), "sha256_before": pristine, "sha256_after": planned["sha256_after"], "written": False}
-    assert _states(check, "before") == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "pending", "trusted-hosts": "not-needed"}
-    assert _states(check, "after") == {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed"}
+    assert _states(check, "before") == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+    assert _states(check, "after") == {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
     assert {p["id"] for p in check["patches"] if p["changed"]} == {"public-action-status", "relax-ws-peer-check"}
 
     done = _doc(run, "apply", "--root", str(root), code=0)
@@ -153,3 +154,22 @@ def test_apply_after_an_update_says_the_file_was_replaced(tmp_path: Path, run: R
     (root / WEB).write_bytes((REPO / "fixtures/releases/r0_16" / WEB).read_bytes())  # what `pip install --upgrade` does
     doc = _doc(run, "apply", "--root", str(root), code=0)
     assert doc["changed"] is True and doc["notes"] == ["web_server.py was replaced since hermes-patch last wrote it; the old backup will not be restored over it"]
+
+
+def test_a_crash_under_check_or_json_is_exit_2_never_1(tmp_path: Path, run: Runner):
+    """A bug (here: a user patch whose detect raises) must not read as --check's "would change"."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text(
+        "from hermes_patch.patch import Patch\n\n"
+        "class Broken(Patch):\n"
+        '    ID = "broken"\n    DESCRIPTION = "raises"\n    VERSIONS = ">=0.13.0"\n    UPSTREAM = "none"\n    PARAMS = {}\n\n'
+        "    def detect(self, ws):\n        return 1 / 0\n\n"
+        "    def transformer(self, site, ws):\n        raise AssertionError\n"
+    )
+    run.configure(f'patch_dirs = ["{plugins}"]\n')
+    root = copy_fixture("r0_14", tmp_path / "sp")
+    proc = run("apply", "--check", "--root", str(root), check=2)
+    assert "ZeroDivisionError" in proc.stderr and "error: hermes-patch stopped on an unexpected ZeroDivisionError: division by zero." in proc.stderr
+    doc = _doc(run, "apply", "--check", "--root", str(root), code=2)
+    assert doc["error"]["kind"] == "error" and doc["error"]["message"].startswith("hermes-patch stopped on an unexpected ZeroDivisionError")
