@@ -156,7 +156,7 @@ def test_one_patch_s_parameter_error_leaves_status_whole_and_apply_id_of_another
     run.configure(PROXY + '[patches.public-action-status]\nactions = ["hermes-update", "no-such-action"]\n')
     code, doc = run.status("--root", str(root))
     assert code == 2
-    assert states(doc) == {"cors-origins": "not-needed", PAS: "unknown-shape", WS: "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+    assert states(doc) == {"cors-origins": "not-needed", PAS: "unknown-shape", WS: "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
     reason = {p["id"]: p["reason"] for p in doc["patches"]}[PAS]
     assert "no-such-action" in reason and str(run.config) in reason
     before = tree_digest(root)
@@ -173,7 +173,7 @@ def test_a_bad_cidr_is_that_patch_s_report(tmp_path, run: Runner):
     root = copy_fixture("r0_20_split", tmp_path / "t")
     run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["not-a-cidr"]\n')
     code, doc = run.status("--root", str(root))
-    assert code == 2 and len(doc["patches"]) == 6  # every patch of the catalog reports
+    assert code == 2 and len(doc["patches"]) == 7  # every patch of the catalog reports
     assert states(doc)[WS] == "unknown-shape" and states(doc)[PAS] == "pending"
     run("apply", PAS, "--root", str(root), check=0)
 
@@ -277,7 +277,7 @@ def test_check_ref_reports_a_newer_commit_without_touching_the_checkout(tmp_path
     proc = run("check", "--ref", "origin/main", "--json", "--root", repo.root)
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
-    assert states(doc) == {"cors-origins": "not-needed", PAS: "pending", WS: "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+    assert states(doc) == {"cors-origins": "not-needed", PAS: "pending", WS: "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
     assert doc["target"]["version"] == "0.21.4" and doc["target"]["install_method"] == "git"
     assert doc["target"]["file"] == "origin/main:hermes_cli/web_server.py" and doc["target"]["writable"] is False
     new = git(repo.checkout, "rev-parse", "origin/main").stdout.strip()
