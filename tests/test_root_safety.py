@@ -287,8 +287,14 @@ def test_a_checkout_owned_by_another_user_is_refused_and_its_git_config_never_ru
     assert intruder.name in procs[0].stderr
 
 
+def _need_system_python() -> None:
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"{SYSTEM_PYTHON} (an interpreter the second user can run) is missing")
+
+
 def _user_venv(intruder: Intruder, canary: Path) -> Path:
     """The intruder's venv with hermes_cli in it and a .pth file that runs code at every start."""
+    _need_system_python()
     venv = intruder.folder("venv")
     intruder.run(SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv))
     site = next(venv.glob("lib/python3*/site-packages"))
@@ -409,6 +415,7 @@ def test_configuration_never_escapes_into_generated_code(case, tmp_path):
 
 def _user_hermes_patch(intruder: Intruder) -> Path:
     """hermes-patch run from a venv the intruder owns (the tests' installed package, through a .pth)."""
+    _need_system_python()
     venv = intruder.folder("hp-venv")
     intruder.run(SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv))
     site = next(venv.glob("lib/python3*/site-packages"))
