@@ -14,12 +14,15 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from hermes_patch import __version__
 from hermes_patch.errors import ConfigError, RefusedError, StateError, TargetError
 from hermes_patch.fileio import atomic_write, fault_point, identity, read_bytes
 from hermes_patch.source import sha256_hex
+
+if TYPE_CHECKING:
+    from hermes_patch.patch import Patch
 
 __all__ = ["App", "StatusResult", "WriteResult"]
 
@@ -112,7 +115,7 @@ class App:
         return load_config(self._config_path)
 
     @cached_property
-    def catalog(self) -> list[type]:
+    def catalog(self) -> list[type[Patch]]:
         from hermes_patch.config import check_ids
         from hermes_patch.registry import discover
 
@@ -362,7 +365,7 @@ class App:
         return verify(ws, plan, self.patches, self.target.version)
 
     def _diff(self, plan) -> str:
-        out = []
+        out: list[str] = []
         for name, new in sorted(plan.after.items()):
             old = plan.before[name].text
             path = str(plan.before[name].path)

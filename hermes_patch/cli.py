@@ -95,7 +95,7 @@ def cli() -> None:
 
 
 @cli.command("list")
-@click.option("--verbose", "-v", is_flag=True, help="Also show each patch's parameters.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show each patch's upstream reference (the report, release or PR behind it) and its parameters.")
 @click.option("--config", "config", type=click.Path(path_type=Path), help="Configuration file (for patch_dirs).")
 def list_cmd(verbose: bool, config: Path | None) -> None:
     """Every patch: id, supported releases (PEP 440), description."""
@@ -105,7 +105,8 @@ def list_cmd(verbose: bool, config: Path | None) -> None:
     app = App(config_path=config)
     rows = [(c.ID, str(c.VERSIONS), c.DESCRIPTION, c.SOURCE) for c in app.catalog]
     params = {c.ID: [(n, json.dumps(list(p.default) if isinstance(p.default, tuple) else p.default), p.doc) for n, p in c.PARAMS.items()] for c in app.catalog}
-    print_list(rows, verbose, params)
+    upstream = {c.ID: c.UPSTREAM for c in app.catalog}
+    print_list(rows, verbose, params, upstream)
 
 
 @cli.command()
@@ -166,7 +167,9 @@ def _offer_stash_drop(app, drop: bool | None) -> None:
     from hermes_patch.console import note
 
     root = gitint.repo_root(app.target)
-    stashes = gitint.our_stashes(root, app.target.package_dir.name) if root is not None else []
+    if root is None:
+        return
+    stashes = gitint.our_stashes(root, app.target.package_dir.name)
     if not stashes:
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)

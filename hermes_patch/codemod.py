@@ -11,7 +11,7 @@ This module imports libcst; import it only in code that transforms.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import libcst as cst
 
@@ -83,7 +83,8 @@ def parse_statement(code: str, module: cst.Module) -> cst.BaseStatement:
     unit = cst.parse_module(code).default_indent
     if unit == module.default_indent:
         return stmt
-    return stmt.visit(_ExplicitIndent(unit))
+    # An indent-only transformer returns a statement of the same kind.
+    return cast(cst.BaseStatement, stmt.visit(_ExplicitIndent(unit)))
 
 
 class _ExplicitIndent(cst.CSTTransformer):
@@ -117,7 +118,6 @@ class InsertAfter(cst.CSTTransformer):
         self.anchor = anchor
         self.matches: Callable[[cst.BaseStatement], bool] = (lambda stmt: binds_name(stmt, anchor)) if isinstance(anchor, str) else anchor
         self.render = render
-        self.inserted = False
 
     def visit_Module(self, node: cst.Module) -> bool:
         return False
@@ -130,7 +130,6 @@ class InsertAfter(cst.CSTTransformer):
                 if index + 1 < len(body) and _same_code(updated_node, body[index + 1], new):
                     return updated_node
                 body.insert(index + 1, new)
-                self.inserted = True
                 return updated_node.with_changes(body=body)
         return updated_node
 
@@ -153,7 +152,6 @@ class InsertIntoFunction(cst.CSTTransformer):
         super().__init__()
         self.function = function
         self.render = render
-        self.inserted = False
 
     def visit_Module(self, node: cst.Module) -> bool:
         return False
@@ -171,7 +169,6 @@ class InsertIntoFunction(cst.CSTTransformer):
                     return updated_node
                 new_inner = [*inner[:at], new, *inner[at:]]
                 body[index] = stmt.with_changes(body=stmt.body.with_changes(body=new_inner))
-                self.inserted = True
                 return updated_node.with_changes(body=body)
         return updated_node
 

@@ -76,7 +76,7 @@ def _located(path: Path, message: str) -> ConfigError:
     return ConfigError(message)
 
 
-_TOP_KEYS = {"patches", "patch_dirs", "hooks"}
+_TOP_KEYS = {"patches", "patch_dirs"}
 
 
 def load_config(path: Path | None) -> Config:

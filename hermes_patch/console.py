@@ -79,7 +79,7 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def describe_target(target: Any, sha256: str | None = None) -> str:
+def describe_target(target: Any) -> str:
     """One line: release, install method, writable, how found."""
     parts = [
         f"release {target.version or 'unknown'}",
@@ -126,14 +126,27 @@ def _summary(result: Any) -> str:
     return f"[red]attention[/]: {text}; see the reasons above"
 
 
-def print_list(rows: list[tuple[str, str, str, str]], verbose: bool = False, params: dict[str, list[tuple[str, str, str]]] | None = None) -> None:
-    """``list``: ``id  versions  description (source)`` sorted by id; source is ``builtin``, a folder or an entry point."""
+def print_list(
+    rows: list[tuple[str, str, str, str]],
+    verbose: bool = False,
+    params: dict[str, list[tuple[str, str, str]]] | None = None,
+    upstream: dict[str, str] | None = None,
+) -> None:
+    """``list``: ``id  versions  description (source)`` sorted by id; source is ``builtin``, a folder or an entry point.
+
+    With ``verbose``, under each patch: ``upstream: <UPSTREAM>`` (the reports,
+    releases or PRs the rule answers, from the class attribute) when
+    ``upstream`` has the id, then one ``name = default  # doc`` line per
+    parameter from ``params``.
+    """
     console = _console()
     width = max((len(r[0]) for r in rows), default=0)
     vwidth = max((len(r[1]) for r in rows), default=0)
     for pid, versions, desc, source in sorted(rows):
         extra = f"  [dim]({_escape(source)})[/]"
         console.print(f"{pid:<{width}}  {versions:<{vwidth}}  {_escape(desc)}{extra}")
+        if verbose and upstream and upstream.get(pid):
+            console.print(f"{'':<{width}}    [dim]upstream: {_escape(upstream[pid])}[/]")
         if verbose and params:
             for name, default, doc in params.get(pid, []):
                 console.print(f"{'':<{width}}    [dim]{name} = {_escape(default)}  # {_escape(doc)}[/]")

@@ -283,12 +283,12 @@ def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str]
     selected = [r for r in reports if only is None or r.id in only]
     drifted = [r for r in selected if r.state is State.DRIFTED]
     if drifted and not force:
-        ids = " ".join(r.id for r in drifted)
+        named = " ".join(r.id for r in drifted)
         raise RefusedError(
-            f"{ids}: the patched code was changed by someone else after hermes-patch applied it "
+            f"{named}: the patched code was changed by someone else after hermes-patch applied it "
             f"({'; '.join(r.detection.reason for r in drifted)}). Reverting would remove our block "
             f"but keep their change, which may not be what you want. See what it would do with "
-            f"`hermes-patch revert --force --dry-run {ids}`, then run `hermes-patch revert --force {ids}` "
+            f"`hermes-patch revert --force --dry-run {named}`, then run `hermes-patch revert --force {named}` "
             f"to remove our marked blocks, or reinstall the release to start clean."
         )
     ids = [r.id for r in selected if blocks_of(workspace, r.id)]

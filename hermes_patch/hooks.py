@@ -279,7 +279,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             entry = {"unit": name, "scope": scope, "sha256": _sha(data), "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(directory))}
             writes.append(("systemd drop-in", path, data, 0o644, entry))
         # Record first, then write: the ledger always knows what we touched.
-        for kind, path, data, mode, entry in writes:
+        for kind, path, _data, _mode, entry in writes:
             if kind.startswith("git hook"):
                 integ.setdefault("git-hooks", {})[kind.split()[-1]] = entry
             else:
@@ -288,7 +288,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
         for src, dst in moves:
             os.rename(src, dst)
             done.append(f"kept the existing {src.name} hook as {dst.name}; ours runs it first")
-        for kind, path, data, mode, entry in writes:
+        for kind, path, data, mode, _entry in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
             before = _read(path)
             _write_file(path, data, mode)

@@ -192,7 +192,7 @@ _FIND_SPEC = (
 
 
 def _from_python(python: Path, found_by: str) -> Target:
-    exe = shutil.which(str(python)) if not os.sep in str(python) else str(python.expanduser())
+    exe = shutil.which(str(python)) if os.sep not in str(python) else str(python.expanduser())
     if not exe or not Path(exe).exists():
         raise TargetError(f"the interpreter {python} does not exist. --python takes the Python of the environment Hermes is installed in (e.g. ~/.hermes/hermes-agent/venv/bin/python).")
     exe = os.path.abspath(exe)  # verify runs it from another working directory

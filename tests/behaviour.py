@@ -86,7 +86,7 @@ def helper(package: Path):
 def public_paths(package: Path) -> frozenset[str]:
     """web_server's ``_PUBLIC_API_PATHS`` after every top-level binding of it ran (imports followed)."""
     ns: dict = {}
-    for path, node, src in statements(package, ("_PUBLIC_API_PATHS",), ("web_server.py",)):
+    for _path, node, src in statements(package, ("_PUBLIC_API_PATHS",), ("web_server.py",)):
         if isinstance(node, ast.ImportFrom):
             module = package.parent / (node.module or "").replace(".", "/")
             shared: dict = {}

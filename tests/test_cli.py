@@ -13,6 +13,15 @@ def test_list_prints_sorted_id_versions_description(run: Runner):
     assert all(line.split()[1] == ">=0.13.0" for line in out)
 
 
+def test_list_verbose_shows_each_patchs_upstream_reference(run: Runner):
+    from hermes_patch.registry import discover
+
+    out = " ".join(run("list", "-v", check=0).stdout.split())
+    for cls in discover(entry_points=False):
+        assert f"upstream: {' '.join(cls.UPSTREAM.split())}" in out, cls.ID
+    assert "upstream:" not in " ".join(run("list", check=0).stdout.split())
+
+
 def test_status_exit_codes_follow_the_contract(tmp_path, run: Runner):
     root = copy_fixture("r0_14", tmp_path / "sp")
     assert run("status", "--root", str(root)).returncode == 1

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UNCONFIGURED, Runner, copy_fixture, copy_real, sha, states, tally, tree_digest
+from conftest import UNCONFIGURED, Runner, copy_fixture, copy_real, states, tally, tree_digest
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'

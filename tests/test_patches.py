@@ -7,7 +7,6 @@ releases are covered by test_cli.py and test_real_releases.py.
 from __future__ import annotations
 
 import ast
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -202,8 +201,9 @@ def test_edit_inside_our_block_is_drift_even_without_ledger(tmp_path):
         ('[patches.no-such-patch]\nenabled = false\n', "no-such-patch"),
         ("[patches\n", "not valid TOML"),
         ("colour = 1\n", "unknown key"),
+        ("[hooks]\nsystemd = true\n", "unknown key(s) hooks"),
     ],
-    ids=["host-bits", "garbage", "catch-all-v4", "catch-all-v6", "action-missing-in-release", "template", "unknown-param", "unknown-id", "toml-syntax", "unknown-top-key"],
+    ids=["host-bits", "garbage", "catch-all-v4", "catch-all-v6", "action-missing-in-release", "template", "unknown-param", "unknown-id", "toml-syntax", "unknown-top-key", "hooks-table-was-never-read"],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path, config, needle):
     root = copy_fixture("r0_14", tmp_path / "t")

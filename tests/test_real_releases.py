@@ -6,9 +6,7 @@ under .cache/real), then copied per test; the copies are what we patch.
 
 from __future__ import annotations
 
-import json
 import py_compile
-from pathlib import Path
 
 import pytest
 

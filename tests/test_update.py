@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import UNCONFIGURED, FIXTURES, Runner, copy_fixture, states, tree_digest
-from hermes_update import git, write_launcher
+from hermes_update import write_launcher
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 WEB = "hermes_cli/web_server.py"
