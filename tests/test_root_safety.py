@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, REPO, Runner, copy_fixture, hermes_patch_exe, sha, tally, tree_digest
+from conftest import FIXTURES, REPO, Runner, copy_fixture, hermes_patch_exe, sha, tally
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="these attacks are about running as root"),
