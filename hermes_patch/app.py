@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from hermes_patch import __version__
-from hermes_patch.errors import ConfigError, RefusedError, StateError, TargetError
+from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError, StateError, TargetError
 from hermes_patch.fileio import atomic_write, fault_point, identity, read_bytes
 from hermes_patch.source import sha256_hex
 
@@ -36,6 +36,7 @@ class ReportView:
     reason: str
     enabled: bool
     notes: tuple[str, ...] = ()
+    config_error: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "reason": self.reason, "enabled": self.enabled, "notes": list(self.notes)}
@@ -50,6 +51,11 @@ class StatusResult:
     reports: tuple[ReportView, ...]
     notes: tuple[str, ...] = ()
     warm: bool = False
+
+    @property
+    def config_errors(self) -> list[str]:
+        """The messages of enabled patches whose parameters are wrong (each a located paragraph)."""
+        return [r.reason for r in self.reports if r.enabled and r.config_error]
 
     @property
     def exit_code(self) -> int:
@@ -85,7 +91,7 @@ class WriteResult:
 
 def _view(report) -> ReportView:
     d = report.detection
-    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes)
+    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes, d.config_error)
 
 
 class App:
@@ -97,14 +103,15 @@ class App:
         state_dir: ``--state-dir`` or ``None`` for ``$HERMES_PATCH_STATE_DIR`` / the default.
     """
 
-    def __init__(self, file: Path | None = None, python: Path | None = None, root: Path | None = None, config_path: Path | None = None, state_dir: Path | None = None) -> None:
+    def __init__(self, file: Path | None = None, python: Path | None = None, root: Path | None = None, config_path: Path | None = None, state_dir: Path | None = None, allow_version: bool = False) -> None:
         self._file, self._python, self._root = file, python, root
         self._config_path = config_path
         self._state_dir = state_dir
+        self._allow_version = allow_version
 
     def fresh(self) -> "App":
         """A new App with the same options and nothing cached (after ``hermes update`` changed the release)."""
-        return App(self._file, self._python, self._root, self._config_path, self._state_dir)
+        return App(self._file, self._python, self._root, self._config_path, self._state_dir, self._allow_version)
 
     # -- inputs --------------------------------------------------------------
 
@@ -125,11 +132,33 @@ class App:
 
     @cached_property
     def patches(self) -> list[tuple[Any, bool]]:
-        """(patch instance, enabled) in catalog order. Raises ConfigError (naming the file) on bad parameters."""
-        try:
-            return [(cls(self.config.params(cls.ID)), self.config.enabled(cls.ID)) for cls in self.catalog]
-        except ConfigError as exc:
-            raise self.config.error(str(exc)) from None
+        """(patch instance, enabled) in catalog order.
+
+        A patch whose parameters are wrong is built with its defaults and
+        its error (naming the file) is kept in :attr:`param_errors`: it then
+        reports ``unknown-shape`` (a configuration error) on its own, and the
+        other patches are detected and applied as usual.
+        """
+        out = []
+        errors: dict[str, str] = {}
+        for cls in self.catalog:
+            try:
+                patch = cls(self.config.params(cls.ID))
+            except ConfigError as exc:
+                errors[cls.ID] = str(self.config.error(str(exc)))
+                patch = cls.__new__(cls)
+                patch.params = {name: param.default for name, param in cls.PARAMS.items()}
+            out.append((patch, self.config.enabled(cls.ID)))
+        self.param_errors = errors
+        return out
+
+    #: patch id to the message of its parameter error (filled by :attr:`patches`).
+    param_errors: dict[str, str] = {}
+
+    @property
+    def allow_version(self) -> bool:
+        """Patch known shapes on releases outside a patch's range: ``--allow-version`` or ``allow_version = true``."""
+        return self._allow_version or self.config.allow_version
 
     @cached_property
     def target(self):
@@ -163,6 +192,7 @@ class App:
             {
                 "tool": __version__,
                 "patches": [[p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}] for p, enabled in self.patches],
+                "errors": self.param_errors,
             },
             sort_keys=True,
         )
@@ -176,13 +206,17 @@ class App:
 
     def detect(self, ws, record: dict[str, Any]) -> list:
         """Reports for ``ws``, with ``drifted`` for applied patches whose owned statements changed."""
+        from dataclasses import replace
+
         from hermes_patch.engine import PatchReport, detect_all
         from hermes_patch.patch import Detection, State
 
-        try:
-            reports = detect_all(ws, self.patches, self.target.version)
-        except ConfigError as exc:  # a parameter that does not fit this release
-            raise self.config.error(str(exc)) from None
+        reports = detect_all(ws, self.patches, self.target.version, self.param_errors)
+        reports = [
+            PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(self.config.error(r.detection.reason))))
+            if r.detection.config_error and r.id not in self.param_errors else r
+            for r in reports
+        ]
         recorded = record.get("patches", {})
         out = []
         for r in reports:
@@ -205,7 +239,7 @@ class App:
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
             if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
-                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ()))) for v in snap["reports"])
+                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ())), bool(v.get("config_error"))) for v in snap["reports"])
                 notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
                 return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True)
         ws = self.workspace()
@@ -258,8 +292,40 @@ class App:
             for pid, files_ in sorted(found.items())
         ]
 
+    def record_auto_refusal(self, source: str, message: str) -> None:
+        """Remember that an automatic ``apply`` (``source``: a git hook, a systemd unit, ``update``) refused.
+
+        Kept in this target's ledger record until an ``apply`` succeeds;
+        ``status`` shows it as a note. Best effort: when even the state
+        directory cannot be written, the caller's stderr line is all there is.
+        """
+        import datetime
+
+        try:
+            with self.state.lock(self.key):
+                ledger = self.state.load()
+                record = ledger["targets"].setdefault(self.key, {})
+                when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+                record["auto_refusal"] = {"when": when, "source": source, "message": message, "version": self.target.version}
+                self.state.save(ledger)
+        except HermesPatchError:
+            pass
+
+    def _clear_auto_refusal(self) -> None:
+        """Forget a recorded automatic refusal (an apply succeeded); call with the lock held."""
+        ledger = self.state.load()
+        record = ledger["targets"].get(self.key)
+        if record and record.pop("auto_refusal", None) is not None:
+            self.state.save(ledger)
+
     def _record_notes(self, record: dict[str, Any]) -> list[str]:
         notes = []
+        refusal = record.get("auto_refusal")
+        if refusal:
+            notes.append(
+                f"the last automatic apply ({refusal.get('when')}, from {refusal.get('source')}) refused: "
+                f"{refusal.get('message')} The dashboard runs without these patches until `hermes-patch apply` succeeds."
+            )
         if record.get("pending"):
             notes.append(
                 f"an interrupted {record['pending'].get('kind', 'write')} was found in the ledger; "
@@ -309,7 +375,7 @@ class App:
         if dry_run:
             ws = self.workspace()
             reports = self.detect(ws, self.record())
-            plan = plan_apply(ws, reports, only=set(ids) if ids else None)
+            plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
             self._verify(ws, plan)
             return WriteResult(plan.patch_ids, lambda: self._diff(plan), dry_run=True)
         self._guard_writable()
@@ -318,11 +384,13 @@ class App:
             ws = self.workspace()
             ledger = self.state.load()
             reports = self.detect(ws, self.record(ledger))
-            plan = plan_apply(ws, reports, only=set(ids) if ids else None)
+            plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
             new_reports = self._verify(ws, plan)
             if plan.empty:
+                self._clear_auto_refusal()
                 return WriteResult((), lambda: "")
             written = self._write(ws, plan, new_reports, ledger)
+            self._clear_auto_refusal()
             return WriteResult(plan.patch_ids, lambda: self._diff(plan), written)
 
     def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
@@ -362,7 +430,7 @@ class App:
     def _verify(self, ws, plan):
         from hermes_patch.engine import verify
 
-        return verify(ws, plan, self.patches, self.target.version)
+        return verify(ws, plan, self.patches, self.target.version, errors=self.param_errors)
 
     def _diff(self, plan) -> str:
         out: list[str] = []
@@ -441,7 +509,7 @@ class App:
             "version": self.target.version,
             "files": {name: {"original": j["original"], "patched": j["after"]} for name, j in journal.items()},
             "patches": patches,
-            "snapshot": {"config_key": self.config_key, "inputs": inputs, "reports": [_view(r).to_json() for r in new_reports]},
+            "snapshot": {"config_key": self.config_key, "inputs": inputs, "reports": [{**_view(r).to_json(), "config_error": r.detection.config_error} for r in new_reports]},
         }
 
     def _commit(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:

@@ -104,9 +104,16 @@ def list_cmd(verbose: bool, config: Path | None) -> None:
 
     app = App(config_path=config)
     rows = [(c.ID, str(c.VERSIONS), c.DESCRIPTION, c.SOURCE) for c in app.catalog]
-    params = {c.ID: [(n, json.dumps(list(p.default) if isinstance(p.default, tuple) else p.default), p.doc) for n, p in c.PARAMS.items()] for c in app.catalog}
+    params = {c.ID: [(n, _default_text(p.default), p.doc) for n, p in c.PARAMS.items()] for c in app.catalog}
     upstream = {c.ID: c.UPSTREAM for c in app.catalog}
     print_list(rows, verbose, params, upstream)
+
+
+def _default_text(default: Any) -> str:
+    """A parameter's default for ``list -v``; ``None`` means the patch fits it to the release."""
+    if default is None:
+        return "(fitted to the release)"
+    return json.dumps(list(default) if isinstance(default, tuple) else default)
 
 
 @cli.command()
@@ -118,31 +125,71 @@ def status(app, as_json: bool, strict: bool) -> None:
     from hermes_patch import gitint
 
     result = gitint.with_status_notes(app, app.status())
+    sys.exit(_print_status(result, as_json, strict))
+
+
+def _print_status(result, as_json: bool, strict: bool) -> int:
+    """Print a status result (table, or the schema-1 JSON document); return its exit code.
+
+    A patch whose parameters are wrong is bad input: its paragraph goes to
+    stderr and the exit code is 2. ``--json`` still prints the whole
+    document (that patch ``unknown-shape``, the others as detected); the
+    table is left out, as for every other error.
+    """
     code = result.exit_code
     if strict and code == 0 and (result.notes or any(r.notes for r in result.reports if r.enabled)):
         code = 1
+    if result.config_errors:
+        if as_json:
+            click.echo(json.dumps(_status_doc(result, 2), indent=2, sort_keys=True))
+        from hermes_patch.console import error
+
+        error(" ".join(result.config_errors))
+        return 2
     if as_json:
-        t = result.target
-        doc = {
-            "schema": JSON_SCHEMA,
-            "target": {
-                "file": str(t.file),
-                "version": t.version,
-                "install_method": t.install_method,
-                "sha256": result.sha256,
-                "writable": t.writable,
-                "found_by": t.found_by,
-            },
-            "patches": [r.to_json() for r in result.reports],
-            "notes": list(result.notes),
-            "exit_code": code,
-        }
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        click.echo(json.dumps(_status_doc(result, code), indent=2, sort_keys=True))
     else:
         from hermes_patch.console import print_status
 
         print_status(result)
-    sys.exit(code)
+    return code
+
+
+def _status_doc(result, code: int) -> dict[str, Any]:
+    """The ``status --json`` document (docs/status-schema.json) of ``result``."""
+    t = result.target
+    return {
+        "schema": JSON_SCHEMA,
+        "target": {
+            "file": str(t.file),
+            "version": t.version,
+            "install_method": t.install_method,
+            "sha256": result.sha256,
+            "writable": t.writable,
+            "found_by": t.found_by,
+        },
+        "patches": [r.to_json() for r in result.reports],
+        "notes": list(result.notes),
+        "exit_code": code,
+    }
+
+
+@cli.command()
+@target_options
+@click.option("--ref", metavar="REF", help="A git ref of the installed checkout (after `git fetch`): origin/main, a tag, a commit.")
+@click.option("--wheel", type=click.Path(path_type=Path, dir_okay=False), help="A downloaded hermes-agent wheel (.whl).")
+@click.option("--no-fetch", is_flag=True, help="With --ref: do not run `git fetch` first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status --json document for that code on stdout.")
+@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
+def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: bool, strict: bool) -> None:
+    """Each patch's state on incoming code (a git ref, a wheel), as `status` would show it after the update.
+
+    Reads the code without checking it out or writing anything (git's object
+    store, or the wheel's zip archive). Exit codes as for `status`.
+    """
+    from hermes_patch.incoming import check as run_check
+
+    sys.exit(_print_status(run_check(app, ref=ref, wheel=wheel, fetch=not no_fetch), as_json, strict))
 
 
 @cli.command()
@@ -150,16 +197,38 @@ def status(app, as_json: bool, strict: bool) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
 @click.option("--drop-our-stash/--keep-our-stash", "drop_stash", default=None, help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.")
-def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None) -> None:
+@click.option("--allow-version", is_flag=True, help="Also patch a shape a patch knows on a release outside its version range (or set allow_version = true in the configuration).")
+@click.option("--auto", "auto", metavar="SOURCE", hidden=True, help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.")
+def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None) -> None:
     """Apply the pending patches (all enabled ones, or IDS)."""
     from hermes_patch import gitint
     from hermes_patch.console import print_write
 
-    result = app.apply(list(ids) or None, dry_run=dry_run)
+    app._allow_version = app._allow_version or allow_version
+    try:
+        result = app.apply(list(ids) or None, dry_run=dry_run)
+    except HermesPatchError as exc:
+        if auto and not dry_run:
+            _auto_refused(app, auto, exc)
+        raise
     print_write("apply", result, show_diff=dry_run)
     if not dry_run:
         gitint.sync(app)
         _offer_stash_drop(app, drop_stash)
+
+
+def _auto_refused(app, source: str, exc: Exception) -> None:
+    """An automatic apply refused: record it for `status`, say so where the operator looks (stderr: journal, git pull)."""
+    message = str(exc)
+    try:
+        app.record_auto_refusal(source, message)
+    except HermesPatchError:  # no target, no state dir: the stderr line is all we can do
+        pass
+    click.echo(
+        f"hermes-patch: the automatic apply from {source} refused; the dashboard runs WITHOUT the patches "
+        f"until `hermes-patch apply` succeeds (`hermes-patch status` shows why).",
+        err=True,
+    )
 
 
 def _offer_stash_drop(app, drop: bool | None) -> None:
@@ -210,17 +279,23 @@ def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @target_options
+@click.option("--go-on", is_flag=True, help="Update even when the check of the incoming code says the dashboard would end up unpatched.")
+@click.option("--allow-version", is_flag=True, help="Re-apply known shapes on a release outside a patch's version range.")
 @click.argument("hermes_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HERMES_ARGS...]")
-def update(app, hermes_args: tuple[str, ...]) -> None:
-    """Revert our edits, run `hermes update` (with HERMES_ARGS), re-apply, show status.
+def update(app, hermes_args: tuple[str, ...], go_on: bool, allow_version: bool) -> None:
+    """Check the incoming code, revert our edits, run `hermes update` (with HERMES_ARGS), re-apply, show status.
 
-    Exit 0 when done, 2 when `hermes update` failed or the patches could not
-    be re-applied (the message says which; no file is left half-patched).
+    On a git install the incoming code (the checkout's upstream branch, after
+    `git fetch`) is checked first; when a patch could not be applied to it the
+    update stops before Hermes is touched, unless --go-on. Exit 0 when done, 2
+    when stopped, when `hermes update` failed or the patches could not be
+    re-applied (the message says which; no file is left half-patched).
     """
     from hermes_patch.console import error, print_status, step
     from hermes_patch.update import run_update
 
-    outcome = run_update(app, hermes_args, step, error)
+    app._allow_version = app._allow_version or allow_version
+    outcome = run_update(app, hermes_args, step, error, go_on=go_on)
     if outcome.status is not None:
         print_status(outcome.status)
     sys.exit(outcome.exit_code)

@@ -9,6 +9,7 @@ it is evaluated as code.
 Keys::
 
     patch_dirs = ["~/hermes-patches"]        # extra patch modules (optional)
+    allow_version = true                     # patch known shapes on releases outside a patch's range
 
     [patches.<id>]
     enabled = false                          # switch a patch off
@@ -53,6 +54,7 @@ class Config:
     exists: bool
     patch_dirs: tuple[Path, ...] = ()
     patches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    allow_version: bool = False
 
     def enabled(self, patch_id: str) -> bool:
         """Whether ``[patches.<id>] enabled`` is not false."""
@@ -76,7 +78,7 @@ def _located(path: Path, message: str) -> ConfigError:
     return ConfigError(message)
 
 
-_TOP_KEYS = {"patches", "patch_dirs"}
+_TOP_KEYS = {"patches", "patch_dirs", "allow_version"}
 
 
 def load_config(path: Path | None) -> Config:
@@ -108,7 +110,7 @@ def load_config(path: Path | None) -> Config:
         raise _located(path, f"the configuration file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise _located(path, f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs and [patches.<id>] tables.")
+        raise _located(path, f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs, allow_version and [patches.<id>] tables.")
     patches = raw.get("patches", {})
     if not isinstance(patches, dict) or not all(isinstance(v, dict) for v in patches.values()):
         raise _located(path, f"{path}: `patches` must be tables, one per patch: [patches.<id>].")
@@ -118,11 +120,14 @@ def load_config(path: Path | None) -> Config:
     dirs = raw.get("patch_dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise _located(path, f"{path}: patch_dirs must be a list of folder paths.")
+    allow_version = raw.get("allow_version", False)
+    if not isinstance(allow_version, bool):
+        raise _located(path, f"{path}: allow_version must be true or false.")
     base = path.parent
     patch_dirs = tuple((base / Path(d).expanduser()).resolve() for d in dirs)
     for directory in patch_dirs:
         guard_path(directory, f"the patch folder {directory} (patch_dirs in {path}; its modules are imported)")
-    return Config(path=path, exists=True, patch_dirs=patch_dirs, patches=patches)
+    return Config(path=path, exists=True, patch_dirs=patch_dirs, patches=patches, allow_version=allow_version)
 
 
 def guard_path(path: Path, what: str) -> None:

@@ -14,13 +14,13 @@ removing our blocks gives back the original bytes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
 from packaging.version import InvalidVersion, Version
 
-from hermes_patch.errors import RefusedError, TargetError, VerificationError
+from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
 from hermes_patch.patch import Block, Detection, Patch, Site, State, find_blocks, remove_blocks
 from hermes_patch.source import Source
 from hermes_patch.workspace import Workspace
@@ -102,26 +102,55 @@ def _version_ok(patch: Patch, version: str | None) -> str | None:
     return None
 
 
-def detect_all(workspace: Workspace, patches: Iterable[tuple[Patch, bool]], version: str | None) -> list[PatchReport]:
-    """Detect every patch on ``workspace``.
+def detect_all(
+    workspace: Workspace,
+    patches: Iterable[tuple[Patch, bool]],
+    version: str | None,
+    errors: dict[str, str] | None = None,
+) -> list[PatchReport]:
+    """Detect every patch on ``workspace``; one patch's problem never hides another's report.
 
     Args:
         patches: (patch, enabled) pairs, in catalog order.
         version: the release version (``"0.19.0"``), or ``None`` if unknown.
+        errors: patch id to the message of a parameter error found when the
+            patch was configured; that patch reports ``unknown-shape`` with
+            ``config_error`` set and is not asked.
 
     Returns:
-        One :class:`PatchReport` per patch, in the same order.
+        One :class:`PatchReport` per patch, in the same order. A parameter
+        that does not fit this release (``ConfigError`` from
+        :meth:`Patch.detect`) becomes that patch's report, as above. A
+        release outside the patch's :attr:`~Patch.VERSIONS` is a fact, not a
+        wall: the code is still detected; a known shape keeps its state with
+        ``out_of_range`` set and a note, and an unknown one says both.
 
     Raises:
-        TargetError, ConfigError: see :meth:`Patch.detect`.
+        TargetError: see :meth:`Patch.detect`.
     """
     reports = []
     for patch, enabled in patches:
-        out_of_range = _version_ok(patch, version)
-        if out_of_range and not blocks_of(workspace, patch.ID):
-            detection = Detection(State.UNKNOWN_SHAPE, out_of_range)
-        else:
+        if errors and patch.ID in errors:
+            reports.append(PatchReport(patch, enabled, Detection(State.UNKNOWN_SHAPE, errors[patch.ID], config_error=True)))
+            continue
+        try:
             detection = patch.detect(workspace)
+        except ConfigError as exc:  # a parameter that does not fit this release: this patch only
+            detection = Detection(State.UNKNOWN_SHAPE, str(exc), config_error=True)
+        out_of_range = _version_ok(patch, version)
+        if out_of_range and not detection.config_error:
+            if detection.state is State.UNKNOWN_SHAPE:
+                detection = replace(detection, reason=f"{detection.reason}; also, {out_of_range}")
+            else:
+                warning = (
+                    f"{out_of_range}, but the code has a shape this patch knows"
+                    + (
+                        "; `hermes-patch apply --allow-version` (or `allow_version = true` in the configuration) patches it anyway"
+                        if detection.state is State.PENDING
+                        else ""
+                    )
+                )
+                detection = replace(detection, out_of_range=out_of_range, notes=detection.notes + (warning,))
         reports.append(PatchReport(patch, enabled, detection))
     return reports
 
@@ -231,18 +260,35 @@ def _transform_files(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast:
     return {name: text for name, text in out.items() if text != workspace.source(name).text}  # type: ignore[union-attr]
 
 
-def plan_apply(workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, fast: bool | None = None) -> Plan:
+def plan_apply(
+    workspace: Workspace,
+    reports: list[PatchReport],
+    only: set[str] | None = None,
+    fast: bool | None = None,
+    allow_version: bool = False,
+) -> Plan:
     """Build the edits that apply every enabled, pending patch (or those in ``only``).
 
     Refuses as a whole when a selected patch is ``unknown-shape`` or
-    ``drifted``: apply is all-or-nothing.
+    ``drifted``, or pending on a release outside its version range without
+    ``allow_version``: apply is all-or-nothing. Patches not selected (``only``)
+    never block.
 
     Raises:
+        ConfigError: a selected patch's parameters are wrong for this release.
         RefusedError: a selected patch cannot be applied safely.
     """
     fast = fast_path_enabled() if fast is None else fast
     selected = [r for r in reports if (r.id in only if only is not None else r.enabled)]
-    blocked = [r for r in selected if r.state in (State.UNKNOWN_SHAPE, State.DRIFTED)]
+    misconfigured = [r for r in selected if r.detection.config_error]
+    if misconfigured:
+        fine = [r.id for r in selected if r not in misconfigured and r.state is State.PENDING]
+        others = f" The other patches can be applied alone: `hermes-patch apply {' '.join(fine)}`." if fine else ""
+        raise ConfigError(" ".join(r.detection.reason for r in misconfigured) + others)
+    blocked = [
+        r for r in selected
+        if r.state in (State.UNKNOWN_SHAPE, State.DRIFTED) or (r.state is State.PENDING and r.detection.out_of_range and not allow_version)
+    ]
     if blocked:
         fine = [r.id for r in selected if r not in blocked and r.state is State.PENDING]
         raise RefusedError(_refusal(blocked, workspace, fine))
@@ -279,9 +325,13 @@ def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str]
             removed; the other hand edits stay).
 
     Raises:
+        ConfigError: a selected patch's parameters are wrong (fix the configuration first).
         RefusedError: a selected patch is drifted and ``force`` is off.
     """
     selected = [r for r in reports if only is None or r.id in only]
+    misconfigured = [r for r in selected if r.detection.config_error]
+    if misconfigured:
+        raise ConfigError(" ".join(r.detection.reason for r in misconfigured))
     drifted = [r for r in selected if r.state is State.DRIFTED]
     if drifted and not force:
         named = " ".join(r.id for r in drifted)
@@ -298,7 +348,14 @@ def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str]
     return Plan(before, after, tuple(ids), "revert", tuple(reports))
 
 
-def verify(workspace: Workspace, plan: Plan, patches: list[tuple[Patch, bool]], version: str | None, fast: bool | None = None) -> list[PatchReport]:
+def verify(
+    workspace: Workspace,
+    plan: Plan,
+    patches: list[tuple[Patch, bool]],
+    version: str | None,
+    fast: bool | None = None,
+    errors: dict[str, str] | None = None,
+) -> list[PatchReport]:
     """Prove a plan before it is written; return the reports of the result.
 
     Checks, on the planned text: every changed file compiles; each applied
@@ -321,7 +378,7 @@ def verify(workspace: Workspace, plan: Plan, patches: list[tuple[Patch, bool]], 
             compile(src.tree, str(src.path), "exec", dont_inherit=True)
         except (TargetError, SyntaxError, ValueError) as exc:
             raise VerificationError(_bug(plan, f"the result for {src.path} does not compile ({exc})")) from None
-    new_reports = detect_all(new_ws, patches, version)
+    new_reports = detect_all(new_ws, patches, version, errors)
     old_states = {r.id: r.state for r in plan.reports}
     for r in new_reports:
         if r.id in plan.patch_ids:
@@ -331,7 +388,7 @@ def verify(workspace: Workspace, plan: Plan, patches: list[tuple[Patch, bool]], 
         if not ok:
             raise VerificationError(_bug(plan, f"after the edit, {r.id} detects as {r.state.value} ({r.detection.reason})"))
     only = set(plan.patch_ids)
-    again = plan_apply(new_ws, new_reports, only=only, fast=fast) if plan.kind == "apply" else plan_revert(new_ws, new_reports, only=only, force=True)
+    again = plan_apply(new_ws, new_reports, only=only, fast=fast, allow_version=True) if plan.kind == "apply" else plan_revert(new_ws, new_reports, only=only, force=True)
     if not again.empty:
         raise VerificationError(_bug(plan, "a second run would change the file again (not idempotent)"))
     if plan.kind == "apply":
@@ -358,11 +415,18 @@ def _refusal(blocked: list[PatchReport], workspace: Workspace, fine: list[str]) 
     for r in blocked:
         if r.state is State.DRIFTED:
             lines.append(f"{r.id} is drifted: {r.detection.reason}")
+        elif r.state is State.PENDING:
+            lines.append(
+                f"{r.id}: {r.detection.out_of_range}, although the code has a shape it knows; "
+                f"run `hermes-patch apply --allow-version {r.id}` (or set `allow_version = true` in the configuration) to patch it anyway"
+            )
         else:
             lines.append(f"{r.id} does not recognize the code in {workspace.path(workspace.entry)}: {r.detection.reason}")
     others = " ".join(r.id for r in blocked)
     if any(r.state is State.UNKNOWN_SHAPE for r in blocked):
         advice = "If this release is newer than hermes-patch, upgrade it (`pip install -U hermes-patch`); meanwhile "
+    elif all(r.state is State.PENDING for r in blocked):
+        advice = "Otherwise "
     else:
         drifted = " ".join(r.id for r in blocked if r.state is State.DRIFTED)
         advice = f"See the hand edit with `hermes-patch revert --force --dry-run {drifted}`; to start over run `hermes-patch revert --force {drifted}` then apply, or "

@@ -106,8 +106,13 @@ def apply_command(app: Any, where: str = "a git hook or systemd drop-in") -> lis
 
 def hook_script(name: str, command: list[str], chained: bool) -> str:
     """The text of our git hook ``name`` running ``command``; runs ``<name>.pre-hermes-patch`` first when ``chained``."""
+    args = command[command.index("apply") + 1 :]
+    if "--auto" in args:  # status takes the target options only
+        at = args.index("--auto")
+        args = args[:at] + args[at + 2 :]
+    command = [*command, "--auto", f"git-hook:{name}"] if "--auto" not in command else command
+    status_cmd = " ".join(shlex.quote(a) for a in [*gitint.self_command(), "status", *args])
     cmd = " ".join(shlex.quote(a) for a in command)
-    status_cmd = " ".join(shlex.quote(a) for a in [*gitint.self_command(), "status", *command[command.index("apply") + 1 :]])
     lines = [
         "#!/bin/sh",
         _HEADER.format(name=name) + " (installed by `hermes-patch hook install`; `hermes-patch hook uninstall` removes it)",
@@ -271,7 +276,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             name = _unit_name(unit)
             directory = unit_dir(scope, unit_directory) / f"{name}.service.d"
             path = directory / DROPIN
-            data = dropin_text(name, scope, command).encode()
+            data = dropin_text(name, scope, [*command, "--auto", f"systemd:{name}.service"]).encode()
             rec = integ.get("systemd", {}).get(str(path))
             current = _read(path)
             if current is not None and current != data and (rec is None or _sha(current) != rec["sha256"]):

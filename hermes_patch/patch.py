@@ -94,6 +94,13 @@ class Detection:
         replace: when ``PENDING`` because an earlier apply used other
             parameters, our old blocks are removed before re-applying.
         notes: extra warnings for ``status`` (e.g. a sensitive action).
+        config_error: the state is ``UNKNOWN_SHAPE`` because this patch's own
+            parameters are wrong or do not fit the release (``reason`` says
+            how); the other patches are unaffected.
+        out_of_range: why the release's version is outside the patch's
+            :attr:`Patch.VERSIONS` although the code has a shape the patch
+            knows; ``apply`` then needs ``--allow-version`` (or
+            ``allow_version = true`` in the configuration).
     """
 
     state: State
@@ -101,6 +108,8 @@ class Detection:
     sites: tuple[Site, ...] = ()
     replace: bool = False
     notes: tuple[str, ...] = ()
+    config_error: bool = False
+    out_of_range: str | None = None
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class UpdateOutcome:
     status: Any
 
 
-def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None], error: Callable[[str], None]) -> UpdateOutcome:
+def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None], error: Callable[[str], None], go_on: bool = False) -> UpdateOutcome:
     """Revert, run ``hermes update``, re-apply, and return the final status.
 
     Args:
@@ -84,6 +84,8 @@ def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None],
             a fresh one is built (:meth:`App.fresh`), since the release changed.
         hermes_args: passed to ``hermes update`` unchanged.
         say, error: print a progress line / an error paragraph.
+        go_on: run ``hermes update`` even when the check of the incoming
+            code (step 0) says the dashboard would end up unpatched.
 
     Raises:
         HermesPatchError: step 1 failed; nothing was changed and ``hermes
@@ -91,6 +93,8 @@ def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None],
     """
     command = hermes_update_command(app.target, hermes_args)
     before = app.target.version
+    if not precheck(app, say, error, go_on):
+        return UpdateOutcome(2, None)
     say(f"→ reverting hermes-patch's edits of {app.target.file} (release {before})")
     try:
         reverted = app.revert()
@@ -119,6 +123,7 @@ def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None],
             f"the patches were NOT re-applied onto release {app.target.version}: {exc} "
             "The dashboard runs unpatched until this is fixed; `hermes-patch status` shows why."
         )
+        app.record_auto_refusal("hermes-patch update", str(exc))
         failed = True
     try:
         status = app.status()
@@ -128,3 +133,58 @@ def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None],
         return UpdateOutcome(2, None)
     return UpdateOutcome(2 if failed else status.exit_code, status)
 
+
+
+#: States of an enabled patch after which the dashboard would run unpatched.
+_UNPATCHABLE = ("unknown-shape", "drifted")
+
+
+def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None], go_on: bool = False) -> bool:
+    """Step 0: on a git install, check the code ``hermes update`` will bring before Hermes is touched.
+
+    Reads the upstream branch of the checkout (``@{upstream}``, else
+    ``origin/main``) after a ``git fetch`` with :func:`hermes_patch.incoming.check`
+    and says whether the patches will come back. Returns ``False`` (stop)
+    when an enabled patch would be ``unknown-shape`` or ``drifted`` there and
+    ``go_on`` is off. Other installs, and a check that cannot run (offline),
+    only say so and go on.
+    """
+    from hermes_patch.incoming import check, upstream_ref
+
+    target = app.target
+    root = gitint.repo_root(target)
+    if root is None:
+        say(f"→ {target.install_method} install: the incoming release cannot be read before the update "
+            "(`hermes-patch check --wheel FILE` checks a downloaded one)")
+        return True
+    ref = upstream_ref(root)
+    if ref is None:
+        probe = gitint.git(root, "rev-parse", "--verify", "--quiet", "origin/main^{commit}", check=False)
+        ref = "origin/main" if probe.returncode == 0 else None
+    if ref is None:
+        say("→ the checkout follows no upstream branch; skipping the check of the incoming code")
+        return True
+    say(f"→ checking the incoming code ({ref}) before updating")
+    try:
+        result = check(app, ref=ref)
+    except HermesPatchError as exc:
+        error(f"could not check the incoming code: {exc} Going on with the update.")
+        return True
+    enabled = [r for r in result.reports if r.enabled]
+    say(f"  {result.target.found_by}, release {result.target.version or 'unknown'}: "
+        + ", ".join(f"{r.id} {r.state}" for r in enabled))
+    bad = [r for r in enabled if r.state in _UNPATCHABLE]
+    if not bad:
+        say("  the patches will come back after the update")
+        return True
+    why = "; ".join(f"{r.id}: {r.reason}" for r in bad)
+    if go_on:
+        error(f"after this update the dashboard will run WITHOUT {', '.join(r.id for r in bad)} ({why}). Going on, as asked (--go-on).")
+        return True
+    error(
+        f"hermes-patch update stopped before running `hermes update`: on the incoming code ({ref}) "
+        f"{', '.join(r.id for r in bad)} cannot be applied ({why}), so the dashboard would end up unpatched. "
+        "Nothing was changed. Upgrade hermes-patch (`pip install -U hermes-patch`), switch the patch off "
+        "(`enabled = false` under [patches.<id>]), or update anyway with `hermes-patch update --go-on`."
+    )
+    return False

@@ -49,14 +49,29 @@ class Workspace:
             edit that is not written yet.
     """
 
-    def __init__(self, package_dir: Path, entry: str = "web_server.py", overrides: dict[str, str] | None = None, sources: dict[str, Source] | None = None) -> None:
+    def __init__(
+        self,
+        package_dir: Path,
+        entry: str = "web_server.py",
+        overrides: dict[str, str] | None = None,
+        sources: dict[str, Source] | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> None:
+        """See the class docstring; ``files`` (module name to bytes) replaces the disk.
+
+        ``files`` is how ``hermes-patch check`` reads code that is not
+        installed (a git ref, a wheel): the package's module files by name
+        relative to the package, nothing read from or written to the disk.
+        """
         self.package_dir = package_dir
         self.entry = entry
+        self._files = files
         self._sources: dict[str, Source] = dict(sources or {})
         self._overrides = dict(overrides or {})
         self._missing: set[str] = set()
         self._edited: dict[tuple[tuple[str, str], ...], Workspace] = {}
         self._index: dict[str, dict[str, list[int]]] = {}
+        self._modules: list[str] | None = None
 
     def with_edits(self, edits: dict[str, str]) -> "Workspace":
         """A new workspace that sees ``edits`` (file name to text) instead of the disk.
@@ -75,7 +90,7 @@ class Workspace:
             base = self.source(name)
             assert base is not None
             sources[name] = Source(path=base.path, data=base.encode(text), encoding=base.encoding, text=text)
-        return Workspace(self.package_dir, self.entry, sources=sources)
+        return Workspace(self.package_dir, self.entry, sources=sources, files=self._files)
 
     def path(self, name: str) -> Path:
         """Absolute path of module file ``name`` in the package."""
@@ -92,10 +107,19 @@ class Workspace:
         if name in self._missing:
             return None
         path = self.path(name)
-        if name != self.entry and not path.is_file():
+        if self._files is not None:
+            if name not in self._files:
+                if name == self.entry:
+                    raise TargetError(f"{path} does not exist in that code, so it holds no Hermes dashboard server.")
+                self._missing.add(name)
+                return None
+            data = self._files[name]
+        elif name != self.entry and not path.is_file():
             self._missing.add(name)
             return None
-        src = Source.from_bytes(read_bytes(path), path)
+        else:
+            data = read_bytes(path)
+        src = Source.from_bytes(data, path)
         text = src.text
         if "\r" in text and "\n" not in text:
             raise TargetError(
@@ -168,27 +192,127 @@ class Workspace:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         return f"closest: {', '.join(close)}" if close else "no similar top-level name"
 
-    def resolve(self, name: str) -> Binding | None:
-        """Find where ``name`` is defined, following one ``from hermes_cli.X import name``.
+    def resolve(self, name: str, file: str | None = None) -> Binding | None:
+        """Find where ``name`` is defined, following imports between ``hermes_cli`` modules.
 
-        Returns the defining binding (never the import) when the name is
-        defined in the entry module or in a sibling module it imports the
-        name from; ``None`` when it is neither.
+        Args:
+            name: a top-level name of ``file``.
+            file: the module to start from (default: the entry).
+
+        Returns the defining binding (never the import) of ``name`` in
+        ``file`` or in the module it gets the name from, following up to
+        :data:`MAX_HOPS` hops of ``from hermes_cli.X import name [as y]``
+        (relative imports too) and of upstream's late-binding seam
+        ``name = late("name", "hermes_cli.X")`` (upstream main from September
+        2026, ``hermes_cli/web_deps.py``); ``None`` when the chain leaves the
+        package, loops or ends without a definition.
         """
-        here = self.binding(name)
-        for b in here:
-            if not isinstance(b.node, ast.ImportFrom):
-                return b
-        for b in here:
-            assert isinstance(b.node, ast.ImportFrom)
-            sibling = _sibling_module(b.node, self.package_dir.name)
-            if sibling is None:
-                continue
-            original = next(a.name for a in b.node.names if (a.asname or a.name) == name)
-            for target in self.binding(original, sibling):
-                if not isinstance(target.node, ast.ImportFrom):
-                    return target
+        seen: set[tuple[str, str]] = set()
+        file = file or self.entry
+        for _ in range(MAX_HOPS):
+            if (file, name) in seen:
+                return None
+            seen.add((file, name))
+            here = self.binding(name, file)
+            for b in here:
+                if not isinstance(b.node, ast.ImportFrom) and _late_target(b.node, self.package_dir.name) is None:
+                    return b
+            hop = None
+            for b in here:
+                if isinstance(b.node, ast.ImportFrom):
+                    sibling = _sibling_module(b.node, self.package_dir.name, file)
+                    if sibling is not None:
+                        hop = (sibling, next(a.name for a in b.node.names if (a.asname or a.name) == name))
+                else:
+                    hop = _late_target(b.node, self.package_dir.name)
+                if hop is not None:
+                    break
+            if hop is None:
+                return None
+            file, name = hop
         return None
+
+    def importers(self, name: str, file: str) -> list[str]:
+        """Modules of the package that get ``name`` from ``file`` (an import or a late binding), by file name.
+
+        The other direction of :meth:`resolve`: used when the entry module no
+        longer imports a name and the routes that use it live elsewhere
+        (``web_routers/*.py`` on upstream main, September 2026). Only files
+        whose bytes mention ``name`` are parsed.
+        """
+        out = []
+        for other in self.files_mentioning(name):
+            if other == file:
+                continue
+            b = self.resolve(name, other)
+            if b is not None and b.file == file:
+                out.append(other)
+        return out
+
+    def modules(self) -> list[str]:
+        """Every module file of the package, as names relative to it (``"web_routers/chat_ws.py"``), sorted.
+
+        Two levels deep (upstream keeps its route modules in one sub-package);
+        ``__pycache__``, hidden folders and symbolic links to folders are skipped.
+        """
+        if self._modules is None and self._files is not None:
+            self._modules = sorted(n for n in self._files if n.endswith(".py") and n.count("/") <= 1)
+        if self._modules is None:
+            found = []
+            for path in sorted(self.package_dir.glob("*.py")) + sorted(self.package_dir.glob("*/*.py")):
+                rel = path.relative_to(self.package_dir)
+                if any(part.startswith((".", "__pycache__")) for part in rel.parts[:-1]) or (len(rel.parts) > 1 and path.parent.is_symlink()):
+                    continue
+                if path.is_file():
+                    found.append(rel.as_posix())
+            self._modules = found
+        return list(self._modules)
+
+    def files_mentioning(self, text: str) -> list[str]:
+        """Module files whose bytes (or loaded text) contain ``text``; a cheap filter before parsing.
+
+        A file that cannot be read is left out here; :meth:`source` reports it
+        when a patch needs it.
+        """
+        needle = text.encode("utf-8")
+        out = []
+        for name in self.modules():
+            if name in self._sources:
+                if text in self._sources[name].text:
+                    out.append(name)
+                continue
+            try:
+                data = self._files[name] if self._files is not None else self.path(name).read_bytes()
+            except (OSError, KeyError):
+                continue
+            if needle in data:
+                out.append(name)
+        return out
+
+
+MAX_HOPS = 6
+
+
+def _late_target(node: ast.stmt, package: str) -> tuple[str, str] | None:
+    """``x = late("x", "hermes_cli.web_server_chat")`` → (``"web_server_chat.py"``, ``"x"``), else ``None``.
+
+    Upstream's late-binding seam (``hermes_cli/web_deps.py``, September 2026):
+    a module-level name that looks the function up in another module when
+    called. Its second argument defaults to ``hermes_cli.web_server``.
+    """
+    if not isinstance(node, ast.Assign) or len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
+        return None
+    call = node.value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "late" and not call.keywords):
+        return None
+    args = call.args
+    if not 1 <= len(args) <= 2 or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in args):
+        return None
+    name = args[0].value  # type: ignore[attr-defined]
+    module = args[1].value if len(args) == 2 else f"{package}.web_server"  # type: ignore[attr-defined]
+    if not module.startswith(package + "."):
+        return None
+    return module[len(package) + 1 :].replace(".", "/") + ".py", name
 
 
 def _bound_names(src: Source) -> dict[str, list[int]]:
@@ -212,12 +336,21 @@ def _names_bound(node: ast.stmt) -> list[str]:
     return []
 
 
-def _sibling_module(node: ast.ImportFrom, package: str) -> str | None:
-    """``from hermes_cli.ws_policy import x`` or ``from .ws_policy import x`` → ``ws_policy.py``."""
+def _sibling_module(node: ast.ImportFrom, package: str, importer: str = "") -> str | None:
+    """The module file an import reads from, relative to the package, or ``None`` outside it.
+
+    ``from hermes_cli.ws_policy import x`` or ``from .ws_policy import x`` (in
+    ``web_server.py``) → ``ws_policy.py``; ``from hermes_cli.web_routers.actions
+    import x`` → ``web_routers/actions.py``; ``from ..web_server_chat import x``
+    in ``web_routers/chat_ws.py`` → ``web_server_chat.py``.
+    """
     module = node.module or ""
-    if node.level == 1 and module and "." not in module:
-        return f"{module}.py"
-    if node.level == 0 and module.startswith(package + "."):
-        rest = module[len(package) + 1 :]
-        return rest.replace(".", "/") + ".py"
-    return None
+    if node.level == 0:
+        if module.startswith(package + "."):
+            return module[len(package) + 1 :].replace(".", "/") + ".py"
+        return None
+    base = importer.split("/")[:-1]
+    if node.level - 1 > len(base) or not module:
+        return None
+    parts = base[: len(base) - (node.level - 1)] + module.split(".")
+    return "/".join(parts) + ".py"

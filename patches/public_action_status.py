@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 from typing import Any
 
 from hermes_patch.engine import blocks_of
@@ -33,6 +34,10 @@ SENSITIVE = frozenset({"dump", "backup", "security-audit", "doctor"})
 _ACTION_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 # A same-host proxy's address, as in the reports: the poll arrives through it.
 PROXY_PEER = "127.0.0.5"
+# The route the Update button polls (upstream keeps it in web_routers/actions.py from September 2026).
+STATUS_ROUTE = "/api/actions/{name}/status"
+# Upstream's names for the two actions whose progress the dashboard polls; forks rename them.
+DEFAULT_ACTIONS = ("hermes-update", "gateway-restart")
 
 
 def _parse_actions(value: Any) -> tuple[str, ...]:
@@ -76,40 +81,92 @@ class PublicActionStatus(Patch):
     UPSTREAM = "hermes-agent#34227; _PUBLIC_API_PATHS literal in 0.13.0-0.15.2, imported from dashboard_auth/public_paths.py since 0.16.0"
     PARAMS = {
         "actions": Param(
-            default=("hermes-update", "gateway-restart"),
+            default=None,
             parse=_parse_actions,
-            doc="action names whose status poll needs no token; each must exist in the release's _ACTION_LOG_FILES",
+            doc="action names whose status poll needs no token; each must exist in the release's _ACTION_LOG_FILES. "
+            "Default: the update and gateway-restart actions this release names (hermes-update, or a fork's own, "
+            "e.g. xiaoban-update)",
         )
     }
 
+    def _actions_table(self, ws: Workspace):
+        """Where the release defines ``_ACTION_LOG_FILES``: the :class:`Binding`, or ``None``.
+
+        Followed from ``web_server.py`` through imports (upstream main from
+        August 2026 imports it from ``web_server_gateway.py``); when
+        ``web_server.py`` does not bind it, from the module that serves the
+        status route (``web_routers/actions.py`` on upstream main 0.21).
+        """
+        found = ws.resolve(ACTIONS)
+        if found is None and not ws.binding(ACTIONS):
+            for file in ws.files_mentioning(STATUS_ROUTE):
+                if file != ws.entry and ws.binding(ACTIONS, file):
+                    found = ws.resolve(ACTIONS, file)
+                    if found is not None:
+                        break
+        return found
+
     def _release_actions(self, ws: Workspace) -> list[str] | None:
-        bindings = ws.binding(ACTIONS)
-        if len(bindings) != 1:
+        """The action names the release knows (keys of ``_ACTION_LOG_FILES``), or ``None`` for a shape we do not know."""
+        table = self._release_table(ws)
+        return None if table is None else list(table)
+
+    def _release_table(self, ws: Workspace) -> dict[str, str | None] | None:
+        """``_ACTION_LOG_FILES`` as name → log file name (``None`` when not a literal), or ``None``.
+
+        Reads a dict literal whose entries are string keys or ``**{name:
+        ... for name in ("a", "b")}`` over a tuple/list of strings (upstream
+        main, August 2026), plus later top-level ``_ACTION_LOG_FILES.setdefault("x", ...)``
+        and ``_ACTION_LOG_FILES["x"] = ...`` in the defining module and in
+        ``web_server.py``. Only statements that mention the name are looked at.
+        """
+        cache = getattr(self, "_table_cache", None)
+        if cache is not None and cache[0] is ws:
+            return cache[1]
+        table = self._read_table(ws)
+        self._table_cache = (ws, table)
+        return table
+
+    def _read_table(self, ws: Workspace) -> dict[str, str | None] | None:
+        b = self._actions_table(ws)
+        if b is None:
             return None
-        node = bindings[0].node
+        if len(ws.binding(ACTIONS, b.file)) != 1:
+            return None
+        node = b.node
         value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
-        if not isinstance(value, ast.Dict) or not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in value.keys):
+        if not isinstance(value, ast.Dict):
             return None
-        names = [k.value for k in value.keys]  # type: ignore[union-attr]
-        # Later top-level additions: _ACTION_LOG_FILES.setdefault("x", ...) / _ACTION_LOG_FILES["x"] = ...
-        for stmt in ws.entry_source().tree.body:
-            expr = stmt.value if isinstance(stmt, ast.Expr) else None
-            if (
-                isinstance(expr, ast.Call)
-                and isinstance(expr.func, ast.Attribute)
-                and isinstance(expr.func.value, ast.Name)
-                and expr.func.value.id == ACTIONS
-                and expr.func.attr == "setdefault"
-                and expr.args
-                and isinstance(expr.args[0], ast.Constant)
-                and isinstance(expr.args[0].value, str)
-            ):
-                names.append(expr.args[0].value)
-            if isinstance(stmt, ast.Assign):
-                for t in stmt.targets:
-                    if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == ACTIONS and isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str):
-                        names.append(t.slice.value)
-        return list(dict.fromkeys(names))
+        table: dict[str, str | None] = {}
+        for key, item in zip(value.keys, value.values):
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                table[key.value] = item.value if isinstance(item, ast.Constant) and isinstance(item.value, str) else None
+                continue
+            names = _comprehension_keys(item) if key is None else None
+            if names is None:
+                return None
+            table.update((n, None) for n in names)
+        for file in dict.fromkeys((b.file, ws.entry)):
+            src = ws.source(file)
+            if src is not None:
+                table.update((n, None) for n in _later_additions(src) if n not in table)
+        return table
+
+    def _default_actions(self, table: dict[str, str | None]) -> tuple[str, ...]:
+        """The update and gateway-restart actions this release names (see :data:`DEFAULT_ACTIONS`).
+
+        ``hermes-update`` and ``gateway-restart`` when present; otherwise a
+        fork's own spelling: an action named ``<word>-update`` /
+        ``<word>-restart`` whose log file is ``<name>.log``, as upstream's
+        own two are (the generic actions log to ``action-<name>.log``).
+        """
+        out = []
+        for wanted, suffix in zip(DEFAULT_ACTIONS, ("-update", "-restart")):
+            if wanted in table:
+                out.append(wanted)
+                continue
+            out.extend(n for n, log in table.items() if n.endswith(suffix) and log == f"{n}.log")
+        return tuple(dict.fromkeys(out))
 
     def _upstream_paths(self, ws: Workspace, node: ast.stmt) -> set[str] | None | str:
         """Upstream's public set, ``None`` if the import target cannot be read, or a shape complaint."""
@@ -135,7 +192,8 @@ class PublicActionStatus(Patch):
             found = f"{len(upstream)} top-level bindings" if upstream else f"no top-level binding ({ws.closest(NAME)})"
             return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {NAME} in {src.path.name}; found {found}")
         binding = upstream[0]
-        elsewhere = [n.lineno for n in ast.walk(src.tree) if _rebinds(n) and n is not binding.node and n.lineno not in owned]
+        # Only statements whose text holds the name can rebind it (Source.mentioning).
+        elsewhere = [n.lineno for n in walk(src.mentioning(NAME)) if _rebinds(n) and n is not binding.node and n.lineno not in owned]
         if elsewhere:
             return Detection(State.UNKNOWN_SHAPE, f"{NAME} is also assigned at line {elsewhere[0]} (in a block or a function), which could replace the set the edit extends")
         uses = [
@@ -145,32 +203,52 @@ class PublicActionStatus(Patch):
         ]
         if not uses:
             return Detection(State.UNKNOWN_SHAPE, f"no `path not in {NAME}` test found: auth_middleware no longer checks exact membership")
-        release_actions = self._release_actions(ws)
-        if release_actions is None:
-            return Detection(State.UNKNOWN_SHAPE, f"looked for a dict literal {ACTIONS} in {src.path.name} (the release's action names); found none")
-        actions: tuple[str, ...] = self.params["actions"]
-        unknown = [a for a in actions if a not in release_actions]
-        if unknown:
-            from hermes_patch.errors import ConfigError
-
-            raise ConfigError(
-                f"[patches.{self.ID}] actions lists {', '.join(unknown)}, which this release does not have "
-                f"(its {ACTIONS} has: {', '.join(release_actions)}). Remove the name from the configuration."
+        table = self._release_table(ws)
+        if table is None:
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"looked for a dict literal {ACTIONS} (the release's action names) in {src.path.name}, in the hermes_cli "
+                f"module it imports it from, and behind the {STATUS_ROUTE} route; found none",
             )
+        release_actions = list(table)
+        configured: tuple[str, ...] | None = self.params["actions"]
+        fitted = ""
+        if configured is None:
+            actions = self._default_actions(table)
+            if not actions:
+                return Detection(
+                    State.NOT_NEEDED,
+                    f"this release names no update or gateway-restart action (its {ACTIONS} has: {', '.join(release_actions)}); "
+                    f"to make some status polls public, list them: actions = [...] under [patches.{self.ID}]",
+                )
+            if actions != DEFAULT_ACTIONS:
+                fitted = f" (default fitted to this release: {', '.join(actions)})"
+        else:
+            actions = configured
+            unknown = [a for a in actions if a not in release_actions]
+            if unknown:
+                from hermes_patch.errors import ConfigError
+
+                raise ConfigError(
+                    f"[patches.{self.ID}] actions lists {', '.join(unknown)}, which this release does not have "
+                    f"(its {ACTIONS} has: {', '.join(release_actions)}). Remove the name from the configuration, "
+                    f"or delete the actions line to use the release's own update and gateway-restart actions."
+                )
         notes = tuple(
             f"the status log of {a!r} can carry sensitive output and is now readable without the token" for a in actions if a in SENSITIVE
         )
         if my_blocks:
-            return self._detect_applied(src.text, src.newline, my_blocks, binding, actions, notes, ws)
+            found = self._detect_applied(src.text, src.newline, my_blocks, binding, actions, notes, ws)
+            return replace(found, reason=found.reason + fitted) if fitted else found
         existing = self._upstream_paths(ws, binding.node)
         if isinstance(existing, str):
             return Detection(State.UNKNOWN_SHAPE, existing)
         missing = [status_path(a) for a in actions if existing is None or status_path(a) not in existing]
         if not missing:
-            return Detection(State.NOT_NEEDED, "the release already serves these status polls without the token", notes=notes)
+            return Detection(State.NOT_NEEDED, "the release already serves these status polls without the token" + fitted, notes=notes)
         return Detection(
             State.PENDING,
-            f"{len(missing)} status path(s) need the session token: {', '.join(missing)}",
+            f"{len(missing)} status path(s) need the session token: {', '.join(missing)}{fitted}",
             sites=(Site(ws.entry, NAME, binding.first, binding.last),),
             notes=notes,
         )
@@ -205,7 +283,7 @@ class PublicActionStatus(Patch):
         shows the route exists, so a 401 without the token is the patch's
         fault and not a missing route.
         """
-        actions: tuple[str, ...] = self.params["actions"]
+        actions = self.actions(workspace)
         if not actions:
             return ()
         token = (("{session_header}", "{token}"),)
@@ -221,8 +299,16 @@ class PublicActionStatus(Patch):
     def transformer(self, site: Site, workspace: Workspace):
         from hermes_patch.codemod import InsertAfter
 
-        actions = self.params["actions"]
+        actions = self.actions(workspace)
         return InsertAfter(NAME, lambda module: render(actions, module.default_newline))
+
+    def actions(self, ws: Workspace) -> tuple[str, ...]:
+        """The actions this patch makes public on ``ws``: the configured ones, else the release's defaults."""
+        configured = self.params["actions"]
+        if configured is not None:
+            return configured
+        table = self._release_table(ws)
+        return self._default_actions(table) if table is not None else ()
 
 
 def _rebinds(node: ast.AST) -> bool:
@@ -246,3 +332,38 @@ def _ordered_strings(node: ast.stmt) -> list[str]:
     call = node.value.right  # type: ignore[attr-defined]
     elts = call.args[0].elts if isinstance(call, ast.Call) else call.elts
     return [e.value for e in elts]
+
+
+def _comprehension_keys(node: ast.expr | None) -> list[str] | None:
+    """``{name: ... for name in ("a", "b")}`` (a ``**`` entry of the action table) → ``["a", "b"]``, else ``None``."""
+    if not isinstance(node, ast.DictComp) or len(node.generators) != 1:
+        return None
+    gen = node.generators[0]
+    if gen.ifs or gen.is_async or not isinstance(gen.target, ast.Name) or not isinstance(node.key, ast.Name) or node.key.id != gen.target.id:
+        return None
+    if not isinstance(gen.iter, (ast.Tuple, ast.List)) or not all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in gen.iter.elts):
+        return None
+    return [e.value for e in gen.iter.elts]  # type: ignore[attr-defined]
+
+
+def _later_additions(src) -> list[str]:
+    """Action names added at the top level after the literal: ``_ACTION_LOG_FILES.setdefault("x", ...)``, ``_ACTION_LOG_FILES["x"] = ...``."""
+    names = []
+    for stmt in src.mentioning(ACTIONS):
+        expr = stmt.value if isinstance(stmt, ast.Expr) else None
+        if (
+            isinstance(expr, ast.Call)
+            and isinstance(expr.func, ast.Attribute)
+            and isinstance(expr.func.value, ast.Name)
+            and expr.func.value.id == ACTIONS
+            and expr.func.attr == "setdefault"
+            and expr.args
+            and isinstance(expr.args[0], ast.Constant)
+            and isinstance(expr.args[0].value, str)
+        ):
+            names.append(expr.args[0].value)
+        if isinstance(stmt, ast.Assign):
+            for t in stmt.targets:
+                if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == ACTIONS and isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str):
+                    names.append(t.slice.value)
+    return names

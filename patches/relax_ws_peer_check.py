@@ -31,6 +31,9 @@ HELPER = "_hermes_patch_ws_peer_allowed"
 # peer-check function -> the value it returns for "allowed"
 FUNCTIONS = {"_ws_client_is_allowed": "True", "_ws_client_reason": "None"}
 REQUIRED = "_ws_client_is_allowed"
+# Names a WebSocket route module calls to decide on the peer (upstream main's chat_ws.py
+# imports _ws_request_is_allowed, which calls _ws_client_is_allowed, and late-binds _ws_client_reason).
+ROUTE_NAMES = ("_ws_client_is_allowed", "_ws_client_reason", "_ws_request_is_allowed")
 # The route verify drives end to end; it decides on _ws_client_is_allowed in every release.
 EVENTS = "/api/events?token={token}&channel=hermes-patch-verify"
 # Peers verify may use as "outside trusted_proxies": not loopback in upstream's eyes.
@@ -180,12 +183,25 @@ class RelaxWsPeerCheck(Patch):
         return result
 
     def _scan_functions(self, ws: Workspace) -> dict[str, Binding] | str:
+        start = ws.entry
+        if ws.resolve(REQUIRED) is None:
+            # Upstream main after September 2026: web_server.py no longer imports the
+            # peer check; the routes (web_routers/chat_ws.py) get it from web_server_chat.py.
+            start = self._policy_module(ws)
+            if start is None:
+                return (
+                    f"looked for def {REQUIRED}(ws) in {ws.entry} (or a hermes_cli module it imports it from), "
+                    f"and for WebSocket routes that get {' or '.join(ROUTE_NAMES)} from a hermes_cli module; "
+                    f"found none ({ws.closest(REQUIRED)})"
+                )
+            if start.startswith("!"):
+                return start[1:]
         found: dict[str, Binding] = {}
         for name in FUNCTIONS:
-            b = ws.resolve(name)
+            b = ws.resolve(name, start)
             if b is None:
                 if name == REQUIRED:
-                    return f"looked for def {name}(ws) in {ws.entry} (or a hermes_cli module it imports it from); found none ({ws.closest(name)})"
+                    return f"looked for def {name}(ws) in {start} (or a hermes_cli module it imports it from); found none ({ws.closest(name, start)})"
                 continue
             if not isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not b.node.args.args:
                 return f"{name} in {b.file} is not a function taking the WebSocket"
@@ -207,6 +223,30 @@ class RelaxWsPeerCheck(Patch):
                     if LOOPBACK in names and "client" in attrs:
                         return f"the WebSocket peer rule is also decided in {node.name}() ({file}:{node.lineno}), which this patch does not know"
         return found
+
+    @staticmethod
+    def _policy_module(ws: Workspace) -> str | None:
+        """The module the WebSocket routes get the peer policy from, when the entry does not import it.
+
+        Route modules are those holding a ``.websocket(`` route and mentioning
+        one of :data:`ROUTE_NAMES`; each such name they use is resolved
+        (imports and ``late(...)`` bindings followed) to the module defining
+        it. Returns that module's file name, ``None`` when no route gets the
+        policy from the package, or ``"!"`` + a reason when routes disagree.
+        """
+        routes = set(ws.files_mentioning(".websocket(")) - {ws.entry}
+        defining: dict[str, set[str]] = {}
+        for name in ROUTE_NAMES:
+            for file in sorted(routes & set(ws.files_mentioning(name))):
+                b = ws.resolve(name, file)
+                if b is not None and b.file != file:
+                    defining.setdefault(b.file, set()).add(f"{file}:{name}")
+        if not defining:
+            return None
+        if len(defining) > 1:
+            where = "; ".join(f"{mod} (for {', '.join(sorted(users))})" for mod, users in sorted(defining.items()))
+            return f"!the WebSocket routes get their peer policy from more than one module: {where}"
+        return next(iter(defining))
 
     def detect(self, ws: Workspace) -> Detection:
         found = self._functions(ws)
@@ -289,7 +329,11 @@ class RelaxWsPeerCheck(Patch):
 
         def case(what: str, peer: str, bound: str, expect: str, control: bool = False) -> None:
             checks.append(Check(f"{what}: /api/events", "websocket", EVENTS, expect, peer, bound, control=control))
-            checks.extend(Check(f"{what}: {name}()", "call", name, expect, peer, bound, control=control) for name in found)
+            checks.extend(Check(f"{what}: {name}()", "call", name, expect, peer, bound, control=control) for name in callable_names)
+
+        # The probe calls functions of hermes_cli.web_server; on upstream main after
+        # September 2026 that module no longer imports them, and /api/events decides.
+        callable_names = [n for n, b in found.items() if workspace.resolve(n) == b]
 
         case("loopback peer on a loopback bind", "127.0.0.1", "127.0.0.1", "allowed", control=True)
         for text in proxies:

@@ -174,3 +174,14 @@ def copy_real(version: str, dest: Path) -> Path:
 
 # The catalog's patches that need configuration and are not-needed by default.
 UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items) -> None:
+    """``real`` and ``live`` tests are slow by nature (downloads, venvs, servers): mark them ``slow`` too.
+
+    So ``-m "not live and not slow"`` (docs/testing.md's inner loop) skips them.
+    """
+    for item in items:
+        if item.get_closest_marker("real") or item.get_closest_marker("live"):
+            item.add_marker(pytest.mark.slow)

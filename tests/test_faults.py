@@ -94,6 +94,7 @@ def enumerate_points(scenario: Scenario) -> list[tuple[str, int]]:
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.slow
 def test_kill_at_every_step_leaves_whole_files_and_the_next_command_completes(name, tmp_path):
     scenario = Scenario(tmp_path, name)
     points = enumerate_points(scenario)
@@ -145,6 +146,7 @@ def test_kill_at_every_step_leaves_whole_files_and_the_next_command_completes(na
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_a_crash_after_a_crash_still_completes(tmp_path):
     """A kill while a backup is written, then a kill after the journal: the third apply completes.
 
@@ -195,6 +197,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_leaves_the_target_untouched(small_disk, tmp_path):
     root = copy_fixture("r0_15", small_disk / "sp")
     run = Runner(tmp_path)  # the state dir is on another filesystem, as ~/.local/state usually is
@@ -217,6 +220,7 @@ def test_a_really_full_disk_leaves_the_target_untouched(small_disk, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["apply, one file", "apply, two files"])
+@pytest.mark.slow
 def test_enospc_at_every_write_leaves_everything_as_it_was(name, tmp_path):
     """ENOSPC injected at each temp-write and fsync (backups, journal, targets, commit): a clean refusal."""
     scenario = Scenario(tmp_path, name)
@@ -236,6 +240,7 @@ def test_enospc_at_every_write_leaves_everything_as_it_was(name, tmp_path):
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.slow
 def test_eight_applies_at_once_equal_one_apply(tmp_path):
     reference = copy_fixture("r0_16", tmp_path / "reference")
     (tmp_path / "r").mkdir()
@@ -260,6 +265,7 @@ def test_eight_applies_at_once_equal_one_apply(tmp_path):
     assert not pending(run) and not stale(root)
 
 
+@pytest.mark.slow
 def test_hand_edit_after_apply_is_drift_and_nothing_is_lost(tmp_path):
     root = copy_fixture("r0_15", tmp_path / "sp")
     run = Runner(tmp_path)
@@ -292,6 +298,7 @@ def test_hand_edit_after_apply_is_drift_and_nothing_is_lost(tmp_path):
     assert observed == expected
 
 
+@pytest.mark.slow
 def test_applies_on_different_targets_at_once_keep_every_ledger_record(tmp_path):
     """The ledger is shared by every target in a state dir: concurrent writers must not lose records."""
     run = Runner(tmp_path)

@@ -113,6 +113,7 @@ def test_git_status_and_stash_ignore_our_edits(repo: Repo, run: Runner):
     assert git(repo.checkout, "rev-list", "--count", "HEAD").stdout.strip() == "1"
 
 
+@pytest.mark.slow
 def test_pull_replaces_the_patched_file_when_upstream_changed_it(repo: Repo, run: Runner):
     run("apply", "--root", repo.root, check=0)
     repo.upstream_release()
@@ -171,6 +172,7 @@ USER_EDITS = {
 @pytest.mark.parametrize("edits", sorted(USER_EDITS))
 @pytest.mark.parametrize("hook", [True, False], ids=["hook", "no-hook"])
 @pytest.mark.parametrize("interactive", [True, False], ids=["interactive", "non-interactive"])
+@pytest.mark.slow
 def test_hermes_update_sequence(repo: Repo, run: Runner, interactive: bool, hook: bool, edits: str):
     run("apply", "--root", repo.root, check=0)
     if hook:
@@ -225,6 +227,7 @@ def _legacy_stash(repo: Repo, run: Runner, extra: dict[str, str]) -> None:
     assert log["stash"] is not None
 
 
+@pytest.mark.slow
 def test_a_stash_of_only_our_edits_is_reported_and_dropped(repo: Repo, run: Runner):
     _legacy_stash(repo, run, {})
     assert repo.stashes() == [{WEB}]
@@ -244,6 +247,7 @@ def test_a_stash_of_only_our_edits_is_reported_and_dropped(repo: Repo, run: Runn
 
 
 @pytest.mark.parametrize("extra", [{"notes.txt": "mine\n"}, {"mine.txt": "untracked\n"}], ids=["tracked-edit", "untracked-file"])
+@pytest.mark.slow
 def test_a_stash_holding_anything_else_is_never_dropped(repo: Repo, run: Runner, extra):
     _legacy_stash(repo, run, extra)
     before = git(repo.checkout, "stash", "list", "--format=%H").stdout
@@ -254,6 +258,7 @@ def test_a_stash_holding_anything_else_is_never_dropped(repo: Repo, run: Runner,
     assert git(repo.checkout, "stash", "list", "--format=%H").stdout == before
 
 
+@pytest.mark.slow
 def test_apply_asks_before_dropping_on_a_terminal(repo: Repo, run: Runner):
     import pty
 
@@ -306,6 +311,7 @@ def test_hook_install_is_idempotent_and_uninstall_exact(repo: Repo, run: Runner,
     assert set(record.get("integrations", {})) == ({"git-filter"} if patched else set())
 
 
+@pytest.mark.slow
 def test_an_existing_post_merge_hook_is_chained_and_restored(repo: Repo, run: Runner, tmp_path: Path):
     hook = repo.checkout / ".git/hooks/post-merge"
     witness = tmp_path / "own-hook-ran"
@@ -353,7 +359,7 @@ def test_hook_show_prints_what_and_where(repo: Repo, run: Runner):
         f"command path: {run.exe} (trusted)",
     ]
     assert f"    /{WEB} filter=hermes-patch" in lines
-    assert any(line.strip().endswith(f"apply --root {repo.checkout} --state-dir {run.state} --config {run.config}") for line in lines)
+    assert any(f"apply --root {repo.checkout} --state-dir {run.state} --config {run.config} --auto git-hook:post-merge" in line for line in lines)
 
 
 def test_a_shared_hooks_path_is_refused(repo: Repo, run: Runner, tmp_path: Path):
@@ -366,6 +372,7 @@ def test_a_shared_hooks_path_is_refused(repo: Repo, run: Runner, tmp_path: Path)
     assert repo.meta() == before and list(shared.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_branch_switch_reapplies_through_post_checkout(repo: Repo, run: Runner):
     run("apply", "--root", repo.root, check=0)
     run("hook", "install", "--root", repo.root, check=0)
@@ -377,6 +384,7 @@ def test_branch_switch_reapplies_through_post_checkout(repo: Repo, run: Runner):
     assert repo.porcelain() == set()
 
 
+@pytest.mark.slow
 def test_a_refused_reapply_in_the_hook_never_fails_the_pull(repo: Repo, run: Runner):
     run("apply", "--root", repo.root, check=0)
     run("hook", "install", "--root", repo.root, check=0)
@@ -394,6 +402,7 @@ def test_a_refused_reapply_in_the_hook_never_fails_the_pull(repo: Repo, run: Run
     assert repo.porcelain() == set()
 
 
+@pytest.mark.slow
 def test_apply_registers_a_missing_filter_even_with_nothing_to_write(repo: Repo, run: Runner):
     run("apply", "--root", repo.root, check=0)
     git(repo.checkout, "config", "--remove-section", "filter.hermes-patch")

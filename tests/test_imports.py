@@ -37,6 +37,7 @@ def imported(run: Runner, *args: str) -> tuple[int, set[str]]:
 
 
 @pytest.mark.parametrize("config", ["", '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'], ids=["default", "trusted-proxies"])
+@pytest.mark.slow
 def test_status_json_imports_neither_libcst_nor_rich(tmp_path, run: Runner, config):
     run.configure(config)
     root = copy_fixture("r0_16", tmp_path / "sp")

@@ -27,6 +27,8 @@ EXPECTED = {
     "r0_15": ({PAS: "pending", WS: "pending", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
     "r0_16": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
     "r0_20_moved": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
+    "r0_20_split": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
+    "r0_21_main": ({PAS: "pending", WS: "not-needed", **IDLE}, {PAS: "pending", WS: "pending", **IDLE}),
 }
 
 
@@ -292,8 +294,11 @@ def test_trusted_proxies_edge_cidrs(tmp_path, proxies, catch_all):
     root = copy_fixture("r0_14", tmp_path / "t")
     config = f"[patches.relax-ws-peer-check]\ntrusted_proxies = {proxies!r}\n".replace("'", '"')
     if catch_all:
+        # A parameter error is this patch's report (status stays a full document); apply refuses it.
+        report = {r.id: r for r in make_app(tmp_path, root, config).status().reports}[WS]
+        assert report.state == "unknown-shape" and "allow_catch_all" in report.reason
         with pytest.raises(ConfigError, match="allow_catch_all"):
-            make_app(tmp_path, root, config).status()
+            make_app(tmp_path, root, config).apply()
     else:
         make_app(tmp_path, root, config).apply()
         assert '("127.0.0.5/32",)' in (root / "hermes_cli/web_server.py").read_text()

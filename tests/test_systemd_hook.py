@@ -47,6 +47,7 @@ def exec_start_pre(dropin: Path) -> list[str]:
     return [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line[len("ExecStartPre=-"):])]
 
 
+@pytest.mark.slow
 def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     sd = Systemd(tmp_path)
     root = copy_fixture("r0_15", tmp_path / "hermes")
@@ -55,7 +56,7 @@ def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     proc = run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard.service", "--user", env=sd.env, check=0)
     dropin = sd.dropin()
     assert proc.stdout.splitlines() == [f"systemd drop-in: {dropin}", "ran `systemctl --user daemon-reload`"]
-    command = [hermes_patch_exe(), "apply", "--file", str(web.resolve()), "--state-dir", str(run.state), "--config", str(run.config)]
+    command = [hermes_patch_exe(), "apply", "--file", str(web.resolve()), "--state-dir", str(run.state), "--config", str(run.config), "--auto", "systemd:hermes-dashboard.service"]
     assert dropin.read_text() == (
         "# hermes-patch: re-applies the dashboard patches before every start of hermes-dashboard.service\n"
         "# (installed by `hermes-patch hook install --systemd-unit hermes-dashboard --user`; `hermes-patch hook uninstall` removes it)\n"

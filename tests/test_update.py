@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import UNCONFIGURED, FIXTURES, Runner, copy_fixture, states, tree_digest
-from hermes_update import write_launcher
+from hermes_update import git, write_launcher
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 WEB = "hermes_cli/web_server.py"
@@ -46,6 +46,7 @@ class Fake:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+@pytest.mark.slow
 def test_update_on_a_git_install(tmp_path: Path, run: Runner):
     from test_git_install import Repo
 
@@ -59,6 +60,13 @@ def test_update_on_a_git_install(tmp_path: Path, run: Runner):
     proc = run("update", "--", "--yes", env=fake.env, check=0)
 
     out = proc.stdout.splitlines()
+    commit = git(repo.checkout, "rev-parse", "origin/main").stdout.strip()
+    assert out[:3] == [  # step 0: the incoming code is checked before Hermes is touched
+        "→ checking the incoming code (origin/main) before updating",
+        f"  check --ref origin/main (commit {commit[:12]}), release 0.19.0: cors-origins not-needed, {PAS} pending, {WS} not-needed, trusted-hosts not-needed",
+        "  the patches will come back after the update",
+    ]
+    out = out[3:]
     assert out[:5] == [
         f"→ reverting hermes-patch's edits of {repo.checkout / WEB} (release 0.14.0)",
         f"  reverted {PAS}, {WS}",
@@ -82,6 +90,7 @@ def patched_copy(tmp_path: Path, run: Runner) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_failed_hermes_update_still_ends_patched(tmp_path: Path, run: Runner, patched_copy: Path):
     patched = (patched_copy / WEB).read_bytes()
     fake = Fake(tmp_path, patched_copy, mode="none", exit=1)

@@ -33,6 +33,7 @@ def _list_sources(run: Runner, env: dict | None = None) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("source", ["patch_dirs", "entry-point"])
+@pytest.mark.slow
 def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner, source: str):
     env = ENTRY_POINT if source == "entry-point" else None
     folder = f'patch_dirs = ["{EXAMPLE.parent}"]\n' if source == "patch_dirs" else ""
