@@ -406,8 +406,12 @@ def test_configuration_never_escapes_into_generated_code(case, tmp_path):
     run = Runner(tmp_path)
     run.configure("[patches.relax-ws-peer-check]\n" + ESCAPES[case].replace("{canary}", str(canary)) + "\n")
     before = digest(root)
-    procs = [run(cmd, "--root", str(root)) for cmd in ("status", "apply", "diff", "verify")]
+    procs = [run(cmd, "--root", str(root)) for cmd in ("status", "apply", "diff")]
     judge(f"config: {case}", procs, digest(root) == before, "zone", canary=canary)
+    # verify reports a patch whose parameters are refused as `cannot verify` and runs nothing of it.
+    checked = run("verify", "--root", str(root))
+    assert "zone id" in checked.stdout + checked.stderr and "Traceback" not in checked.stderr
+    assert not canary.exists() and digest(root) == before
 
 
 # -- 4. stored commands -----------------------------------------------------------------------------------
