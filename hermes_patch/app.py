@@ -24,7 +24,7 @@ from hermes_patch.source import sha256_hex
 if TYPE_CHECKING:
     from hermes_patch.patch import Patch
 
-__all__ = ["App", "StatusResult", "WriteResult"]
+__all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,21 @@ class StatusResult:
 
 
 @dataclass(frozen=True)
+class FileChange:
+    """One file a write changes: its path and the sha256 of its bytes before and after."""
+
+    path: Path
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """What ``apply``/``revert`` did: the ids changed, the diff, the files written.
 
+    ``before`` and ``after`` are every patch's report before the command and
+    after it (predicted and proven for a dry run); ``files`` the files that
+    change, with their sha256 before and after (see :mod:`hermes_patch.report`).
     ``make_diff`` returns the unified diff; :attr:`diff` calls it on first
     use only, because difflib over a 19k-line file costs about a third of a
     parse and a plain ``apply`` never prints it.
@@ -82,6 +94,9 @@ class WriteResult:
     written: tuple[Path, ...] = ()
     dry_run: bool = False
     notes: tuple[str, ...] = field(default=())
+    before: tuple[ReportView, ...] = ()
+    after: tuple[ReportView, ...] = ()
+    files: tuple[FileChange, ...] = ()
 
     @cached_property
     def diff(self) -> str:
@@ -374,24 +389,28 @@ class App:
         self._check_ids(ids)
         if dry_run:
             ws = self.workspace()
-            reports = self.detect(ws, self.record())
+            record = self.record()
+            reports = self.detect(ws, record)
             plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
-            self._verify(ws, plan)
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), dry_run=True)
+            new_reports = self._verify(ws, plan)
+            notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
+            return self._result(plan, reports, new_reports, dry_run=True, notes=notes)
         self._guard_writable()
         with self.state.lock(self.key):
             self._recover()
             ws = self.workspace()
             ledger = self.state.load()
-            reports = self.detect(ws, self.record(ledger))
+            record = self.record(ledger)
+            reports = self.detect(ws, record)
             plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
             new_reports = self._verify(ws, plan)
+            notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))  # before _write updates the record
             if plan.empty:
                 self._clear_auto_refusal()
-                return WriteResult((), lambda: "")
+                return self._result(plan, reports, new_reports, notes=notes)
             written = self._write(ws, plan, new_reports, ledger)
             self._clear_auto_refusal()
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written)
+            return self._result(plan, reports, new_reports, written, notes=notes)
 
     def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
         """Remove our blocks (all patches, or ``ids``); refuses drifted patches unless ``force``."""
@@ -411,9 +430,17 @@ class App:
             new_reports = self._verify(ws, plan)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             if plan.empty or dry_run:
-                return WriteResult(plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), dry_run=dry_run, notes=notes)
+                return self._result(plan, reports, new_reports, dry_run=dry_run, notes=notes)
             written = self._write(ws, plan, new_reports, ledger)
-            return WriteResult(plan.patch_ids, lambda: self._diff(plan), written, notes=notes)
+            return self._result(plan, reports, new_reports, written, notes=notes)
+
+    def _result(self, plan, reports, new_reports, written: tuple[Path, ...] = (), dry_run: bool = False, notes: tuple[str, ...] = ()) -> WriteResult:
+        """The :class:`WriteResult` of ``plan``: reports before/after and each changed file's hashes."""
+        files = tuple(FileChange(plan.before[n].path, plan.before[n].sha256, sha256_hex(data)) for n, data in sorted(plan.new_bytes().items()))
+        return WriteResult(
+            plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), written, dry_run, notes,
+            tuple(_view(r) for r in reports), tuple(_view(r) for r in new_reports), files,
+        )
 
     def diff(self, ids: list[str] | None = None) -> str:
         """The unified diff ``apply`` would write (empty when nothing is pending)."""

@@ -2,7 +2,8 @@
 
 Exit codes: ``status`` 0 (all applied / not-needed), 1 (pending or
 drifted), 2 (unknown shape or an error); ``apply``/``revert`` 0 (done or
-nothing to do), 2 (refused or failed, every file unchanged); ``verify`` 0,
+nothing to do), 2 (refused or failed, every file unchanged), and with
+``--check`` 1 when something would change (see :mod:`hermes_patch.report`); ``verify`` 0,
 1 (an applied patch is not effective), 2 (an error); ``update`` 0 (done),
 2 (a step failed; see :mod:`hermes_patch.update`); ``hook`` 0, or 2 when
 refused (nothing changed).
@@ -199,22 +200,32 @@ def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: boo
 @click.option("--drop-our-stash/--keep-our-stash", "drop_stash", default=None, help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.")
 @click.option("--allow-version", is_flag=True, help="Also patch a shape a patch knows on a release outside its version range (or set allow_version = true in the configuration).")
 @click.option("--auto", "auto", metavar="SOURCE", hidden=True, help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.")
-def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None) -> None:
+@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
+@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
+def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None, check: bool, as_json: bool) -> None:
     """Apply the pending patches (all enabled ones, or IDS)."""
-    from hermes_patch import gitint
-    from hermes_patch.console import print_write
+    from hermes_patch import gitint, report
+    from hermes_patch.console import note, print_write
 
     app._allow_version = app._allow_version or allow_version
-    try:
-        result = app.apply(list(ids) or None, dry_run=dry_run)
-    except HermesPatchError as exc:
-        if auto and not dry_run:
-            _auto_refused(app, auto, exc)
-        raise
-    print_write("apply", result, show_diff=dry_run)
-    if not dry_run:
-        gitint.sync(app)
-        _offer_stash_drop(app, drop_stash)
+    notes: list[str] = []
+    with report.machine_errors("apply", as_json, check):
+        try:
+            result = app.apply(list(ids) or None, dry_run=dry_run or check)
+        except HermesPatchError as exc:
+            if auto and not (dry_run or check):
+                _auto_refused(app, auto, exc)
+            raise
+        if check:
+            report.check_writable(app, result)
+        if not as_json:
+            print_write("apply", result, show_diff=dry_run or check)
+        if not (dry_run or check):
+            gitint.sync(app)
+            _offer_stash_drop(app, drop_stash, notes.append if as_json else note, interactive=not as_json)
+        if as_json:
+            report.emit(report.write_document("apply", app, result, check, notes))
+    sys.exit(report.write_exit_code(result, check))
 
 
 def _auto_refused(app, source: str, exc: Exception) -> None:
@@ -231,9 +242,8 @@ def _auto_refused(app, source: str, exc: Exception) -> None:
     )
 
 
-def _offer_stash_drop(app, drop: bool | None) -> None:
+def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], interactive: bool = True) -> None:
     from hermes_patch import gitint
-    from hermes_patch.console import note
 
     root = gitint.repo_root(app.target)
     if root is None:
@@ -242,7 +252,7 @@ def _offer_stash_drop(app, drop: bool | None) -> None:
     if not stashes:
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)
-    if drop is None and sys.stdin.isatty() and sys.stdout.isatty():
+    if drop is None and interactive and sys.stdin.isatty() and sys.stdout.isatty():
         drop = click.confirm(f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False)
     if drop:
         note(f"dropped {', '.join(gitint.drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
@@ -265,16 +275,32 @@ def diff(app, ids: tuple[str, ...]) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--force", is_flag=True, help="Also revert drifted patches (removes only our marked lines).")
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
-def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
+@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
+@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
+@click.option("--keep-session-token", is_flag=True, help="Keep the session token file `hook install --session-token` created (a full revert deletes it).")
+def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool, keep_session_token: bool) -> None:
     """Undo our edits (all patches, or IDS); byte-identical when nothing else changed."""
+    from hermes_patch import report
     from hermes_patch.console import print_write
 
-    result = app.revert(list(ids) or None, force=force, dry_run=dry_run)
-    print_write("revert", result, show_diff=dry_run)
-    if not dry_run:
-        from hermes_patch import gitint
+    with report.machine_errors("revert", as_json, check):
+        result = app.revert(list(ids) or None, force=force, dry_run=dry_run or check)
+        if check:
+            report.check_writable(app, result)
+        if not as_json:
+            print_write("revert", result, show_diff=dry_run or check)
+        if not (dry_run or check):
+            from hermes_patch import gitint
 
-        gitint.sync(app)
+            gitint.sync(app)
+            if not ids:
+                from hermes_patch.hooks import forget_session_token
+
+                for line in forget_session_token(app, keep_session_token):
+                    click.echo(line, err=as_json)  # stdout holds only the JSON document with --json
+        if as_json:
+            report.emit(report.write_document("revert", app, result, check))
+    sys.exit(report.write_exit_code(result, check))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -311,22 +337,30 @@ def hook() -> None:
 @click.option("--systemd-unit", "unit", metavar="NAME", help="Also add an ExecStartPre= drop-in to this unit (the one that runs `hermes dashboard`).")
 @click.option("--user/--system", "user_scope", default=True, help="The unit is a user unit (default, ~/.config/systemd/user) or a system unit (/etc/systemd/system).")
 @click.option("--unit-dir", type=click.Path(path_type=Path), help="Write the drop-in below this unit directory instead.")
-def hook_install(app, unit: str | None, user_scope: bool, unit_dir: Path | None) -> None:
-    """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit)."""
+@click.option("--session-token", is_flag=True, help="Keep the dashboard's session token stable across restarts: an owner-only token file in the Hermes home, loaded by the drop-in (EnvironmentFile=).")
+@click.option("--hermes-home", type=click.Path(path_type=Path), help="The HERMES_HOME the dashboard runs with (for --session-token). Default: $HERMES_HOME, else ~/.hermes.")
+def hook_install(app, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None) -> None:
+    """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit), session token file (--session-token)."""
     from hermes_patch import hooks
     from hermes_patch.console import print_lines
 
-    print_lines(hooks.install(app, unit, "user" if user_scope else "system", unit_dir))
+    token = None
+    if session_token:
+        from hermes_patch.session_token import default_path
+
+        token = default_path(hermes_home)
+    print_lines(hooks.install(app, unit, "user" if user_scope else "system", unit_dir, token))
 
 
 @hook.command("uninstall")
 @target_options
-def hook_uninstall(app) -> None:
+@click.option("--keep-session-token", is_flag=True, help="Keep the session token file (deleted by default when hermes-patch created it).")
+def hook_uninstall(app, keep_session_token: bool) -> None:
     """Remove exactly what `hook install` added (an earlier hook of yours is put back)."""
     from hermes_patch import hooks
     from hermes_patch.console import print_lines
 
-    print_lines(hooks.uninstall(app))
+    print_lines(hooks.uninstall(app, keep_session_token))
 
 
 @hook.command("show")

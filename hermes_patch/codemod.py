@@ -15,7 +15,7 @@ from typing import Callable, Sequence, cast
 
 import libcst as cst
 
-__all__ = ["InsertAfter", "InsertIntoFunction", "binds_name", "is_call_statement", "dotted_name", "parse_statement"]
+__all__ = ["InsertAfter", "InsertIntoFunction", "InsertAfterInFunction", "binds_name", "is_call_statement", "dotted_name", "parse_statement"]
 
 
 def binds_name(stmt: cst.CSTNode, name: str) -> bool:
@@ -169,6 +169,51 @@ class InsertIntoFunction(cst.CSTTransformer):
                     return updated_node
                 new_inner = [*inner[:at], new, *inner[at:]]
                 body[index] = stmt.with_changes(body=stmt.body.with_changes(body=new_inner))
+                return updated_node.with_changes(body=body)
+        return updated_node
+
+
+class InsertAfterInFunction(cst.CSTTransformer):
+    """Insert one statement right after a statement of a top-level function's body.
+
+    Args:
+        function: the function's name (``def`` or ``async def``).
+        after: a predicate on the function body's own statements (not nested
+            ones); the statement is inserted after the first match.
+        render: given the module, returns the code to insert (the marker
+            comment and one statement, unindented; nested lines indented with
+            the function body's unit), written with ``module.default_newline``.
+
+    Like the other transformers it touches nothing when the statement is
+    already there, and nothing when the function or the anchor is missing.
+    """
+
+    def __init__(self, function: str, after: Callable[[cst.Module, cst.BaseStatement], bool], render: Callable[[cst.Module], str]) -> None:
+        super().__init__()
+        self.function = function
+        self.after = after
+        self.render = render
+        self.inserted = False
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        return False
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body: list[cst.BaseStatement] = list(updated_node.body)
+        for index, stmt in enumerate(body):
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value == self.function:
+                if not isinstance(stmt.body, cst.IndentedBlock):
+                    return updated_node
+                inner = list(stmt.body.body)
+                at = next((i for i, s in enumerate(inner) if self.after(updated_node, s)), None)
+                if at is None:
+                    return updated_node
+                new = parse_statement(self.render(updated_node), updated_node)
+                if at + 1 < len(inner) and _same_code(updated_node, inner[at + 1], new):
+                    return updated_node
+                inner.insert(at + 1, new)
+                body[index] = stmt.with_changes(body=stmt.body.with_changes(body=inner))
+                self.inserted = True
                 return updated_node.with_changes(body=body)
         return updated_node
 

@@ -181,14 +181,24 @@ def _systemd_quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def dropin_text(unit: str, scope: str, command: list[str]) -> str:
-    """The drop-in file for ``unit`` (``ExecStartPre=-`` so a refusal never blocks the start)."""
-    return "\n".join([
+def dropin_text(unit: str, scope: str, command: list[str], env_file: Path | None = None) -> str:
+    """The drop-in file for ``unit`` (``ExecStartPre=-`` so a refusal never blocks the start).
+
+    ``env_file``: the session token file (:mod:`hermes_patch.session_token`),
+    loaded with ``EnvironmentFile=-`` (``-``: a missing file is no error, the
+    dashboard then draws its own token). systemd reads it before each
+    command it starts, as root, so the file can stay owner-only.
+    """
+    lines = [
         f"# hermes-patch: re-applies the dashboard patches before every start of {unit}.service",
-        f"# (installed by `hermes-patch hook install --systemd-unit {unit} --{scope}`; `hermes-patch hook uninstall` removes it)",
+        f"# (installed by `hermes-patch hook install --systemd-unit {unit} --{scope}"
+        + (" --session-token" if env_file else "") + "`; `hermes-patch hook uninstall` removes it)",
         "[Service]",
         "ExecStartPre=-" + " ".join(_systemd_quote(a) for a in command),
-    ]) + "\n"
+    ]
+    if env_file is not None:
+        lines.append("EnvironmentFile=-" + _systemd_quote(str(env_file)))
+    return "\n".join(lines) + "\n"
 
 
 def _reload(scope: str) -> str:
@@ -216,11 +226,14 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def install(app: Any, unit: str | None = None, scope: str = "user", unit_directory: Path | None = None) -> list[str]:
+def install(app: Any, unit: str | None = None, scope: str = "user", unit_directory: Path | None = None, session_token: Path | None = None) -> list[str]:
     """Install what fits the target; return one line per thing done (for people).
 
     Args:
         unit: ``--systemd-unit``: also write a drop-in for this unit.
+        session_token: ``--session-token``: keep the dashboard's session token
+            in this owner-only file (created when missing, see
+            :mod:`hermes_patch.session_token`); the drop-in loads it.
         scope: ``user`` or ``system`` (which systemd manager owns the unit).
         unit_directory: ``--unit-dir``: write the drop-in below this folder.
 
@@ -233,7 +246,8 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
     """
     target = app.target
     root = gitint.repo_root(target)
-    if root is None and unit is None:
+    token = session_token_prepare(session_token)
+    if root is None and unit is None and token is None:
         how = "a git checkout" if target.install_method == "git" else f"a {target.install_method} install"
         raise RefusedError(
             f"{target.file} is {how}: there is no git hook to install"
@@ -276,7 +290,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             name = _unit_name(unit)
             directory = unit_dir(scope, unit_directory) / f"{name}.service.d"
             path = directory / DROPIN
-            data = dropin_text(name, scope, [*command, "--auto", f"systemd:{name}.service"]).encode()
+            data = dropin_text(name, scope, [*command, "--auto", f"systemd:{name}.service"], token.path if token else None).encode()
             rec = integ.get("systemd", {}).get(str(path))
             current = _read(path)
             if current is not None and current != data and (rec is None or _sha(current) != rec["sha256"]):
@@ -284,6 +298,8 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             entry = {"unit": name, "scope": scope, "sha256": _sha(data), "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(directory))}
             writes.append(("systemd drop-in", path, data, 0o644, entry))
         # Record first, then write: the ledger always knows what we touched.
+        if token is not None and token.created:
+            integ["session-token"] = {"path": str(token.path), "sha256": token.sha256}
         for kind, path, _data, _mode, entry in writes:
             if kind.startswith("git hook"):
                 integ.setdefault("git-hooks", {})[kind.split()[-1]] = entry
@@ -293,6 +309,8 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
         for src, dst in moves:
             os.rename(src, dst)
             done.append(f"kept the existing {src.name} hook as {dst.name}; ours runs it first")
+        if token is not None:
+            done.append(session_token_create(token))
         for kind, path, data, mode, _entry in writes:
             path.parent.mkdir(parents=True, exist_ok=True)
             before = _read(path)
@@ -313,8 +331,11 @@ def _changed(path: Path, verb: str) -> str:
     )
 
 
-def uninstall(app: Any) -> list[str]:
+def uninstall(app: Any, keep_session_token: bool = False) -> list[str]:
     """Remove exactly what :func:`install` added for this target; return one line per thing done.
+
+    The session token file is deleted too when hermes-patch created it and
+    it is unchanged, unless ``keep_session_token``.
 
     Raises:
         RefusedError: a file we installed was changed since (checked for all
@@ -322,6 +343,7 @@ def uninstall(app: Any) -> list[str]:
     """
     done: list[str] = []
     scopes: set[str] = set()
+    only_token = False
     with app.state.lock(app.key):
         ledger = app.state.load()
         record = ledger["targets"].get(app.key, {})
@@ -329,7 +351,9 @@ def uninstall(app: Any) -> list[str]:
         hooks = integ.get("git-hooks", {})
         dropins = integ.get("systemd", {})
         if not hooks and not dropins:
-            return ["nothing to uninstall: no hook is recorded for this target (`hermes-patch hook show`)"]
+            only_token = bool(integ.get("session-token"))
+            if not only_token:
+                return ["nothing to uninstall: no hook is recorded for this target (`hermes-patch hook show`)"]
         _check_records(app, hooks, dropins)
         items = [(Path(e["path"]), e) for e in hooks.values()] + [(Path(p), e) for p, e in dropins.items()]
         for path, entry in items:
@@ -357,6 +381,7 @@ def uninstall(app: Any) -> list[str]:
         integ.pop("git-hooks", None)
         integ.pop("systemd", None)
         app.state.save(ledger)
+    done += forget_session_token(app, keep_session_token, release=True)
     if hooks:
         gitint.sync(app)
         root = gitint.repo_root(app.target)
@@ -453,8 +478,12 @@ def show(app: Any) -> list[Installed]:
     for p, entry in sorted(integ.get("systemd", {}).items()):
         path = Path(p)
         data = _read(path) or b""
-        lines = tuple(line for line in data.decode("utf-8", "replace").splitlines() if line.startswith("ExecStartPre="))
+        lines = tuple(line for line in data.decode("utf-8", "replace").splitlines() if line.startswith(("ExecStartPre=", "EnvironmentFile=")))
         items.append(Installed(f"systemd drop-in ({entry['scope']} unit {entry['unit']}.service)", path, _state(path, entry), lines))
+    token = integ.get("session-token")
+    if token:
+        path = Path(token["path"])
+        items.append(Installed("session token file (owner-only; its content is never shown)", path, _state(path, token), ("HERMES_DASHBOARD_SESSION_TOKEN for the dashboard",)))
     exe = gitint.self_command()
     found = gitint.command_problem(exe)
     if found:
@@ -477,3 +506,57 @@ def _hook_lines(path: Path, entry: dict[str, Any]) -> tuple[str, ...]:
     chain = entry.get("chained")
     return tuple(runs) + ((f"runs the earlier hook first: {chain}",) if chain else ())
 
+
+
+# -- the session token file ----------------------------------------------------------------------
+
+
+def session_token_prepare(path: Path | None):
+    """Check the session token file before anything is written (None when not asked for)."""
+    if path is None:
+        return None
+    from hermes_patch import session_token
+
+    return session_token.prepare(path)
+
+
+def session_token_create(token: Any) -> str:
+    from hermes_patch import session_token
+
+    if not token.created:
+        return f"session token file: {token.path} (kept; the dashboard keeps its token)"
+    session_token.create(token)
+    return (
+        f"session token file: {token.path} (new, owner-only; systemd loads it with EnvironmentFile=, "
+        f"other supervisors with `set -a; . {token.path}; set +a` before `hermes dashboard`)"
+    )
+
+
+def forget_session_token(app: Any, keep: bool, release: bool = False) -> list[str]:
+    """Delete the session token file hermes-patch created for this target (unless ``keep``); one line per thing done.
+
+    Called by ``hook uninstall`` (``release``: a kept file is yours from
+    then on, no later command deletes it) and by a full ``revert`` (a kept
+    file stays recorded, for the drop-in that still loads it). A file
+    changed since it was created, or one hermes-patch did not create, is
+    kept.
+    """
+    from hermes_patch import session_token
+
+    if not app.record().get("integrations", {}).get("session-token"):
+        return []  # the common case: nothing recorded, nothing to lock or write
+    with app.state.lock(app.key):
+        ledger = app.state.load()
+        integ = ledger["targets"].get(app.key, {}).get("integrations", {})
+        token = integ.get("session-token")
+        if not token:
+            return []
+        if keep:
+            if release:
+                integ.pop("session-token", None)
+                app.state.save(ledger)
+            return [f"session token file {token['path']}: kept (--keep-session-token)"]
+        line = session_token.remove(Path(token["path"]), token["sha256"])
+        integ.pop("session-token", None)
+        app.state.save(ledger)
+    return [line]

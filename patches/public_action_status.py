@@ -12,6 +12,29 @@ membership is exact, so a template (``/api/actions/{name}/status``) would
 match nothing and a wildcard would open every action log. From 0.16.0 the
 set is imported from ``dashboard_auth/public_paths.py``, which the
 internet-facing OAuth gate also reads; that module is never touched.
+
+Upstream main after 0.19 (REAL_TARGETS, "After 0.19.0"): from August 2026
+``_ACTION_LOG_FILES`` is imported into web_server.py from
+``web_server_gateway.py`` and built with a ``**{name: ... for name in (...)}``
+entry; from September 2026 the status route lives in
+``web_routers/actions.py``. The table is read where it is defined (imports
+followed, or the status route's module when web_server.py does not bind
+it), and the edit still goes after web_server's own binding, which
+``auth_middleware`` tests. Without configured ``actions`` the release's own
+update and gateway-restart actions are used (forks rename them:
+``xiaoban-update``, ``fabric-update``).
+
+What it fixes, measured in real browsers (docs/update-button.md): in every
+bundle 0.14.0-0.19.0 the poll goes through the same fetch wrapper as the
+Update request and *does* send the token. It 401s when the page's token is
+gone: the dashboard was restarted (``hermes update`` stops it; a supervisor
+starts a new process with a new token) or a proxy served a cached page.
+This patch lets that page keep reading the status. It does not bring back
+the result of an action the old process started (durable-action-result
+does) nor keep the token (stable-session-token with ``hermes-patch hook
+install --session-token`` does; with that in place this patch can be
+switched off). It stays on by default because it is the only fix that needs
+no operator step.
 """
 
 from __future__ import annotations
@@ -76,9 +99,9 @@ def _strings(node: ast.expr | None) -> set[str] | None:
 
 class PublicActionStatus(Patch):
     ID = "public-action-status"
-    DESCRIPTION = "Let the dashboard's update-progress poll (/api/actions/<name>/status) through without the session token, for the configured actions only."
+    DESCRIPTION = "Let the Update progress poll (/api/actions/<name>/status) answer a page whose session token is gone (dashboard restarted, cached page), for the configured actions only; not needed with a stable token."
     VERSIONS = ">=0.13.0"
-    UPSTREAM = "hermes-agent#34227; _PUBLIC_API_PATHS literal in 0.13.0-0.15.2, imported from dashboard_auth/public_paths.py since 0.16.0"
+    UPSTREAM = "hermes-agent#34227; _PUBLIC_API_PATHS literal in 0.13.0-0.15.2, imported from dashboard_auth/public_paths.py since 0.16.0; _ACTION_LOG_FILES in web_server_gateway.py on main since Aug 2026"
     PARAMS = {
         "actions": Param(
             default=None,
@@ -248,7 +271,7 @@ class PublicActionStatus(Patch):
             return Detection(State.NOT_NEEDED, "the release already serves these status polls without the token" + fitted, notes=notes)
         return Detection(
             State.PENDING,
-            f"{len(missing)} status path(s) need the session token: {', '.join(missing)}{fitted}",
+            f"a page whose session token is gone (restarted dashboard, cached page) gets 401 on {len(missing)} status poll(s): {', '.join(missing)}{fitted}",
             sites=(Site(ws.entry, NAME, binding.first, binding.last),),
             notes=notes,
         )
@@ -262,7 +285,7 @@ class PublicActionStatus(Patch):
         if block.first != binding.last + 1:
             return Detection(State.DRIFTED, f"our block (line {block.marker}) no longer follows upstream's {NAME} binding")
         if body == render(actions, newline) and _parsed_paths(block.node) == [status_path(a) for a in actions]:
-            return Detection(State.APPLIED, f"{len(actions)} status path(s) public: {', '.join(actions)}", notes=notes)
+            return Detection(State.APPLIED, f"{len(actions)} status poll(s) answer without the token (for a page whose token is gone): {', '.join(actions)}", notes=notes)
         earlier = _strings(block.node.value.right) if isinstance(block.node, ast.Assign) and isinstance(block.node.value, ast.BinOp) else None  # type: ignore[attr-defined]
         if earlier is not None:
             old = tuple(p[len("/api/actions/"):-len("/status")] for p in _ordered_strings(block.node))

@@ -13,6 +13,13 @@ a non-loopback address (upstream's 0.16 rule, backported) or the peer is
 inside the operator's ``trusted_proxies``. The OAuth-gated mode keeps
 upstream's rule and the token check is not touched. The functions are found
 where the release keeps them, following an import into a sibling module.
+
+Upstream main after 0.19 (REAL_TARGETS, "After 0.19.0"): the rule lives in
+``web_server_chat.py`` (``_ws_client_reason`` decides, ``_ws_client_is_allowed``
+delegates); until September 2026 web_server.py re-exports both, afterwards
+only ``web_routers/chat_ws.py`` uses them (``_ws_request_is_allowed`` imported,
+``_ws_client_reason`` late-bound). When web_server.py does not import them,
+the module the WebSocket routes get them from is the one edited.
 """
 
 from __future__ import annotations
@@ -142,7 +149,7 @@ class RelaxWsPeerCheck(Patch):
     ID = "relax-ws-peer-check"
     DESCRIPTION = "Accept WebSocket peers from a non-loopback bind (0.16 rule, backported) or from trusted_proxies; token check unchanged."
     VERSIONS = ">=0.13.0"
-    UPSTREAM = "hermes-agent#34227, hermes-agent#18415; non-loopback-bind rule and _ws_client_reason since 0.16.0"
+    UPSTREAM = "hermes-agent#34227, hermes-agent#18415; non-loopback-bind rule and _ws_client_reason since 0.16.0; in web_server_chat.py on main since Aug 2026"
     PARAMS = {
         "trusted_proxies": Param(default=(), parse=_parse_proxies, doc="CIDRs of reverse proxies whose WebSocket connections are accepted on a loopback bind"),
         "allow_catch_all": Param(default=False, parse=lambda v: _bool(v), doc="allow 0.0.0.0/0 or ::/0 in trusted_proxies (trusts every peer; off by default)"),

@@ -172,8 +172,17 @@ def copy_real(version: str, dest: Path) -> Path:
         shutil.copytree(dist, dest / dist.name)
     return dest
 
-# The catalog's patches that need configuration and are not-needed by default.
-UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed"}
+# The catalog's patches that are not-needed on our miniatures (fixtures/releases) with the default
+# configuration: two need configuration; the miniatures keep no action handles (_ACTION_PROCS) and a
+# constant _SESSION_TOKEN. On the real releases see update_button_states().
+UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+
+
+def update_button_states(version: str, applied: bool = False) -> dict[str, str]:
+    """States of durable-action-result and stable-session-token on a real release (before or after apply)."""
+    done = "applied" if applied else "pending"
+    own_token_var = tuple(int(p) for p in version.split(".")[:2]) >= (0, 16)
+    return {"durable-action-result": done, "stable-session-token": "not-needed" if own_token_var else done}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects

@@ -9,7 +9,7 @@ from conftest import Runner, copy_fixture, tree_digest, states
 
 def test_list_prints_sorted_id_versions_description(run: Runner):
     out = run("list", check=0).stdout.splitlines()
-    assert [line.split()[0] for line in out] == ["cors-origins", "public-action-status", "relax-ws-peer-check", "trusted-hosts"]
+    assert [line.split()[0] for line in out] == ["cors-origins", "durable-action-result", "public-action-status", "relax-ws-peer-check", "stable-session-token", "trusted-hosts"]
     assert all(line.split()[1] == ">=0.13.0" for line in out)
 
 
@@ -38,7 +38,7 @@ def test_json_is_alone_on_stdout(tmp_path, run: Runner):
     proc = run("status", "--json", "--root", str(root))
     doc = json.loads(proc.stdout)
     assert doc["schema"] == 1 and doc["exit_code"] == proc.returncode == 1
-    assert states(doc) == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "not-needed", "trusted-hosts": "not-needed"}
+    assert states(doc) == {"cors-origins": "not-needed", "durable-action-result": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "not-needed", "stable-session-token": "not-needed", "trusted-hosts": "not-needed"}
 
 
 def test_human_status_lines(tmp_path, run: Runner):
@@ -46,11 +46,15 @@ def test_human_status_lines(tmp_path, run: Runner):
     out = run("status", "--root", str(root)).stdout.splitlines()
     assert out[0] == f"target {(root / 'hermes_cli/web_server.py').resolve()}"
     assert out[1].strip() == "release 0.15.2 · install file · writable · found by --root"
-    assert out[2].split()[:2] == ["cors-origins", "not-needed"]
-    assert out[3].split()[:2] == ["public-action-status", "pending"]
-    assert out[4].split()[:2] == ["relax-ws-peer-check", "pending"]
-    assert out[5].split()[:2] == ["trusted-hosts", "not-needed"]
-    assert out[-1] == "action needed: 2 not-needed, 2 pending; run `hermes-patch apply`"
+    assert [line.split()[:2] for line in out[2:8]] == [
+        ["cors-origins", "not-needed"],
+        ["durable-action-result", "not-needed"],  # the miniature keeps no action handles
+        ["public-action-status", "pending"],
+        ["relax-ws-peer-check", "pending"],
+        ["stable-session-token", "not-needed"],  # the miniature's token is a constant
+        ["trusted-hosts", "not-needed"],
+    ]
+    assert out[-1] == "action needed: 4 not-needed, 2 pending; run `hermes-patch apply`"
 
 
 def test_apply_output_and_second_apply(tmp_path, run: Runner):

@@ -17,8 +17,10 @@ from hermes_patch.errors import ConfigError, RefusedError
 from conftest import copy_fixture, tree_digest
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
-# The two catalog patches that need configuration (tests/test_hosts_patches.py covers them).
-IDLE = {"cors-origins": "not-needed", "trusted-hosts": "not-needed"}
+# The catalog patches that are not-needed on the miniatures: two need configuration
+# (tests/test_hosts_patches.py covers them); the miniatures keep no action handles and a constant
+# token (tests/test_update_button.py covers durable-action-result and stable-session-token).
+IDLE = {"cors-origins": "not-needed", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
 
 # fixture -> (default-config states, states with trusted_proxies)

@@ -10,7 +10,7 @@ import py_compile
 
 import pytest
 
-from conftest import RELEASES, Runner, copy_real, sha, states, tree_digest
+from conftest import RELEASES, Runner, copy_real, sha, states, tree_digest, update_button_states
 
 pytestmark = pytest.mark.real
 
@@ -20,7 +20,7 @@ FIXED_UPSTREAM = {"0.16.0", "0.17.0", "0.18.0", "0.18.1", "0.18.2", "0.19.0"}
 
 def expected(version: str, proxies: bool) -> dict[str, str]:
     ws = "pending" if proxies or version not in FIXED_UPSTREAM else "not-needed"
-    return {PAS: "pending", WS: ws, "cors-origins": "not-needed", "trusted-hosts": "not-needed"}
+    return {PAS: "pending", WS: ws, "cors-origins": "not-needed", "trusted-hosts": "not-needed", **update_button_states(version)}
 
 
 @pytest.fixture(params=RELEASES)
@@ -86,7 +86,7 @@ def test_revert_one_keeps_the_other(run: Runner, tmp_path):
     run("apply", "--root", str(root), check=0)
     run("revert", WS, "--root", str(root), check=0)
     code, doc = run.status("--root", str(root))
-    assert states(doc) == {**expected("0.15.2", False), PAS: "applied"} and code == 1
+    assert states(doc) == {**expected("0.15.2", False), PAS: "applied", **update_button_states("0.15.2", applied=True)} and code == 1
     run("revert", "--root", str(root), check=0)
     code, doc = run.status("--root", str(root))
     assert states(doc) == expected("0.15.2", False)

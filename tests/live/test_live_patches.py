@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import UNCONFIGURED, Runner, states
+from conftest import UNCONFIGURED, Runner, states, update_button_states
 
 from .harness import (
     PROXY_PEER,
@@ -28,6 +28,7 @@ from .harness import (
     Nginx,
     fresh_web_server,
     hermes_venv,
+    installed_version,
     http_get,
     record_digest,
     session_header_name,
@@ -119,7 +120,7 @@ def assert_proxy_refused(dash: Dashboard, nginx: Nginx) -> None:
 
 def test_before_apply_the_proxy_gets_401_and_403(venv, hermes, nginx_binary):
     with fresh_web_server(venv):
-        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "pending", "relax-ws-peer-check": "pending"}
+        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "pending", "relax-ws-peer-check": "pending", **update_button_states(installed_version(venv))}
         with behind_nginx(venv) as (dash, nginx):
             assert_proxy_refused(dash, nginx)
 
@@ -127,7 +128,7 @@ def test_before_apply_the_proxy_gets_401_and_403(venv, hermes, nginx_binary):
 def test_after_apply_the_proxy_polls_and_upgrades(venv, hermes, nginx_binary):
     with fresh_web_server(venv):
         hermes("apply")
-        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "applied", "relax-ws-peer-check": "applied"}
+        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "applied", "relax-ws-peer-check": "applied", **update_button_states(installed_version(venv), applied=True)}
         with behind_nginx(venv) as (dash, nginx):
             for action in DEFAULT_ACTIONS:
                 status, body = poll(nginx, action)
@@ -180,7 +181,7 @@ def test_after_revert_the_proxy_is_refused_again(venv, hermes, nginx_binary):
     with fresh_web_server(venv) as web_server:
         hermes("apply")
         hermes("revert")
-        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "pending", "relax-ws-peer-check": "pending"}
+        assert hermes.states() == {**UNCONFIGURED, "public-action-status": "pending", "relax-ws-peer-check": "pending", **update_button_states(installed_version(venv))}
         assert record_digest(web_server.read_bytes()) == wheel_record_hashes(venv)["hermes_cli/web_server.py"]
         with behind_nginx(venv) as (dash, nginx):
             assert_proxy_refused(dash, nginx)
