@@ -445,6 +445,8 @@ def test_a_command_in_a_user_writable_venv_is_never_stored_for_root(tmp_path, in
     exe = _user_hermes_patch(intruder)
     checkout = _root_checkout(tmp_path / "hermes-agent")
     units = tmp_path / "units"
+    units.mkdir()
+    (units / "hermes-dashboard.service").write_text("[Service]\nExecStart=/bin/true\n")  # hook install wants the unit to exist
     run = Runner(tmp_path)
     run.configure(PROXY)
     before = digest(checkout, units)
@@ -465,6 +467,9 @@ def test_quotes_dollar_and_newline_in_paths_never_become_commands(tmp_path):
     run = Runner(tmp_path)
     run.state = base / "state"
     run.configure(PROXY)
+    (tmp_path / "units").mkdir()
+    for unit in ("hermes-dashboard", "other"):  # hook install wants the unit to exist
+        (tmp_path / "units" / f"{unit}.service").write_text("[Service]\nExecStart=/bin/true\n")
     run("hook", "install", "--root", str(checkout), "--systemd-unit", "hermes-dashboard", "--unit-dir", str(tmp_path / "units"), check=0)
     dropin = next((tmp_path / "units").rglob("hermes-patch.conf")).read_text()
     directives = [line for line in dropin.splitlines() if line and not line.startswith("#")]
