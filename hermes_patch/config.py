@@ -26,7 +26,7 @@ from typing import Any
 
 from hermes_patch.errors import ConfigError
 
-__all__ = ["Config", "default_config_path", "load_config"]
+__all__ = ["Config", "default_config_path", "load_config", "config_from_bytes"]
 
 
 def default_config_path() -> Path:
@@ -103,6 +103,15 @@ def load_config(path: Path | None) -> Config:
         return Config(path=path, exists=False)
     except OSError as exc:
         raise _located(path, f"the configuration file {path} cannot be read: {exc.strerror}") from None
+    return config_from_bytes(data, path)
+
+
+def config_from_bytes(data: bytes, path: Path) -> Config:
+    """Validate configuration ``data`` as if read from ``path`` (``setup`` checks its result with it before writing).
+
+    Raises:
+        ConfigError: as :func:`load_config`.
+    """
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

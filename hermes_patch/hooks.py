@@ -148,6 +148,59 @@ def _unit_name(unit: str) -> str:
     return name
 
 
+def unit_search_path(scope: str, override: Path | None = None) -> list[Path]:
+    """Where systemd looks for unit files (systemd.unit(5), "Unit File Load Path"), ``--unit-dir`` first."""
+    env = os.environ.get
+    home = Path.home()
+    dirs = [override.expanduser().absolute()] if override is not None else []
+    if scope == "system":
+        return dirs + [Path(p) for p in ("/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient", "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")]
+    config = Path(env("XDG_CONFIG_HOME") or home / ".config").expanduser()
+    data = Path(env("XDG_DATA_HOME") or home / ".local/share").expanduser()
+    runtime = env("XDG_RUNTIME_DIR")
+    dirs += [config / "systemd/user.control", config / "systemd/user"]
+    dirs += [Path(d) / "systemd/user" for d in (env("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if d]
+    dirs += [Path("/etc/systemd/user")]
+    if runtime:
+        dirs += [Path(runtime) / "systemd/user.control", Path(runtime) / "systemd/transient", Path(runtime) / "systemd/user"]
+    dirs += [Path("/run/systemd/user"), data / "systemd/user"]
+    dirs += [Path(d) / "systemd/user" for d in (env("XDG_DATA_DIRS") or "/usr/local/share:/usr/share").split(":") if d]
+    return dirs + [Path("/usr/local/lib/systemd/user"), Path("/usr/lib/systemd/user"), Path("/lib/systemd/user")]
+
+
+def check_unit_exists(name: str, scope: str, override: Path | None = None) -> None:
+    """Refuse a unit that systemd would not find (a misspelt ``--systemd-unit``): its drop-in would never run.
+
+    Looks for ``<name>.service`` (and the template ``<prefix>@.service`` of an
+    instance) in the unit load path; where systemd runs, also asks
+    ``systemctl show -p LoadState`` (a generated or linked unit).
+
+    Raises:
+        RefusedError: no such unit; names the folders searched and the command that lists units.
+    """
+    files = [f"{name}.service"]
+    if "@" in name:
+        files.append(name.split("@", 1)[0] + "@.service")
+    path = unit_search_path(scope, override)
+    if any((d / f).exists() for d in path for f in files):
+        return
+    flag = "--user" if scope == "user" else "--system"
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        try:
+            out = subprocess.run(["systemctl", flag, "show", "-p", "LoadState", "--value", f"{name}.service"], capture_output=True, text=True, timeout=30, check=False)
+            if out.returncode == 0 and out.stdout.strip() == "loaded":
+                return
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    other = "--system" if scope == "user" else "--user"
+    shown = ", ".join(str(d) for d in path[:4]) + f" and {len(path) - 4} more" if len(path) > 4 else ", ".join(str(d) for d in path)
+    raise RefusedError(
+        f"there is no {scope} unit {name}.service (looked in {shown}), so a drop-in for it would never run. Nothing was changed. "
+        f"Check the name: `systemctl {flag} list-unit-files 'hermes*'` lists the units; a {'system' if scope == 'user' else 'user'} unit needs {other}; "
+        "create the unit first, then run `hermes-patch hook install --systemd-unit NAME` again."
+    )
+
+
 def unit_dir(scope: str, override: Path | None = None) -> Path:
     """Where unit drop-ins go: ``--unit-dir``, else ``$XDG_CONFIG_HOME/systemd/user`` (``--user``) or ``/etc/systemd/system``."""
     if override is not None:
@@ -239,6 +292,8 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             "(`hermes-patch hook install --systemd-unit NAME --user`, or --system), and updating with "
             "`hermes-patch update` instead of `hermes update`. Nothing was changed."
         )
+    if unit is not None:
+        check_unit_exists(_unit_name(unit), scope, unit_directory)
     command = apply_command(app)
     done: list[str] = []
     with app.state.lock(app.key):

@@ -28,9 +28,10 @@ from typing import Any, Iterator
 from hermes_patch.errors import StateError
 from hermes_patch.fileio import atomic_write, fault_point
 
-__all__ = ["SCHEMA", "StateDir", "default_state_dir"]
+__all__ = ["SCHEMA", "KEEP_WRITES", "StateDir", "default_state_dir"]
 
 SCHEMA = 1
+KEEP_WRITES = 5  # backups of the last KEEP_WRITES writes per target are kept; older ones are pruned
 
 
 def default_state_dir() -> Path:
@@ -146,6 +147,37 @@ class StateDir:
             return None
         return data if hashlib.sha256(data).hexdigest() == sha else None
 
+    def prune(self, ledger: dict[str, Any]) -> int:
+        """Remove backups no target needs any more; return how many were removed.
+
+        Kept: the backups of each target's last :data:`KEEP_WRITES` writes
+        (``backups``, newest last), the ``original`` and ``patched`` bytes of
+        every file the ledger knows, and everything a ``pending`` write
+        names. Call it holding :meth:`lock`; the ledger is shared by every
+        target of this state dir.
+        """
+        keep: set[str] = set()
+        for record in ledger.get("targets", {}).values():
+            for write in record.get("backups", [])[-KEEP_WRITES:]:
+                keep.update(write)
+            for entry in record.get("files", {}).values():
+                keep.update(v for k, v in entry.items() if k in ("original", "patched"))
+            for entry in record.get("pending", {}).get("files", {}).values():
+                keep.update(entry.values())
+        removed = 0
+        try:
+            names = [p for p in (self.path / "backups").iterdir()]
+        except OSError:
+            return 0
+        for path in names:
+            if len(path.name) == 64 and path.name not in keep:
+                try:
+                    path.unlink()
+                    removed += 1
+                except OSError:
+                    continue
+        return removed
+
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 120.0) -> Iterator[None]:
         """Hold the writer lock while working on target ``key``.
@@ -177,7 +209,7 @@ _COMMITTED = {
     "patches": {"*": {"params": dict, "statements": {"*": str}}},
     "snapshot": {"config_key": str, "inputs": {"*": str}, "reports": [{"id": str, "state": str, "reason": str, "enabled": bool, "notes": [str]}]},
 }
-_RECORD = {**_COMMITTED, "pending": {"kind": str, "files": {"*": {"before": str, "after": str, "original": str}}, "commit": _COMMITTED}}
+_RECORD = {**_COMMITTED, "backups": [[str]], "pending": {"kind": str, "files": {"*": {"before": str, "after": str, "original": str}}, "commit": _COMMITTED}}
 
 
 def _fits(value: Any, spec: Any, optional: bool = False) -> bool:

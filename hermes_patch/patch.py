@@ -92,7 +92,11 @@ class Detection:
         sites: statements to transform; non-empty only when ``PENDING``.
         replace: when ``PENDING`` because an earlier apply used other
             parameters, our old blocks are removed before re-applying.
-        notes: extra warnings for ``status`` (e.g. a sensitive action).
+        notes: warnings for ``status``: conditions the operator must act on
+            (a sensitive action made public, a suffix in ``hosts``); they
+            make ``status --strict`` exit 1.
+        advice: information for ``status`` that needs no action (a release
+            offering an upstream setting); never counts for ``--strict``.
         config_error: the state is ``UNKNOWN_SHAPE`` because this patch's own
             parameters are wrong or do not fit the release (``reason`` says
             how); the other patches are unaffected.
@@ -109,6 +113,7 @@ class Detection:
     notes: tuple[str, ...] = ()
     config_error: bool = False
     out_of_range: str | None = None
+    advice: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Upstream rule: in loopback / ``--insecure`` mode the WebSocket peer check
 (``_ws_client_is_allowed``; from 0.16.0 also ``_ws_client_reason``, which
-``/api/pty`` and ``/api/console`` use) accepts loopback peers only, so a
+``/api/pty`` uses, and ``/api/console`` from 0.18.1) accepts loopback peers only, so a
 proxy on another address gets HTTP 403 (hermes-agent#34227,
 hermes-agent#18415). 0.16.0 added "any peer when bound to a non-loopback
 address"; 0.13/0.14 only had that for ``0.0.0.0``/``::`` and 0.15 not at all.
@@ -275,9 +275,15 @@ class RelaxWsPeerCheck(Patch):
             )
         sites = [Site(file, LOOPBACK, a.first, a.last) for file, a in anchors.items()]
         sites += [Site(b.file, name, b.first, b.last) for name, b in found.items()]
-        who = ", ".join(f"{n}()" for n in found)
-        why = f"trusted_proxies {', '.join(proxies)}" if proxies else "the non-loopback-bind rule"
-        return Detection(State.PENDING, f"the peer check in {who} refuses proxy peers; the edit adds {why}", sites=tuple(sites))
+        why = (
+            f"peers inside trusted_proxies {', '.join(proxies)}" if proxies
+            else "any peer when the dashboard is bound to a non-loopback address (upstream's rule since 0.16)"
+        )
+        return Detection(
+            State.PENDING,
+            f"the dashboard refuses WebSocket connections (HTTP 403) from a proxy whose address is not loopback; the edit accepts {why}",
+            sites=tuple(sites),
+        )
 
     def _detect_applied(self, ws, found, anchors, blocks, proxies) -> Detection:
         helpers = {}
@@ -314,15 +320,15 @@ class RelaxWsPeerCheck(Patch):
                 f"applied with trusted_proxies [{', '.join(stale)}]; the configuration now says [{', '.join(proxies)}]",
                 replace=True,
             )
-        extra = f" and trusted_proxies {', '.join(proxies)}" if proxies else ""
-        return Detection(State.APPLIED, f"the peer check in {', '.join(f'{n}()' for n in found)} accepts a non-loopback bind{extra}")
+        extra = f", and from peers inside trusted_proxies {', '.join(proxies)}" if proxies else ""
+        return Detection(State.APPLIED, f"the dashboard accepts WebSocket connections from any peer when bound to a non-loopback address{extra}")
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
         """Peers inside trusted_proxies and any peer on a non-loopback bind are accepted; others are not.
 
         Each case is checked on the ``/api/events`` handshake and on every
         peer-check function the release has (``_ws_client_reason`` decides
-        ``/api/pty`` and ``/api/console`` from 0.16). The control is a
+        ``/api/pty`` from 0.16 and ``/api/console`` from 0.18.1). The control is a
         loopback peer on a loopback bind, which every release accepts.
         """
         found = self._functions(workspace)
