@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hermes_patch import __version__
 from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError, StateError, TargetError
-from hermes_patch.fileio import atomic_write, fault_point, read_bytes
+from hermes_patch.fileio import atomic_write, fault_point, identity, read_bytes
 from hermes_patch.source import sha256_hex
 
 if TYPE_CHECKING:
@@ -37,20 +37,33 @@ class ReportView:
     enabled: bool
     notes: tuple[str, ...] = ()
     config_error: bool = False
+    advice: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "state": self.state, "reason": self.reason, "enabled": self.enabled, "notes": list(self.notes)}
+        return {"id": self.id, "state": self.state, "reason": self.reason, "enabled": self.enabled, "notes": list(self.notes), "advice": list(self.advice)}
 
 
 @dataclass(frozen=True)
 class StatusResult:
-    """What ``status`` reports: the target, one view per patch, and notes."""
+    """What ``status`` reports: the target, one view per patch, warnings and advice.
+
+    ``notes`` are warnings (an interrupted write, a dashboard running old
+    code: something to act on; ``--strict`` counts them), ``advice`` is
+    information (no proxy setting configured yet).
+    """
 
     target: Any
     sha256: str
     reports: tuple[ReportView, ...]
     notes: tuple[str, ...] = ()
     warm: bool = False
+    advice: tuple[str, ...] = ()
+    config: Any = None
+
+    @property
+    def warnings(self) -> bool:
+        """Whether anything asks for action: a target warning or a warning of an enabled patch (``--strict``)."""
+        return bool(self.notes) or any(r.notes for r in self.reports if r.enabled)
 
     @property
     def config_errors(self) -> list[str]:
@@ -97,6 +110,7 @@ class WriteResult:
     before: tuple[ReportView, ...] = ()
     after: tuple[ReportView, ...] = ()
     files: tuple[FileChange, ...] = ()
+    pruned: int = 0
 
     @cached_property
     def diff(self) -> str:
@@ -106,7 +120,7 @@ class WriteResult:
 
 def _view(report) -> ReportView:
     d = report.detection
-    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes, d.config_error)
+    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes, d.config_error, d.advice)
 
 
 class App:
@@ -122,11 +136,18 @@ class App:
         self._file, self._python, self._root = file, python, root
         self._config_path = config_path
         self._state_dir = state_dir
+        self.pruned = 0  # backups the last write pruned
         self._allow_version = allow_version
 
     def fresh(self) -> "App":
         """A new App with the same options and nothing cached (after ``hermes update`` changed the release)."""
         return App(self._file, self._python, self._root, self._config_path, self._state_dir, self._allow_version)
+
+    def with_config(self, config) -> "App":
+        """A new App with the same options that uses ``config`` (a :class:`~hermes_patch.config.Config`) instead of reading one."""
+        app = self.fresh()
+        app.__dict__["config"] = config
+        return app
 
     # -- inputs --------------------------------------------------------------
 
@@ -177,9 +198,11 @@ class App:
 
     @cached_property
     def target(self):
-        from hermes_patch.locate import locate
+        from hermes_patch.locate import guard_target, locate
 
-        return locate(self._file, self._python, self._root)
+        target = locate(self._file, self._python, self._root)
+        guard_target(target)  # root on another user's tree: refuse before git or the interpreter run
+        return target
 
     @cached_property
     def state(self):
@@ -204,6 +227,7 @@ class App:
         blob = json.dumps(
             {
                 "tool": __version__,
+                "views": 2,  # snapshots of views without `advice` are not reused
                 "patches": [[p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}] for p, enabled in self.patches],
                 "errors": self.param_errors,
             },
@@ -247,20 +271,57 @@ class App:
         """Detect every patch; use the ledger's snapshot when nothing changed since our last write."""
         target = self.target
         record = self.record()
-        notes = list(self._record_notes(record))
+        notes = list(self._record_notes(record)) + self._gate_note()
         snap = record.get("snapshot")
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
             if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
-                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ())), bool(v.get("config_error"))) for v in snap["reports"])
+                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ())), bool(v.get("config_error")), tuple(v.get("advice", ()))) for v in snap["reports"])
                 notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
-                return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True)
+                return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True, advice=self._config_advice(), config=self.config)
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
         notes.extend(self._replaced_note(record, src.sha256, reports))
         notes.extend(self._foreign_note({name: s.data for name, s in ws.loaded().items()}))
-        return StatusResult(target, src.sha256, tuple(_view(r) for r in reports), tuple(notes))
+        return StatusResult(target, src.sha256, tuple(_view(r) for r in reports), tuple(notes), advice=self._config_advice(), config=self.config)
+
+    def _config_advice(self) -> tuple[str, ...]:
+        """Advice when no proxy setting (hosts, origins, trusted_proxies) is configured: point at ``setup``."""
+        from hermes_patch.setup import PROXY_SETTINGS, proxy_settings_configured
+
+        if proxy_settings_configured(self.config):
+            return ()
+        where = str(self.config.path) if self.config.exists else f"none: defaults ({self.config.path} does not exist)"
+        names = ", ".join(f"{key} ([patches.{pid}])" for pid, key in PROXY_SETTINGS)
+        return (
+            f"no proxy setting is configured ({names} are empty; configuration {where}). A dashboard that a browser "
+            "reaches through a reverse proxy by a public name needs them: `hermes-patch setup --url https://your.proxy.name` "
+            "writes them",
+        )
+
+    def _gate_note(self) -> list[str]:
+        """A warning when trusted-hosts or cors-origins is configured: the proxy is then the only gate.
+
+        On the bind these patches serve (loopback, or any bind without
+        upstream's OAuth/basic-auth gate) the dashboard embeds its session
+        token in the page it serves, so whoever the proxy lets through holds
+        the token and the whole dashboard (docs/threat-model.md).
+        """
+        opened = [
+            f"{p.ID} ({', '.join(p.params[key])})"
+            for p, enabled in self.patches
+            for key in {"trusted-hosts": "hosts", "cors-origins": "origins"}.get(p.ID, "").split() or []
+            if enabled and p.params.get(key)
+        ]
+        if not opened:
+            return []
+        return [
+            f"{' and '.join(opened)} let requests through your reverse proxy reach a dashboard without upstream's auth gate: "
+            "anyone the proxy lets through can read the session token from the page and gets the whole dashboard "
+            "(configuration, keys, actions); make the proxy authenticate (SSO, basic auth, tailnet ACLs) or use upstream's "
+            "auth gate where the release has one (docs/threat-model.md)"
+        ]
 
     def _foreign_note(self, files: dict[str, bytes]) -> list[str]:
         """A note for marker comments of patches the catalog does not have (a user patch no longer configured)."""
@@ -415,6 +476,7 @@ class App:
         return WriteResult(
             plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), written, dry_run, notes,
             tuple(_view(r) for r in reports), tuple(_view(r) for r in new_reports), files,
+            pruned=self.pruned if written else 0,
         )
 
     def diff(self, ids: list[str] | None = None) -> str:
@@ -449,10 +511,10 @@ class App:
         new_bytes = plan.new_bytes()
         files = record.setdefault("files", {})
         journal = {}
+        shas = []
         for name, data in new_bytes.items():
             before = plan.before[name]
-            self.state.backup(before.data)
-            self.state.backup(data)
+            shas += [self.state.backup(before.data), self.state.backup(data)]
             entry = files.get(name, {})
             if entry.get("patched") != before.sha256:
                 entry = {"original": before.sha256}  # a fresh release (or first write)
@@ -464,30 +526,36 @@ class App:
         new_ws = ws.with_edits(plan.after)
         commit = self._commit_record(new_ws, new_reports, journal)
         record["pending"] = {"kind": plan.kind, "files": journal, "commit": commit}
+        from hermes_patch.ledger import KEEP_WRITES
+
+        record["backups"] = (record.get("backups", []) + [sorted(set(shas))])[-KEEP_WRITES:]
         self.state.save(ledger)
         fault_point("after-ledger-pending")
-        written = []
+        written: list[tuple[str, Any]] = []
         try:
             for name, data in new_bytes.items():
-                atomic_write(plan.before[name].path, data)
-                written.append(name)
+                before = plan.before[name]
+                # Written only if the file is still the one we read (a concurrent upgrade is left alone).
+                now = atomic_write(before.path, data, expect=identity(before.path, before.sha256))
+                written.append((name, now))
                 fault_point("after-target-write")
             self._commit(ledger, record)
-        except TargetError as exc:  # a full disk, a vanished directory: put back what was written
-            raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data) for n in written], exc) from None
+        except TargetError as exc:  # a full disk, a file replaced meanwhile: put back what was written
+            raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data, now) for n, now in written], exc) from None
         fault_point("after-ledger-commit")
         gitint.finish_write(self, ledger, record, new_ws)
-        return tuple(plan.before[name].path for name in written)
+        self.pruned = self.state.prune(ledger)
+        return tuple(plan.before[name].path for name, _ in written)
 
-    def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes]], exc: TargetError) -> Exception:
+    def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes, Any]], exc: TargetError) -> Exception:
         """Undo a write that failed half way (files already replaced, ledger record); return the error to raise.
 
         When even that fails, the journal stays so that the next ``apply`` or
         ``revert`` completes the write, and the error says so.
         """
         try:
-            for path, data in reversed(written):
-                atomic_write(path, data)
+            for path, data, now in reversed(written):
+                atomic_write(path, data, expect=now)
             ledger["targets"][self.key] = previous
             self.state.save(ledger)
         except TargetError:
@@ -532,7 +600,7 @@ class App:
             return
         todo = {}
         for name, j in pending["files"].items():
-            path = self.target.package_dir / name
+            path = self._confined(name)
             try:
                 current = sha256_hex(read_bytes(path))
             except TargetError:
@@ -548,10 +616,35 @@ class App:
             data = self.state.read_backup(j["after"])
             if data is None:
                 raise StateError(f"the journal of an interrupted write names a backup {j['after']} that is missing from {self.state.path}/backups; the file {path} is unchanged. Remove the `pending` entry from {self.state.ledger_path} and run the command again.")
-            todo[path] = data
-        for path, data in todo.items():
-            atomic_write(path, data)
+            todo[path] = (data, identity(path, j["before"]))
+        for path, (data, expect) in todo.items():
+            atomic_write(path, data, expect=expect)
         self._commit(ledger, record)
+
+    def _confined(self, name: str) -> Path:
+        """The path of module file ``name`` of the target package, refusing any that leads out of it.
+
+        The ledger was validated on load (plain relative ``.py`` names); this
+        also refuses a name whose real path leaves the package through a link,
+        except the entry module itself (a symlinked ``web_server.py`` is
+        followed by policy, see ``--file``).
+
+        Raises:
+            StateError: the record names a file outside the package.
+        """
+        import os
+
+        package = self.target.package_dir
+        path = package / name
+        real = os.path.realpath(path)
+        inside = real.startswith(os.path.realpath(package) + os.sep)
+        if ".." in Path(name).parts or Path(name).is_absolute() or not (inside or name == self.target.entry):
+            raise StateError(
+                f"the ledger {self.state.ledger_path} names {name!r} for {package}, which is outside that package; "
+                "a record hermes-patch wrote never does, so it was forged or damaged. Nothing was changed. Move the "
+                f"ledger aside (`mv {self.state.ledger_path} {self.state.ledger_path}.bad`) and run `hermes-patch status`."
+            )
+        return path
 
 
 def owned_statements(ws, patch_id: str) -> dict[str, tuple[str, int]]:

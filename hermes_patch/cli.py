@@ -47,16 +47,41 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Group(click.Group):
-    """Catches our error hierarchy once, prints one paragraph, exits 2."""
+    """Catches our error hierarchy once, prints one paragraph, exits 2.
+
+    OS errors, a recursion too deep for the parsers and libcst's own errors
+    that escaped the modules that should have named them end the same way
+    (exit 2, one paragraph): a traceback exits 1, which CI reads as
+    "pending" (issue 13).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from hermes_patch.console import error
+
         try:
             return super().invoke(ctx)
         except HermesPatchError as exc:
-            from hermes_patch.console import error
-
             error(str(exc))
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            error(
+                f"{where}{exc.strerror or exc} (an operating-system error while hermes-patch worked; every write is atomic, "
+                "so files are either as they were or completely written). Fix the cause, then run `hermes-patch status`."
+            )
+            ctx.exit(2)
+        except (RecursionError, MemoryError) as exc:
+            error(
+                f"hermes-patch ran out of {'recursion depth' if isinstance(exc, RecursionError) else 'memory'} on an input "
+                "nested deeper than its parsers allow; nothing was written. Restore the Hermes files from the release "
+                "(`hermes update`), then run `hermes-patch status`."
+            )
+            ctx.exit(2)
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] != "libcst":
+                raise
+            error(f"libcst could not handle the target ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); nothing was written. Run `hermes-patch status`, and report the file's shape.")
+            ctx.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,13 +119,16 @@ def _default_text(default: Any) -> str:
 
 @cli.command()
 @target_options
-@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON document on stdout (nothing else there).")
-@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too (sensitive actions, notes).")
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON document on stdout (nothing else there; an error document on failure).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (a sensitive action made public, a suffix in hosts, a dashboard running old code); advice never counts.")
 def status(app, as_json: bool, strict: bool) -> None:
     """Show each patch's state: applied, pending, not-needed, unknown-shape, drifted."""
-    from hermes_patch import gitint
+    from hermes_patch import report
+    from hermes_patch.status import build_status
 
-    result = gitint.with_status_notes(app, app.status())
+
+    with report.machine_errors("status", as_json):
+        result = build_status(app)
     sys.exit(_print_status(result, as_json, strict))
 
 
@@ -110,44 +138,28 @@ def _print_status(result, as_json: bool, strict: bool) -> int:
     A patch whose parameters are wrong is bad input: its paragraph goes to
     stderr and the exit code is 2. ``--json`` still prints the whole
     document (that patch ``unknown-shape``, the others as detected); the
-    table is left out, as for every other error.
+    table is left out, as for every other error. Warnings make ``--strict``
+    exit 1; advice never does.
     """
+    from hermes_patch.status import status_document
+
     code = result.exit_code
-    if strict and code == 0 and (result.notes or any(r.notes for r in result.reports if r.enabled)):
+    if strict and code == 0 and result.warnings:
         code = 1
     if result.config_errors:
         if as_json:
-            click.echo(json.dumps(_status_doc(result, 2), indent=2, sort_keys=True))
+            click.echo(json.dumps(status_document(result, 2), indent=2, sort_keys=True))
         from hermes_patch.console import error
 
         error(" ".join(result.config_errors))
         return 2
     if as_json:
-        click.echo(json.dumps(_status_doc(result, code), indent=2, sort_keys=True))
+        click.echo(json.dumps(status_document(result, code), indent=2, sort_keys=True))
     else:
         from hermes_patch.console import print_status
 
         print_status(result)
     return code
-
-
-def _status_doc(result, code: int) -> dict[str, Any]:
-    """The ``status --json`` document (docs/status-schema.json) of ``result``."""
-    t = result.target
-    return {
-        "schema": JSON_SCHEMA,
-        "target": {
-            "file": str(t.file),
-            "version": t.version,
-            "install_method": t.install_method,
-            "sha256": result.sha256,
-            "writable": t.writable,
-            "found_by": t.found_by,
-        },
-        "patches": [r.to_json() for r in result.reports],
-        "notes": list(result.notes),
-        "exit_code": code,
-    }
 
 
 @cli.command()
@@ -177,13 +189,15 @@ def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: boo
 @click.option("--auto", "auto", metavar="SOURCE", hidden=True, help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.")
 @click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
 @click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
-def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None, check: bool, as_json: bool) -> None:
-    """Apply the pending patches (all enabled ones, or IDS)."""
+@click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails; the patches stay written).")
+def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None, check: bool, as_json: bool, restart: bool) -> None:
+    """Apply the pending patches (all enabled ones, or IDS), then say which running dashboard to restart."""
     from hermes_patch import gitint, report
     from hermes_patch.console import note, print_write
 
     app._allow_version = app._allow_version or allow_version
     notes: list[str] = []
+    restarted = True
     with report.machine_errors("apply", as_json, check):
         try:
             result = app.apply(list(ids) or None, dry_run=dry_run or check)
@@ -198,9 +212,31 @@ def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, all
         if not (dry_run or check):
             gitint.sync(app)
             _offer_stash_drop(app, drop_stash, notes.append if as_json else note, interactive=not as_json)
+            restarted = _after_write(app, result, restart, notes.append if as_json else None)
         if as_json:
             report.emit(report.write_document("apply", app, result, check, notes))
-    sys.exit(report.write_exit_code(result, check))
+    sys.exit(report.write_exit_code(result, check) if restarted else 2)
+
+
+def _after_write(app, result, restart: bool, sink: Callable[[str], None] | None = None) -> bool:
+    """After a write: which dashboards run the old code and how to restart them (``--restart``: do it).
+
+    Lines go to stdout, or to ``sink`` (the JSON document's notes). Returns
+    False when a requested ``systemctl`` restart failed.
+    """
+    if not result.written and not restart:
+        return True
+    from hermes_patch.restart import after_write
+
+    lines, ok = after_write(app, restart)
+    if sink is not None:
+        for line in lines:
+            sink(line)
+    else:
+        from hermes_patch.console import print_lines
+
+        print_lines(lines)
+    return ok
 
 
 def _auto_refused(app, source: str, exc: Exception) -> None:
@@ -253,11 +289,14 @@ def diff(app, ids: tuple[str, ...]) -> None:
 @click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
 @click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
 @click.option("--keep-session-token", is_flag=True, help="Keep the session token file `hook install --session-token` created (a full revert deletes it).")
-def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool, keep_session_token: bool) -> None:
+@click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails).")
+def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool, keep_session_token: bool, restart: bool) -> None:
     """Undo our edits (all patches, or IDS); byte-identical when nothing else changed."""
     from hermes_patch import report
     from hermes_patch.console import print_write
 
+    notes: list[str] = []
+    restarted = True
     with report.machine_errors("revert", as_json, check):
         result = app.revert(list(ids) or None, force=force, dry_run=dry_run or check)
         if check:
@@ -273,9 +312,29 @@ def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, a
 
                 for line in forget_session_token(app, keep_session_token):
                     click.echo(line, err=as_json)  # stdout holds only the JSON document with --json
+            restarted = _after_write(app, result, restart, notes.append if as_json else None)
         if as_json:
-            report.emit(report.write_document("revert", app, result, check))
-    sys.exit(report.write_exit_code(result, check))
+            report.emit(report.write_document("revert", app, result, check, notes))
+    sys.exit(report.write_exit_code(result, check) if restarted else 2)
+
+
+@cli.command()
+@target_options
+@click.option("--url", metavar="URL", help="The dashboard's public URL, as typed in the browser (https://hermes.example.com).")
+@click.option("--proxy-address", "proxy_addresses", metavar="ADDR", multiple=True, help="The proxy's address as the dashboard sees it, when the proxy runs on another host (an IP or a CIDR; repeatable).")
+@click.option("--yes", "-y", is_flag=True, help="Write without asking (on a terminal).")
+@click.option("--dry-run", is_flag=True, help="Show the configuration change and the resulting states; write nothing.")
+def setup(app, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry_run: bool) -> None:
+    """Write the proxy settings (hosts, origins, trusted_proxies) from the dashboard's public URL.
+
+    Asks on a terminal; scripts pass --url (and --proxy-address). Adds to the
+    configuration file (every other key and comment kept), validates it as
+    `status` will read it, shows the resulting states and what `apply`
+    would write, then writes the file atomically, owner-only.
+    """
+    from hermes_patch.setup import run_setup
+
+    sys.exit(run_setup(app, url, list(proxy_addresses), yes, dry_run))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

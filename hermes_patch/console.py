@@ -64,11 +64,10 @@ def print_lines(lines: list[str]) -> None:
 def print_installed(items: list[Any], target: Any) -> None:
     """``hook show``: each installed piece, its file, its state, and what it holds."""
     console = _console()
-    if not items:
+    if not [i for i in items if i.kind != "command path"]:
         console.print(f"nothing installed for {_escape(str(target.file))}; `hermes-patch hook install` installs what fits")
-        return
     for item in items:
-        style = "green" if item.state == "installed" else "red"
+        style = "green" if item.state in ("installed", "trusted") else "red"
         console.print(f"{_escape(item.kind)}: {_escape(str(item.path))} [{style}]({item.state})[/]")
         for line in item.lines:
             console.print(f"    {_escape(line)}")
@@ -98,6 +97,9 @@ def print_status(result: Any) -> None:
     console = _console()
     console.print(f"[bold]target[/] {_escape(str(result.target.file))}")
     console.print(f"       {_escape(describe_target(result.target))}")
+    config = getattr(result, "config", None)
+    if config is not None:
+        console.print(f"[bold]config[/] {_escape(str(config.path)) if config.exists else 'none: defaults (' + _escape(str(config.path)) + ' does not exist)'}")
     width = max((len(r.id) for r in result.reports), default=0)
     for r in result.reports:
         state = f"[{_STYLE.get(r.state, '')}]{r.state:<13}[/]"
@@ -105,8 +107,12 @@ def print_status(result: Any) -> None:
         console.print(f"{r.id:<{width}}  {state}  {_escape(r.reason)}{off}")
         for note in r.notes:
             console.print(f"{'':<{width}}  [yellow]{'warning':<13}[/]  {_escape(note)}")
+        for advice in getattr(r, "advice", ()):
+            console.print(f"{'':<{width}}  [cyan]{'note':<13}[/]  {_escape(advice)}")
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {_escape(note)}")
+        console.print(f"[yellow]warning:[/] {_escape(note)}")
+    for advice in getattr(result, "advice", ()):
+        console.print(f"[cyan]note:[/] {_escape(advice)}")
     console.print(_summary(result))
 
 
@@ -182,6 +188,10 @@ def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
     files = ", ".join(str(p) for p in result.written)
     past = {"apply": "applied", "revert": "reverted"}[verb]
     console.print(f"[green]{past}[/] {', '.join(result.patch_ids)} → {_escape(files)}")
+    if getattr(result, "pruned", 0):
+        from hermes_patch.ledger import KEEP_WRITES
+
+        console.print(f"pruned {result.pruned} old backup(s): the backups of the last {KEEP_WRITES} writes per target are kept")
 
 
 def print_verify(result: Any) -> None:

@@ -77,12 +77,28 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def apply_command(app: Any) -> list[str]:
-    """``hermes-patch apply`` for this target, state dir and configuration, as an argv list."""
+def apply_command(app: Any, where: str = "a git hook or systemd drop-in") -> list[str]:
+    """``hermes-patch apply`` for this target, state dir and configuration, as an argv list.
+
+    Raises:
+        RefusedError: the hermes-patch that runs now is not safe to store
+            (:func:`hermes_patch.gitint.stored_command`), or a path holds a
+            newline or another control character.
+    """
+    from hermes_patch.trust import CONTROL_CHARS
+
     t = app.target
-    where = ["--root", str(t.root)] if t.root is not None else ["--file", str(t.file)]
+    where_args = ["--root", str(t.root)] if t.root is not None else ["--file", str(t.file)]
     config = ["--config", str(app.config.path)] if app.config.exists else []
-    return [*gitint.self_command(), "apply", *where, "--state-dir", str(app.state.path), *config]
+    command = [*gitint.stored_command(where), "apply", *where_args, "--state-dir", str(app.state.path), *config]
+    for arg in command:
+        if set(arg) & CONTROL_CHARS:
+            raise RefusedError(
+                f"the path {arg!r} contains a newline or another control character; written into {where} it could "
+                "start a new shell line or systemd directive. Nothing was changed. Move it to a path without one and "
+                "run `hermes-patch hook install` again."
+            )
+    return command
 
 
 # -- git hooks ---------------------------------------------------------------------------------
@@ -107,10 +123,11 @@ def hook_script(name: str, command: list[str], chained: bool) -> str:
     if chained:
         prev = f'"$(dirname "$0")/{name}{CHAIN_SUFFIX}"'
         lines += [f"if [ -x {prev} ]; then", f'    {prev} "$@"', "    status=$?", "fi"]
+    message = shlex.quote(f"hermes-patch: the dashboard patches were not re-applied; see: {status_cmd}")
     run = [
         f"if [ -x {shlex.quote(command[0])} ]; then",
         f"    {cmd} </dev/null >&2 ||",
-        f'        echo "hermes-patch: the dashboard patches were not re-applied; see: {status_cmd}" >&2',
+        f"        echo {message} >&2",  # one quoted word: nothing in a path is expanded
         "fi",
     ]
     if name == "post-checkout":  # $3 = 1: a branch checkout (not `git checkout -- FILE`); $1 != $2: HEAD moved
@@ -146,6 +163,59 @@ def _unit_name(unit: str) -> str:
     if not name or not _UNIT_RE.match(name):
         raise RefusedError(f"{unit!r} is not a systemd unit name. Pass the name of the unit that runs `hermes dashboard`, e.g. --systemd-unit hermes-dashboard (see `systemctl --user list-units 'hermes*'`).")
     return name
+
+
+def unit_search_path(scope: str, override: Path | None = None) -> list[Path]:
+    """Where systemd looks for unit files (systemd.unit(5), "Unit File Load Path"), ``--unit-dir`` first."""
+    env = os.environ.get
+    home = Path.home()
+    dirs = [override.expanduser().absolute()] if override is not None else []
+    if scope == "system":
+        return dirs + [Path(p) for p in ("/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient", "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")]
+    config = Path(env("XDG_CONFIG_HOME") or home / ".config").expanduser()
+    data = Path(env("XDG_DATA_HOME") or home / ".local/share").expanduser()
+    runtime = env("XDG_RUNTIME_DIR")
+    dirs += [config / "systemd/user.control", config / "systemd/user"]
+    dirs += [Path(d) / "systemd/user" for d in (env("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if d]
+    dirs += [Path("/etc/systemd/user")]
+    if runtime:
+        dirs += [Path(runtime) / "systemd/user.control", Path(runtime) / "systemd/transient", Path(runtime) / "systemd/user"]
+    dirs += [Path("/run/systemd/user"), data / "systemd/user"]
+    dirs += [Path(d) / "systemd/user" for d in (env("XDG_DATA_DIRS") or "/usr/local/share:/usr/share").split(":") if d]
+    return dirs + [Path("/usr/local/lib/systemd/user"), Path("/usr/lib/systemd/user"), Path("/lib/systemd/user")]
+
+
+def check_unit_exists(name: str, scope: str, override: Path | None = None) -> None:
+    """Refuse a unit that systemd would not find (a misspelt ``--systemd-unit``): its drop-in would never run.
+
+    Looks for ``<name>.service`` (and the template ``<prefix>@.service`` of an
+    instance) in the unit load path; where systemd runs, also asks
+    ``systemctl show -p LoadState`` (a generated or linked unit).
+
+    Raises:
+        RefusedError: no such unit; names the folders searched and the command that lists units.
+    """
+    files = [f"{name}.service"]
+    if "@" in name:
+        files.append(name.split("@", 1)[0] + "@.service")
+    path = unit_search_path(scope, override)
+    if any((d / f).exists() for d in path for f in files):
+        return
+    flag = "--user" if scope == "user" else "--system"
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        try:
+            out = subprocess.run(["systemctl", flag, "show", "-p", "LoadState", "--value", f"{name}.service"], capture_output=True, text=True, timeout=30, check=False)
+            if out.returncode == 0 and out.stdout.strip() == "loaded":
+                return
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    other = "--system" if scope == "user" else "--user"
+    shown = ", ".join(str(d) for d in path[:4]) + f" and {len(path) - 4} more" if len(path) > 4 else ", ".join(str(d) for d in path)
+    raise RefusedError(
+        f"there is no {scope} unit {name}.service (looked in {shown}), so a drop-in for it would never run. Nothing was changed. "
+        f"Check the name: `systemctl {flag} list-unit-files 'hermes*'` lists the units; a {'system' if scope == 'user' else 'user'} unit needs {other}; "
+        "create the unit first, then run `hermes-patch hook install --systemd-unit NAME` again."
+    )
 
 
 def unit_dir(scope: str, override: Path | None = None) -> Path:
@@ -203,9 +273,9 @@ def _reload(scope: str) -> str:
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
-    if _read(path) == data and (path.stat().st_mode & 0o777) == mode:
+    if not path.is_symlink() and _read(path) == data and (path.stat().st_mode & 0o777) == mode:
         return
-    atomic_write(path, data)
+    atomic_write(path, data, mode, follow=False)  # a link there is replaced, never written through
     os.chmod(path, mode)
 
 
@@ -239,7 +309,9 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             "(`hermes-patch hook install --systemd-unit NAME --user`, or --system), and updating with "
             "`hermes-patch update` instead of `hermes update`. Nothing was changed."
         )
-    command = apply_command(app)
+    if unit is not None:
+        check_unit_exists(_unit_name(unit), scope, unit_directory)
+    command = apply_command(app, "a systemd drop-in" if root is None else "git hooks")
     done: list[str] = []
     with app.state.lock(app.key):
         ledger = app.state.load()
@@ -337,6 +409,7 @@ def uninstall(app: Any, keep_session_token: bool = False) -> list[str]:
             only_token = bool(integ.get("session-token"))
             if not only_token:
                 return ["nothing to uninstall: no hook is recorded for this target (`hermes-patch hook show`)"]
+        _check_records(app, hooks, dropins)
         items = [(Path(e["path"]), e) for e in hooks.values()] + [(Path(p), e) for p, e in dropins.items()]
         for path, entry in items:
             current = _read(path)
@@ -373,6 +446,56 @@ def uninstall(app: Any, keep_session_token: bool = False) -> list[str]:
     for scope in sorted(scopes):
         done.append(_reload(scope))
     return done
+
+
+def _check_records(app: Any, hooks: dict[str, Any], dropins: dict[str, Any]) -> None:
+    """Refuse records that name files ``hook install`` never writes (a forged or damaged ledger).
+
+    A git hook record must name ``<hooks dir>/<post-merge|post-checkout>`` of
+    this checkout (its chained hook ``<that>.pre-hermes-patch``); a drop-in
+    record ``<dir>/<unit>.service.d/hermes-patch.conf``; the folders they
+    created must be that file's folder and those above it.
+
+    Raises:
+        StateError: naming the ledger and the record; nothing was changed.
+    """
+    from hermes_patch.errors import StateError
+
+    root = gitint.repo_root(app.target)
+    hooks_dir = gitint.git_path(root, "hooks") if root is not None and hooks else None
+
+    def refuse(what: str, where: Any) -> StateError:
+        ledger = app.state.ledger_path
+        return StateError(
+            f"the ledger {ledger} records {what} at {where!r}, which is not a file `hermes-patch hook install` writes "
+            "for this target; a record hermes-patch wrote never does, so it was forged or damaged. Nothing was "
+            f"changed. Move the ledger aside (`mv {ledger} {ledger}.bad`) and run `hermes-patch hook show`."
+        )
+
+    def ancestors_ok(entry: dict[str, Any], folder: Path) -> bool:
+        allowed = {str(d) for d in [folder, *folder.parents][:-1]}
+        dirs = entry.get("created_dirs", [])
+        return isinstance(dirs, list) and all(isinstance(d, str) and d in allowed for d in dirs)
+
+    for name, entry in hooks.items():
+        expected = hooks_dir / name if hooks_dir is not None and name in GIT_HOOKS else None
+        if expected is None or not isinstance(entry, dict) or entry.get("path") != str(expected):
+            raise refuse(f"the git hook {name}", entry.get("path") if isinstance(entry, dict) else entry)
+        if entry.get("chained") not in (None, str(expected) + CHAIN_SUFFIX):
+            raise refuse(f"the earlier git hook of {name}", entry.get("chained"))
+        if not ancestors_ok(entry, expected.parent) or not isinstance(entry.get("sha256"), str):
+            raise refuse(f"the folders created for the git hook {name}", entry.get("created_dirs"))
+    for p, entry in dropins.items():
+        path = Path(p)
+        unit = entry.get("unit") if isinstance(entry, dict) else None
+        if (
+            not isinstance(unit, str) or not _UNIT_RE.match(unit) or not path.is_absolute()
+            or path.name != DROPIN or path.parent.name != f"{unit}.service.d" or entry.get("scope") not in ("user", "system")
+            or ".." in path.parts or not isinstance(entry.get("sha256"), str)
+        ):
+            raise refuse("a systemd drop-in", p)
+        if not ancestors_ok(entry, path.parent):
+            raise refuse("the folders created for a systemd drop-in", entry.get("created_dirs"))
 
 
 def _missing_dirs(directory: Path) -> list[str]:
@@ -416,6 +539,12 @@ def show(app: Any) -> list[Installed]:
     if token:
         path = Path(token["path"])
         items.append(Installed("session token file (owner-only; its content is never shown)", path, _state(path, token), ("HERMES_DASHBOARD_SESSION_TOKEN for the dashboard",)))
+    exe = gitint.self_command()
+    found = gitint.command_problem(exe)
+    if found:
+        items.append(Installed("command path", Path(exe[0]), "refused", (f"{found[0]}; `hook install` (and apply on a git install) will not store it",)))
+    else:
+        items.append(Installed("command path", Path(exe[0]), "trusted", ("owned by root or the running user, not group- or world-writable: safe to store in hooks, the git filter and drop-ins",)))
     return items
 
 

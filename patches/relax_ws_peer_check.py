@@ -2,7 +2,7 @@
 
 Upstream rule: in loopback / ``--insecure`` mode the WebSocket peer check
 (``_ws_client_is_allowed``; from 0.16.0 also ``_ws_client_reason``, which
-``/api/pty`` and ``/api/console`` use) accepts loopback peers only, so a
+``/api/pty`` uses, and ``/api/console`` from 0.18.1) accepts loopback peers only, so a
 proxy on another address gets HTTP 403 (hermes-agent#34227,
 hermes-agent#18415). 0.16.0 added "any peer when bound to a non-loopback
 address"; 0.13/0.14 only had that for ``0.0.0.0``/``::`` and 0.15 not at all.
@@ -29,7 +29,7 @@ import ipaddress
 from typing import Any
 
 from hermes_patch.engine import blocks_of
-from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State, py_str
 from hermes_patch.source import walk
 from hermes_patch.workspace import Binding, Workspace
 
@@ -52,6 +52,8 @@ def _parse_proxies(value: Any) -> tuple[str, ...]:
         raise ValueError('must be a list of CIDRs, e.g. ["127.0.0.5/32"]')
     out = []
     for text in value:
+        if "%" in text:  # ipaddress takes fe80::1%<anything> as a scope id, quotes and newlines included
+            raise ValueError(f"{text!r}: a zone id (%...) is not accepted; a peer address never carries one, write the network alone, e.g. \"fe80::/64\"")
         try:
             net = ipaddress.ip_network(text.strip(), strict=True)
         except ValueError as exc:
@@ -73,7 +75,7 @@ def _parse_proxies(value: Any) -> tuple[str, ...]:
 def render_helper(proxies: tuple[str, ...], unit: str, newline: str) -> str:
     """The module-level helper (two blank lines, marker, def) with indent ``unit``."""
     i, ii = unit, unit * 2
-    literal = "(" + ", ".join(f'"{p}"' for p in proxies) + ("," if len(proxies) == 1 else "") + ")"
+    literal = "(" + ", ".join(py_str(p) for p in proxies) + ("," if len(proxies) == 1 else "") + ")"
     lines = [
         "",
         "",
@@ -275,9 +277,15 @@ class RelaxWsPeerCheck(Patch):
             )
         sites = [Site(file, LOOPBACK, a.first, a.last) for file, a in anchors.items()]
         sites += [Site(b.file, name, b.first, b.last) for name, b in found.items()]
-        who = ", ".join(f"{n}()" for n in found)
-        why = f"trusted_proxies {', '.join(proxies)}" if proxies else "the non-loopback-bind rule"
-        return Detection(State.PENDING, f"the peer check in {who} refuses proxy peers; the edit adds {why}", sites=tuple(sites))
+        why = (
+            f"peers inside trusted_proxies {', '.join(proxies)}" if proxies
+            else "any peer when the dashboard is bound to a non-loopback address (upstream's rule since 0.16)"
+        )
+        return Detection(
+            State.PENDING,
+            f"the dashboard refuses WebSocket connections (HTTP 403) from a proxy whose address is not loopback; the edit accepts {why}",
+            sites=tuple(sites),
+        )
 
     def _detect_applied(self, ws, found, anchors, blocks, proxies) -> Detection:
         helpers = {}
@@ -301,7 +309,8 @@ class RelaxWsPeerCheck(Patch):
             if len(helper) != 1 or helper[0].first != anchor.last + 1:
                 return Detection(State.DRIFTED, f"the {HELPER} helper no longer follows {LOOPBACK} in {file}")
             body = src.lines(helper[0].first, helper[0].last)
-            if body == render_helper(proxies, helpers[file], src.newline):
+            # Applied means the text we render *and* the values Python parses from it are the configured ones.
+            if body == render_helper(proxies, helpers[file], src.newline) and _proxies_of(helper[0].node) == proxies:
                 continue
             old = _proxies_of(helper[0].node)
             if old is not None and body == render_helper(old, helpers[file], src.newline):
@@ -314,15 +323,15 @@ class RelaxWsPeerCheck(Patch):
                 f"applied with trusted_proxies [{', '.join(stale)}]; the configuration now says [{', '.join(proxies)}]",
                 replace=True,
             )
-        extra = f" and trusted_proxies {', '.join(proxies)}" if proxies else ""
-        return Detection(State.APPLIED, f"the peer check in {', '.join(f'{n}()' for n in found)} accepts a non-loopback bind{extra}")
+        extra = f", and from peers inside trusted_proxies {', '.join(proxies)}" if proxies else ""
+        return Detection(State.APPLIED, f"the dashboard accepts WebSocket connections from any peer when bound to a non-loopback address{extra}")
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
         """Peers inside trusted_proxies and any peer on a non-loopback bind are accepted; others are not.
 
         Each case is checked on the ``/api/events`` handshake and on every
         peer-check function the release has (``_ws_client_reason`` decides
-        ``/api/pty`` and ``/api/console`` from 0.16). The control is a
+        ``/api/pty`` from 0.16 and ``/api/console`` from 0.18.1). The control is a
         loopback peer on a loopback bind, which every release accepts.
         """
         found = self._functions(workspace)

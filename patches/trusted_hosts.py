@@ -49,7 +49,7 @@ from typing import Any
 
 from hermes_patch.engine import blocks_of
 from hermes_patch.hostnames import parse_host
-from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State, py_str
 from hermes_patch.workspace import Binding, Workspace
 
 FUNCTION = "_is_accepted_host"
@@ -119,7 +119,7 @@ def render_guard(param: str, unit: str, newline: str) -> str:
 
 
 def _tuple(items: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f'"{s}"' for s in items) + ("," if len(items) == 1 else "") + ")"
+    return "(" + ", ".join(py_str(s) for s in items) + ("," if len(items) == 1 else "") + ")"
 
 
 def _unit(ws: Workspace, binding: Binding) -> str:
@@ -170,7 +170,7 @@ class TrustedHosts(Patch):
         "hosts": Param(
             default=(),
             parse=_parse_hosts,
-            doc="host names (or IPs) the browser uses to reach the proxy; a leading dot (.ts.net) trusts every name below it",
+            doc="host names (or IPs) the browser uses to reach the proxy; a leading dot (.tail1234.ts.net) trusts every name below it; public suffixes (.co.uk, .ts.net) are refused",
         )
     }
 
@@ -212,23 +212,26 @@ class TrustedHosts(Patch):
             return f"nothing calls {FUNCTION}(): the Host check moved somewhere this patch does not know"
         return callers
 
-    def _notes(self, ws: Workspace, hosts: tuple[str, ...]) -> tuple[str, ...]:
-        notes = []
-        if ws.binding(PUBLIC_URL_FUNCTION, PUBLIC_URL_MODULE):
-            notes.append(
-                "this release offers dashboard.public_url (or HERMES_DASHBOARD_PUBLIC_URL), upstream's setting for a dashboard "
-                "behind a reverse proxy: prefer `hermes dashboard --host 0.0.0.0` with the auth gate (OAuth or "
-                "dashboard.basic_auth) and public_url set to the proxy's URL, which needs no Host allowlist. public_url only "
-                f"builds the OAuth callback URLs and does not widen {FUNCTION}(), so a loopback-bound dashboard behind a "
-                "proxy still needs this patch"
-            )
+    def _advice(self, ws: Workspace) -> tuple[str, ...]:
+        """Information, not a warning: the release offers upstream's own route (0.16+)."""
+        if not ws.binding(PUBLIC_URL_FUNCTION, PUBLIC_URL_MODULE):
+            return ()
+        return (
+            "this release offers dashboard.public_url (or HERMES_DASHBOARD_PUBLIC_URL), upstream's setting for a dashboard "
+            "behind a reverse proxy: `hermes dashboard --host 0.0.0.0` with the auth gate (OAuth or dashboard.basic_auth) "
+            "and public_url set to the proxy's URL needs no Host allowlist. public_url only builds the OAuth callback "
+            "URLs and does not widen the Host check, so a loopback-bound dashboard behind a proxy still needs this patch",
+        )
+
+    def _notes(self, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """Warnings the operator must act on: a suffix in ``hosts`` (counts for ``status --strict``)."""
         suffixes = [h for h in hosts if h.startswith(".")]
-        if suffixes:
-            notes.append(
-                f"hosts includes {', '.join(suffixes)}: every name below it passes the DNS-rebinding defence, including names "
-                "other people control; list exact names where you can"
-            )
-        return tuple(notes)
+        if not suffixes:
+            return ()
+        return (
+            f"hosts includes {', '.join(suffixes)}: every name below it passes the DNS-rebinding defence, including names "
+            "other people control; list exact names where you can",
+        )
 
     def detect(self, ws: Workspace) -> Detection:
         fn = self._function(ws)
@@ -238,33 +241,38 @@ class TrustedHosts(Patch):
         if isinstance(callers, str):
             return Detection(State.UNKNOWN_SHAPE, callers)
         hosts: tuple[str, ...] = self.params["hosts"]
-        notes = self._notes(ws, hosts)
-        used_by = ", ".join(f"{c}()" for c in callers)
-        if not any(g in callers for g in WS_GUARDS):
-            used_by += "; this release has no WebSocket Host/Origin guard"
+        notes = self._notes(hosts)
+        advice = self._advice(ws) if hosts else ()
+        ws_guard = any(g in callers for g in WS_GUARDS)
         blocks = blocks_of(ws, self.ID, [fn.file]).get(fn.file, [])
         if blocks:
-            return self._detect_applied(ws, fn, blocks, hosts, used_by, notes)
+            return self._detect_applied(ws, fn, blocks, hosts, ws_guard, notes, advice)
         if not hosts:
             # A reason, not a note: nothing is wrong, so `status --strict` must stay 0.
             upstream = (
                 "; this release also offers dashboard.public_url, upstream's setting for a proxied dashboard "
                 "(with --host 0.0.0.0 and the auth gate), prefer it where you can"
-                if notes else ""
+                if self._advice(ws) else ""
             )
             return Detection(
                 State.NOT_NEEDED,
                 f"no hosts configured, nothing to do; to accept your proxy's name add hosts = [\"proxy.example\"] "
                 f"under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`{upstream}",
             )
+        refused = (
+            "the dashboard answers 400 (Invalid Host header) to a browser that reaches it by any name but its bound "
+            "interface's"
+            + (", and refuses its WebSocket upgrades when the Origin names another host" if ws_guard else "")
+        )
         return Detection(
             State.PENDING,
-            f"{FUNCTION}() (used by {used_by}) refuses every name but the bound interface's; the edit also accepts {', '.join(hosts)}",
+            f"{refused}; the edit also accepts {', '.join(hosts)}",
             sites=(Site(fn.file, FUNCTION, fn.first, fn.last), Site(fn.file, HELPER, fn.first, fn.last)),
             notes=notes,
+            advice=advice,
         )
 
-    def _detect_applied(self, ws, fn, blocks, hosts, used_by, notes) -> Detection:
+    def _detect_applied(self, ws, fn, blocks, hosts, ws_guard, notes, advice) -> Detection:
         src = ws.source(fn.file)
         guards = [b for b in blocks if fn.first <= b.marker <= fn.last]
         helpers = [b for b in blocks if isinstance(b.node, ast.FunctionDef) and b.node.name == HELPER]
@@ -280,14 +288,16 @@ class TrustedHosts(Patch):
         if helper.first != fn.last + 1:
             return Detection(State.DRIFTED, f"the {HELPER} helper no longer follows {FUNCTION}() in {fn.file}")
         body = src.lines(helper.first, helper.last)
-        if hosts and body == render_helper(hosts, unit, src.newline):
-            return Detection(State.APPLIED, f"{FUNCTION}() (used by {used_by}) also accepts {', '.join(hosts)}", notes=notes)
+        rendered = tuple(h for h in hosts if not h.startswith(".")) + tuple(h for h in hosts if h.startswith("."))
+        if hosts and body == render_helper(hosts, unit, src.newline) and _hosts_of(helper.node) == rendered:
+            accepted = "pages and WebSocket upgrades" if ws_guard else "pages (this release has no WebSocket Host/Origin guard)"
+            return Detection(State.APPLIED, f"the dashboard also serves {accepted} for the Host and Origin {', '.join(hosts)}", notes=notes, advice=advice)
         old = _hosts_of(helper.node)
         if old is not None and body == render_helper(old, unit, src.newline):
             if not hosts:
                 return Detection(
                     State.PENDING,
-                    f"{FUNCTION}() still accepts {', '.join(old)}, but the configuration lists no hosts any more; `hermes-patch apply` removes the edit",
+                    f"the dashboard still accepts the Host and Origin {', '.join(old)}, but the configuration lists no hosts any more; `hermes-patch apply` removes the edit",
                     replace=True,
                     notes=notes,
                 )
@@ -296,6 +306,7 @@ class TrustedHosts(Patch):
                 f"applied for {', '.join(old)}; the configuration now lists {', '.join(hosts)}",
                 replace=True,
                 notes=notes,
+                advice=advice,
             )
         return Detection(State.DRIFTED, f"the {HELPER} helper (line {helper.marker}) was edited after hermes-patch wrote it")
 

@@ -46,7 +46,7 @@ def test_human_status_lines(tmp_path, run: Runner):
     out = run("status", "--root", str(root)).stdout.splitlines()
     assert out[0] == f"target {(root / 'hermes_cli/web_server.py').resolve()}"
     assert out[1].strip() == "release 0.15.2 · install file · writable · found by --root"
-    assert [line.split()[:2] for line in out[2:8]] == [
+    assert [line.split()[:2] for line in out[3:9]] == [
         ["cors-origins", "not-needed"],
         ["durable-action-result", "not-needed"],  # the miniature keeps no action handles
         ["public-action-status", "pending"],
@@ -54,13 +54,16 @@ def test_human_status_lines(tmp_path, run: Runner):
         ["stable-session-token", "not-needed"],  # the miniature's token is a constant
         ["trusted-hosts", "not-needed"],
     ]
+    assert out[2] == f"config {run.config}"  # the configuration file it read
+    assert out[-2].startswith("note: no proxy setting is configured")  # advice, not a warning
     assert out[-1] == "action needed: 4 not-needed, 2 pending; run `hermes-patch apply`"
 
 
 def test_apply_output_and_second_apply(tmp_path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     first = run("apply", "--root", str(root), check=0)
-    assert first.stdout.strip() == f"applied public-action-status, relax-ws-peer-check → {(root / 'hermes_cli/web_server.py').resolve()}"
+    assert first.stdout.splitlines()[0] == f"applied public-action-status, relax-ws-peer-check → {(root / 'hermes_cli/web_server.py').resolve()}"
+    assert first.stdout.splitlines()[1].startswith("restart: no running dashboard of this install was found here")
     assert run("apply", "--root", str(root), check=0).stdout.strip() == "nothing to apply"
     assert run("revert", "--root", str(root), check=0).stdout.startswith("reverted public-action-status, relax-ws-peer-check")
     assert run("revert", "--root", str(root), check=0).stdout.strip() == "nothing to revert"

@@ -206,19 +206,24 @@ def test_cors_allows_listed_origins_only(tmp_path):
 def test_public_url_release_recommends_the_upstream_setting(tmp_path):
     with_it = reports(make_app(tmp_path, copy_fixture("r0_16", tmp_path / "a"), HOSTS))[TH]
     assert with_it.state == "pending"
-    assert any("dashboard.public_url" in n and "--host 0.0.0.0" in n for n in with_it.notes)
+    # Advice, not a warning: it never fails `status --strict`.
+    assert any("dashboard.public_url" in n and "--host 0.0.0.0" in n for n in with_it.advice)
+    assert not any("public_url" in n for n in with_it.notes)
     without = reports(make_app(tmp_path, copy_fixture("r0_15", tmp_path / "b"), HOSTS))[TH]
-    assert not any("public_url" in n for n in without.notes)
+    assert not any("public_url" in n for n in without.notes + without.advice)
     idle = reports(make_app(tmp_path, copy_fixture("r0_16", tmp_path / "c"), ONLY_OURS))[TH]
     assert idle.state == "not-needed" and "dashboard.public_url" in idle.reason
     assert not idle.notes  # nothing to warn about: `status --strict` stays 0
 
 
-def test_reason_names_the_callers(tmp_path):
+def test_reason_describes_what_the_dashboard_does(tmp_path):
+    """Reasons speak of the dashboard's behaviour (400, refused upgrades), not of internal function names."""
     r14 = reports(make_app(tmp_path, copy_fixture("r0_14", tmp_path / "a"), HOSTS))[TH]
-    assert "host_header_middleware()" in r14.reason and "no WebSocket Host/Origin guard" in r14.reason
+    assert "400 (Invalid Host header)" in r14.reason and "WebSocket" not in r14.reason
     r16 = reports(make_app(tmp_path, copy_fixture("r0_16", tmp_path / "b"), HOSTS))[TH]
-    assert "_ws_host_origin_reason()" in r16.reason and "proxy.example" in r16.reason
+    assert "refuses its WebSocket upgrades when the Origin names another host" in r16.reason and "proxy.example" in r16.reason
+    for r in (r14, r16):
+        assert "_is_accepted_host" not in r.reason and "()" not in r.reason
 
 
 def test_suffix_is_flagged(tmp_path):

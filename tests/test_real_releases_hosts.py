@@ -52,9 +52,10 @@ def test_apply_check_behaviour_idempotent_and_revert_byte_exact(release, run: Ru
     assert code == 1
     assert {k: v for k, v in states(doc).items() if k in (TH, CO)} == {TH: "pending", CO: "pending"}
     th = next(p for p in doc["patches"] if p["id"] == TH)
-    assert "proxy.example" in th["reason"] and "host_header_middleware()" in th["reason"]
-    assert ("_ws_host_origin" in th["reason"]) == _at_least(version, WS_GUARD_SINCE)
-    assert any("dashboard.public_url" in n for n in th["notes"]) == _at_least(version, PUBLIC_URL_SINCE)
+    assert "proxy.example" in th["reason"] and "400 (Invalid Host header)" in th["reason"]
+    assert ("refuses its WebSocket upgrades" in th["reason"]) == _at_least(version, WS_GUARD_SINCE)
+    assert any("dashboard.public_url" in n for n in th["advice"]) == _at_least(version, PUBLIC_URL_SINCE)
+    assert not any("dashboard.public_url" in n for n in th["notes"])  # advice never fails --strict
 
     first = run("apply", "--root", str(root), check=0)
     assert first.stdout.startswith(f"applied {CO}, {TH}")

@@ -32,7 +32,12 @@ class Systemd:
             stub.write_text(f'#!/bin/sh\necho "$*" >> {self.calls}\n')
             stub.chmod(0o755)
         path = str(self.bin) if not with_systemctl else f"{self.bin}{os.pathsep}{os.environ['PATH']}"
-        self.env = {"XDG_CONFIG_HOME": str(self.config_home), "PATH": path}
+        # The unit itself, where a package or an admin puts user units ($XDG_DATA_HOME/systemd/user).
+        self.data_home = tmp / "xdg-data"
+        self.unit_file = self.data_home / "systemd" / "user" / "hermes-dashboard.service"
+        self.unit_file.parent.mkdir(parents=True)
+        self.unit_file.write_text("[Service]\nExecStart=/usr/bin/hermes dashboard --port 9119\n")
+        self.env = {"XDG_CONFIG_HOME": str(self.config_home), "XDG_DATA_HOME": str(self.data_home), "XDG_CONFIG_DIRS": str(tmp / "none"), "XDG_DATA_DIRS": str(tmp / "none"), "PATH": path}
 
     def dropin(self, unit: str = "hermes-dashboard") -> Path:
         return self.config_home / "systemd" / "user" / f"{unit}.service.d" / "hermes-patch.conf"
@@ -74,7 +79,8 @@ def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "applied"}
 
     show = run("hook", "show", "--root", str(root), check=0).stdout.splitlines()
-    assert show == [f"systemd drop-in (user unit hermes-dashboard.service): {dropin} (installed)", f"    ExecStartPre=-{' '.join(command)}"]
+    assert show[:2] == [f"systemd drop-in (user unit hermes-dashboard.service): {dropin} (installed)", f"    ExecStartPre=-{' '.join(command)}"]
+    assert show[2:3] == [f"command path: {command[0]} (trusted)"]
 
     out = run("hook", "uninstall", "--root", str(root), env=sd.env, check=0).stdout.splitlines()
     assert out == [f"removed the systemd drop-in {dropin}", "ran `systemctl --user daemon-reload`"]
@@ -86,6 +92,7 @@ def test_system_unit_in_a_unit_dir_that_already_exists(tmp_path: Path, run: Runn
     sd = Systemd(tmp_path)
     units = tmp_path / "etc-systemd-system"
     (units / "hermes.service.d").mkdir(parents=True)
+    (units / "hermes.service").write_text("[Service]\nExecStart=/usr/bin/hermes dashboard\n")
     (units / "hermes.service.d" / "override.conf").write_text("[Service]\nUser=hermes\n")
     root = copy_fixture("r0_16", tmp_path / "hermes")
     run("hook", "install", "--root", str(root), "--systemd-unit", "hermes", "--system", "--unit-dir", str(units), env=sd.env, check=0)
@@ -129,3 +136,26 @@ def test_a_pip_install_needs_the_systemd_unit(tmp_path: Path, run: Runner):
     assert proc.stderr.startswith(f"error: {(root / 'hermes_cli/web_server.py').resolve()} is a pip install: there is no git hook to install.")
     assert "--systemd-unit NAME" in proc.stderr and "hermes-patch update" in proc.stderr
     assert not run.state.exists()
+
+
+@pytest.mark.parametrize("unit, scope", [("hermes-dashbaord", "--user"), ("hermes-dashboard", "--system")])
+def test_a_unit_that_does_not_exist_is_refused(tmp_path: Path, run: Runner, unit: str, scope: str):
+    """A misspelt unit (or the wrong manager) would get a drop-in that never runs: refused, nothing written."""
+    sd = Systemd(tmp_path)
+    root = copy_fixture("r0_16", tmp_path / "hermes")
+    units = tmp_path / "units"
+    units.mkdir()
+    extra = ["--unit-dir", str(units)] if scope == "--system" else []
+    proc = run("hook", "install", "--root", str(root), "--systemd-unit", unit, scope, *extra, env=sd.env, check=2)
+    kind = "user" if scope == "--user" else "system"
+    assert proc.stderr.startswith(f"error: there is no {kind} unit {unit}.service (looked in "), proc.stderr
+    assert "list-unit-files 'hermes*'" in proc.stderr and "Nothing was changed" in proc.stderr
+    assert not sd.config_home.exists() and list(units.iterdir()) == [] and not run.state.exists() and sd.reloads() == []
+
+
+def test_an_instance_of_a_template_unit_is_found(tmp_path: Path, run: Runner):
+    sd = Systemd(tmp_path)
+    (sd.unit_file.parent / "hermes@.service").write_text("[Service]\nExecStart=/usr/bin/hermes dashboard --port %i\n")
+    root = copy_fixture("r0_16", tmp_path / "hermes")
+    run("hook", "install", "--root", str(root), "--systemd-unit", "hermes@9119", env=sd.env, check=0)
+    assert sd.dropin("hermes@9119").is_file()

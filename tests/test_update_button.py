@@ -157,6 +157,8 @@ def target(tmp_path):
 def test_session_token_file_is_owner_only_stable_and_never_shown(target, run: Runner, tmp_path):
     root, home = target
     units = tmp_path / "units"
+    units.mkdir(exist_ok=True)
+    (units / "hermes-dashboard.service").write_text("[Service]\nExecStart=/usr/bin/hermes dashboard\n")  # hook install checks the unit exists
     run("apply", "--root", str(root), check=0)
     first = run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", "--unit-dir", str(units), "--session-token", "--hermes-home", str(home), check=0)
     token_file = home / "dashboard-session-token.env"

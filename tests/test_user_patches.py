@@ -1,7 +1,8 @@
 """User patches without forking: a folder named in the configuration, and the `hermes_patch.patches` entry point group.
 
-The example patch (tests/plugins/hermes_patch_example/root_path.py) is the one
-the README shows, verbatim. The entry point comes from a real dist-info
+The example patch (tests/plugins/hermes_patch_example/forwarded_prefix.py) is
+the one docs/writing-a-patch.md shows, verbatim; tests/live/test_live_subpath.py
+shows it working behind a prefix-stripping nginx on the real 0.19.0. The entry point comes from a real dist-info
 (tests/plugins/hermes_patch_example-0.1.0.dist-info) found on ``sys.path``
 by ``importlib.metadata``, exactly as for a pip-installed package.
 """
@@ -16,14 +17,14 @@ import pytest
 from conftest import UNCONFIGURED, REPO, Runner, copy_fixture, states, tree_digest
 
 PLUGINS = REPO / "tests" / "plugins"
-EXAMPLE = PLUGINS / "hermes_patch_example" / "root_path.py"
+EXAMPLE = PLUGINS / "hermes_patch_example" / "forwarded_prefix.py"
 ENTRY_POINT = {"PYTHONPATH": str(PLUGINS)}
-PAS, WS, RP = "public-action-status", "relax-ws-peer-check", "root-path"
+PAS, WS, RP = "public-action-status", "relax-ws-peer-check", "forwarded-prefix"
 
 
-def test_the_readme_shows_the_example_verbatim():
-    readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+def test_the_docs_show_the_example_verbatim():
+    doc = (REPO / "docs" / "writing-a-patch.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
     assert EXAMPLE.read_text() in blocks
 
 
@@ -38,7 +39,7 @@ def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner
     env = ENTRY_POINT if source == "entry-point" else None
     folder = f'patch_dirs = ["{EXAMPLE.parent}"]\n' if source == "patch_dirs" else ""
     run.configure(folder)
-    expected = f"patch_dirs {EXAMPLE.parent}" if source == "patch_dirs" else "entry point hermes_patch_example.root_path:RootPath from hermes-patch-example 0.1.0"
+    expected = f"patch_dirs {EXAMPLE.parent}" if source == "patch_dirs" else "entry point hermes_patch_example.forwarded_prefix:ForwardedPrefix from hermes-patch-example 0.1.0"
     assert _list_sources(run, env) == {**{k: "builtin" for k in UNCONFIGURED}, PAS: "builtin", WS: "builtin", RP: expected}
 
     root = copy_fixture("r0_14", tmp_path / "sp")
@@ -46,13 +47,13 @@ def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner
     code, doc = run.status("--root", str(root), env=env)
     assert states(doc)[RP] == "not-needed"  # nothing configured: the patch has nothing to do
 
-    run.configure(folder + '[patches.root-path]\nroot_path = "/hermes"\n')
+    run.configure(folder + '[patches.forwarded-prefix]\nprefix = "/hermes"\n')
     code, doc = run.status("--root", str(root), env=env)
     assert states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "pending", RP: "pending"}
     run("apply", RP, "--root", str(root), env=env, check=0)
     lines = (root / "hermes_cli" / "web_server.py").read_text().splitlines()
     at = lines.index("app = FastAPI()")
-    assert lines[at + 1 : at + 3] == ["# hermes-patch: root-path (served under /hermes)", 'app.root_path = "/hermes"']
+    assert lines[at + 1 : at + 4] == ["# hermes-patch: forwarded-prefix (served under /hermes)", '@app.middleware("http")', "async def _hermes_patch_forwarded_prefix(request, call_next):"]
     code, doc = run.status("--root", str(root), env=env)
     assert states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "pending", RP: "applied"}
     run("apply", "--root", str(root), env=env, check=0)
@@ -62,16 +63,16 @@ def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner
 
 
 def test_a_user_patch_parameter_is_validated(tmp_path: Path, run: Runner):
-    run.configure(f'patch_dirs = ["{EXAMPLE.parent}"]\n[patches.root-path]\nroot_path = "hermes/"\n')
+    run.configure(f'patch_dirs = ["{EXAMPLE.parent}"]\n[patches.forwarded-prefix]\nprefix = "hermes/"\n')
     root = copy_fixture("r0_14", tmp_path / "sp")
     proc = run("status", "--root", str(root), check=2)
-    assert proc.stderr.startswith('error: ') and '[patches.root-path] root_path: must be a path prefix like "/hermes"' in proc.stderr
+    assert proc.stderr.startswith('error: ') and '[patches.forwarded-prefix] prefix: must be a path prefix like "/hermes"' in proc.stderr
 
 
 def test_two_sources_with_one_id_are_refused(tmp_path: Path, run: Runner):
     run.configure(f'patch_dirs = ["{EXAMPLE.parent}"]\n')
     proc = run("list", "--config", str(run.config), env=ENTRY_POINT, check=2)
-    assert "two patches share the id 'root-path'" in proc.stderr
+    assert "two patches share the id 'forwarded-prefix'" in proc.stderr
 
 
 def test_a_missing_patch_dir_is_refused(tmp_path: Path, run: Runner):

@@ -73,7 +73,7 @@ def test_verify_pending_patches_say_not_applied_and_run_nothing(tmp_path, run: R
     proc = run("verify", "--root", str(root), check=0)
     assert lines(proc.stdout) == {
         PAS: "not applied: a page whose session token is gone (restarted dashboard, cached page) gets 401 on 2 status poll(s): /api/actions/hermes-update/status, /api/actions/gateway-restart/status",
-        WS: "not applied: the peer check in _ws_client_is_allowed() refuses proxy peers; the edit adds the non-loopback-bind rule",
+        WS: "not applied: the dashboard refuses WebSocket connections (HTTP 403) from a proxy whose address is not loopback; the edit accepts any peer when the dashboard is bound to a non-loopback address (upstream's rule since 0.16)",
     }, proc.stdout
     assert tree_digest(root) == before
 
