@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hermes_patch import __version__
 from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError, StateError, TargetError
-from hermes_patch.fileio import atomic_write, fault_point, read_bytes
+from hermes_patch.fileio import atomic_write, fault_point, identity, read_bytes
 from hermes_patch.source import sha256_hex
 
 if TYPE_CHECKING:
@@ -198,9 +198,11 @@ class App:
 
     @cached_property
     def target(self):
-        from hermes_patch.locate import locate
+        from hermes_patch.locate import guard_target, locate
 
-        return locate(self._file, self._python, self._root)
+        target = locate(self._file, self._python, self._root)
+        guard_target(target)  # root on another user's tree: refuse before git or the interpreter run
+        return target
 
     @cached_property
     def state(self):
@@ -269,7 +271,7 @@ class App:
         """Detect every patch; use the ledger's snapshot when nothing changed since our last write."""
         target = self.target
         record = self.record()
-        notes = list(self._record_notes(record))
+        notes = list(self._record_notes(record)) + self._gate_note()
         snap = record.get("snapshot")
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
@@ -297,6 +299,29 @@ class App:
             "reaches through a reverse proxy by a public name needs them: `hermes-patch setup --url https://your.proxy.name` "
             "writes them",
         )
+
+    def _gate_note(self) -> list[str]:
+        """A warning when trusted-hosts or cors-origins is configured: the proxy is then the only gate.
+
+        On the bind these patches serve (loopback, or any bind without
+        upstream's OAuth/basic-auth gate) the dashboard embeds its session
+        token in the page it serves, so whoever the proxy lets through holds
+        the token and the whole dashboard (docs/threat-model.md).
+        """
+        opened = [
+            f"{p.ID} ({', '.join(p.params[key])})"
+            for p, enabled in self.patches
+            for key in {"trusted-hosts": "hosts", "cors-origins": "origins"}.get(p.ID, "").split() or []
+            if enabled and p.params.get(key)
+        ]
+        if not opened:
+            return []
+        return [
+            f"{' and '.join(opened)} let requests through your reverse proxy reach a dashboard without upstream's auth gate: "
+            "anyone the proxy lets through can read the session token from the page and gets the whole dashboard "
+            "(configuration, keys, actions); make the proxy authenticate (SSO, basic auth, tailnet ACLs) or use upstream's "
+            "auth gate where the release has one (docs/threat-model.md)"
+        ]
 
     def _foreign_note(self, files: dict[str, bytes]) -> list[str]:
         """A note for marker comments of patches the catalog does not have (a user patch no longer configured)."""
@@ -506,29 +531,31 @@ class App:
         record["backups"] = (record.get("backups", []) + [sorted(set(shas))])[-KEEP_WRITES:]
         self.state.save(ledger)
         fault_point("after-ledger-pending")
-        written = []
+        written: list[tuple[str, Any]] = []
         try:
             for name, data in new_bytes.items():
-                atomic_write(plan.before[name].path, data)
-                written.append(name)
+                before = plan.before[name]
+                # Written only if the file is still the one we read (a concurrent upgrade is left alone).
+                now = atomic_write(before.path, data, expect=identity(before.path, before.sha256))
+                written.append((name, now))
                 fault_point("after-target-write")
             self._commit(ledger, record)
-        except TargetError as exc:  # a full disk, a vanished directory: put back what was written
-            raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data) for n in written], exc) from None
+        except TargetError as exc:  # a full disk, a file replaced meanwhile: put back what was written
+            raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data, now) for n, now in written], exc) from None
         fault_point("after-ledger-commit")
         gitint.finish_write(self, ledger, record, new_ws)
         self.pruned = self.state.prune(ledger)
-        return tuple(plan.before[name].path for name in written)
+        return tuple(plan.before[name].path for name, _ in written)
 
-    def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes]], exc: TargetError) -> Exception:
+    def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes, Any]], exc: TargetError) -> Exception:
         """Undo a write that failed half way (files already replaced, ledger record); return the error to raise.
 
         When even that fails, the journal stays so that the next ``apply`` or
         ``revert`` completes the write, and the error says so.
         """
         try:
-            for path, data in reversed(written):
-                atomic_write(path, data)
+            for path, data, now in reversed(written):
+                atomic_write(path, data, expect=now)
             ledger["targets"][self.key] = previous
             self.state.save(ledger)
         except TargetError:
@@ -573,7 +600,7 @@ class App:
             return
         todo = {}
         for name, j in pending["files"].items():
-            path = self.target.package_dir / name
+            path = self._confined(name)
             try:
                 current = sha256_hex(read_bytes(path))
             except TargetError:
@@ -589,10 +616,35 @@ class App:
             data = self.state.read_backup(j["after"])
             if data is None:
                 raise StateError(f"the journal of an interrupted write names a backup {j['after']} that is missing from {self.state.path}/backups; the file {path} is unchanged. Remove the `pending` entry from {self.state.ledger_path} and run the command again.")
-            todo[path] = data
-        for path, data in todo.items():
-            atomic_write(path, data)
+            todo[path] = (data, identity(path, j["before"]))
+        for path, (data, expect) in todo.items():
+            atomic_write(path, data, expect=expect)
         self._commit(ledger, record)
+
+    def _confined(self, name: str) -> Path:
+        """The path of module file ``name`` of the target package, refusing any that leads out of it.
+
+        The ledger was validated on load (plain relative ``.py`` names); this
+        also refuses a name whose real path leaves the package through a link,
+        except the entry module itself (a symlinked ``web_server.py`` is
+        followed by policy, see ``--file``).
+
+        Raises:
+            StateError: the record names a file outside the package.
+        """
+        import os
+
+        package = self.target.package_dir
+        path = package / name
+        real = os.path.realpath(path)
+        inside = real.startswith(os.path.realpath(package) + os.sep)
+        if ".." in Path(name).parts or Path(name).is_absolute() or not (inside or name == self.target.entry):
+            raise StateError(
+                f"the ledger {self.state.ledger_path} names {name!r} for {package}, which is outside that package; "
+                "a record hermes-patch wrote never does, so it was forged or damaged. Nothing was changed. Move the "
+                f"ledger aside (`mv {self.state.ledger_path} {self.state.ledger_path}.bad`) and run `hermes-patch status`."
+            )
+        return path
 
 
 def owned_statements(ws, patch_id: str) -> dict[str, tuple[str, int]]:

@@ -47,16 +47,41 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Group(click.Group):
-    """Catches our error hierarchy once, prints one paragraph, exits 2."""
+    """Catches our error hierarchy once, prints one paragraph, exits 2.
+
+    OS errors, a recursion too deep for the parsers and libcst's own errors
+    that escaped the modules that should have named them end the same way
+    (exit 2, one paragraph): a traceback exits 1, which CI reads as
+    "pending" (issue 13).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from hermes_patch.console import error
+
         try:
             return super().invoke(ctx)
         except HermesPatchError as exc:
-            from hermes_patch.console import error
-
             error(str(exc))
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            error(
+                f"{where}{exc.strerror or exc} (an operating-system error while hermes-patch worked; every write is atomic, "
+                "so files are either as they were or completely written). Fix the cause, then run `hermes-patch status`."
+            )
+            ctx.exit(2)
+        except (RecursionError, MemoryError) as exc:
+            error(
+                f"hermes-patch ran out of {'recursion depth' if isinstance(exc, RecursionError) else 'memory'} on an input "
+                "nested deeper than its parsers allow; nothing was written. Restore the Hermes files from the release "
+                "(`hermes update`), then run `hermes-patch status`."
+            )
+            ctx.exit(2)
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] != "libcst":
+                raise
+            error(f"libcst could not handle the target ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); nothing was written. Run `hermes-patch status`, and report the file's shape.")
+            ctx.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

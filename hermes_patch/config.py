@@ -103,6 +103,7 @@ def load_config(path: Path | None) -> Config:
         return Config(path=path, exists=False)
     except OSError as exc:
         raise _located(path, f"the configuration file {path} cannot be read: {exc.strerror}") from None
+    guard_path(path, f"the configuration file {path}")
     return config_from_bytes(data, path)
 
 
@@ -133,7 +134,27 @@ def config_from_bytes(data: bytes, path: Path) -> Config:
         raise _located(path, f"{path}: allow_version must be true or false.")
     base = path.parent
     patch_dirs = tuple((base / Path(d).expanduser()).resolve() for d in dirs)
+    for directory in patch_dirs:
+        guard_path(directory, f"the patch folder {directory} (patch_dirs in {path}; its modules are imported)")
     return Config(path=path, exists=True, patch_dirs=patch_dirs, patches=patches, allow_version=allow_version)
+
+
+def guard_path(path: Path, what: str) -> None:
+    """Refuse a configuration file or patch folder another user could change (it steers or imports code).
+
+    Raises:
+        ConfigError: naming the owner, or the write bit and ``chmod go-w``.
+    """
+    from hermes_patch.trust import refusal, why_untrusted
+
+    found = why_untrusted(path)
+    if found:
+        culprit = found[0].split(" is ")[0]
+        raise ConfigError(
+            refusal(what, found, f"Remove the write permission of others (`chmod go-w {culprit}`) and run the command again.")
+            + " Under sudo, `sudo -E` brings the invoking user's HERMES_PATCH_CONFIG and XDG_CONFIG_HOME along: give root "
+            "its own configuration with --config."
+        )
 
 
 def check_ids(config: Config, known: list[str]) -> None:

@@ -64,11 +64,10 @@ def print_lines(lines: list[str]) -> None:
 def print_installed(items: list[Any], target: Any) -> None:
     """``hook show``: each installed piece, its file, its state, and what it holds."""
     console = _console()
-    if not items:
+    if not [i for i in items if i.kind != "command path"]:
         console.print(f"nothing installed for {_escape(str(target.file))}; `hermes-patch hook install` installs what fits")
-        return
     for item in items:
-        style = "green" if item.state == "installed" else "red"
+        style = "green" if item.state in ("installed", "trusted") else "red"
         console.print(f"{_escape(item.kind)}: {_escape(str(item.path))} [{style}]({item.state})[/]")
         for line in item.lines:
             console.print(f"    {_escape(line)}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Iterable
 
 from packaging.version import InvalidVersion, Version
@@ -195,7 +196,31 @@ def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
 
 
 def _transform(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool) -> dict[str, str]:
-    """Run each (patch, site) transformer; return new text per changed file."""
+    """Run each (patch, site) transformer; return new text per changed file.
+
+    Raises:
+        TargetError: libcst cannot parse a file (or recurses too deep in it),
+            naming the file; never a traceback.
+    """
+    import libcst as cst
+
+    current: list[Path] = []
+    try:
+        return _transform_files(workspace, jobs, fast, current)
+    except (RecursionError, MemoryError):
+        from hermes_patch.source import too_deep
+
+        raise TargetError(too_deep(current[-1] if current else workspace.package_dir)) from None
+    except cst.ParserSyntaxError as exc:
+        where = current[-1] if current else workspace.package_dir
+        raise TargetError(
+            f"{where} cannot be parsed by libcst ({str(exc).splitlines()[0]}) although Python accepts it; hermes-patch "
+            "will not edit what it cannot parse. Nothing was changed. Run `hermes-patch diff` to see the planned edit, "
+            "and report the file's shape."
+        ) from None
+
+
+def _transform_files(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool, current: list[Path]) -> dict[str, str]:
     import libcst as cst
 
     by_file: dict[str, list[tuple[Patch, Site]]] = {}
@@ -205,6 +230,7 @@ def _transform(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool)
     for name, file_jobs in by_file.items():
         src = workspace.source(name)
         assert src is not None
+        current.append(src.path)
         if not fast:
             module = cst.parse_module(src.text)
             for patch, site in file_jobs:

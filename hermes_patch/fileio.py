@@ -7,7 +7,8 @@ and a failed write (``ENOSPC``...) removes its temporary file.
 
 Test hooks (see :func:`fault_point`): ``HERMES_PATCH_FAULT=<step>[:N]``
 makes the process kill itself with SIGKILL right before the N-th ``<step>``,
-and ``...:N:enospc`` makes that write fail with ENOSPC instead, so tests can
+and ``...:N:enospc`` makes that write fail with ENOSPC instead (``...:N:stop``:
+stop with SIGSTOP until a SIGCONT, so a test can replace a file), so tests can
 prove what a crash or a full disk at each step leaves behind without
 sleeping; ``HERMES_PATCH_FAULT_LOG=<file>`` appends every step reached to
 ``<file>``, so they can enumerate the steps instead of listing them.
@@ -16,15 +17,17 @@ sleeping; ``HERMES_PATCH_FAULT_LOG=<file>`` appends every step reached to
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import secrets
 import signal
 import stat
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from hermes_patch.errors import TargetError
 
-__all__ = ["read_bytes", "atomic_write", "fault_point", "check_writable", "stale_temp_files"]
+__all__ = ["read_bytes", "atomic_write", "fault_point", "check_writable", "stale_temp_files", "Identity", "identity", "ChangedError"]
 
 TEMP_SUFFIX = ".hermes-patch.tmp"
 
@@ -54,6 +57,9 @@ def fault_point(step: str) -> None:
     if count == int(nth or 1):
         if action == "enospc":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if action == "stop":  # the tests change files while we are stopped, then SIGCONT
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -68,14 +74,50 @@ def stale_temp_files(directory: Path) -> list[Path]:
         return []
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Which file a path named when we read it: its real path, device, inode and sha256.
+
+    :func:`atomic_write` compares it with the file at the path right before
+    its rename, so a file replaced meanwhile (a concurrent upgrade, a swap
+    for a symlink) is never overwritten.
+    """
+
+    real: str
+    dev: int
+    ino: int
+    sha256: str
+
+
+_READ: dict[str, tuple[str, int, int]] = {}
+
+
+def identity(path: Path, sha256: str) -> Identity | None:
+    """The :class:`Identity` of ``path`` as :func:`read_bytes` last read it (with its known ``sha256``)."""
+    seen = _READ.get(os.path.abspath(path))
+    return Identity(seen[0], seen[1], seen[2], sha256) if seen else None
+
+
 def read_bytes(path: Path) -> bytes:
-    """Return the bytes of the regular file at ``path`` (symlinks followed).
+    """Return the bytes of the regular file at ``path`` (symlinks followed) and remember its identity.
+
+    The link is resolved first and the real file opened with ``O_NOFOLLOW``,
+    so what was read is exactly the file :func:`identity` describes.
 
     Raises:
         TargetError: missing, a directory, or unreadable.
     """
     try:
-        return path.read_bytes()
+        real = os.path.realpath(path)
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read()
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise TargetError(
             f"{path} does not exist. Check the path, or let hermes-patch find the "
@@ -93,6 +135,14 @@ def read_bytes(path: Path) -> bytes:
             f"{path} cannot be read (permission denied). Run hermes-patch as the "
             "user who owns the Hermes install."
         ) from None
+    except OSError as exc:
+        raise TargetError(f"{path} cannot be read ({exc.strerror}); it changed while hermes-patch read it, or is not a regular file. Check it, then run `hermes-patch status`.") from None
+    _READ[os.path.abspath(path)] = (real, st.st_dev, st.st_ino)
+    return data
+
+
+class ChangedError(TargetError):
+    """The file at the path is no longer the one we read (replaced, or swapped for a link)."""
 
 
 def check_writable(path: Path) -> str | None:
@@ -116,29 +166,61 @@ def check_writable(path: Path) -> str | None:
     return None
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, follow: bool = True, expect: Identity | None = None) -> Identity:
     """Replace the file at ``path`` with ``data`` atomically.
 
-    A symlink at ``path`` is followed and kept: the file it points to is
-    replaced. Its permission bits, and where allowed its owner, are kept; a
-    new file gets ``mode``. Until the rename, nothing exists at ``path``
-    that was not there before (the temporary file has its own name).
+    Args:
+        follow: a symlink at ``path`` is followed and kept (the file it
+            points to is replaced); ``False`` replaces the link itself (the
+            state dir, where links are never followed).
+        expect: the file as it was read (:func:`identity`). It is written
+            where it was read (its real path), and right before the rename
+            the entry there must still be that file (same device and inode,
+            no symlink, same sha256): otherwise nothing is renamed and
+            :class:`ChangedError` is raised, leaving the newcomer alone.
+
+    Permission bits, and where allowed the owner, of the old file are kept;
+    a new file gets ``mode``. The folder is opened once and every step
+    (temporary file, checks, rename) is relative to it, so a folder swapped
+    for a link meanwhile cannot redirect the write. Until the rename nothing
+    exists at ``path`` that was not there before.
+
+    Returns:
+        The :class:`Identity` of the new file.
 
     Raises:
         TargetError: the directory is read-only, the disk is full, or any
-            other OS error; the original file is untouched and no temporary
-            file is left behind.
+            other OS error; ChangedError as above. The original file is
+            untouched and no temporary file is left behind.
     """
-    path = Path(os.path.realpath(path))
-    directory = path.parent
-    try:
-        old = os.stat(path)
-        mode, uid, gid = stat.S_IMODE(old.st_mode), old.st_uid, old.st_gid
-    except FileNotFoundError:
-        uid, gid = -1, -1
+    if expect is not None:
+        real = expect.real
+    else:
+        real = os.path.realpath(path) if follow else os.path.abspath(path)
+    directory, name = os.path.split(real)
     tmp_name: str | None = None
+    dfd = -1
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            old = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            old = None
+        if expect is not None:
+            _check_same(path, dfd, name, expect, hash_it=False)
+        uid = gid = -1
+        if old is not None and stat.S_ISREG(old.st_mode):
+            mode, uid, gid = stat.S_IMODE(old.st_mode), old.st_uid, old.st_gid
+        for _ in range(100):
+            candidate = f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+            try:
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            except FileExistsError:
+                continue
+            tmp_name = candidate
+            break
+        else:  # pragma: no cover
+            raise OSError(errno.EEXIST, "no free temporary file name")
         try:
             fault_point("temp-write")
             view = memoryview(data)
@@ -153,24 +235,59 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
                     pass
             fault_point("fsync")
             os.fsync(fd)
+            st = os.fstat(fd)
         finally:
             os.close(fd)
         fault_point("rename")
-        os.replace(tmp_name, path)
+        if expect is not None:
+            _check_same(path, dfd, name, expect, hash_it=True)
+        os.replace(tmp_name, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         tmp_name = None
-        _fsync_dir(directory)
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        return Identity(real, st.st_dev, st.st_ino, hashlib.sha256(data).hexdigest())
+    except ChangedError:
+        raise
     except OSError as exc:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise TargetError(
-            f"could not write {path}: {reason}. The file was left exactly as it was; "
+            f"could not write {real}: {reason}. The file was left exactly as it was; "
             "free space or fix permissions, then run the same command again (`hermes-patch status` shows where things stand)."
         ) from None
     finally:
         if tmp_name is not None:
             try:
-                os.unlink(tmp_name)
+                os.unlink(tmp_name, dir_fd=dfd)
             except OSError:
                 pass
+        if dfd != -1:
+            os.close(dfd)
+
+
+def _check_same(path: Path, dfd: int, name: str, expect: Identity, hash_it: bool) -> None:
+    """Raise :class:`ChangedError` unless ``name`` in ``dfd`` is still the file ``expect`` describes."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (expect.dev, expect.ino)
+        if same and hash_it:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                digest = hashlib.sha256()
+                while chunk := os.read(fd, 1 << 20):
+                    digest.update(chunk)
+                same = (os.fstat(fd).st_ino == expect.ino) and digest.hexdigest() == expect.sha256
+            finally:
+                os.close(fd)
+    except OSError:
+        same = False
+    if not same:
+        raise ChangedError(
+            f"{path} changed while hermes-patch was writing it (replaced by another program, e.g. an upgrade running "
+            "at the same time, or swapped for a link); hermes-patch left the new file alone and wrote nothing there. "
+            "Run `hermes-patch status` to see where things stand, then `hermes-patch apply` again."
+        )
 
 
 def _fsync_dir(directory: Path) -> None:

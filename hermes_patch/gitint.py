@@ -112,6 +112,56 @@ def self_command() -> list[str]:
     return [sys.executable, "-m", "hermes_patch"]
 
 
+def command_problem(exe: list[str] | None = None) -> tuple[str, int | None] | None:
+    """Why ``exe`` (default :func:`self_command`) must not be stored in a command that runs later, else ``None``.
+
+    Git runs the clean filter and the hooks, systemd the drop-in, as root or
+    as the unit's user, long after this run: the script, its interpreter,
+    the environment it imports hermes-patch from and every folder above
+    them must be changeable only by root or the running user
+    (:mod:`hermes_patch.trust`), and no argument may hold a control
+    character (a newline would start a new shell line or systemd directive).
+    """
+    from hermes_patch import trust
+
+    exe = exe or self_command()
+    for arg in exe:
+        if set(arg) & trust.CONTROL_CHARS:
+            return f"{arg!r} contains a newline or another control character", None
+    import sysconfig
+
+    import hermes_patch
+
+    for path in (Path(exe[0]), Path(sys.executable), Path(hermes_patch.__file__).parent, Path(sysconfig.get_paths()["purelib"])):
+        found = trust.why_untrusted(path)
+        if found:
+            return found
+    return None
+
+
+def stored_command(where: str) -> list[str]:
+    """:func:`self_command`, refused when it is not safe to store (see :func:`command_problem`).
+
+    Raises:
+        RefusedError: naming the path, why, and what to do; nothing was changed.
+    """
+    exe = self_command()
+    found = command_problem(exe)
+    if found:
+        from hermes_patch.errors import RefusedError
+        from hermes_patch.trust import owner_name
+
+        me = owner_name(os.geteuid())
+        raise RefusedError(
+            f"hermes-patch would store the command {exe[0]} in {where}, but {found[0]}: that command runs later as "
+            f"{me} (or the unit's user), so whoever can change it would own a lasting way in. Nothing was changed. "
+            "Run a hermes-patch installed where only root or that user can change it, e.g. "
+            "`python3 -m venv /opt/hermes-patch && /opt/hermes-patch/bin/pip install hermes-patch`, then "
+            "`/opt/hermes-patch/bin/hermes-patch hook install`."
+        )
+    return exe
+
+
 def filter_command(exe: list[str] | None = None) -> str:
     """The ``filter.hermes-patch.clean`` value: run our filter, or ``cat`` when hermes-patch is gone.
 
@@ -136,15 +186,16 @@ def repo_root(target: Any) -> Path | None:
 def git(root: Path, *args: str, check: bool = True, text: bool = True) -> subprocess.CompletedProcess:
     """Run ``git -C root ARGS`` with the hook's repository variables removed.
 
-    ``safe.directory`` is set for ``root`` so a checkout owned by another
-    user (hermes-patch run with sudo) is not refused.
+    git's ``safe.directory`` protection stays on: a checkout owned by another
+    user is refused before git runs (:func:`hermes_patch.locate.guard_target`),
+    and git itself refuses one we missed.
 
     Raises:
         TargetError: git failed and ``check`` is true (its last stderr line is quoted).
     """
     env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV}
     env.setdefault("LC_ALL", "C")
-    cmd = ["git", "-c", f"safe.directory={root}", "-C", str(root), *args]
+    cmd = ["git", "-C", str(root), *args]
     proc = subprocess.run(cmd, capture_output=True, text=text, env=env, check=False)
     if check and proc.returncode != 0:
         err = proc.stderr if text else proc.stderr.decode("utf-8", "replace")
@@ -193,11 +244,26 @@ def _attr_block(paths: list[str]) -> str:
 
 
 def _note_facts(root: Path, entry: dict[str, Any]) -> None:
-    """Record, before the first registration, what :func:`_unregister` must put back."""
-    if "previous" not in entry:
-        current = git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
-        # A value naming our own filter (an older install path) is ours, not the user's.
-        entry["previous"] = None if current is None or "git-clean-filter" in current else current
+    """Record, before the first registration, what :func:`_unregister` must remove.
+
+    A ``filter.hermes-patch.clean`` value that is not ours is refused rather
+    than recorded and put back later: a command kept in the ledger would be
+    a command a forged ledger could plant in git's configuration (issue 13).
+
+    Raises:
+        RefusedError: the filter name is taken by someone else's command.
+    """
+    current = git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
+    # A value naming our own filter (an older install path) is ours, not the user's.
+    if current is not None and "git-clean-filter" not in current:
+        from hermes_patch.errors import RefusedError
+
+        raise RefusedError(
+            f"git's filter.{FILTER}.clean in {root} is already set to {current!r}, which hermes-patch did not write; "
+            f"it will not replace or record another command. Nothing was changed. Remove it (`git -C {root} config "
+            f"--remove-section filter.{FILTER}`) and run `hermes-patch apply` again."
+        )
+    entry["previous"] = None
     if "created" not in entry:
         entry["created"] = not git_path(root, "info/attributes").exists()
 
@@ -206,12 +272,12 @@ def _register(root: Path, entry: dict[str, Any], paths: list[str]) -> None:
     """Write the config value and our attributes block for ``paths`` (after :func:`_note_facts` was saved)."""
     from hermes_patch.fileio import atomic_write
 
-    command = filter_command()
+    command = filter_command(stored_command(f"git's filter.{FILTER}.clean of {root}"))
     current = git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
     if current != command:
         git(root, "config", f"filter.{FILTER}.clean", command)
     entry["command"] = command
-    attributes = git_path(root, "info/attributes")
+    attributes = _attributes(root)
     try:
         before = attributes.read_text("utf-8")
     except FileNotFoundError:
@@ -227,7 +293,21 @@ def _register(root: Path, entry: dict[str, Any], paths: list[str]) -> None:
     entry["paths"] = sorted(paths)
     if text + appended != before:
         attributes.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(attributes, (text + appended).encode("utf-8"))
+        atomic_write(attributes, (text + appended).encode("utf-8"), follow=False)
+
+
+def _attributes(root: Path) -> Path:
+    """``.git/info/attributes``, refusing a symlink there (we would write through it)."""
+    attributes = git_path(root, "info/attributes")
+    if attributes.is_symlink():
+        from hermes_patch.errors import RefusedError
+
+        raise RefusedError(
+            f"{attributes} is a symlink; hermes-patch will not write git attributes through a link (it could "
+            f"point at any file). Nothing was changed. Replace it with a regular file (`cp --remove-destination "
+            f"\"$(readlink -f {attributes})\" {attributes}`) and run `hermes-patch apply` again."
+        )
+    return attributes
 
 
 def _strip_lines(text: str, block: str) -> str:
@@ -237,15 +317,15 @@ def _strip_lines(text: str, block: str) -> str:
 
 
 def _unregister(root: Path, entry: dict[str, Any]) -> None:
-    """Remove exactly what :func:`_register` added (restore a previous config value)."""
-    previous = entry.get("previous")
+    """Remove exactly what :func:`_register` added.
+
+    A recorded ``previous`` value is never written back (records are not
+    trusted to hold commands); a value that is not our filter is left alone.
+    """
     current = git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
-    if previous:
-        if current != previous:
-            git(root, "config", f"filter.{FILTER}.clean", previous)
-    elif current is not None:
+    if current is not None and "git-clean-filter" in current:
         git(root, "config", "--remove-section", f"filter.{FILTER}")
-    attributes = git_path(root, "info/attributes")
+    attributes = _attributes(root)
     try:
         text = attributes.read_text("utf-8")
     except FileNotFoundError:
@@ -257,7 +337,7 @@ def _unregister(root: Path, entry: dict[str, Any]) -> None:
     else:
         from hermes_patch.fileio import atomic_write
 
-        atomic_write(attributes, text.encode("utf-8"))
+        atomic_write(attributes, text.encode("utf-8"), follow=False)
 
 
 # -- hooks into App writes -------------------------------------------------------------------
@@ -278,6 +358,7 @@ def prepare_write(app: Any, ledger: dict[str, Any], record: dict[str, Any], name
     paths = sorted(set(entry.get("paths", [])) | {_rel(root, app.target.package_dir / n) for n in names})
     if entry.get("paths") == paths and _registered(root, entry):
         return
+    stored_command(f"git's filter.{FILTER}.clean of {root}")  # refuse before anything is recorded
     entry["paths"] = paths
     _note_facts(root, entry)
     app.state.save(ledger)
@@ -329,6 +410,7 @@ def sync(app: Any) -> None:
         if patched or integ.get("git-hooks"):
             paths = sorted(set((entry or {}).get("paths", [])) | set(patched) | {_rel(root, app.target.file)})
             if entry is None or entry.get("paths") != paths or not _registered(root, entry):
+                stored_command(f"git's filter.{FILTER}.clean of {root}")
                 record = ledger["targets"].setdefault(app.key, record)
                 entry = _integrations(record).setdefault("git-filter", {})
                 entry["paths"] = paths

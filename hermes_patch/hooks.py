@@ -77,12 +77,28 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def apply_command(app: Any) -> list[str]:
-    """``hermes-patch apply`` for this target, state dir and configuration, as an argv list."""
+def apply_command(app: Any, where: str = "a git hook or systemd drop-in") -> list[str]:
+    """``hermes-patch apply`` for this target, state dir and configuration, as an argv list.
+
+    Raises:
+        RefusedError: the hermes-patch that runs now is not safe to store
+            (:func:`hermes_patch.gitint.stored_command`), or a path holds a
+            newline or another control character.
+    """
+    from hermes_patch.trust import CONTROL_CHARS
+
     t = app.target
-    where = ["--root", str(t.root)] if t.root is not None else ["--file", str(t.file)]
+    where_args = ["--root", str(t.root)] if t.root is not None else ["--file", str(t.file)]
     config = ["--config", str(app.config.path)] if app.config.exists else []
-    return [*gitint.self_command(), "apply", *where, "--state-dir", str(app.state.path), *config]
+    command = [*gitint.stored_command(where), "apply", *where_args, "--state-dir", str(app.state.path), *config]
+    for arg in command:
+        if set(arg) & CONTROL_CHARS:
+            raise RefusedError(
+                f"the path {arg!r} contains a newline or another control character; written into {where} it could "
+                "start a new shell line or systemd directive. Nothing was changed. Move it to a path without one and "
+                "run `hermes-patch hook install` again."
+            )
+    return command
 
 
 # -- git hooks ---------------------------------------------------------------------------------
@@ -107,10 +123,11 @@ def hook_script(name: str, command: list[str], chained: bool) -> str:
     if chained:
         prev = f'"$(dirname "$0")/{name}{CHAIN_SUFFIX}"'
         lines += [f"if [ -x {prev} ]; then", f'    {prev} "$@"', "    status=$?", "fi"]
+    message = shlex.quote(f"hermes-patch: the dashboard patches were not re-applied; see: {status_cmd}")
     run = [
         f"if [ -x {shlex.quote(command[0])} ]; then",
         f"    {cmd} </dev/null >&2 ||",
-        f'        echo "hermes-patch: the dashboard patches were not re-applied; see: {status_cmd}" >&2',
+        f"        echo {message} >&2",  # one quoted word: nothing in a path is expanded
         "fi",
     ]
     if name == "post-checkout":  # $3 = 1: a branch checkout (not `git checkout -- FILE`); $1 != $2: HEAD moved
@@ -256,9 +273,9 @@ def _reload(scope: str) -> str:
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
-    if _read(path) == data and (path.stat().st_mode & 0o777) == mode:
+    if not path.is_symlink() and _read(path) == data and (path.stat().st_mode & 0o777) == mode:
         return
-    atomic_write(path, data)
+    atomic_write(path, data, mode, follow=False)  # a link there is replaced, never written through
     os.chmod(path, mode)
 
 
@@ -294,7 +311,7 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
         )
     if unit is not None:
         check_unit_exists(_unit_name(unit), scope, unit_directory)
-    command = apply_command(app)
+    command = apply_command(app, "a systemd drop-in" if root is None else "git hooks")
     done: list[str] = []
     with app.state.lock(app.key):
         ledger = app.state.load()
@@ -392,6 +409,7 @@ def uninstall(app: Any, keep_session_token: bool = False) -> list[str]:
             only_token = bool(integ.get("session-token"))
             if not only_token:
                 return ["nothing to uninstall: no hook is recorded for this target (`hermes-patch hook show`)"]
+        _check_records(app, hooks, dropins)
         items = [(Path(e["path"]), e) for e in hooks.values()] + [(Path(p), e) for p, e in dropins.items()]
         for path, entry in items:
             current = _read(path)
@@ -428,6 +446,56 @@ def uninstall(app: Any, keep_session_token: bool = False) -> list[str]:
     for scope in sorted(scopes):
         done.append(_reload(scope))
     return done
+
+
+def _check_records(app: Any, hooks: dict[str, Any], dropins: dict[str, Any]) -> None:
+    """Refuse records that name files ``hook install`` never writes (a forged or damaged ledger).
+
+    A git hook record must name ``<hooks dir>/<post-merge|post-checkout>`` of
+    this checkout (its chained hook ``<that>.pre-hermes-patch``); a drop-in
+    record ``<dir>/<unit>.service.d/hermes-patch.conf``; the folders they
+    created must be that file's folder and those above it.
+
+    Raises:
+        StateError: naming the ledger and the record; nothing was changed.
+    """
+    from hermes_patch.errors import StateError
+
+    root = gitint.repo_root(app.target)
+    hooks_dir = gitint.git_path(root, "hooks") if root is not None and hooks else None
+
+    def refuse(what: str, where: Any) -> StateError:
+        ledger = app.state.ledger_path
+        return StateError(
+            f"the ledger {ledger} records {what} at {where!r}, which is not a file `hermes-patch hook install` writes "
+            "for this target; a record hermes-patch wrote never does, so it was forged or damaged. Nothing was "
+            f"changed. Move the ledger aside (`mv {ledger} {ledger}.bad`) and run `hermes-patch hook show`."
+        )
+
+    def ancestors_ok(entry: dict[str, Any], folder: Path) -> bool:
+        allowed = {str(d) for d in [folder, *folder.parents][:-1]}
+        dirs = entry.get("created_dirs", [])
+        return isinstance(dirs, list) and all(isinstance(d, str) and d in allowed for d in dirs)
+
+    for name, entry in hooks.items():
+        expected = hooks_dir / name if hooks_dir is not None and name in GIT_HOOKS else None
+        if expected is None or not isinstance(entry, dict) or entry.get("path") != str(expected):
+            raise refuse(f"the git hook {name}", entry.get("path") if isinstance(entry, dict) else entry)
+        if entry.get("chained") not in (None, str(expected) + CHAIN_SUFFIX):
+            raise refuse(f"the earlier git hook of {name}", entry.get("chained"))
+        if not ancestors_ok(entry, expected.parent) or not isinstance(entry.get("sha256"), str):
+            raise refuse(f"the folders created for the git hook {name}", entry.get("created_dirs"))
+    for p, entry in dropins.items():
+        path = Path(p)
+        unit = entry.get("unit") if isinstance(entry, dict) else None
+        if (
+            not isinstance(unit, str) or not _UNIT_RE.match(unit) or not path.is_absolute()
+            or path.name != DROPIN or path.parent.name != f"{unit}.service.d" or entry.get("scope") not in ("user", "system")
+            or ".." in path.parts or not isinstance(entry.get("sha256"), str)
+        ):
+            raise refuse("a systemd drop-in", p)
+        if not ancestors_ok(entry, path.parent):
+            raise refuse("the folders created for a systemd drop-in", entry.get("created_dirs"))
 
 
 def _missing_dirs(directory: Path) -> list[str]:
@@ -471,6 +539,12 @@ def show(app: Any) -> list[Installed]:
     if token:
         path = Path(token["path"])
         items.append(Installed("session token file (owner-only; its content is never shown)", path, _state(path, token), ("HERMES_DASHBOARD_SESSION_TOKEN for the dashboard",)))
+    exe = gitint.self_command()
+    found = gitint.command_problem(exe)
+    if found:
+        items.append(Installed("command path", Path(exe[0]), "refused", (f"{found[0]}; `hook install` (and apply on a git install) will not store it",)))
+    else:
+        items.append(Installed("command path", Path(exe[0]), "trusted", ("owned by root or the running user, not group- or world-writable: safe to store in hooks, the git filter and drop-ins",)))
     return items
 
 

@@ -11,11 +11,12 @@ what to write instead, rather than silently never matching.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import urllib.parse
 
-__all__ = ["parse_host", "parse_origin", "DEFAULT_PORTS"]
+__all__ = ["parse_host", "parse_origin", "is_public_suffix", "DEFAULT_PORTS"]
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -60,13 +61,30 @@ def _name(text: str, what: str) -> str:
     return lowered
 
 
+@functools.lru_cache(maxsize=1)
+def _suffix_list():
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+def is_public_suffix(name: str) -> bool:
+    """Whether ``name`` is a public suffix (``co.uk``, ``github.io``, ``ts.net``): names below it have unrelated owners.
+
+    Uses the Public Suffix List bundled with the ``publicsuffixlist``
+    package (ICANN and private sections; no network), loaded only when a
+    suffix entry is configured.
+    """
+    return bool(_suffix_list().is_public(name))
+
+
 def parse_host(value: object, *, allow_suffix: bool = True) -> str:
     """Normalize one entry of ``[patches.trusted-hosts] hosts``.
 
     Args:
         value: from the TOML file: a host name (``"proxy.example"``), an IP
             address (``"100.64.0.5"``, ``"fd7a::1"`` or ``"[fd7a::1]"``), or,
-            when ``allow_suffix``, a leading-dot suffix (``".ts.net"``) that
+            when ``allow_suffix``, a leading-dot suffix (``".tail1234.ts.net"``) that
             stands for every name below it.
 
     Returns:
@@ -75,8 +93,10 @@ def parse_host(value: object, *, allow_suffix: bool = True) -> str:
 
     Raises:
         ValueError: not a string; a URL, a port, a wildcard (``*``,
-            ``*.ts.net``), a trailing dot, non-ASCII, or a suffix of a single
-            label (``.net`` would trust a whole top-level domain).
+            ``*.ts.net``), a trailing dot, non-ASCII, a suffix of a single
+            label (``.net`` would trust a whole top-level domain), or a
+            suffix that is itself a public suffix (``.co.uk``, ``.github.io``,
+            ``.ts.net``; issue 13).
     """
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a string")
@@ -100,6 +120,12 @@ def parse_host(value: object, *, allow_suffix: bool = True) -> str:
         if "." not in rest:
             raise ValueError(
                 f"{value!r} would trust every name under a top-level domain; write a longer suffix (e.g. '.your-tailnet.ts.net') or exact names"
+            )
+        if is_public_suffix(rest):
+            raise ValueError(
+                f"{value!r} is a public suffix (on the Public Suffix List): the names below it belong to unrelated "
+                "owners, any of whom could point one at 127.0.0.1; list exact names, or a suffix only you control "
+                "(e.g. '.your-tailnet.ts.net')"
             )
         return "." + rest
     if text.count(":") == 1 and not text.startswith("["):

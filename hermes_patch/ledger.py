@@ -19,9 +19,12 @@ Hermes tree: ``hermes update`` on a git install stashes every untracked file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -58,10 +61,17 @@ class StateDir:
 
     Raises:
         StateError: the directory is inside the Hermes tree.
+
+    Every use first checks (once) that the directory and the folders above
+    it are the running user's alone (:mod:`hermes_patch.trust`): a state dir
+    another user can write would let them forge records that root acts on.
+    Nothing inside it is followed when it is a symlink.
     """
 
     def __init__(self, path: Path, tree_root: Path | None = None) -> None:
-        self.path = path.expanduser().resolve()
+        self.given = path.expanduser()
+        self.path = self.given.resolve()
+        self._checked = False
         if tree_root is not None:
             root = tree_root.resolve()
             if self.path == root or root in self.path.parents:
@@ -74,7 +84,58 @@ class StateDir:
 
     # -- files -------------------------------------------------------------
 
+    def check(self) -> None:
+        """Refuse a state dir that is not the running user's alone (once per run).
+
+        Raises:
+            StateError: owned by another user, writable by others, or a folder
+                above it is; the message says what to do.
+        """
+        if self._checked:
+            return
+        from hermes_patch.trust import refusal, why_untrusted
+
+        found = why_untrusted(self.given, owner_only=True)
+        if found:
+            raise StateError(refusal(
+                f"the state directory {self.given}", (found[0], None),
+                f"Use a state directory only you can write (`--state-dir ~/.local/state/hermes-patch` is created 0700), "
+                f"or make this one yours alone (`chown -R $(id -u) {self.path} && chmod -R go-w {self.path}`).",
+            ))
+        # What is already inside: no links, ours alone (checked before anything is created there).
+        for name, kind in (("ledger.json", "file"), ("backups", "dir"), ("locks", "dir"), ("locks/ledger.lock", "file")):
+            if os.path.lexists(self.path / name):
+                self._own_entry(self.path / name, kind)
+        self._checked = True
+
+    def _refuse_link(self, path: Path) -> StateError:
+        return StateError(
+            f"{path} is a symlink; hermes-patch never follows links inside its state directory {self.path} "
+            "(one planted there could make it read or overwrite another file). Nothing was changed. Remove the "
+            f"link (`rm {path}`) and run the command again."
+        )
+
+    def _own_entry(self, path: Path, kind: str) -> None:
+        """``path`` (inside the state dir) is no symlink, is a ``kind`` (``dir``/``file``), ours alone."""
+        from hermes_patch.trust import _problem, owner_name
+
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise self._refuse_link(path)
+        is_kind = stat.S_ISDIR(st.st_mode) if kind == "dir" else stat.S_ISREG(st.st_mode)
+        problem = _problem(path, st, above=False)
+        if st.st_uid != os.geteuid():
+            problem = (f"{path} is owned by {owner_name(st.st_uid)}", None)
+        if not is_kind or problem:
+            why = problem[0] if problem else f"{path} is not a {'folder' if kind == 'dir' else 'regular file'}"
+            raise StateError(
+                f"{why}, inside the state directory {self.path}; hermes-patch acts on what it finds there, so it "
+                f"must be yours alone. Nothing was changed. Move the state directory aside (`mv {self.path} "
+                f"{self.path}.suspect`) and check it, or use another with --state-dir."
+            )
+
     def _ensure(self, sub: str | None = None) -> Path:
+        self.check()
         d = self.path / sub if sub else self.path
         old = os.umask(0o077)
         try:
@@ -83,7 +144,24 @@ class StateDir:
             raise StateError(f"cannot create the state directory {d}: {exc.strerror}. Pick another with --state-dir.") from None
         finally:
             os.umask(old)
+        if sub:
+            self._own_entry(d, "dir")
         return d
+
+    def _read(self, path: Path) -> bytes:
+        """The bytes of a file in the state dir: never through a symlink, ours alone (FileNotFoundError if missing)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._refuse_link(path) from None
+            raise
+        try:
+            self._own_entry(path, "file")
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read()
+        finally:
+            os.close(fd)
 
     def load(self) -> dict[str, Any]:
         """The ledger as a dict (``{"schema": 1, "targets": {}}`` when none exists).
@@ -91,8 +169,9 @@ class StateDir:
         Raises:
             StateError: unreadable, not JSON, truncated, or a newer schema.
         """
+        self.check()
         try:
-            data = self.ledger_path.read_bytes()
+            data = self._read(self.ledger_path)
         except FileNotFoundError:
             return {"schema": SCHEMA, "targets": {}}
         except OSError as exc:
@@ -105,6 +184,9 @@ class StateDir:
                 for key, record in ledger["targets"].items():
                     if not _fits(record, _RECORD, optional=True):
                         raise ValueError(f"the record of {key} is not shaped like a schema-{SCHEMA} record")
+                    bad = _bad_names(record)
+                    if bad:
+                        raise ValueError(f"the record of {key} names {bad!r}, which is not a module file of the package or not a sha256")
         except ValueError as exc:
             raise StateError(
                 f"the ledger {self.ledger_path} is corrupted or truncated ({exc}). Your Hermes files were not "
@@ -125,7 +207,9 @@ class StateDir:
         self._ensure()
         ledger["schema"] = SCHEMA
         data = (json.dumps(ledger, indent=2, sort_keys=True) + "\n").encode()
-        atomic_write(self.ledger_path, data, mode=0o600)
+        if os.path.lexists(self.ledger_path):
+            self._own_entry(self.ledger_path, "file")
+        atomic_write(self.ledger_path, data, mode=0o600, follow=False)
 
     def backup(self, data: bytes) -> str:
         """Store ``data`` under ``backups/<sha256>`` (once, mode 0600); return the sha256.
@@ -136,14 +220,17 @@ class StateDir:
         sha = hashlib.sha256(data).hexdigest()
         path = self._ensure("backups") / sha
         if self.read_backup(sha) is None:
-            atomic_write(path, data, mode=0o600)
+            atomic_write(path, data, mode=0o600, follow=False)  # replaces a planted link, never writes through it
         return sha
 
     def read_backup(self, sha: str) -> bytes | None:
         """The stored bytes of ``sha``, or ``None`` when missing or corrupted."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            return None
         try:
-            data = (self.path / "backups" / sha).read_bytes()
-        except OSError:
+            self._ensure("backups")
+            data = self._read(self.path / "backups" / sha)
+        except (OSError, StateError):
             return None
         return data if hashlib.sha256(data).hexdigest() == sha else None
 
@@ -194,6 +281,7 @@ class StateDir:
 
         path = self._ensure("locks") / "ledger.lock"
         _create_private(path)
+        self._own_entry(path, "file")
         try:
             with FileLock(str(path), timeout=timeout):
                 yield
@@ -225,10 +313,34 @@ def _fits(value: Any, spec: Any, optional: bool = False) -> bool:
     return isinstance(value, spec)
 
 
+# A module file of the hermes_cli package as records name it: relative, no `..`, a .py file.
+MODULE_NAME = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_][A-Za-z0-9_.-]*\.py")
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+def _bad_names(record: dict[str, Any]) -> str | None:
+    """The first file name or hash in ``record`` that a record we wrote cannot hold (confinement)."""
+    pending = record.get("pending") or {}
+    tables = [record.get("files", {}), pending.get("files", {}), (pending.get("commit") or {}).get("files", {})]
+    snaps = [record.get("snapshot", {}), (pending.get("commit") or {}).get("snapshot", {})]
+    for table in tables:
+        for name, entry in table.items():
+            if not MODULE_NAME.fullmatch(name) or ".." in name.split("/"):
+                return name
+            for value in entry.values():
+                if not _SHA.fullmatch(value):
+                    return value
+    for snap in snaps:
+        for name, value in (snap or {}).get("inputs", {}).items():
+            if not MODULE_NAME.fullmatch(name) or not _SHA.fullmatch(value):
+                return name
+    return None
+
+
 def _create_private(path: Path) -> None:
     """Create ``path`` empty with mode 0600 if it does not exist (so no window with wider bits)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.close(fd)
     except FileExistsError:
         pass

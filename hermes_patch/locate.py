@@ -195,6 +195,8 @@ def _from_python(python: Path, found_by: str) -> Target:
     exe = shutil.which(str(python)) if os.sep not in str(python) else str(python.expanduser())
     if not exe or not Path(exe).exists():
         raise TargetError(f"the interpreter {python} does not exist. --python takes the Python of the environment Hermes is installed in (e.g. ~/.hermes/hermes-agent/venv/bin/python).")
+    exe = os.path.abspath(exe)  # verify runs it from another working directory
+    guard_interpreter(Path(exe))
     try:
         out = subprocess.run([exe, "-I", "-c", _FIND_SPEC], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -209,6 +211,56 @@ def _from_python(python: Path, found_by: str) -> Target:
             "Name the interpreter Hermes runs with (`head -1 $(command -v hermes)` shows it)."
         )
     return _target(Path(locations[0]) / ENTRY, found_by, Path(exe))
+
+
+def guard(path: Path, what: str) -> None:
+    """Refuse ``path`` when another user could change it (see :mod:`hermes_patch.trust`).
+
+    Raises:
+        RefusedError: naming the owner and ``sudo -u OWNER hermes-patch ...``.
+    """
+    from hermes_patch.trust import refusal, why_untrusted
+
+    found = why_untrusted(path)
+    if found:
+        from hermes_patch.errors import RefusedError
+
+        raise RefusedError(refusal(what, found, f"Remove the write permission of others (`chmod go-w {found[0].split(' is ')[0]}`), or run hermes-patch as the owner of the install."))
+
+
+def guard_interpreter(exe: Path) -> None:
+    """Refuse an interpreter another user could steer, *before* it runs.
+
+    The interpreter file and its folders, and for a venv its ``pyvenv.cfg``
+    and ``site-packages`` (whose ``.pth`` files run at every start: ``-I``
+    does not skip them), must be trusted.
+    """
+    what = f"the interpreter {exe} (hermes-patch runs it to find Hermes and to verify)"
+    guard(exe, what)
+    venv = exe.parent.parent
+    if (venv / "pyvenv.cfg").is_file():
+        guard(venv / "pyvenv.cfg", what)
+        for site in sorted(venv.glob("lib*/python3*/site-packages")):
+            guard(site, what)
+
+
+def guard_target(target: "Target") -> None:
+    """Refuse a Hermes install another user could change: the file, its package, the tree, a checkout's ``.git``.
+
+    Called for every command that reads, runs or writes the install, before
+    git or the interpreter run.
+    """
+    what = f"the Hermes install at {target.tree_root}"
+    paths = [target.file, target.package_dir, target.tree_root]
+    if target.symlink is not None:
+        paths.append(target.symlink)
+    if target.interpreter is not None:
+        guard_interpreter(target.interpreter)
+    if target.install_method == "git" and target.root is not None:
+        git_dir = target.root / ".git"
+        paths += [git_dir, git_dir / "config", git_dir / "info", git_dir / "info" / "attributes", git_dir / "hooks"]
+    for path in dict.fromkeys(paths):
+        guard(path, what)
 
 
 def _launcher_python(launcher: Path) -> Path | None:
@@ -253,6 +305,7 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
     tried = []
     launcher = shutil.which("hermes")
     if launcher:
+        guard(Path(launcher), f"the `hermes` launcher {launcher} (hermes-patch reads its interpreter and `update` runs it)")
         interp = _launcher_python(Path(launcher))
         if interp is not None and interp.exists():
             try:

@@ -50,6 +50,7 @@ __all__ = [
     "marker_line",
     "find_blocks",
     "remove_blocks",
+    "py_str",
 ]
 
 
@@ -179,6 +180,28 @@ class Check:
             "peer": self.peer, "bound_host": self.bound_host, "headers": [list(h) for h in self.headers],
             "control": self.control,
         }
+
+
+def py_str(value: str) -> str:
+    """A Python string literal for a configured ``value``: ``repr()``, in double quotes where that is the same.
+
+    Every configured value a patch writes into generated code goes through
+    here (after its :class:`Param` validated it), so nothing in a value can
+    end the literal (issue 13: an IPv6 zone id once did). ``repr`` escapes
+    quotes, backslashes, newlines and U+2028; the result is turned into the
+    double-quoted form the catalog has always written when the value holds
+    neither quote.
+
+    Raises:
+        ValueError: ``value`` is not a ``str``.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    literal = repr(value)
+    if literal.startswith("'") and '"' not in value and "'" not in value:
+        literal = '"' + literal[1:-1] + '"'
+    assert ast.literal_eval(literal) == value
+    return literal
 
 
 MARKER_PREFIX = "# hermes-patch: "

@@ -39,6 +39,10 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
         name = f"{package}.{path.stem}"
         module = sys.modules.get(name)
         if module is None:
+            if source != "builtin":
+                from hermes_patch.config import guard_path
+
+                guard_path(path, f"the patch module {path} ({source})")
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:  # pragma: no cover
                 continue

@@ -251,3 +251,15 @@ class Source:
                 "first (`hermes update`, or `pip install --force-reinstall "
                 "hermes-agent`), then run `hermes-patch status`."
             ) from None
+        except (RecursionError, MemoryError):
+            raise TargetError(too_deep(self.path)) from None
+
+
+def too_deep(path: Path) -> str:
+    """The message for a file whose expressions nest deeper than the parsers' recursion allows."""
+    return (
+        f"{path} holds an expression nested too deeply for hermes-patch's parsers (Python's own recursion limit); "
+        "no Hermes release has one, so the file was changed by something else. Nothing was changed. Restore the "
+        "file from the release (`hermes update`, or `pip install --force-reinstall --no-deps hermes-agent==<version>`), "
+        "then run `hermes-patch status`."
+    )

@@ -65,6 +65,20 @@ def combined_regex(upstream: str, origins: tuple[str, ...]) -> str:
     return f"(?:{upstream})|{origins_regex(origins)}"
 
 
+def _raw_literal(pattern: str) -> str:
+    """``r"<pattern>"``, refusing a pattern a raw literal cannot hold exactly.
+
+    The origins are validated (:func:`hermes_patch.hostnames.parse_origin`:
+    ASCII host names, brackets, digits) and ``re.escape``-d, so this never
+    refuses in practice; it guards the one value we write as a raw string,
+    which releases of hermes-patch have always written this way.
+    """
+    literal = f'r"{pattern}"'
+    if any(c in pattern for c in '"\r\n\u2028\u2029') or pattern.endswith("\\") or ast.literal_eval(literal) != pattern:
+        raise ValueError(f"the pattern {pattern!r} cannot be written as a raw string literal")
+    return literal
+
+
 def render(app: str, origins: tuple[str, ...], unit: str, newline: str) -> str:
     """The statement inserted after ``<app>.add_middleware(CORSMiddleware, ...)``, indented with ``unit``."""
     i, ii, iii = unit, unit * 2, unit * 3
@@ -76,7 +90,7 @@ def render(app: str, origins: tuple[str, ...], unit: str, newline: str) -> str:
         f'{ii}{LOOP_VAR}_options = getattr({LOOP_VAR}, "kwargs", None) or {LOOP_VAR}.options',
         f'{ii}{LOOP_VAR}_options["{KEYWORD}"] = "(?:%s)|%s" % (',
         f'{iii}{LOOP_VAR}_options["{KEYWORD}"],',
-        f'{iii}r"{origins_regex(origins)}",',
+        f"{iii}{_raw_literal(origins_regex(origins))},",
         f"{ii})",
         f"{ii}break",
     ]
@@ -194,7 +208,8 @@ class CorsOrigins(Patch):
             return Detection(State.DRIFTED, f"our block (line {block.marker}) no longer follows the {MIDDLEWARE} call")
         body = src.lines(block.first, block.last)
         unit = _unit(ws)
-        if origins and body == render(anchor.app, origins, unit, src.newline):
+        parsed = {n.value for n in ast.walk(block.node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        if origins and body == render(anchor.app, origins, unit, src.newline) and origins_regex(origins) in parsed:
             return Detection(State.APPLIED, f"the CORS rule also allows {', '.join(origins)}")
         old = _origins_of(block.node)
         if old and body == render(anchor.app, old, unit, src.newline):

@@ -20,7 +20,9 @@ finds it, in the action's own log:
   run through a small wrapper (``python -c``, the same interpreter) that
   writes ``=== <name> running, pid N (recorded by hermes-patch) ===``,
   runs the real command with the same stdin, stdout, cwd and environment,
-  forwards SIGTERM/SIGINT/SIGHUP to it, writes ``=== <name> finished, exit
+  forwards SIGTERM/SIGINT/SIGHUP to it (its handlers are in place before the
+  running line is written; a signal that comes before the command starts is
+  passed on once it has), writes ``=== <name> finished, exit
   N (recorded by hermes-patch) ===`` and exits with the same status (a
   signal death is re-raised, so the handle's code is the command's);
 * in ``get_action_status``, right after ``proc = _ACTION_PROCS.get(name)``:
@@ -57,6 +59,12 @@ NOTE = "an action's exit code outlives the dashboard that started it"
 WRAPPER = (
     "import os, signal, subprocess, sys\n"
     "name, cmd = sys.argv[1], sys.argv[2:]\n"
+    "child, early = None, []\n"
+    "def forward(n, frame):\n"
+    "    early.append(n) if child is None else child.send_signal(n)\n"
+    "for sig in ('SIGTERM', 'SIGINT', 'SIGHUP'):\n"
+    "    if hasattr(signal, sig):\n"
+    "        signal.signal(getattr(signal, sig), forward)\n"
     "def note(text):\n"
     "    os.write(1, ('=== %s %s (recorded by hermes-patch) ===\\n' % (name, text)).encode())\n"
     "note('running, pid %d' % os.getpid())\n"
@@ -65,9 +73,8 @@ WRAPPER = (
     "except OSError:\n"
     "    note('finished, exit 127')\n"
     "    sys.exit(127)\n"
-    "for sig in ('SIGTERM', 'SIGINT', 'SIGHUP'):\n"
-    "    if hasattr(signal, sig):\n"
-    "        signal.signal(getattr(signal, sig), lambda n, f: child.send_signal(n))\n"
+    "for n in early:\n"
+    "    child.send_signal(n)\n"
     "code = child.wait()\n"
     "note('finished, exit %d' % code)\n"
     "if code < 0 and hasattr(os, 'kill'):\n"

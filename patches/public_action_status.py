@@ -45,15 +45,16 @@ from dataclasses import replace
 from typing import Any
 
 from hermes_patch.engine import blocks_of
-from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State, py_str
 from hermes_patch.source import walk
 from hermes_patch.workspace import Workspace
 
 NAME = "_PUBLIC_API_PATHS"
 ACTIONS = "_ACTION_LOG_FILES"
 # Action logs that can carry secrets (REAL_TARGETS: dump, backup, security-audit).
-SENSITIVE = frozenset({"dump", "backup", "security-audit"})
-_ACTION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# doctor: its report lists configuration and environment details (issue 13).
+SENSITIVE = frozenset({"dump", "backup", "security-audit", "doctor"})
+_ACTION_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 # A same-host proxy's address, as in the reports: the poll arrives through it.
 PROXY_PEER = "127.0.0.5"
 # The route the Update button polls (upstream keeps it in web_routers/actions.py from September 2026).
@@ -66,7 +67,7 @@ def _parse_actions(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("must be a list of action names, e.g. [\"hermes-update\", \"gateway-restart\"]")
     for name in value:
-        if not _ACTION_RE.match(name):
+        if not _ACTION_RE.fullmatch(name):  # match() would let "hermes-update\n" through
             raise ValueError(f"{name!r} is not an action name (no wildcards, templates or slashes)")
     return tuple(dict.fromkeys(value))
 
@@ -81,7 +82,7 @@ def render(actions: tuple[str, ...], newline: str) -> str:
     lines = [
         f"{MARKER_PREFIX}public-action-status (update-progress poll works through a reverse proxy)",
         f"{NAME} = {NAME} | frozenset({{",
-        *(f'    "{status_path(a)}",' for a in actions),
+        *(f"    {py_str(status_path(a))}," for a in actions),
         "})",
     ]
     return newline.join(lines) + newline
@@ -283,7 +284,7 @@ class PublicActionStatus(Patch):
         body = src.lines(block.first, block.last)
         if block.first != binding.last + 1:
             return Detection(State.DRIFTED, f"our block (line {block.marker}) no longer follows upstream's {NAME} binding")
-        if body == render(actions, newline):
+        if body == render(actions, newline) and _parsed_paths(block.node) == [status_path(a) for a in actions]:
             return Detection(State.APPLIED, f"{len(actions)} status poll(s) answer without the token (for a page whose token is gone): {', '.join(actions)}", notes=notes)
         earlier = _strings(block.node.value.right) if isinstance(block.node, ast.Assign) and isinstance(block.node.value, ast.BinOp) else None  # type: ignore[attr-defined]
         if earlier is not None:
@@ -339,6 +340,15 @@ def _rebinds(node: ast.AST) -> bool:
         return NAME in node.names
     targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
     return any(isinstance(n, ast.Name) and n.id == NAME for t in targets for n in ast.walk(t))
+
+
+def _parsed_paths(node: ast.stmt) -> list[str] | None:
+    """The status paths our block holds, as Python parses them (``None`` for another shape)."""
+    try:
+        paths = _ordered_strings(node)
+    except (AttributeError, IndexError):
+        return None
+    return paths if all(isinstance(p, str) for p in paths) else None
 
 
 def _ordered_strings(node: ast.stmt) -> list[str]:

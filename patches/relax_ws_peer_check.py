@@ -29,7 +29,7 @@ import ipaddress
 from typing import Any
 
 from hermes_patch.engine import blocks_of
-from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State, py_str
 from hermes_patch.source import walk
 from hermes_patch.workspace import Binding, Workspace
 
@@ -52,6 +52,8 @@ def _parse_proxies(value: Any) -> tuple[str, ...]:
         raise ValueError('must be a list of CIDRs, e.g. ["127.0.0.5/32"]')
     out = []
     for text in value:
+        if "%" in text:  # ipaddress takes fe80::1%<anything> as a scope id, quotes and newlines included
+            raise ValueError(f"{text!r}: a zone id (%...) is not accepted; a peer address never carries one, write the network alone, e.g. \"fe80::/64\"")
         try:
             net = ipaddress.ip_network(text.strip(), strict=True)
         except ValueError as exc:
@@ -73,7 +75,7 @@ def _parse_proxies(value: Any) -> tuple[str, ...]:
 def render_helper(proxies: tuple[str, ...], unit: str, newline: str) -> str:
     """The module-level helper (two blank lines, marker, def) with indent ``unit``."""
     i, ii = unit, unit * 2
-    literal = "(" + ", ".join(f'"{p}"' for p in proxies) + ("," if len(proxies) == 1 else "") + ")"
+    literal = "(" + ", ".join(py_str(p) for p in proxies) + ("," if len(proxies) == 1 else "") + ")"
     lines = [
         "",
         "",
@@ -307,7 +309,8 @@ class RelaxWsPeerCheck(Patch):
             if len(helper) != 1 or helper[0].first != anchor.last + 1:
                 return Detection(State.DRIFTED, f"the {HELPER} helper no longer follows {LOOPBACK} in {file}")
             body = src.lines(helper[0].first, helper[0].last)
-            if body == render_helper(proxies, helpers[file], src.newline):
+            # Applied means the text we render *and* the values Python parses from it are the configured ones.
+            if body == render_helper(proxies, helpers[file], src.newline) and _proxies_of(helper[0].node) == proxies:
                 continue
             old = _proxies_of(helper[0].node)
             if old is not None and body == render_helper(old, helpers[file], src.newline):

@@ -49,7 +49,7 @@ from typing import Any
 
 from hermes_patch.engine import blocks_of
 from hermes_patch.hostnames import parse_host
-from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State
+from hermes_patch.patch import MARKER_PREFIX, Detection, Param, Patch, Site, State, py_str
 from hermes_patch.workspace import Binding, Workspace
 
 FUNCTION = "_is_accepted_host"
@@ -119,7 +119,7 @@ def render_guard(param: str, unit: str, newline: str) -> str:
 
 
 def _tuple(items: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f'"{s}"' for s in items) + ("," if len(items) == 1 else "") + ")"
+    return "(" + ", ".join(py_str(s) for s in items) + ("," if len(items) == 1 else "") + ")"
 
 
 def _unit(ws: Workspace, binding: Binding) -> str:
@@ -170,7 +170,7 @@ class TrustedHosts(Patch):
         "hosts": Param(
             default=(),
             parse=_parse_hosts,
-            doc="host names (or IPs) the browser uses to reach the proxy; a leading dot (.ts.net) trusts every name below it",
+            doc="host names (or IPs) the browser uses to reach the proxy; a leading dot (.tail1234.ts.net) trusts every name below it; public suffixes (.co.uk, .ts.net) are refused",
         )
     }
 
@@ -288,7 +288,8 @@ class TrustedHosts(Patch):
         if helper.first != fn.last + 1:
             return Detection(State.DRIFTED, f"the {HELPER} helper no longer follows {FUNCTION}() in {fn.file}")
         body = src.lines(helper.first, helper.last)
-        if hosts and body == render_helper(hosts, unit, src.newline):
+        rendered = tuple(h for h in hosts if not h.startswith(".")) + tuple(h for h in hosts if h.startswith("."))
+        if hosts and body == render_helper(hosts, unit, src.newline) and _hosts_of(helper.node) == rendered:
             accepted = "pages and WebSocket upgrades" if ws_guard else "pages (this release has no WebSocket Host/Origin guard)"
             return Detection(State.APPLIED, f"the dashboard also serves {accepted} for the Host and Origin {', '.join(hosts)}", notes=notes, advice=advice)
         old = _hosts_of(helper.node)

@@ -42,9 +42,9 @@ neighbours' load (both are printed). It reports; a missed goal is not an
 error unless ``--check`` is given (exit 1). The exit code is 2 when the
 benchmark itself cannot run (an unexpected state, revert not byte-exact).
 
-The configuration gives every built-in patch something to do, so that on
-0.19.0 all four are pending and ``apply`` makes every edit with every proof
-(the heaviest case). Whatever states the catalog reports, they must be the
+The configuration gives the patches that take parameters something to do,
+so that on 0.19.0 every patch that applies is pending and ``apply`` makes
+every edit with every proof (the heaviest case). Whatever states the catalog reports, they must be the
 same on every run and on both files, and at least one patch must be
 pending; the states are printed with the results.
 """
@@ -78,7 +78,8 @@ TARGET_NAMES = (
     "CORSMiddleware", "add_middleware",  # cors-origins
     "_hermes_patch",  # our own helpers
 )
-# Every built-in patch gets something to do (all four pending on 0.19.0).
+# The patches that take parameters get something to do, so every patch that
+# applies to 0.19.0 is pending.
 CONFIG = """\
 [patches.relax-ws-peer-check]
 trusted_proxies = ["127.0.0.5/32"]

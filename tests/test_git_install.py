@@ -356,6 +356,7 @@ def test_hook_show_prints_what_and_where(repo: Repo, run: Runner):
         f"git attributes: {g / 'info/attributes'} (installed)",
         f"git hook post-checkout: {g / 'hooks/post-checkout'} (installed)",
         f"git hook post-merge: {g / 'hooks/post-merge'} (installed)",
+        f"command path: {run.exe} (trusted)",
     ]
     assert f"    /{WEB} filter=hermes-patch" in lines
     assert any(f"apply --root {repo.checkout} --state-dir {run.state} --config {run.config} --auto git-hook:post-merge" in line for line in lines)

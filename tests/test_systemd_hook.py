@@ -79,7 +79,8 @@ def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "applied"}
 
     show = run("hook", "show", "--root", str(root), check=0).stdout.splitlines()
-    assert show == [f"systemd drop-in (user unit hermes-dashboard.service): {dropin} (installed)", f"    ExecStartPre=-{' '.join(command)}"]
+    assert show[:2] == [f"systemd drop-in (user unit hermes-dashboard.service): {dropin} (installed)", f"    ExecStartPre=-{' '.join(command)}"]
+    assert show[2:3] == [f"command path: {command[0]} (trusted)"]
 
     out = run("hook", "uninstall", "--root", str(root), env=sd.env, check=0).stdout.splitlines()
     assert out == [f"removed the systemd drop-in {dropin}", "ran `systemctl --user daemon-reload`"]

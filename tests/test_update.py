@@ -61,11 +61,11 @@ def test_update_on_a_git_install(tmp_path: Path, run: Runner):
 
     out = proc.stdout.splitlines()
     commit = git(repo.checkout, "rev-parse", "origin/main").stdout.strip()
-    assert out[:3] == [  # step 0: the incoming code is checked before Hermes is touched
-        "→ checking the incoming code (origin/main) before updating",
-        f"  check --ref origin/main (commit {commit[:12]}), release 0.19.0: cors-origins not-needed, {PAS} pending, {WS} not-needed, trusted-hosts not-needed",
-        "  the patches will come back after the update",
-    ]
+    # step 0: the incoming code is checked before Hermes is touched
+    assert out[0] == "→ checking the incoming code (origin/main) before updating"
+    assert out[1].startswith(f"  check --ref origin/main (commit {commit[:12]}), release 0.19.0: ")
+    assert f"{PAS} pending" in out[1] and f"{WS} not-needed" in out[1]
+    assert out[2] == "  the patches will come back after the update"
     out = out[3:]
     assert out[:5] == [
         f"→ reverting hermes-patch's edits of {repo.checkout / WEB} (release 0.14.0)",
@@ -74,7 +74,7 @@ def test_update_on_a_git_install(tmp_path: Path, run: Runner):
         "→ re-applying onto release 0.19.0 (was 0.14.0)",
         f"  applied {PAS}",
     ]
-    assert out[-1] == "ok: 1 applied, 3 not-needed"
+    assert out[-1] == f"ok: 1 applied, {len(UNCONFIGURED) + 1} not-needed"
     [seen] = fake.runs()
     assert seen["argv"] == ["update", "--yes"]
     assert seen["watched"] == (FIXTURES / "r0_14" / WEB).read_text()  # hermes update saw upstream's bytes only
