@@ -228,7 +228,7 @@ def _after_write(app, result, restart: bool, sink: Callable[[str], None] | None 
         return True
     from hermes_patch.restart import after_write
 
-    lines, ok = after_write(app, restart)
+    lines, ok = after_write(app, restart, say_none=sink is None)
     if sink is not None:
         for line in lines:
             sink(line)

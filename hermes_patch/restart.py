@@ -286,8 +286,11 @@ def plan(app: Any) -> Plan:
     return Plan(tuple(stale), tuple(units.values()))
 
 
-def after_write(app: Any, restart: bool) -> tuple[list[str], bool]:
+def after_write(app: Any, restart: bool, say_none: bool = True) -> tuple[list[str], bool]:
     """Lines for people after ``apply``/``revert`` wrote files; with ``restart``, restart the units.
+
+    ``say_none``: also say so when no dashboard of this install runs (the
+    human output; ``--json`` documents carry only what needs a restart).
 
     Returns:
         (lines, ok): ``ok`` is False when a ``systemctl`` restart failed.
@@ -309,7 +312,7 @@ def after_write(app: Any, restart: bool) -> tuple[list[str], bool]:
                 lines.append(f"restart: the unit {u.name} runs this install's dashboard (hook install); if it runs, `{_shell(u.command('try-restart'))}`")
         if p.stale and any(d.unit is not None for d in p.stale):
             lines.append("`--restart` restarts the systemd units for you")
-    if not p.stale and not p.units:
+    if not p.stale and not p.units and say_none:
         lines.append(
             "restart: no running dashboard of this install was found here; one started from now on serves the new code "
             "(a dashboard in a container or on another machine must be restarted there)"

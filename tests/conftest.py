@@ -89,7 +89,7 @@ TALLY: list[dict[str, str]] = []
 
 
 def tally(subject: str, expected: str, observed: str) -> None:
-    """Record one row of the README's safety tally (input or fault, expected, observed).
+    """Record one row of the safety tally (docs/safety-tally.md) (input or fault, expected, observed).
 
     Call it with ``observed`` computed from the real outcome *before* asserting,
     so a failing test still records what happened. ``scripts/tally`` collects

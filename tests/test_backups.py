@@ -16,7 +16,7 @@ def _backups(run: Runner) -> set[str]:
 
 
 def test_old_backups_go_and_recent_ones_stay(tmp_path: Path, run: Runner):
-    assert KEEP_WRITES == 5  # the README says so
+    assert KEEP_WRITES == 5  # the README (Uninstall) says so
     root = copy_fixture("r0_16", tmp_path / "sp")
     other = copy_fixture("r0_14", tmp_path / "other")  # a second target sharing the state dir keeps its own
     run("apply", "--root", str(other), check=0)

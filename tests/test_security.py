@@ -1,6 +1,6 @@
 """Security: owner-only state, configuration as data, the OAuth gate never widened, no wildcard.
 
-The threat model these encode is in the README ("Threat model").
+The threat model these encode is in docs/reference.md ("Threat model (details)") and docs/threat-model.md.
 """
 
 from __future__ import annotations
