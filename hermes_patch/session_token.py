@@ -154,12 +154,20 @@ def create(token: TokenFile) -> None:
 
 
 def remove(path: Path, sha256: str) -> str:
-    """Delete the token file we created when it is unchanged; return one line for people."""
+    """Delete the token file we created when it is unchanged; return one line for people.
+
+    The path comes from the ledger, so it is confined before anything is
+    deleted: an absolute path named ``FILE_NAME``, a regular file (not a
+    symlink) owned by the running user with the recorded sha256. Anything
+    else is kept and said so (a forged record never deletes another file).
+    """
+    if not path.is_absolute() or path.name != FILE_NAME:
+        return f"session token file {path}: not a file hermes-patch creates ({FILE_NAME}), kept"
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return f"session token file {path}: already gone"
-    if not stat.S_ISREG(st.st_mode) or _sha(path.read_bytes()) != sha256:
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or _sha(path.read_bytes()) != sha256:
         return f"session token file {path}: changed since hermes-patch created it, kept (delete it yourself if it is no longer used)"
     path.unlink()
     return f"removed the session token file {path}"

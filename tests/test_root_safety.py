@@ -230,6 +230,24 @@ def test_a_forged_hook_record_cannot_delete_or_rename_files(tmp_path):
     judge("a forged hook record (hook uninstall)", procs, digest(root, first, second) == before, str(run.state / "ledger.json"))
 
 
+def test_a_forged_session_token_record_cannot_delete_another_file(tmp_path):
+    root = copy_fixture("r0_15", tmp_path / "sp")
+    other = victim(tmp_path, "precious.conf")
+    run = Runner(tmp_path)
+    run.state.mkdir(mode=0o700)
+    key = str((root / "hermes_cli").resolve())
+    token = {"session-token": {"path": str(other), "sha256": sha(other)}}
+    ledger = {"schema": 1, "targets": {key: {"integrations": token}}}
+    (run.state / "ledger.json").write_text(json.dumps(ledger))
+    before = digest(root, other)
+    procs = [run("hook", "uninstall", "--root", str(root)), run("revert", "--root", str(root))]
+    unchanged = digest(root, other) == before
+    clean = all(p.returncode in (0, 2) and "Traceback" not in p.stderr for p in procs)
+    observed = "safe outcome: the file is kept" if unchanged and clean else f"FILES CHANGED or crashed (exits {[p.returncode for p in procs]})"
+    tally("as root: a forged session token record (hook uninstall, revert)", "safe outcome: the file is kept", observed)
+    assert observed == "safe outcome: the file is kept", "\n".join(p.stdout + p.stderr for p in procs)
+
+
 @pytest.mark.slow
 def test_a_forged_previous_filter_is_never_planted_in_git(tmp_path):
     """A record's "previous filter" (a command) is never written back into .git/config."""
