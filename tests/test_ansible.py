@@ -329,7 +329,20 @@ def _states(result: dict) -> dict[str, str]:
     return {p["id"]: p["state"] for p in result["status"]["patches"]}
 
 
-APPLIED_14 = {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed"}
+#: The catalog's states after apply with this playbook's configuration, by release (0.14 also
+#: gets the backports 0.15/0.16 made upstream: ignore-forwarded-for, stable-session-token).
+APPLIED = {
+    "0.14.0": {"cors-origins": "not-needed", "durable-action-result": "applied", "ignore-forwarded-for": "applied", "public-action-status": "applied",
+               "relax-ws-peer-check": "applied", "stable-session-token": "applied", "trusted-hosts": "not-needed"},
+    "0.19.0": {"cors-origins": "not-needed", "durable-action-result": "applied", "ignore-forwarded-for": "not-needed", "public-action-status": "applied",
+               "relax-ws-peer-check": "applied", "stable-session-token": "not-needed", "trusted-hosts": "not-needed"},
+}
+VERSION = {"h014": "0.14.0", "h019": "0.19.0", "hgit": "0.19.0"}
+
+
+def _applied_msg(version: str) -> str:
+    """The module's ``msg`` for a first apply on ``version``: the applied ids, sorted."""
+    return "applied " + ", ".join(sorted(k for k, v in APPLIED[version].items() if v == "applied"))
 
 
 def test_a_fleet_over_ssh(fleet: Fleet):
@@ -345,8 +358,8 @@ def test_a_fleet_over_ssh(fleet: Fleet):
     assert first.proc.returncode == 0, first.proc.stdout[-3000:] + first.proc.stderr
     for a in aliases:
         r = first.result(a)
-        assert r["changed"] is True and r["msg"] == "applied public-action-status, relax-ws-peer-check", r
-        assert _states(r) == APPLIED_14 and r["status"]["exit_code"] == 0
+        assert r["changed"] is True and r["msg"] == _applied_msg(VERSION[a]), r
+        assert _states(r) == APPLIED[VERSION[a]] and r["status"]["exit_code"] == 0
         [written] = r["files"]
         assert written["written"] and written["sha256_before"] == _sha(pristine[a]) and written["sha256_after"] == _sha(hosts[a].web.read_bytes())
         assert written["path"] == str(hosts[a].web.resolve())
@@ -414,7 +427,7 @@ def test_a_fleet_over_ssh(fleet: Fleet):
     timings["after-upgrade"] = upgraded.seconds
     assert upgraded.proc.returncode == 0 and upgraded.changed() == {"h014": 1, "h019": 0, "hgit": 0}
     r = upgraded.result("h014")
-    assert r["status"]["target"]["version"] == "0.19.0" and _states(r) == APPLIED_14
+    assert r["status"]["target"]["version"] == "0.19.0" and _states(r) == APPLIED["0.19.0"]
     assert r["notes"] == ["web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0); the old backup will not be restored over it"]
     assert h014.web.read_bytes() == patched["h019"]  # the same bytes as the host that was on 0.19.0 all along
     print(f"ansible-playbook seconds: {timings}")
