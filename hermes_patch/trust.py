@@ -56,6 +56,9 @@ def _group_name(gid: int) -> str:
         return f"gid {gid}"
 
 
+_DEVNULL = os.stat(os.devnull)
+
+
 def _problem(path: Path, st: os.stat_result, above: bool) -> tuple[str, int | None] | None:
     """Why one path is not trusted, and the foreign owner's uid when that is the reason."""
     me = os.geteuid()
@@ -63,6 +66,8 @@ def _problem(path: Path, st: os.stat_result, above: bool) -> tuple[str, int | No
         return f"{path} is owned by {owner_name(st.st_uid)}", st.st_uid
     if stat.S_ISLNK(st.st_mode):
         return None  # a link's own mode bits mean nothing; its folder decides who can change it
+    if stat.S_ISCHR(st.st_mode) and st.st_uid == 0 and os.path.samestat(st, _DEVNULL):
+        return None  # root's /dev/null: writable by all, but it reads empty (`--config /dev/null` = the defaults)
     sticky_dir = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
     if st.st_mode & stat.S_IWOTH and not (above and sticky_dir):
         return f"{path} is writable by every user (mode {stat.S_IMODE(st.st_mode):04o})", None

@@ -77,7 +77,9 @@ def test_build_then_every_start(tmp_path: Path):
     pristine = sha(image.web)
     built = image.start(strict=True)
     assert built.returncode == 0 and built.stderr == "", built.stderr
-    assert built.stdout == f"[hermes-patch] applied public-action-status, relax-ws-peer-check → {image.web}\n"
+    applied, *after = built.stdout.splitlines()
+    assert applied == f"[hermes-patch] applied durable-action-result, public-action-status, relax-ws-peer-check → {image.web}"
+    assert all(line.startswith("[hermes-patch] restart: ") for line in after), built.stdout  # apply's restart advice, passed on
     patched = sha(image.web)
     assert patched != pristine and "# hermes-patch: relax-ws-peer-check" in image.web.read_text()
     assert image.state.stat().st_mode & 0o777 == 0o700 and not (tmp_path / "image/root").exists()  # nothing in root's home
@@ -113,10 +115,10 @@ def test_missing_tool_and_missing_or_bad_configuration(tmp_path: Path):
     assert image.start(HERMES_PATCH_BIN=str(tmp_path / "nowhere/hermes-patch")).returncode == 0
     assert sha(image.web) == pristine
 
-    defaults = image.start()  # no configuration file: the defaults (public-action-status only on 0.19.0)
-    assert defaults.returncode == 0 and defaults.stdout.splitlines() == [
+    defaults = image.start()  # no configuration file: the defaults (on 0.19.0: the two Update-button patches)
+    assert defaults.returncode == 0 and [line for line in defaults.stdout.splitlines() if " restart: " not in line] == [
         f"[hermes-patch] no configuration at {image.top / 'etc/hermes-patch/config.toml'}: built-in defaults (no trusted proxies, hosts or origins)",
-        f"[hermes-patch] applied public-action-status → {image.web}",
+        f"[hermes-patch] applied durable-action-result, public-action-status → {image.web}",
     ]
 
     (image.top / "etc/hermes-patch").mkdir(parents=True)
