@@ -117,6 +117,8 @@ def config_from_bytes(data: bytes, path: Path) -> Config:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise _located(path, f"the configuration file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise _located(path, f"the configuration file {path} nests arrays or tables too deeply to read (a configuration needs two levels)") from None
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise _located(path, f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs, allow_version and [patches.<id>] tables.")

@@ -132,8 +132,13 @@ def command_problem(exe: list[str] | None = None) -> tuple[str, int | None] | No
 
     import hermes_patch
 
-    for path in (Path(exe[0]), Path(sys.executable), Path(hermes_patch.__file__).parent, Path(sysconfig.get_paths()["purelib"])):
+    own = Path(hermes_patch.__file__).parent
+    for path in (Path(exe[0]), Path(sys.executable), own, Path(sysconfig.get_paths()["purelib"])):
         found = trust.why_untrusted(path)
+        if found:
+            return found
+    for package in (own, *sorted(p for p in own.iterdir() if p.is_dir() and p.name != "__pycache__")):
+        found = trust.why_untrusted_bytecode(package)  # a forged .pyc runs as whoever runs the stored command
         if found:
             return found
     return None

@@ -66,7 +66,7 @@ def _git(root: Path, *args: str, input: bytes | None = None) -> bytes:
     if input is None:
         return gitint.git(root, *args, text=False).stdout
     env = {k: v for k, v in __import__("os").environ.items() if k not in gitint._GIT_ENV}
-    proc = subprocess.run(["git", "-c", f"safe.directory={root}", "-C", str(root), *args], input=input, capture_output=True, env=env, check=False)
+    proc = subprocess.run(["git", "-C", str(root), *args], input=input, capture_output=True, env=env, check=False)
     if proc.returncode != 0:
         last = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise TargetError(f"`git {' '.join(args)}` failed in {root}: {last[-1] if last else proc.returncode}.")

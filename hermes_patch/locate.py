@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -198,7 +199,10 @@ def _from_python(python: Path, found_by: str) -> Target:
     exe = os.path.abspath(exe)  # verify runs it from another working directory
     guard_interpreter(Path(exe))
     try:
-        out = subprocess.run([exe, "-I", "-c", _FIND_SPEC], capture_output=True, text=True, timeout=30, check=False)
+        # -X pycache_prefix (a private empty folder): no bytecode from the
+        # install's __pycache__ folders is read (a forged .pyc would run here).
+        with tempfile.TemporaryDirectory(prefix="hermes-patch-pycache-") as pycache:
+            out = subprocess.run([exe, "-I", "-B", "-X", f"pycache_prefix={pycache}", "-c", _FIND_SPEC], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TargetError(f"could not run {exe} to find Hermes ({exc}).") from None
     if out.returncode != 0:
@@ -259,8 +263,44 @@ def guard_target(target: "Target") -> None:
     if target.install_method == "git" and target.root is not None:
         git_dir = target.root / ".git"
         paths += [git_dir, git_dir / "config", git_dir / "info", git_dir / "info" / "attributes", git_dir / "hooks"]
+        paths += _git_indirections(git_dir)
     for path in dict.fromkeys(paths):
         guard(path, what)
+
+
+def _git_indirections(git_dir: Path) -> list[Path]:
+    """The files git also reads as configuration for ``git_dir``: its ``commondir`` and ``include.path`` files.
+
+    git follows ``.git/commondir`` to another git dir (its config and hooks
+    then apply) and ``[include]`` / ``[includeIf]`` ``path`` entries to other
+    files; each may belong to another user, who would then set
+    ``core.fsmonitor`` or ``remote.*.uploadpack`` for root (breaker run).
+    """
+    found: list[Path] = []
+    configs = [git_dir / "config"]
+    try:
+        common = (git_dir / "commondir").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        common = ""
+    if common:
+        other = Path(os.path.normpath(git_dir / common))
+        found += [git_dir / "commondir", other, other / "config", other / "hooks", other / "info"]
+        configs.append(other / "config")
+    for config in configs:
+        try:
+            text = config.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        section = ""
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                section = line.lower()
+            elif section.startswith(("[include]", "[includeif")) and "=" in line and line.split("=", 1)[0].strip().lower() == "path":
+                value = line.split("=", 1)[1].strip().strip('"')
+                included = Path(os.path.expanduser(value))
+                found.append(included if included.is_absolute() else config.parent / included)
+    return found
 
 
 def _launcher_python(launcher: Path) -> Path | None:

@@ -43,6 +43,13 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
                 from hermes_patch.config import guard_path
 
                 guard_path(path, f"the patch module {path} ({source})")
+                from hermes_patch.trust import refusal, why_untrusted_bytecode
+
+                cached = why_untrusted_bytecode(directory)
+                if cached:
+                    from hermes_patch.errors import RefusedError
+
+                    raise RefusedError(refusal(f"the bytecode cache of the patch modules in {directory} ({source})", cached))
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:  # pragma: no cover
                 continue

@@ -114,6 +114,19 @@ def prepare(path: Path) -> TokenFile:
             f"{folder} does not exist, so the session token file {path.name} cannot be kept there. Nothing was changed. "
             "Pass the dashboard's Hermes home with --hermes-home DIR (the HERMES_HOME the dashboard runs with)."
         ) from None
+    if os.path.realpath(folder) != os.path.abspath(folder):
+        raise RefusedError(
+            f"{folder} goes through a symbolic link (to {os.path.realpath(folder)}), and whoever controls that link decides "
+            "where the session token file (and the drop-in's EnvironmentFile=) really is. Nothing was changed. "
+            "Pass the real folder with --hermes-home, then run the command again."
+        )
+    from hermes_patch.trust import refusal, why_untrusted
+
+    found = why_untrusted(folder)
+    if found:
+        # The drop-in loads this file into the unit's environment: a folder
+        # another user controls would let them inject LD_PRELOAD and the like.
+        raise RefusedError(refusal(f"the folder of the session token file {folder}", found))
     if fst.st_mode & 0o022 and not fst.st_mode & stat.S_ISVTX:
         raise RefusedError(f"{folder} is writable by other users (mode {stat.S_IMODE(fst.st_mode):04o}); a session token kept there could be replaced. Nothing was changed. Make the folder writable by its owner only (chmod go-w), then run the command again.")
     problem = inspect(path)

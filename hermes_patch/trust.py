@@ -30,7 +30,7 @@ import stat
 import sys
 from pathlib import Path
 
-__all__ = ["why_untrusted", "owner_name", "run_as_owner_hint", "CONTROL_CHARS"]
+__all__ = ["why_untrusted", "why_untrusted_bytecode", "owner_name", "run_as_owner_hint", "CONTROL_CHARS"]
 
 #: Characters that must never appear in a path stored in a command (a newline
 #: starts a new shell line or systemd directive).
@@ -143,3 +143,29 @@ def refusal(what: str, found: tuple[str, int | None], advice: str = "") -> str:
     if uid is not None:
         return f"{head} Run it as that user: `{run_as_owner_hint(uid)}`."
     return f"{head} {advice}".rstrip()
+
+
+def why_untrusted_bytecode(folder: Path) -> tuple[str, int | None] | None:
+    """Why the ``__pycache__`` of ``folder`` (the folder and each file in it) is not trusted, else ``None``.
+
+    Python runs a cached ``.pyc`` instead of its source when the recorded
+    mtime and size match, so a ``__pycache__`` another user owns lets them
+    run code wherever the module is imported, however safe the ``.py`` is
+    (found by a breaker run: patch_dirs and hermes-patch's own venv).
+    """
+    cache = folder / "__pycache__"
+    try:
+        entries = [cache, *sorted(cache.iterdir())]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return f"{cache} cannot be inspected ({exc.strerror})", None
+    for entry in entries:
+        try:
+            st = os.lstat(entry)
+        except FileNotFoundError:
+            continue
+        found = _problem(entry, st, above=False)
+        if found:
+            return found
+    return None

@@ -167,7 +167,10 @@ def _spawn(interpreter: Path, payload: str, tmp: Path) -> subprocess.Popen[str] 
     env.update(HERMES_HOME=str(home), HOME=str(tmp), NO_COLOR="1", HERMES_DISABLE_LAZY_INSTALLS="1")
     try:
         return subprocess.Popen(
-            [str(interpreter), "-I", "-B", "-c", _probe_source(), payload],
+            # -X pycache_prefix: bytecode is read only from this private,
+            # empty folder, never from the install's __pycache__ folders,
+            # whose owner could differ from the files' (a forged .pyc).
+            [str(interpreter), "-I", "-B", "-X", f"pycache_prefix={tmp / 'pycache'}", "-c", _probe_source(), payload],
             cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UNCONFIGURED, CACHE, Runner, sha, states, update_button_states, wheel
+from conftest import FORWARDED_NEW, UNCONFIGURED, CACHE, Runner, sha, states, update_button_states, wheel
 from hermes_update import pip_update, write_launcher
 from test_systemd_hook import Systemd, exec_start_pre
 
@@ -70,13 +70,13 @@ def test_upgrade_0_14_to_0_19_in_place(venv: Path, wheels: Path, run: Runner, tm
     else:
         run("apply", "--python", str(venv), check=0)
     code, doc = run.status("--python", str(venv))
-    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "applied", **update_button_states("0.14.0", applied=True)} and doc["target"]["install_method"] == "pip"
+    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "applied", **update_button_states("0.14.0", applied=True), "ignore-forwarded-for": "applied"} and doc["target"]["install_method"] == "pip"
 
     pip_update(venv, "0.19.0", wheels)
 
     code, doc = run.status("--python", str(venv))
     assert doc["target"]["version"] == "0.19.0" and sha(web) == pristine_19
-    assert code == 1 and states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "not-needed", **update_button_states("0.19.0")}
+    assert code == 1 and states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "not-needed", **update_button_states("0.19.0"), **FORWARDED_NEW}
     assert doc["notes"] == ["web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0); the old backup will not be restored over it"]
     nothing = run("revert", "--python", str(venv), check=0)
     assert "nothing to revert" in nothing.stdout and sha(web) == pristine_19  # the 0.14.0 backup is never restored
@@ -86,7 +86,7 @@ def test_upgrade_0_14_to_0_19_in_place(venv: Path, wheels: Path, run: Runner, tm
     else:
         run("apply", "--python", str(venv), check=0)
     code, doc = run.status("--python", str(venv))
-    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "not-needed", **update_button_states("0.19.0", applied=True)}
+    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "not-needed", **update_button_states("0.19.0", applied=True), **FORWARDED_NEW}
     py_compile.compile(str(web), cfile=str(tmp_path / "web.pyc"), doraise=True)
 
     run("revert", "--python", str(venv), check=0)

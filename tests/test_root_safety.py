@@ -614,3 +614,79 @@ def test_filelock_is_pinned_past_the_symlink_cves():
     from packaging.version import Version
 
     assert Version(version("filelock")) >= Version("3.20.3")
+
+
+# -- found by a breaker run after the first fixes ----------------------------------------------------
+
+
+def test_a_bytecode_cache_of_another_user_in_patch_dirs_is_refused(tmp_path, intruder):
+    """A root-owned patch folder whose __pycache__ is the other user's: Python would run their .pyc."""
+    import importlib.util
+    import marshal
+    import struct
+
+    root = copy_fixture("r0_15", tmp_path / "sp")
+    canary = intruder.home / "pyc-ran"
+    folder = tmp_path / "patches"
+    folder.mkdir()
+    module = folder / "ok.py"
+    module.write_text("X = 1\n")
+    st = module.stat()
+    code = compile(f"open({str(canary)!r}, 'a').write('ran')\n", str(module), "exec")
+    cache = folder / "__pycache__"
+    cache.mkdir()
+    pyc = cache / f"ok.{sys.implementation.cache_tag}.pyc"
+    pyc.write_bytes(importlib.util.MAGIC_NUMBER + struct.pack("<III", 0, int(st.st_mtime), st.st_size) + marshal.dumps(code))
+    intruder.own(cache)
+    run = Runner(tmp_path)
+    run.configure(f"patch_dirs = [{str(folder)!r}]\n")
+    before = digest(root)
+    procs = [run("status", "--root", str(root)), run("apply", "--root", str(root))]
+    judge("a patch folder whose bytecode cache is another user's", procs, digest(root) == before, "__pycache__", canary=canary)
+
+
+def test_a_session_token_folder_of_another_user_or_behind_a_link_is_refused(tmp_path, intruder):
+    root = copy_fixture("r0_15", tmp_path / "sp")
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "hermes-dashboard.service").write_text("[Service]\nExecStart=/bin/true\n")
+    theirs = intruder.folder("hermes-home")
+    link = intruder.folder("links") / "home"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    run = Runner(tmp_path)
+    procs = []
+    for home in (theirs, link):
+        procs.append(run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", "--unit-dir", str(units), "--session-token", "--hermes-home", str(home)))
+    unchanged = not list(theirs.iterdir()) and not list((tmp_path / "elsewhere").iterdir()) and [p.name for p in units.iterdir()] == ["hermes-dashboard.service"]
+    judge("a session token folder of another user, or behind their link", procs, unchanged)
+
+
+@pytest.mark.parametrize("how", ["commondir", "include.path"])
+def test_git_configuration_reached_indirectly_is_checked_too(how, tmp_path, intruder):
+    """.git/commondir and [include] path lead git to files the other user owns (core.fsmonitor runs as root)."""
+    checkout = _root_checkout(tmp_path / "hermes-agent")
+    canary = intruder.home / f"fsmonitor-ran-{how}"
+    theirs = intruder.folder("gitconf")
+    if how == "commondir":
+        shutil.copytree(checkout / ".git", theirs / "gd")
+        (checkout / ".git/commondir").write_text(str(theirs / "gd") + "\n")
+        intruder.own(theirs / "gd")
+        intruder.run("git", "config", "--file", str(theirs / "gd/config"), "core.fsmonitor", f"touch {canary}; false")
+    else:
+        inc = theirs / "inc.cfg"
+        inc.write_text(f"[core]\n\tfsmonitor = touch {canary}; false\n")
+        intruder.own(inc)
+        subprocess.run(["git", "-C", str(checkout), "config", "include.path", str(inc)], check=True)
+    run = Runner(tmp_path)
+    before = digest(checkout / "hermes_cli")
+    procs = [run("apply", "--root", str(checkout)), run("hook", "install", "--root", str(checkout))]
+    judge(f"git configuration reached through {how}", procs, digest(checkout / "hermes_cli") == before, canary=canary)
+
+
+def test_a_configuration_nested_too_deeply_is_one_paragraph(tmp_path):
+    root = copy_fixture("r0_15", tmp_path / "sp")
+    run = Runner(tmp_path)
+    run.configure("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    procs = [run("status", "--json", "--root", str(root)), run("apply", "--check", "--root", str(root)), run("revert", "--json", "--root", str(root))]
+    judge("a configuration nested 5000 levels deep", procs, True, "too deeply")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from behaviour import helper, peer_rule, public_paths
-from conftest import UNCONFIGURED, Runner, copy_fixture, copy_real, states, tally, tree_digest, update_button_states
+from conftest import FORWARDED_NEW, UNCONFIGURED, Runner, copy_fixture, copy_real, states, tally, tree_digest, update_button_states
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
@@ -83,7 +83,7 @@ def test_the_oauth_gated_mode_is_never_widened(version, tmp_path):
     rule_before = peer_rule(package)
     shared_set = public_paths(package)
     run("apply", "--root", str(root), check=0)
-    assert states(run.status("--root", str(root))[1]) == {**UNCONFIGURED, PAS: "applied", WS: "applied", **update_button_states(version, applied=True)}
+    assert states(run.status("--root", str(root))[1]) == {**UNCONFIGURED, PAS: "applied", WS: "applied", **update_button_states(version, applied=True), **FORWARDED_NEW}
 
     untouched = tree_digest(package / "dashboard_auth") == shared_before
     allowed = helper(package)
