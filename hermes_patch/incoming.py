@@ -30,6 +30,9 @@ from hermes_patch.errors import TargetError
 
 __all__ = ["Incoming", "check", "git_package_files", "wheel_package_files", "upstream_ref"]
 
+_MAX_MEMBER = 16 * 1024 * 1024
+_MAX_TOTAL = 128 * 1024 * 1024
+_PRINTABLE_VERSION = re.compile(r"[0-9A-Za-z.+!_-]{1,64}")
 _VERSION_RE = re.compile(r"""^__version__\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""", re.M)
 # The modules patches read live in the package and one sub-package below it (Workspace.modules).
 _MAX_DEPTH = 1
@@ -135,16 +138,31 @@ def wheel_package_files(wheel: Path, package: str) -> tuple[str | None, dict[str
     Raises:
         TargetError: not a readable zip archive, or no ``package/web_server.py`` in it.
     """
+    if not wheel.is_file():
+        raise TargetError(f"{wheel} is not a regular file. Pass the .whl file of a hermes-agent release (`pip download --no-deps hermes-agent==X -d DIR`).")
     try:
         with zipfile.ZipFile(wheel) as zf:
             files = {}
             version = None
+            total = 0
             for info in zf.infolist():
                 name = info.filename
-                if name.startswith(package + "/") and name.endswith(".py") and name.count("/") <= _MAX_DEPTH + 1:
-                    files[name[len(package) + 1 :]] = zf.read(info)
-                elif name.endswith(".dist-info/METADATA") and name.count("/") == 1:
-                    for line in zf.read(info).decode("utf-8", "replace").splitlines():
+                wanted = name.startswith(package + "/") and name.endswith(".py") and name.count("/") <= _MAX_DEPTH + 1
+                metadata = name.endswith(".dist-info/METADATA") and name.count("/") == 1
+                if not (wanted or metadata):
+                    continue
+                # A release's largest module is about 1 MB; a zip bomb must not fill memory.
+                total += info.file_size
+                if info.file_size > _MAX_MEMBER or total > _MAX_TOTAL:
+                    raise TargetError(f"{wheel}: {name} unpacks to {info.file_size:,} bytes, more than any hermes-agent release holds ({_MAX_MEMBER:,} per file, {_MAX_TOTAL:,} in all); it was not read. Pass the .whl file of a hermes-agent release.")
+                with zf.open(info) as member:
+                    data = member.read(_MAX_MEMBER + 1)
+                if len(data) > _MAX_MEMBER:
+                    raise TargetError(f"{wheel}: {name} unpacks to more than its header says; it was not read. Pass the .whl file of a hermes-agent release.")
+                if wanted:
+                    files[name[len(package) + 1 :]] = data
+                else:
+                    for line in data.decode("utf-8", "replace").splitlines():
                         if line.startswith("Version:"):
                             version = line.split(":", 1)[1].strip()
                             break
@@ -154,6 +172,8 @@ def wheel_package_files(wheel: Path, package: str) -> tuple[str | None, dict[str
         raise TargetError(f"{wheel} cannot be read as a wheel ({exc}). Pass the .whl file of a hermes-agent release (`pip download --no-deps hermes-agent==X -d DIR`).") from None
     if "web_server.py" not in files:
         raise TargetError(f"{wheel} holds no {package}/web_server.py, so it is not a hermes-agent release with a dashboard.")
+    if version is not None and not _PRINTABLE_VERSION.fullmatch(version):
+        version = None  # shown to people: never pass escape sequences through (the shape decides, not this label)
     return version, files
 
 

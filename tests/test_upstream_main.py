@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -320,6 +321,35 @@ def test_check_wheel_reads_the_release_inside(tmp_path, run: Runner):
     assert states(doc)[PAS] == "pending" and states(doc)[WS] == "not-needed"
     proc = run("check", "--wheel", str(tmp_path / "src/hermes_cli/web_server.py"), "--root", str(installed), check=2)
     assert "cannot be read as a wheel" in proc.stderr
+
+
+def test_check_wheel_refuses_a_zip_bomb_and_never_prints_escape_sequences(tmp_path, run: Runner):
+    """Found by a breaker run: a 600 MiB member took 1.25 GB of memory; ESC sequences in Version reached the terminal."""
+    import zipfile
+
+    src = copy_fixture("r0_21_main", tmp_path / "src")
+    installed = copy_fixture("r0_16", tmp_path / "installed")
+
+    def make(name: str, version: str, extra: tuple[str, bytes] | None = None):
+        wheel = tmp_path / name
+        with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted((src / "hermes_cli").rglob("*.py")):
+                zf.write(path, path.relative_to(src).as_posix())
+            if extra:
+                zf.writestr(*extra)
+            zf.writestr("hermes_agent-0.21.4.dist-info/METADATA", f"Metadata-Version: 2.1\nName: hermes-agent\nVersion: {version}\n\n")
+        return wheel
+
+    bomb = make("bomb.whl", "0.21.4", ("hermes_cli/huge.py", b"#" * (40 * 1024 * 1024)))
+    proc = run("check", "--wheel", str(bomb), "--root", str(installed), check=2)
+    assert "more than any hermes-agent release holds" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    ansi = make("ansi.whl", "0.21.4\x1b]0;title\x07\x1b[2J")
+    proc = run("check", "--wheel", str(ansi), "--root", str(installed))
+    assert proc.returncode in (0, 1) and "\x1b" not in proc.stdout + proc.stderr, proc.stdout
+    fifo = tmp_path / "fifo.whl"
+    os.mkfifo(fifo)
+    proc = run("check", "--wheel", str(fifo), "--root", str(installed), check=2)
+    assert "not a regular file" in proc.stderr
 
 
 @pytest.mark.real
