@@ -101,7 +101,7 @@ def test_hermes_patch_update_runs_the_pip_upgrade(venv: Path, wheels: Path, run:
     proc = run("update", env=env, check=0)
     assert f"→ running: {launcher} update" in proc.stdout
     assert "→ re-applying onto release 0.19.0 (was 0.14.0)" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "ok: 2 applied, 4 not-needed"  # 0.19.0: public-action-status, durable-action-result
+    assert proc.stdout.splitlines()[-1] == "ok: 2 applied, 5 not-needed"  # 0.19.0: public-action-status, durable-action-result; five not needed there
     web = _web(venv)
     run("revert", env=env, check=0)
     assert sha(web) == pristine(wheels, "0.19.0")
