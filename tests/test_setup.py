@@ -196,7 +196,9 @@ def test_status_names_the_configuration_and_advises_setup(tmp_path: Path, run: R
 
     run.configure('[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n')
     code, doc = run.status("--root", str(root))
-    assert doc["config"] == {"path": str(run.config), "exists": True} and doc["advice"] == []
+    assert doc["config"] == {"path": str(run.config), "exists": True}
+    assert not any("no proxy setting" in a for a in doc["advice"]), doc["advice"]  # the setup advice is gone
+    assert any("auth" in a and "trusted-hosts" in a for a in doc["advice"])  # the proxy is now the gate: said as advice
 
 
 def test_status_json_error_document(tmp_path: Path, run: Runner):
