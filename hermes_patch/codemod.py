@@ -11,7 +11,7 @@ This module imports libcst; import it only in code that transforms.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, cast
+from typing import Callable, cast
 
 import libcst as cst
 
@@ -157,20 +157,14 @@ class InsertIntoFunction(cst.CSTTransformer):
         return False
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        body: list[cst.BaseStatement] = list(updated_node.body)
-        for index, stmt in enumerate(body):
-            if isinstance(stmt, cst.FunctionDef) and stmt.name.value == self.function:
-                if not isinstance(stmt.body, cst.IndentedBlock):
-                    return updated_node
-                new = parse_statement(self.render(updated_node, stmt), updated_node)
-                inner: Sequence[cst.BaseStatement] = stmt.body.body
-                at = 1 if inner and _is_docstring(inner[0]) else 0
-                if at < len(inner) and _same_code(updated_node, inner[at], new):
-                    return updated_node
-                new_inner = [*inner[:at], new, *inner[at:]]
-                body[index] = stmt.with_changes(body=stmt.body.with_changes(body=new_inner))
-                return updated_node.with_changes(body=body)
-        return updated_node
+        def edit(stmt: cst.FunctionDef, inner: list[cst.BaseStatement]) -> list[cst.BaseStatement] | None:
+            new = parse_statement(self.render(updated_node, stmt), updated_node)
+            at = 1 if inner and _is_docstring(inner[0]) else 0
+            if at < len(inner) and _same_code(updated_node, inner[at], new):
+                return None
+            return [*inner[:at], new, *inner[at:]]
+
+        return _edit_function_body(updated_node, self.function, edit)
 
 
 class InsertAfterInFunction(cst.CSTTransformer):
@@ -193,29 +187,42 @@ class InsertAfterInFunction(cst.CSTTransformer):
         self.function = function
         self.after = after
         self.render = render
-        self.inserted = False
 
     def visit_Module(self, node: cst.Module) -> bool:
         return False
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        body: list[cst.BaseStatement] = list(updated_node.body)
-        for index, stmt in enumerate(body):
-            if isinstance(stmt, cst.FunctionDef) and stmt.name.value == self.function:
-                if not isinstance(stmt.body, cst.IndentedBlock):
-                    return updated_node
-                inner = list(stmt.body.body)
-                at = next((i for i, s in enumerate(inner) if self.after(updated_node, s)), None)
-                if at is None:
-                    return updated_node
-                new = parse_statement(self.render(updated_node), updated_node)
-                if at + 1 < len(inner) and _same_code(updated_node, inner[at + 1], new):
-                    return updated_node
-                inner.insert(at + 1, new)
-                body[index] = stmt.with_changes(body=stmt.body.with_changes(body=inner))
-                self.inserted = True
-                return updated_node.with_changes(body=body)
-        return updated_node
+        def edit(stmt: cst.FunctionDef, inner: list[cst.BaseStatement]) -> list[cst.BaseStatement] | None:
+            at = next((i for i, s in enumerate(inner) if self.after(updated_node, s)), None)
+            if at is None:
+                return None
+            new = parse_statement(self.render(updated_node), updated_node)
+            if at + 1 < len(inner) and _same_code(updated_node, inner[at + 1], new):
+                return None
+            return [*inner[: at + 1], new, *inner[at + 1 :]]
+
+        return _edit_function_body(updated_node, self.function, edit)
+
+
+def _edit_function_body(
+    module: cst.Module, function: str, edit: Callable[[cst.FunctionDef, list[cst.BaseStatement]], list[cst.BaseStatement] | None]
+) -> cst.Module:
+    """``module`` with the body of its first top-level ``def function`` replaced by ``edit(def, body)``.
+
+    Unchanged when the function is missing, is a one-liner (no indented
+    block), or ``edit`` returns None (nothing to do).
+    """
+    body: list[cst.BaseStatement] = list(module.body)
+    for index, stmt in enumerate(body):
+        if isinstance(stmt, cst.FunctionDef) and stmt.name.value == function:
+            if not isinstance(stmt.body, cst.IndentedBlock):
+                return module
+            new_inner = edit(stmt, list(stmt.body.body))
+            if new_inner is None:
+                return module
+            body[index] = stmt.with_changes(body=stmt.body.with_changes(body=new_inner))
+            return module.with_changes(body=body)
+    return module
 
 
 def _is_docstring(stmt: cst.BaseStatement) -> bool:
