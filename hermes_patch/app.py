@@ -40,7 +40,14 @@ class ReportView:
     advice: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "state": self.state, "reason": self.reason, "enabled": self.enabled, "notes": list(self.notes), "advice": list(self.advice)}
+        return {
+            "id": self.id,
+            "state": self.state,
+            "reason": self.reason,
+            "enabled": self.enabled,
+            "notes": list(self.notes),
+            "advice": list(self.advice),
+        }
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,15 @@ class App:
         state_dir: ``--state-dir`` or ``None`` for ``$HERMES_PATCH_STATE_DIR`` / the default.
     """
 
-    def __init__(self, file: Path | None = None, python: Path | None = None, root: Path | None = None, config_path: Path | None = None, state_dir: Path | None = None, allow_version: bool = False) -> None:
+    def __init__(
+        self,
+        file: Path | None = None,
+        python: Path | None = None,
+        root: Path | None = None,
+        config_path: Path | None = None,
+        state_dir: Path | None = None,
+        allow_version: bool = False,
+    ) -> None:
         self._file, self._python, self._root = file, python, root
         self._config_path = config_path
         self._state_dir = state_dir
@@ -228,7 +243,10 @@ class App:
             {
                 "tool": __version__,
                 "views": 2,  # snapshots of views without `advice` are not reused
-                "patches": [[p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}] for p, enabled in self.patches],
+                "patches": [
+                    [p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}]
+                    for p, enabled in self.patches
+                ],
                 "errors": self.param_errors,
             },
             sort_keys=True,
@@ -251,7 +269,8 @@ class App:
         reports = detect_all(ws, self.patches, self.target.version, self.param_errors)
         reports = [
             PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(self.config.error(r.detection.reason))))
-            if r.detection.config_error and r.id not in self.param_errors else r
+            if r.detection.config_error and r.id not in self.param_errors
+            else r
             for r in reports
         ]
         recorded = record.get("patches", {})
@@ -262,7 +281,15 @@ class App:
                 for key, sha in sorted(recorded[r.id].get("statements", {}).items()):
                     if key in owned and owned[key][0] != sha:
                         file, name = key.split(":", 1)
-                        r = PatchReport(r.patch, r.enabled, Detection(State.DRIFTED, f"{name} in {file} (line {owned[key][1]}) was changed after hermes-patch applied it", notes=r.detection.notes))
+                        r = PatchReport(
+                            r.patch,
+                            r.enabled,
+                            Detection(
+                                State.DRIFTED,
+                                f"{name} in {file} (line {owned[key][1]}) was changed after hermes-patch applied it",
+                                notes=r.detection.notes,
+                            ),
+                        )
                         break
             out.append(r)
         return out
@@ -276,15 +303,41 @@ class App:
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
             if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
-                views = tuple(ReportView(v["id"], v["state"], v["reason"], v["enabled"], tuple(v.get("notes", ())), bool(v.get("config_error")), tuple(v.get("advice", ()))) for v in snap["reports"])
+                views = tuple(
+                    ReportView(
+                        v["id"],
+                        v["state"],
+                        v["reason"],
+                        v["enabled"],
+                        tuple(v.get("notes", ())),
+                        bool(v.get("config_error")),
+                        tuple(v.get("advice", ())),
+                    )
+                    for v in snap["reports"]
+                )
                 notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
-                return StatusResult(target, snap["inputs"][target.entry], views, tuple(notes), warm=True, advice=self._config_advice() + tuple(self._gate_note()), config=self.config)
+                return StatusResult(
+                    target,
+                    snap["inputs"][target.entry],
+                    views,
+                    tuple(notes),
+                    warm=True,
+                    advice=self._config_advice() + tuple(self._gate_note()),
+                    config=self.config,
+                )
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
         notes.extend(self._replaced_note(record, src.sha256, reports))
         notes.extend(self._foreign_note({name: s.data for name, s in ws.loaded().items()}))
-        return StatusResult(target, src.sha256, tuple(_view(r) for r in reports), tuple(notes), advice=self._config_advice() + tuple(self._gate_note()), config=self.config)
+        return StatusResult(
+            target,
+            src.sha256,
+            tuple(_view(r) for r in reports),
+            tuple(notes),
+            advice=self._config_advice() + tuple(self._gate_note()),
+            config=self.config,
+        )
 
     def _config_advice(self) -> tuple[str, ...]:
         """Advice when no proxy setting (hosts, origins, trusted_proxies) is configured: point at ``setup``."""
@@ -361,7 +414,12 @@ class App:
                 ledger = self.state.load()
                 record = ledger["targets"].setdefault(self.key, {})
                 when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-                record["auto_refusal"] = {"when": when, "source": source, "message": message, "version": self.target.version}
+                record["auto_refusal"] = {
+                    "when": when,
+                    "source": source,
+                    "message": message,
+                    "version": self.target.version,
+                }
                 self.state.save(ledger)
         except HermesPatchError:
             pass
@@ -389,13 +447,17 @@ class App:
         if self.target.read_only:
             notes.append(f"read-only: {self.target.read_only}")
         for tmp in self._stale_temp_files():
-            notes.append(f"{tmp} is a temporary file left by an interrupted hermes-patch write; `hermes-patch apply` or `hermes-patch revert` removes it")
+            notes.append(
+                f"{tmp} is a temporary file left by an interrupted hermes-patch write; `hermes-patch apply` or `hermes-patch revert` removes it"
+            )
         return notes
 
     def _stale_temp_files(self) -> list[Path]:
         from hermes_patch.fileio import stale_temp_files
 
-        return [p for d in dict.fromkeys((self.target.package_dir, self.target.file.parent)) for p in stale_temp_files(d)]
+        return [
+            p for d in dict.fromkeys((self.target.package_dir, self.target.file.parent)) for p in stale_temp_files(d)
+        ]
 
     def _replaced_note(self, record: dict[str, Any], sha: str, reports) -> list[str]:
         from hermes_patch.patch import State
@@ -420,7 +482,9 @@ class App:
         if t.read_only:
             managed = {"nix": "NixOS", "homebrew": "Homebrew"}.get(t.install_method)
             extra = f" This is a {managed}-managed install; change it through {managed} instead." if managed else ""
-            raise RefusedError(f"cannot write {t.file}: {t.read_only}. Nothing was changed.{extra} Run as the install's owner, or use `hermes-patch diff` to see the edit.")
+            raise RefusedError(
+                f"cannot write {t.file}: {t.read_only}. Nothing was changed.{extra} Run as the install's owner, or use `hermes-patch diff` to see the edit."
+            )
 
     def apply(self, ids: list[str] | None = None, dry_run: bool = False) -> WriteResult:
         """Apply pending patches (all enabled, or ``ids``). See the README for the proofs run first."""
@@ -444,7 +508,9 @@ class App:
             reports = self.detect(ws, record)
             plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
             new_reports = self._verify(ws, plan)
-            notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))  # before _write updates the record
+            notes = tuple(
+                self._replaced_note(record, ws.entry_source().sha256, reports)
+            )  # before _write updates the record
             if plan.empty:
                 self._clear_auto_refusal()
                 return self._result(plan, reports, new_reports, notes=notes)
@@ -474,12 +540,29 @@ class App:
             written = self._write(ws, plan, new_reports, ledger)
             return self._result(plan, reports, new_reports, written, notes=notes)
 
-    def _result(self, plan, reports, new_reports, written: tuple[Path, ...] = (), dry_run: bool = False, notes: tuple[str, ...] = ()) -> WriteResult:
+    def _result(
+        self,
+        plan,
+        reports,
+        new_reports,
+        written: tuple[Path, ...] = (),
+        dry_run: bool = False,
+        notes: tuple[str, ...] = (),
+    ) -> WriteResult:
         """The :class:`WriteResult` of ``plan``: reports before/after and each changed file's hashes."""
-        files = tuple(FileChange(plan.before[n].path, plan.before[n].sha256, sha256_hex(data)) for n, data in sorted(plan.new_bytes().items()))
+        files = tuple(
+            FileChange(plan.before[n].path, plan.before[n].sha256, sha256_hex(data))
+            for n, data in sorted(plan.new_bytes().items())
+        )
         return WriteResult(
-            plan.patch_ids if not plan.empty else (), lambda: self._diff(plan), written, dry_run, notes,
-            tuple(_view(r) for r in reports), tuple(_view(r) for r in new_reports), files,
+            plan.patch_ids if not plan.empty else (),
+            lambda: self._diff(plan),
+            written,
+            dry_run,
+            notes,
+            tuple(_view(r) for r in reports),
+            tuple(_view(r) for r in new_reports),
+            files,
             pruned=self.pruned if written else 0,
         )
 
@@ -493,7 +576,9 @@ class App:
         known = {p.ID for p, _ in self.patches}
         unknown = [i for i in ids if i not in known]
         if unknown:
-            raise RefusedError(f"no patch has the id {', '.join(unknown)}. Known ids: {', '.join(sorted(known))} (`hermes-patch list`).")
+            raise RefusedError(
+                f"no patch has the id {', '.join(unknown)}. Known ids: {', '.join(sorted(known))} (`hermes-patch list`)."
+            )
 
     def _verify(self, ws, plan):
         from hermes_patch.engine import verify
@@ -505,8 +590,17 @@ class App:
         for name, new in sorted(plan.after.items()):
             old = plan.before[name].text
             path = str(plan.before[name].path)
-            out.extend(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a{path}" if path.startswith("/") else f"a/{path}", f"b{path}" if path.startswith("/") else f"b/{path}"))
-        return "".join(line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in out)
+            out.extend(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True),
+                    new.splitlines(keepends=True),
+                    f"a{path}" if path.startswith("/") else f"a/{path}",
+                    f"b{path}" if path.startswith("/") else f"b/{path}",
+                )
+            )
+        return "".join(
+            line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in out
+        )
 
     def _write(self, ws, plan, new_reports, ledger: dict[str, Any]) -> tuple[Path, ...]:
         """Journaled write: backups, pending record, atomic file writes, commit record."""
@@ -522,11 +616,17 @@ class App:
             entry = files.get(name, {})
             if entry.get("patched") != before.sha256:
                 entry = {"original": before.sha256}  # a fresh release (or first write)
-            journal[name] = {"before": before.sha256, "after": sha256_hex(data), "original": entry.get("original", before.sha256)}
+            journal[name] = {
+                "before": before.sha256,
+                "after": sha256_hex(data),
+                "original": entry.get("original", before.sha256),
+            }
         fault_point("after-backup")
         from hermes_patch import gitint
 
-        gitint.prepare_write(self, ledger, record, list(new_bytes), plan.kind)  # git installs: hide our edits from git first
+        gitint.prepare_write(
+            self, ledger, record, list(new_bytes), plan.kind
+        )  # git installs: hide our edits from git first
         new_ws = ws.with_edits(plan.after)
         commit = self._commit_record(new_ws, new_reports, journal)
         record["pending"] = {"kind": plan.kind, "files": journal, "commit": commit}
@@ -545,13 +645,17 @@ class App:
                 fault_point("after-target-write")
             self._commit(ledger, record)
         except TargetError as exc:  # a full disk, a file replaced meanwhile: put back what was written
-            raise self._roll_back(ledger, previous, [(plan.before[n].path, plan.before[n].data, now) for n, now in written], exc) from None
+            raise self._roll_back(
+                ledger, previous, [(plan.before[n].path, plan.before[n].data, now) for n, now in written], exc
+            ) from None
         fault_point("after-ledger-commit")
         gitint.finish_write(self, ledger, record, new_ws)
         self.pruned = self.state.prune(ledger)
         return tuple(plan.before[name].path for name, _ in written)
 
-    def _roll_back(self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes, Any]], exc: TargetError) -> Exception:
+    def _roll_back(
+        self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes, Any]], exc: TargetError
+    ) -> Exception:
         """Undo a write that failed half way (files already replaced, ledger record); return the error to raise.
 
         When even that fails, the journal stays so that the next ``apply`` or
@@ -575,13 +679,20 @@ class App:
         patches = {}
         for r in new_reports:
             if r.state is State.APPLIED:
-                patches[r.id] = {"params": {k: list(v) if isinstance(v, tuple) else v for k, v in r.patch.params.items()}, "statements": {k: v[0] for k, v in owned_statements(new_ws, r.id).items()}}
+                patches[r.id] = {
+                    "params": {k: list(v) if isinstance(v, tuple) else v for k, v in r.patch.params.items()},
+                    "statements": {k: v[0] for k, v in owned_statements(new_ws, r.id).items()},
+                }
         inputs = {name: src.sha256 for name, src in new_ws.loaded().items()}
         return {
             "version": self.target.version,
             "files": {name: {"original": j["original"], "patched": j["after"]} for name, j in journal.items()},
             "patches": patches,
-            "snapshot": {"config_key": self.config_key, "inputs": inputs, "reports": [{**_view(r).to_json(), "config_error": r.detection.config_error} for r in new_reports]},
+            "snapshot": {
+                "config_key": self.config_key,
+                "inputs": inputs,
+                "reports": [{**_view(r).to_json(), "config_error": r.detection.config_error} for r in new_reports],
+            },
         }
 
     def _commit(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
@@ -619,7 +730,9 @@ class App:
                 )
             data = self.state.read_backup(j["after"])
             if data is None:
-                raise StateError(f"the journal of an interrupted write names a backup {j['after']} that is missing from {self.state.path}/backups; the file {path} is unchanged. Remove the `pending` entry from {self.state.ledger_path} and run the command again.")
+                raise StateError(
+                    f"the journal of an interrupted write names a backup {j['after']} that is missing from {self.state.path}/backups; the file {path} is unchanged. Remove the `pending` entry from {self.state.ledger_path} and run the command again."
+                )
             todo[path] = (data, identity(path, j["before"]))
         for path, (data, expect) in todo.items():
             atomic_write(path, data, expect=expect)

@@ -32,10 +32,27 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add the target, config and state options every command accepts, and build the App."""
 
     @click.option("--file", "file", type=click.Path(path_type=Path), help="The web_server.py to patch.")
-    @click.option("--python", "python", type=click.Path(path_type=Path), help="An interpreter whose environment has hermes-agent installed.")
-    @click.option("--root", "root", type=click.Path(path_type=Path), help="A Hermes git checkout or a site-packages directory.")
-    @click.option("--config", "config", type=click.Path(path_type=Path), help="Configuration file (TOML). Default: $HERMES_PATCH_CONFIG, else ~/.config/hermes-patch/config.toml.")
-    @click.option("--state-dir", "state_dir", type=click.Path(path_type=Path), help="Where the ledger and backups live. Default: $HERMES_PATCH_STATE_DIR or ~/.local/state/hermes-patch.")
+    @click.option(
+        "--python",
+        "python",
+        type=click.Path(path_type=Path),
+        help="An interpreter whose environment has hermes-agent installed.",
+    )
+    @click.option(
+        "--root", "root", type=click.Path(path_type=Path), help="A Hermes git checkout or a site-packages directory."
+    )
+    @click.option(
+        "--config",
+        "config",
+        type=click.Path(path_type=Path),
+        help="Configuration file (TOML). Default: $HERMES_PATCH_CONFIG, else ~/.config/hermes-patch/config.toml.",
+    )
+    @click.option(
+        "--state-dir",
+        "state_dir",
+        type=click.Path(path_type=Path),
+        help="Where the ledger and backups live. Default: $HERMES_PATCH_STATE_DIR or ~/.local/state/hermes-patch.",
+    )
     @functools.wraps(fn)
     def wrapper(file, python, root, config, state_dir, **kwargs):
         from hermes_patch.app import App
@@ -80,7 +97,9 @@ class _Group(click.Group):
         except Exception as exc:
             if type(exc).__module__.split(".")[0] != "libcst":
                 raise
-            error(f"libcst could not handle the target ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); nothing was written. Run `hermes-patch status`, and report the file's shape.")
+            error(
+                f"libcst could not handle the target ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); nothing was written. Run `hermes-patch status`, and report the file's shape."
+            )
             ctx.exit(2)
 
 
@@ -96,7 +115,12 @@ def cli() -> None:
 
 
 @cli.command("list")
-@click.option("--verbose", "-v", is_flag=True, help="Also show each patch's upstream reference (the report, release or PR behind it) and its parameters.")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also show each patch's upstream reference (the report, release or PR behind it) and its parameters.",
+)
 @click.option("--config", "config", type=click.Path(path_type=Path), help="Configuration file (for patch_dirs).")
 def list_cmd(verbose: bool, config: Path | None) -> None:
     """Every patch: id, supported releases (PEP 440), description."""
@@ -119,13 +143,21 @@ def _default_text(default: Any) -> str:
 
 @cli.command()
 @target_options
-@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON document on stdout (nothing else there; an error document on failure).")
-@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (a sensitive action made public, a suffix in hosts, a dashboard running old code); advice never counts.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a versioned JSON document on stdout (nothing else there; an error document on failure).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 on warnings too (a sensitive action made public, a suffix in hosts, a dashboard running old code); advice never counts.",
+)
 def status(app, as_json: bool, strict: bool) -> None:
     """Show each patch's state: applied, pending, not-needed, unknown-shape, drifted."""
     from hermes_patch import report
     from hermes_patch.status import build_status
-
 
     with report.machine_errors("status", as_json):
         result = build_status(app)
@@ -164,8 +196,14 @@ def _print_status(result, as_json: bool, strict: bool) -> int:
 
 @cli.command()
 @target_options
-@click.option("--ref", metavar="REF", help="A git ref of the installed checkout (after `git fetch`): origin/main, a tag, a commit.")
-@click.option("--wheel", type=click.Path(path_type=Path, dir_okay=False), help="A downloaded hermes-agent wheel (.whl).")
+@click.option(
+    "--ref",
+    metavar="REF",
+    help="A git ref of the installed checkout (after `git fetch`): origin/main, a tag, a commit.",
+)
+@click.option(
+    "--wheel", type=click.Path(path_type=Path, dir_okay=False), help="A downloaded hermes-agent wheel (.whl)."
+)
 @click.option("--no-fetch", is_flag=True, help="With --ref: do not run `git fetch` first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status --json document for that code on stdout.")
 @click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
@@ -184,13 +222,51 @@ def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: boo
 @target_options
 @click.argument("ids", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
-@click.option("--drop-our-stash/--keep-our-stash", "drop_stash", default=None, help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.")
-@click.option("--allow-version", is_flag=True, help="Also patch a shape a patch knows on a release outside its version range (or set allow_version = true in the configuration).")
-@click.option("--auto", "auto", metavar="SOURCE", hidden=True, help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.")
-@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
-@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
-@click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails; the patches stay written).")
-def apply(app, ids: tuple[str, ...], dry_run: bool, drop_stash: bool | None, allow_version: bool, auto: str | None, check: bool, as_json: bool, restart: bool) -> None:
+@click.option(
+    "--drop-our-stash/--keep-our-stash",
+    "drop_stash",
+    default=None,
+    help="Git installs: drop (or keep, without asking) stash entries that hold only hermes-patch's own edits, left by an earlier `hermes update`. Default: ask on a terminal, else keep.",
+)
+@click.option(
+    "--allow-version",
+    is_flag=True,
+    help="Also patch a shape a patch knows on a release outside its version range (or set allow_version = true in the configuration).",
+)
+@click.option(
+    "--auto",
+    "auto",
+    metavar="SOURCE",
+    hidden=True,
+    help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails; the patches stay written).",
+)
+def apply(
+    app,
+    ids: tuple[str, ...],
+    dry_run: bool,
+    drop_stash: bool | None,
+    allow_version: bool,
+    auto: str | None,
+    check: bool,
+    as_json: bool,
+    restart: bool,
+) -> None:
     """Apply the pending patches (all enabled ones, or IDS), then say which running dashboard to restart."""
     from hermes_patch import gitint, report
     from hermes_patch.console import note, print_write
@@ -264,11 +340,15 @@ def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], inter
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)
     if drop is None and interactive and sys.stdin.isatty() and sys.stdout.isatty():
-        drop = click.confirm(f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False)
+        drop = click.confirm(
+            f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False
+        )
     if drop:
         note(f"dropped {', '.join(gitint.drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
     else:
-        note(f"{listing} holds only hermes-patch's own edits (left by an earlier update); kept. `hermes-patch apply --drop-our-stash` drops it")
+        note(
+            f"{listing} holds only hermes-patch's own edits (left by an earlier update); kept. `hermes-patch apply --drop-our-stash` drops it"
+        )
 
 
 @cli.command()
@@ -286,11 +366,37 @@ def diff(app, ids: tuple[str, ...]) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--force", is_flag=True, help="Also revert drifted patches (removes only our marked lines).")
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
-@click.option("--check", is_flag=True, help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.")
-@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).")
-@click.option("--keep-session-token", is_flag=True, help="Keep the session token file `hook install --session-token` created (a full revert deletes it).")
-@click.option("--restart", is_flag=True, help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails).")
-def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, as_json: bool, keep_session_token: bool, restart: bool) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).",
+)
+@click.option(
+    "--keep-session-token",
+    is_flag=True,
+    help="Keep the session token file `hook install --session-token` created (a full revert deletes it).",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails).",
+)
+def revert(
+    app,
+    ids: tuple[str, ...],
+    force: bool,
+    dry_run: bool,
+    check: bool,
+    as_json: bool,
+    keep_session_token: bool,
+    restart: bool,
+) -> None:
     """Undo our edits (all patches, or IDS); byte-identical when nothing else changed."""
     from hermes_patch import report
     from hermes_patch.console import print_write
@@ -320,8 +426,16 @@ def revert(app, ids: tuple[str, ...], force: bool, dry_run: bool, check: bool, a
 
 @cli.command()
 @target_options
-@click.option("--url", metavar="URL", help="The dashboard's public URL, as typed in the browser (https://hermes.example.com).")
-@click.option("--proxy-address", "proxy_addresses", metavar="ADDR", multiple=True, help="The proxy's address as the dashboard sees it, when the proxy runs on another host (an IP or a CIDR; repeatable).")
+@click.option(
+    "--url", metavar="URL", help="The dashboard's public URL, as typed in the browser (https://hermes.example.com)."
+)
+@click.option(
+    "--proxy-address",
+    "proxy_addresses",
+    metavar="ADDR",
+    multiple=True,
+    help="The proxy's address as the dashboard sees it, when the proxy runs on another host (an IP or a CIDR; repeatable).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Write without asking (on a terminal).")
 @click.option("--dry-run", is_flag=True, help="Show the configuration change and the resulting states; write nothing.")
 def setup(app, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry_run: bool) -> None:
@@ -339,8 +453,14 @@ def setup(app, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @target_options
-@click.option("--go-on", is_flag=True, help="Update even when the check of the incoming code says the dashboard would end up unpatched.")
-@click.option("--allow-version", is_flag=True, help="Re-apply known shapes on a release outside a patch's version range.")
+@click.option(
+    "--go-on",
+    is_flag=True,
+    help="Update even when the check of the incoming code says the dashboard would end up unpatched.",
+)
+@click.option(
+    "--allow-version", is_flag=True, help="Re-apply known shapes on a release outside a patch's version range."
+)
 @click.argument("hermes_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HERMES_ARGS...]")
 def update(app, hermes_args: tuple[str, ...], go_on: bool, allow_version: bool) -> None:
     """Check the incoming code, revert our edits, run `hermes update` (with HERMES_ARGS), re-apply, show status.
@@ -368,12 +488,34 @@ def hook() -> None:
 
 @hook.command("install")
 @target_options
-@click.option("--systemd-unit", "unit", metavar="NAME", help="Also add an ExecStartPre= drop-in to this unit (the one that runs `hermes dashboard`).")
-@click.option("--user/--system", "user_scope", default=True, help="The unit is a user unit (default, ~/.config/systemd/user) or a system unit (/etc/systemd/system).")
-@click.option("--unit-dir", type=click.Path(path_type=Path), help="Write the drop-in below this unit directory instead.")
-@click.option("--session-token", is_flag=True, help="Keep the dashboard's session token stable across restarts: an owner-only token file in the Hermes home, loaded by the drop-in (EnvironmentFile=).")
-@click.option("--hermes-home", type=click.Path(path_type=Path), help="The HERMES_HOME the dashboard runs with (for --session-token). Default: $HERMES_HOME, else ~/.hermes.")
-def hook_install(app, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None) -> None:
+@click.option(
+    "--systemd-unit",
+    "unit",
+    metavar="NAME",
+    help="Also add an ExecStartPre= drop-in to this unit (the one that runs `hermes dashboard`).",
+)
+@click.option(
+    "--user/--system",
+    "user_scope",
+    default=True,
+    help="The unit is a user unit (default, ~/.config/systemd/user) or a system unit (/etc/systemd/system).",
+)
+@click.option(
+    "--unit-dir", type=click.Path(path_type=Path), help="Write the drop-in below this unit directory instead."
+)
+@click.option(
+    "--session-token",
+    is_flag=True,
+    help="Keep the dashboard's session token stable across restarts: an owner-only token file in the Hermes home, loaded by the drop-in (EnvironmentFile=).",
+)
+@click.option(
+    "--hermes-home",
+    type=click.Path(path_type=Path),
+    help="The HERMES_HOME the dashboard runs with (for --session-token). Default: $HERMES_HOME, else ~/.hermes.",
+)
+def hook_install(
+    app, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None
+) -> None:
     """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit), session token file (--session-token)."""
     from hermes_patch import hooks
     from hermes_patch.console import print_lines
@@ -388,7 +530,11 @@ def hook_install(app, unit: str | None, user_scope: bool, unit_dir: Path | None,
 
 @hook.command("uninstall")
 @target_options
-@click.option("--keep-session-token", is_flag=True, help="Keep the session token file (deleted by default when hermes-patch created it).")
+@click.option(
+    "--keep-session-token",
+    is_flag=True,
+    help="Keep the session token file (deleted by default when hermes-patch created it).",
+)
 def hook_uninstall(app, keep_session_token: bool) -> None:
     """Remove exactly what `hook install` added (an earlier hook of yours is put back)."""
     from hermes_patch import hooks
@@ -417,10 +563,19 @@ def git_clean_filter() -> None:
 
 
 @cli.command()
-@click.option("--proxy", "proxies", multiple=True, metavar="ADDRESS",
-              help="Your reverse proxy's address as the dashboard sees it (repeatable); adds a topology check.")
-@click.option("--public-host", "public_host", metavar="NAME",
-              help="The name browsers use to reach the proxy, sent as Host and Origin in the topology check.")
+@click.option(
+    "--proxy",
+    "proxies",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Your reverse proxy's address as the dashboard sees it (repeatable); adds a topology check.",
+)
+@click.option(
+    "--public-host",
+    "public_host",
+    metavar="NAME",
+    help="The name browsers use to reach the proxy, sent as Host and Origin in the topology check.",
+)
 @target_options
 def verify(app, proxies: tuple[str, ...], public_host: str | None) -> None:
     """Check, with Hermes's own interpreter and server, that each applied patch has its effect.

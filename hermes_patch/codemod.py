@@ -15,7 +15,15 @@ from typing import Callable, cast
 
 import libcst as cst
 
-__all__ = ["InsertAfter", "InsertIntoFunction", "InsertAfterInFunction", "binds_name", "is_call_statement", "dotted_name", "parse_statement"]
+__all__ = [
+    "InsertAfter",
+    "InsertIntoFunction",
+    "InsertAfterInFunction",
+    "binds_name",
+    "is_call_statement",
+    "dotted_name",
+    "parse_statement",
+]
 
 
 def binds_name(stmt: cst.CSTNode, name: str) -> bool:
@@ -67,7 +75,12 @@ def is_call_statement(stmt: cst.CSTNode, func: str, first_arg: str | None = None
         return False
     if first_arg is None:
         return True
-    return bool(call.args) and call.args[0].keyword is None and call.args[0].star == "" and dotted_name(call.args[0].value) == first_arg
+    return (
+        bool(call.args)
+        and call.args[0].keyword is None
+        and call.args[0].star == ""
+        and dotted_name(call.args[0].value) == first_arg
+    )
 
 
 def parse_statement(code: str, module: cst.Module) -> cst.BaseStatement:
@@ -92,7 +105,9 @@ class _ExplicitIndent(cst.CSTTransformer):
         super().__init__()
         self.unit = unit
 
-    def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
         return updated_node.with_changes(indent=self.unit) if updated_node.indent is None else updated_node
 
 
@@ -116,7 +131,9 @@ class InsertAfter(cst.CSTTransformer):
     def __init__(self, anchor: str | Callable[[cst.BaseStatement], bool], render: Callable[[cst.Module], str]) -> None:
         super().__init__()
         self.anchor = anchor
-        self.matches: Callable[[cst.BaseStatement], bool] = (lambda stmt: binds_name(stmt, anchor)) if isinstance(anchor, str) else anchor
+        self.matches: Callable[[cst.BaseStatement], bool] = (
+            (lambda stmt: binds_name(stmt, anchor)) if isinstance(anchor, str) else anchor
+        )
         self.render = render
 
     def visit_Module(self, node: cst.Module) -> bool:
@@ -182,7 +199,9 @@ class InsertAfterInFunction(cst.CSTTransformer):
     already there, and nothing when the function or the anchor is missing.
     """
 
-    def __init__(self, function: str, after: Callable[[cst.Module, cst.BaseStatement], bool], render: Callable[[cst.Module], str]) -> None:
+    def __init__(
+        self, function: str, after: Callable[[cst.Module, cst.BaseStatement], bool], render: Callable[[cst.Module], str]
+    ) -> None:
         super().__init__()
         self.function = function
         self.after = after
@@ -205,7 +224,9 @@ class InsertAfterInFunction(cst.CSTTransformer):
 
 
 def _edit_function_body(
-    module: cst.Module, function: str, edit: Callable[[cst.FunctionDef, list[cst.BaseStatement]], list[cst.BaseStatement] | None]
+    module: cst.Module,
+    function: str,
+    edit: Callable[[cst.FunctionDef, list[cst.BaseStatement]], list[cst.BaseStatement] | None],
 ) -> cst.Module:
     """``module`` with the body of its first top-level ``def function`` replaced by ``edit(def, body)``.
 

@@ -74,7 +74,9 @@ def _located(path: Path, message: str) -> ConfigError:
         message = f"{path}: {message}"
     if "`hermes-patch" not in message:
         message = message.rstrip()
-        message += ("" if message.endswith((".", "?", "!")) else ".") + " Nothing was changed; edit the file, then run `hermes-patch status`."
+        message += (
+            "" if message.endswith((".", "?", "!")) else "."
+        ) + " Nothing was changed; edit the file, then run `hermes-patch status`."
     return ConfigError(message)
 
 
@@ -99,7 +101,9 @@ def load_config(path: Path | None) -> Config:
         data = path.read_bytes()
     except FileNotFoundError:
         if explicit:
-            raise ConfigError(f"the configuration file {path} does not exist. Create it, or drop --config to use the defaults: `hermes-patch status`.") from None
+            raise ConfigError(
+                f"the configuration file {path} does not exist. Create it, or drop --config to use the defaults: `hermes-patch status`."
+            ) from None
         return Config(path=path, exists=False)
     except OSError as exc:
         raise _located(path, f"the configuration file {path} cannot be read: {exc.strerror}") from None
@@ -118,10 +122,16 @@ def config_from_bytes(data: bytes, path: Path) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise _located(path, f"the configuration file {path} is not valid TOML: {exc}") from None
     except RecursionError:
-        raise _located(path, f"the configuration file {path} nests arrays or tables too deeply to read (a configuration needs two levels)") from None
+        raise _located(
+            path,
+            f"the configuration file {path} nests arrays or tables too deeply to read (a configuration needs two levels)",
+        ) from None
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise _located(path, f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs, allow_version and [patches.<id>] tables.")
+        raise _located(
+            path,
+            f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs, allow_version and [patches.<id>] tables.",
+        )
     patches = raw.get("patches", {})
     if not isinstance(patches, dict) or not all(isinstance(v, dict) for v in patches.values()):
         raise _located(path, f"{path}: `patches` must be tables, one per patch: [patches.<id>].")
@@ -153,7 +163,11 @@ def guard_path(path: Path, what: str) -> None:
     if found:
         culprit = found[0].split(" is ")[0]
         raise ConfigError(
-            refusal(what, found, f"Remove the write permission of others (`chmod go-w {culprit}`) and run the command again.")
+            refusal(
+                what,
+                found,
+                f"Remove the write permission of others (`chmod go-w {culprit}`) and run the command again.",
+            )
             + " Under sudo, `sudo -E` brings the invoking user's HERMES_PATCH_CONFIG and XDG_CONFIG_HOME along: give root "
             "its own configuration with --config."
         )

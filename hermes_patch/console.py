@@ -9,7 +9,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["print_status", "print_list", "print_diff", "print_write", "print_verify", "print_lines", "print_installed", "note", "step", "error"]
+__all__ = [
+    "print_status",
+    "print_list",
+    "print_diff",
+    "print_write",
+    "print_verify",
+    "print_lines",
+    "print_installed",
+    "note",
+    "step",
+    "error",
+]
 
 _STYLE = {
     "applied": "green",
@@ -65,7 +76,9 @@ def print_installed(items: list[Any], target: Any) -> None:
     """``hook show``: each installed piece, its file, its state, and what it holds."""
     console = _console()
     if not [i for i in items if i.kind != "command path"]:
-        console.print(f"nothing installed for {_escape(str(target.file))}; `hermes-patch hook install` installs what fits")
+        console.print(
+            f"nothing installed for {_escape(str(target.file))}; `hermes-patch hook install` installs what fits"
+        )
     for item in items:
         style = "green" if item.state in ("installed", "trusted") else "red"
         console.print(f"{_escape(item.kind)}: {_escape(str(item.path))} [{style}]({item.state})[/]")
@@ -99,7 +112,9 @@ def print_status(result: Any) -> None:
     console.print(f"       {_escape(describe_target(result.target))}")
     config = getattr(result, "config", None)
     if config is not None:
-        console.print(f"[bold]config[/] {_escape(str(config.path)) if config.exists else 'none: defaults (' + _escape(str(config.path)) + ' does not exist)'}")
+        console.print(
+            f"[bold]config[/] {_escape(str(config.path)) if config.exists else 'none: defaults (' + _escape(str(config.path)) + ' does not exist)'}"
+        )
     width = max((len(r.id) for r in result.reports), default=0)
     for r in result.reports:
         state = f"[{_STYLE.get(r.state, '')}]{r.state:<13}[/]"
@@ -128,7 +143,9 @@ def _summary(result: Any) -> str:
     if code == 1:
         hint = "run `hermes-patch apply`" if "pending" in counts else ""
         if "drifted" in counts:
-            hint += ("; " if hint else "") + "drifted code changed after we patched it: see `hermes-patch diff` and `hermes-patch revert --help`"
+            hint += (
+                "; " if hint else ""
+            ) + "drifted code changed after we patched it: see `hermes-patch diff` and `hermes-patch revert --help`"
         return f"[yellow]action needed[/]: {text}; {hint}"
     return f"[red]attention[/]: {text}; see the reasons above"
 
@@ -191,7 +208,9 @@ def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
     if getattr(result, "pruned", 0):
         from hermes_patch.ledger import KEEP_WRITES
 
-        console.print(f"pruned {result.pruned} old backup(s): the backups of the last {KEEP_WRITES} writes per target are kept")
+        console.print(
+            f"pruned {result.pruned} old backup(s): the backups of the last {KEEP_WRITES} writes per target are kept"
+        )
 
 
 def print_verify(result: Any) -> None:

@@ -131,7 +131,9 @@ def detect_all(
     reports = []
     for patch, enabled in patches:
         if errors and patch.ID in errors:
-            reports.append(PatchReport(patch, enabled, Detection(State.UNKNOWN_SHAPE, errors[patch.ID], config_error=True)))
+            reports.append(
+                PatchReport(patch, enabled, Detection(State.UNKNOWN_SHAPE, errors[patch.ID], config_error=True))
+            )
             continue
         try:
             detection = patch.detect(workspace)
@@ -142,13 +144,10 @@ def detect_all(
             if detection.state is State.UNKNOWN_SHAPE:
                 detection = replace(detection, reason=f"{detection.reason}; also, {out_of_range}")
             else:
-                warning = (
-                    f"{out_of_range}, but the code has a shape this patch knows"
-                    + (
-                        "; `hermes-patch apply --allow-version` (or `allow_version = true` in the configuration) patches it anyway"
-                        if detection.state is State.PENDING
-                        else ""
-                    )
+                warning = f"{out_of_range}, but the code has a shape this patch knows" + (
+                    "; `hermes-patch apply --allow-version` (or `allow_version = true` in the configuration) patches it anyway"
+                    if detection.state is State.PENDING
+                    else ""
                 )
                 detection = replace(detection, out_of_range=out_of_range, notes=detection.notes + (warning,))
         reports.append(PatchReport(patch, enabled, detection))
@@ -188,7 +187,9 @@ def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
             continue
         blocks = find_blocks(src)
         if isinstance(blocks, str):
-            raise TargetError(f"{src.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, or restore the file from the release, then run `hermes-patch status`.")
+            raise TargetError(
+                f"{src.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, or restore the file from the release, then run `hermes-patch status`."
+            )
         mine = [b for b in blocks if b.patch_id in ids]
         if mine:
             out[name] = remove_blocks(src.text, src.line_starts, mine)
@@ -220,7 +221,9 @@ def _transform(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool)
         ) from None
 
 
-def _transform_files(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool, current: list[Path]) -> dict[str, str]:
+def _transform_files(
+    workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool, current: list[Path]
+) -> dict[str, str]:
     import libcst as cst
 
     by_file: dict[str, list[tuple[Patch, Site]]] = {}
@@ -244,7 +247,9 @@ def _transform_files(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast:
         ordered = sorted(spans)
         for (a_first, a_last), (b_first, _) in zip(ordered, ordered[1:]):
             if b_first <= a_last:
-                raise VerificationError(f"{src.path}: two edits overlap at lines {a_first}-{a_last}; this is a bug in the catalog.")
+                raise VerificationError(
+                    f"{src.path}: two edits overlap at lines {a_first}-{a_last}; this is a bug in the catalog."
+                )
         pieces: list[str] = []
         pos = 0
         for first, last in ordered:
@@ -286,8 +291,10 @@ def plan_apply(
         others = f" The other patches can be applied alone: `hermes-patch apply {' '.join(fine)}`." if fine else ""
         raise ConfigError(" ".join(r.detection.reason for r in misconfigured) + others)
     blocked = [
-        r for r in selected
-        if r.state in (State.UNKNOWN_SHAPE, State.DRIFTED) or (r.state is State.PENDING and r.detection.out_of_range and not allow_version)
+        r
+        for r in selected
+        if r.state in (State.UNKNOWN_SHAPE, State.DRIFTED)
+        or (r.state is State.PENDING and r.detection.out_of_range and not allow_version)
     ]
     if blocked:
         fine = [r.id for r in selected if r not in blocked and r.state is State.PENDING]
@@ -301,7 +308,9 @@ def plan_apply(
     replaced = [r.id for r in pending if r.detection.replace]
     if replaced:
         current = workspace.with_edits(_remove(workspace, replaced))
-        fresh = [PatchReport(r.patch, r.enabled, r.patch.detect(current)) if r.detection.replace else r for r in pending]
+        fresh = [
+            PatchReport(r.patch, r.enabled, r.patch.detect(current)) if r.detection.replace else r for r in pending
+        ]
         odd = [r for r in fresh if r.state not in (State.PENDING, State.NOT_NEEDED)]
         if odd:
             raise RefusedError(_refusal(odd, workspace, []))
@@ -316,7 +325,9 @@ def plan_apply(
     return Plan(before, after, ids, "apply", tuple(reports), expect)
 
 
-def plan_revert(workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, force: bool = False) -> Plan:
+def plan_revert(
+    workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, force: bool = False
+) -> Plan:
     """Build the edits that remove our blocks for the selected patches.
 
     Args:
@@ -382,13 +393,23 @@ def verify(
     old_states = {r.id: r.state for r in plan.reports}
     for r in new_reports:
         if r.id in plan.patch_ids:
-            ok = r.state is plan.expect.get(r.id, State.APPLIED) if plan.kind == "apply" else r.state in (State.PENDING, State.NOT_NEEDED)
+            ok = (
+                r.state is plan.expect.get(r.id, State.APPLIED)
+                if plan.kind == "apply"
+                else r.state in (State.PENDING, State.NOT_NEEDED)
+            )
         else:
             ok = r.state is old_states.get(r.id, r.state)
         if not ok:
-            raise VerificationError(_bug(plan, f"after the edit, {r.id} detects as {r.state.value} ({r.detection.reason})"))
+            raise VerificationError(
+                _bug(plan, f"after the edit, {r.id} detects as {r.state.value} ({r.detection.reason})")
+            )
     only = set(plan.patch_ids)
-    again = plan_apply(new_ws, new_reports, only=only, fast=fast, allow_version=True) if plan.kind == "apply" else plan_revert(new_ws, new_reports, only=only, force=True)
+    again = (
+        plan_apply(new_ws, new_reports, only=only, fast=fast, allow_version=True)
+        if plan.kind == "apply"
+        else plan_revert(new_ws, new_reports, only=only, force=True)
+    )
     if not again.empty:
         raise VerificationError(_bug(plan, "a second run would change the file again (not idempotent)"))
     if plan.kind == "apply":
@@ -398,7 +419,9 @@ def verify(
             expected = plan.before[name].encode(baseline.get(name, plan.before[name].text))
             got = plan.before[name].encode(undone.get(name, plan.after[name]))
             if got != expected:
-                raise VerificationError(_bug(plan, f"undoing the edit of {plan.before[name].path} would not give back the original bytes"))
+                raise VerificationError(
+                    _bug(plan, f"undoing the edit of {plan.before[name].path} would not give back the original bytes")
+                )
     return new_reports
 
 
@@ -421,7 +444,9 @@ def _refusal(blocked: list[PatchReport], workspace: Workspace, fine: list[str]) 
                 f"run `hermes-patch apply --allow-version {r.id}` (or set `allow_version = true` in the configuration) to patch it anyway"
             )
         else:
-            lines.append(f"{r.id} does not recognize the code in {workspace.path(workspace.entry)}: {r.detection.reason}")
+            lines.append(
+                f"{r.id} does not recognize the code in {workspace.path(workspace.entry)}: {r.detection.reason}"
+            )
     others = " ".join(r.id for r in blocked)
     if any(r.state is State.UNKNOWN_SHAPE for r in blocked):
         advice = "If this release is newer than hermes-patch, upgrade it (`pip install -U hermes-patch`); meanwhile "

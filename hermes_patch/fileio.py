@@ -27,7 +27,16 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 
-__all__ = ["read_bytes", "atomic_write", "fault_point", "check_writable", "stale_temp_files", "Identity", "identity", "ChangedError"]
+__all__ = [
+    "read_bytes",
+    "atomic_write",
+    "fault_point",
+    "check_writable",
+    "stale_temp_files",
+    "Identity",
+    "identity",
+    "ChangedError",
+]
 
 TEMP_SUFFIX = ".hermes-patch.tmp"
 
@@ -132,11 +141,12 @@ def read_bytes(path: Path) -> bytes:
         ) from None
     except PermissionError:
         raise TargetError(
-            f"{path} cannot be read (permission denied). Run hermes-patch as the "
-            "user who owns the Hermes install."
+            f"{path} cannot be read (permission denied). Run hermes-patch as the user who owns the Hermes install."
         ) from None
     except OSError as exc:
-        raise TargetError(f"{path} cannot be read ({exc.strerror}); it changed while hermes-patch read it, or is not a regular file. Check it, then run `hermes-patch status`.") from None
+        raise TargetError(
+            f"{path} cannot be read ({exc.strerror}); it changed while hermes-patch read it, or is not a regular file. Check it, then run `hermes-patch status`."
+        ) from None
     _READ[os.path.abspath(path)] = (real, st.st_dev, st.st_ino)
     return data
 
@@ -166,7 +176,9 @@ def check_writable(path: Path) -> str | None:
     return None
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, follow: bool = True, expect: Identity | None = None) -> Identity:
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o644, *, follow: bool = True, expect: Identity | None = None
+) -> Identity:
     """Replace the file at ``path`` with ``data`` atomically.
 
     Args:
@@ -214,7 +226,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, follow: bool = T
         for _ in range(100):
             candidate = f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
             try:
-                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+                fd = os.open(
+                    candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd
+                )
             except FileExistsError:
                 continue
             tmp_name = candidate

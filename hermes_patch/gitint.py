@@ -68,7 +68,15 @@ FILTER = "hermes-patch"
 _MARKER = MARKER_PREFIX.encode()
 _ATTR_HEADER = "# hermes-patch: clean filter for the files it patches (`hermes-patch revert` or `hermes-patch hook uninstall` removes these lines)"
 # Variables a git hook inherits that would point our own git calls elsewhere.
-_GIT_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX", "GIT_COMMON_DIR")
+_GIT_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_PREFIX",
+    "GIT_COMMON_DIR",
+)
 
 
 # -- the filter itself -------------------------------------------------------------
@@ -205,7 +213,9 @@ def git(root: Path, *args: str, check: bool = True, text: bool = True) -> subpro
     if check and proc.returncode != 0:
         err = proc.stderr if text else proc.stderr.decode("utf-8", "replace")
         last = err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
-        raise TargetError(f"`git {' '.join(args)}` failed in {root}: {last}. Nothing else was changed; fix the repository (try `git -C {root} status`) and run the command again.")
+        raise TargetError(
+            f"`git {' '.join(args)}` failed in {root}: {last}. Nothing else was changed; fix the repository (try `git -C {root} status`) and run the command again."
+        )
     return proc
 
 
@@ -310,7 +320,7 @@ def _attributes(root: Path) -> Path:
         raise RefusedError(
             f"{attributes} is a symlink; hermes-patch will not write git attributes through a link (it could "
             f"point at any file). Nothing was changed. Replace it with a regular file (`cp --remove-destination "
-            f"\"$(readlink -f {attributes})\" {attributes}`) and run `hermes-patch apply` again."
+            f'"$(readlink -f {attributes})" {attributes}`) and run `hermes-patch apply` again.'
         )
     return attributes
 
@@ -373,7 +383,9 @@ def prepare_write(app: Any, ledger: dict[str, Any], record: dict[str, Any], name
 
 def _registered(root: Path, entry: dict[str, Any]) -> bool:
     state = filter_state(root)
-    return state["value"] == filter_command() and sorted(line.split()[0].lstrip("/") for line in state["lines"]) == entry.get("paths")
+    return state["value"] == filter_command() and sorted(
+        line.split()[0].lstrip("/") for line in state["lines"]
+    ) == entry.get("paths")
 
 
 def finish_write(app: Any, ledger: dict[str, Any], record: dict[str, Any], written: Any = None) -> None:
@@ -388,10 +400,13 @@ def finish_write(app: Any, ledger: dict[str, Any], record: dict[str, Any], writt
     if root is None:
         return
     cleaned = {}
-    for name, src in (written.loaded().items() if written is not None else ()):
+    for name, src in written.loaded().items() if written is not None else ():
         blocks = find_blocks(src) if _MARKER in src.data else []
         if not isinstance(blocks, str):
-            cleaned[_rel(root, app.target.package_dir / name)] = (src.data, src.encode(remove_blocks(src.text, src.line_starts, blocks)))
+            cleaned[_rel(root, app.target.package_dir / name)] = (
+                src.data,
+                src.encode(remove_blocks(src.text, src.line_starts, blocks)),
+            )
     if _settle(root, record, cleaned):
         app.state.save(ledger)
 
@@ -459,7 +474,9 @@ def _settle(root: Path, record: dict[str, Any], cleaned: dict[str, tuple[bytes, 
     return True
 
 
-def refresh_index(root: Path, datas: dict[str, bytes], cleaned: dict[str, tuple[bytes, bytes]] | None = None) -> list[str]:
+def refresh_index(
+    root: Path, datas: dict[str, bytes], cleaned: dict[str, tuple[bytes, bytes]] | None = None
+) -> list[str]:
     """``git update-index`` the files whose cleaned bytes equal their index blob; return those paths.
 
     Args:
@@ -566,7 +583,10 @@ def our_stashes(root: Path, package: str = "hermes_cli") -> list[OurStash]:
         parents_list = parents.split()
         if len(parents_list) not in (2, 3):
             continue
-        if len(parents_list) == 3 and git(root, "ls-tree", "-r", "--name-only", parents_list[2], check=False).stdout.strip():
+        if (
+            len(parents_list) == 3
+            and git(root, "ls-tree", "-r", "--name-only", parents_list[2], check=False).stdout.strip()
+        ):
             continue  # it holds untracked files: never ours (`--include-untracked` may add an empty third parent)
         base, index = parents_list[:2]
         paths = _only_our_blocks(root, base, [commit, index], package)

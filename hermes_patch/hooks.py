@@ -40,7 +40,17 @@ from hermes_patch import gitint
 from hermes_patch.errors import RefusedError
 from hermes_patch.fileio import atomic_write
 
-__all__ = ["Installed", "apply_command", "install", "uninstall", "show", "hook_script", "dropin_text", "unit_dir", "GIT_HOOKS"]
+__all__ = [
+    "Installed",
+    "apply_command",
+    "install",
+    "uninstall",
+    "show",
+    "hook_script",
+    "dropin_text",
+    "unit_dir",
+    "GIT_HOOKS",
+]
 
 GIT_HOOKS = ("post-merge", "post-checkout")
 CHAIN_SUFFIX = ".pre-hermes-patch"
@@ -115,7 +125,8 @@ def hook_script(name: str, command: list[str], chained: bool) -> str:
     cmd = " ".join(shlex.quote(a) for a in command)
     lines = [
         "#!/bin/sh",
-        _HEADER.format(name=name) + " (installed by `hermes-patch hook install`; `hermes-patch hook uninstall` removes it)",
+        _HEADER.format(name=name)
+        + " (installed by `hermes-patch hook install`; `hermes-patch hook uninstall` removes it)",
         "# Re-applies the dashboard patches after git updates the checkout (`hermes update`, the",
         "# dashboard's Update button); never changes the outcome of the git command.",
         "status=0",
@@ -161,7 +172,9 @@ def _hooks_dir(root: Path) -> Path:
 def _unit_name(unit: str) -> str:
     name = unit[: -len(".service")] if unit.endswith(".service") else unit
     if not name or not _UNIT_RE.match(name):
-        raise RefusedError(f"{unit!r} is not a systemd unit name. Pass the name of the unit that runs `hermes dashboard`, e.g. --systemd-unit hermes-dashboard (see `systemctl --user list-units 'hermes*'`).")
+        raise RefusedError(
+            f"{unit!r} is not a systemd unit name. Pass the name of the unit that runs `hermes dashboard`, e.g. --systemd-unit hermes-dashboard (see `systemctl --user list-units 'hermes*'`)."
+        )
     return name
 
 
@@ -171,7 +184,19 @@ def unit_search_path(scope: str, override: Path | None = None) -> list[Path]:
     home = Path.home()
     dirs = [override.expanduser().absolute()] if override is not None else []
     if scope == "system":
-        return dirs + [Path(p) for p in ("/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient", "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")]
+        return dirs + [
+            Path(p)
+            for p in (
+                "/etc/systemd/system.control",
+                "/run/systemd/system.control",
+                "/run/systemd/transient",
+                "/etc/systemd/system",
+                "/run/systemd/system",
+                "/usr/local/lib/systemd/system",
+                "/usr/lib/systemd/system",
+                "/lib/systemd/system",
+            )
+        ]
     config = Path(env("XDG_CONFIG_HOME") or home / ".config").expanduser()
     data = Path(env("XDG_DATA_HOME") or home / ".local/share").expanduser()
     runtime = env("XDG_RUNTIME_DIR")
@@ -179,7 +204,11 @@ def unit_search_path(scope: str, override: Path | None = None) -> list[Path]:
     dirs += [Path(d) / "systemd/user" for d in (env("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if d]
     dirs += [Path("/etc/systemd/user")]
     if runtime:
-        dirs += [Path(runtime) / "systemd/user.control", Path(runtime) / "systemd/transient", Path(runtime) / "systemd/user"]
+        dirs += [
+            Path(runtime) / "systemd/user.control",
+            Path(runtime) / "systemd/transient",
+            Path(runtime) / "systemd/user",
+        ]
     dirs += [Path("/run/systemd/user"), data / "systemd/user"]
     dirs += [Path(d) / "systemd/user" for d in (env("XDG_DATA_DIRS") or "/usr/local/share:/usr/share").split(":") if d]
     return dirs + [Path("/usr/local/lib/systemd/user"), Path("/usr/lib/systemd/user"), Path("/lib/systemd/user")]
@@ -204,13 +233,23 @@ def check_unit_exists(name: str, scope: str, override: Path | None = None) -> No
     flag = "--user" if scope == "user" else "--system"
     if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
         try:
-            out = subprocess.run(["systemctl", flag, "show", "-p", "LoadState", "--value", f"{name}.service"], capture_output=True, text=True, timeout=30, check=False)
+            out = subprocess.run(
+                ["systemctl", flag, "show", "-p", "LoadState", "--value", f"{name}.service"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             if out.returncode == 0 and out.stdout.strip() == "loaded":
                 return
         except (OSError, subprocess.TimeoutExpired):
             pass
     other = "--system" if scope == "user" else "--user"
-    shown = ", ".join(str(d) for d in path[:4]) + f" and {len(path) - 4} more" if len(path) > 4 else ", ".join(str(d) for d in path)
+    shown = (
+        ", ".join(str(d) for d in path[:4]) + f" and {len(path) - 4} more"
+        if len(path) > 4
+        else ", ".join(str(d) for d in path)
+    )
     raise RefusedError(
         f"there is no {scope} unit {name}.service (looked in {shown}), so a drop-in for it would never run. Nothing was changed. "
         f"Check the name: `systemctl {flag} list-unit-files 'hermes*'` lists the units; a {'system' if scope == 'user' else 'user'} unit needs {other}; "
@@ -245,7 +284,8 @@ def dropin_text(unit: str, scope: str, command: list[str], env_file: Path | None
     lines = [
         f"# hermes-patch: re-applies the dashboard patches before every start of {unit}.service",
         f"# (installed by `hermes-patch hook install --systemd-unit {unit} --{scope}"
-        + (" --session-token" if env_file else "") + "`; `hermes-patch hook uninstall` removes it)",
+        + (" --session-token" if env_file else "")
+        + "`; `hermes-patch hook uninstall` removes it)",
         "[Service]",
         "ExecStartPre=-" + " ".join(_systemd_quote(a) for a in command),
     ]
@@ -279,7 +319,13 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def install(app: Any, unit: str | None = None, scope: str = "user", unit_directory: Path | None = None, session_token: Path | None = None) -> list[str]:
+def install(
+    app: Any,
+    unit: str | None = None,
+    scope: str = "user",
+    unit_directory: Path | None = None,
+    session_token: Path | None = None,
+) -> list[str]:
     """Install what fits the target; return one line per thing done (for people).
 
     Args:
@@ -333,24 +379,42 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
                     chained = chain.exists() or chain.is_symlink()
                 elif current is not None or path.is_symlink():
                     if chain.exists() or chain.is_symlink():
-                        raise RefusedError(f"{path} exists and so does {chain}; hermes-patch cannot keep both. Nothing was changed. Merge them into one hook, then run `hermes-patch hook install` again.")
+                        raise RefusedError(
+                            f"{path} exists and so does {chain}; hermes-patch cannot keep both. Nothing was changed. Merge them into one hook, then run `hermes-patch hook install` again."
+                        )
                     moves.append((path, chain))
                     chained = True
                 else:
                     chained = chain.exists() or chain.is_symlink()
                 data = hook_script(name, command, chained).encode()
-                entry = {"path": str(path), "sha256": _sha(data), "chained": str(chain) if chained else None, "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(hooks_dir))}
+                entry = {
+                    "path": str(path),
+                    "sha256": _sha(data),
+                    "chained": str(chain) if chained else None,
+                    "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(hooks_dir)),
+                }
                 writes.append((f"git hook {name}", path, data, 0o755, entry))
         if unit is not None:
             name = _unit_name(unit)
             directory = unit_dir(scope, unit_directory) / f"{name}.service.d"
             path = directory / DROPIN
-            data = dropin_text(name, scope, [*command, "--auto", f"systemd:{name}.service"], token.path if token else None).encode()
+            data = dropin_text(
+                name, scope, [*command, "--auto", f"systemd:{name}.service"], token.path if token else None
+            ).encode()
             rec = integ.get("systemd", {}).get(str(path))
             current = _read(path)
             if current is not None and current != data and (rec is None or _sha(current) != rec["sha256"]):
-                raise RefusedError(_changed(path, "install") if rec else f"{path} exists and was not written by hermes-patch; nothing was changed. Move it aside, or merge its lines into your own drop-in.")
-            entry = {"unit": name, "scope": scope, "sha256": _sha(data), "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(directory))}
+                raise RefusedError(
+                    _changed(path, "install")
+                    if rec
+                    else f"{path} exists and was not written by hermes-patch; nothing was changed. Move it aside, or merge its lines into your own drop-in."
+                )
+            entry = {
+                "unit": name,
+                "scope": scope,
+                "sha256": _sha(data),
+                "created_dirs": (rec or {}).get("created_dirs", _missing_dirs(directory)),
+            }
             writes.append(("systemd drop-in", path, data, 0o644, entry))
         # Record first, then write: the ledger always knows what we touched.
         if token is not None and token.created:
@@ -373,7 +437,9 @@ def install(app: Any, unit: str | None = None, scope: str = "user", unit_directo
             done.append(f"{kind}: {path}" + (" (unchanged)" if before == data else ""))
     if root is not None:
         gitint.sync(app)
-        done.append(f"git clean filter: {gitint.git_path(root, 'info/attributes')} and {gitint.git_path(root, 'config')}")
+        done.append(
+            f"git clean filter: {gitint.git_path(root, 'info/attributes')} and {gitint.git_path(root, 'config')}"
+        )
     if unit is not None:
         done.append(_reload(scope))
     return done
@@ -442,7 +508,11 @@ def uninstall(app: Any, keep_session_token: bool = False) -> list[str]:
         root = gitint.repo_root(app.target)
         if root is not None:
             kept = gitint.filter_state(root)["value"] is not None
-            done.append("git clean filter: kept while our edits are in the files (`hermes-patch revert` removes it)" if kept else "git clean filter: removed")
+            done.append(
+                "git clean filter: kept while our edits are in the files (`hermes-patch revert` removes it)"
+                if kept
+                else "git clean filter: removed"
+            )
     for scope in sorted(scopes):
         done.append(_reload(scope))
     return done
@@ -489,9 +559,14 @@ def _check_records(app: Any, hooks: dict[str, Any], dropins: dict[str, Any]) -> 
         path = Path(p)
         unit = entry.get("unit") if isinstance(entry, dict) else None
         if (
-            not isinstance(unit, str) or not _UNIT_RE.match(unit) or not path.is_absolute()
-            or path.name != DROPIN or path.parent.name != f"{unit}.service.d" or entry.get("scope") not in ("user", "system")
-            or ".." in path.parts or not isinstance(entry.get("sha256"), str)
+            not isinstance(unit, str)
+            or not _UNIT_RE.match(unit)
+            or not path.is_absolute()
+            or path.name != DROPIN
+            or path.parent.name != f"{unit}.service.d"
+            or entry.get("scope") not in ("user", "system")
+            or ".." in path.parts
+            or not isinstance(entry.get("sha256"), str)
         ):
             raise refuse("a systemd drop-in", p)
         if not ancestors_ok(entry, path.parent):
@@ -524,27 +599,74 @@ def show(app: Any) -> list[Installed]:
     filt = integ.get("git-filter")
     if filt and root is not None:
         state = gitint.filter_state(root)
-        ok = state["value"] == filt.get("command") and sorted(line.split()[0].lstrip("/") for line in state["lines"]) == filt.get("paths")
-        items.append(Installed("git clean filter", state["config"], "installed" if ok else "changed since install", (f"filter.{gitint.FILTER}.clean = {state['value']}",)))
-        items.append(Installed("git attributes", state["attributes"], "installed" if ok else "changed since install", tuple(state["lines"])))
+        ok = state["value"] == filt.get("command") and sorted(
+            line.split()[0].lstrip("/") for line in state["lines"]
+        ) == filt.get("paths")
+        items.append(
+            Installed(
+                "git clean filter",
+                state["config"],
+                "installed" if ok else "changed since install",
+                (f"filter.{gitint.FILTER}.clean = {state['value']}",),
+            )
+        )
+        items.append(
+            Installed(
+                "git attributes",
+                state["attributes"],
+                "installed" if ok else "changed since install",
+                tuple(state["lines"]),
+            )
+        )
     for name, entry in sorted(integ.get("git-hooks", {}).items()):
         path = Path(entry["path"])
         items.append(Installed(f"git hook {name}", path, _state(path, entry), _hook_lines(path, entry)))
     for p, entry in sorted(integ.get("systemd", {}).items()):
         path = Path(p)
         data = _read(path) or b""
-        lines = tuple(line for line in data.decode("utf-8", "replace").splitlines() if line.startswith(("ExecStartPre=", "EnvironmentFile=")))
-        items.append(Installed(f"systemd drop-in ({entry['scope']} unit {entry['unit']}.service)", path, _state(path, entry), lines))
+        lines = tuple(
+            line
+            for line in data.decode("utf-8", "replace").splitlines()
+            if line.startswith(("ExecStartPre=", "EnvironmentFile="))
+        )
+        items.append(
+            Installed(
+                f"systemd drop-in ({entry['scope']} unit {entry['unit']}.service)", path, _state(path, entry), lines
+            )
+        )
     token = integ.get("session-token")
     if token:
         path = Path(token["path"])
-        items.append(Installed("session token file (owner-only; its content is never shown)", path, _state(path, token), ("HERMES_DASHBOARD_SESSION_TOKEN for the dashboard",)))
+        items.append(
+            Installed(
+                "session token file (owner-only; its content is never shown)",
+                path,
+                _state(path, token),
+                ("HERMES_DASHBOARD_SESSION_TOKEN for the dashboard",),
+            )
+        )
     exe = gitint.self_command()
     found = gitint.command_problem(exe)
     if found:
-        items.append(Installed("command path", Path(exe[0]), "refused", (f"{found[0]}; `hook install` (and apply on a git install) will not store it",)))
+        items.append(
+            Installed(
+                "command path",
+                Path(exe[0]),
+                "refused",
+                (f"{found[0]}; `hook install` (and apply on a git install) will not store it",),
+            )
+        )
     else:
-        items.append(Installed("command path", Path(exe[0]), "trusted", ("owned by root or the running user, not group- or world-writable: safe to store in hooks, the git filter and drop-ins",)))
+        items.append(
+            Installed(
+                "command path",
+                Path(exe[0]),
+                "trusted",
+                (
+                    "owned by root or the running user, not group- or world-writable: safe to store in hooks, the git filter and drop-ins",
+                ),
+            )
+        )
     return items
 
 
@@ -557,10 +679,13 @@ def _state(path: Path, entry: dict[str, Any]) -> str:
 
 def _hook_lines(path: Path, entry: dict[str, Any]) -> tuple[str, ...]:
     data = (_read(path) or b"").decode("utf-8", "replace")
-    runs = [line.split(" </dev/null")[0].strip() for line in data.splitlines() if " apply " in line and not line.lstrip().startswith(("#", "echo"))]
+    runs = [
+        line.split(" </dev/null")[0].strip()
+        for line in data.splitlines()
+        if " apply " in line and not line.lstrip().startswith(("#", "echo"))
+    ]
     chain = entry.get("chained")
     return tuple(runs) + ((f"runs the earlier hook first: {chain}",) if chain else ())
-
 
 
 # -- the session token file ----------------------------------------------------------------------

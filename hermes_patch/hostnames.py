@@ -32,7 +32,9 @@ def _idna_hint(text: str) -> str:
 def _name(text: str, what: str) -> str:
     """A DNS name or an IP address, normalized; raises ValueError."""
     if not text.isascii():
-        raise ValueError(f"{what} {text!r} is not ASCII; browsers send international names in their IDNA form{_idna_hint(text)}")
+        raise ValueError(
+            f"{what} {text!r} is not ASCII; browsers send international names in their IDNA form{_idna_hint(text)}"
+        )
     lowered = text.lower()
     if lowered.startswith("[") and lowered.endswith("]"):
         lowered = lowered[1:-1]
@@ -47,7 +49,9 @@ def _name(text: str, what: str) -> str:
             raise ValueError(f"{what} {text!r}: a zone index (%...) never appears in a Host or Origin header")
         return str(addr)
     if lowered.endswith("."):
-        raise ValueError(f"{what} {text!r} ends with a dot; browsers send the name without it, write {lowered.rstrip('.')!r}")
+        raise ValueError(
+            f"{what} {text!r} ends with a dot; browsers send the name without it, write {lowered.rstrip('.')!r}"
+        )
     labels = lowered.split(".")
     if not all(_LABEL.fullmatch(label) for label in labels) or len(lowered) > 253:
         raise ValueError(
@@ -107,7 +111,11 @@ def parse_host(value: object, *, allow_suffix: bool = True) -> str:
         host = urllib.parse.urlsplit(text).hostname or "?"
         raise ValueError(f"{value!r} is a URL; list only the host name, e.g. {host!r}")
     if "*" in text:
-        hint = f"; to trust every name below a domain write a leading dot, e.g. {text.lstrip('*') or '.example.com'!r}" if allow_suffix else ""
+        hint = (
+            f"; to trust every name below a domain write a leading dot, e.g. {text.lstrip('*') or '.example.com'!r}"
+            if allow_suffix
+            else ""
+        )
         raise ValueError(f"{value!r}: wildcards are not accepted{hint}")
     if "@" in text or "/" in text or any(c.isspace() for c in text):
         raise ValueError(f"{value!r} is not a host name")
@@ -157,9 +165,13 @@ def parse_origin(value: object) -> str:
         raise ValueError(f"{value!r} is not a string")
     text = value.strip()
     if text == "*":
-        raise ValueError("'*' would let every web site read the dashboard's API; list each origin, e.g. \"https://proxy.example\"")
+        raise ValueError(
+            "'*' would let every web site read the dashboard's API; list each origin, e.g. \"https://proxy.example\""
+        )
     if text.lower() == "null":
-        raise ValueError("'null' is the origin of sandboxed frames and local files, which any page can produce; it is never accepted")
+        raise ValueError(
+            "'null' is the origin of sandboxed frames and local files, which any page can produce; it is never accepted"
+        )
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port
@@ -167,14 +179,22 @@ def parse_origin(value: object) -> str:
         raise ValueError(f"{value!r} is not an origin ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.netloc:
-        raise ValueError(f"{value!r} is not an origin; write scheme://host[:port] with scheme http or https, e.g. \"https://proxy.example\"")
+        raise ValueError(
+            f'{value!r} is not an origin; write scheme://host[:port] with scheme http or https, e.g. "https://proxy.example"'
+        )
     if "@" in parts.netloc:
         raise ValueError(f"{value!r}: an origin has no user name or password")
     if parts.path or parts.query or parts.fragment or text.endswith(("?", "#")):
         bare = f"{scheme}://{parts.netloc.lower()}"
         raise ValueError(f"{value!r}: an origin has no path, query or fragment; write {bare!r}")
     netloc = parts.netloc
-    host_text = netloc[: netloc.rindex("]") + 1] if netloc.startswith("[") else netloc.rsplit(":", 1)[0] if port is not None else netloc
+    host_text = (
+        netloc[: netloc.rindex("]") + 1]
+        if netloc.startswith("[")
+        else netloc.rsplit(":", 1)[0]
+        if port is not None
+        else netloc
+    )
     if "*" in host_text:
         raise ValueError(f"{value!r}: wildcards are not accepted; list each origin")
     if host_text.startswith("."):
@@ -182,7 +202,9 @@ def parse_origin(value: object) -> str:
     host = _name(host_text, "origin host")
     shown = f"[{host}]" if ":" in host else host
     if port is not None and port == DEFAULT_PORTS[scheme]:
-        raise ValueError(f"{value!r}: browsers leave out the default port {port} of {scheme}, write {scheme + '://' + shown!r}")
+        raise ValueError(
+            f"{value!r}: browsers leave out the default port {port} of {scheme}, write {scheme + '://' + shown!r}"
+        )
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"{value!r}: port {port} is out of range")
     return f"{scheme}://{shown}" + (f":{port}" if port is not None else "")

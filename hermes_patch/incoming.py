@@ -119,7 +119,9 @@ def git_package_files(root: Path, ref: str, package: str, fetch: bool = True) ->
         if kind == "blob" and mode.startswith("100") and name.endswith(".py") and name.count("/") <= _MAX_DEPTH:
             wanted.append((name, oid))
     if not any(name == "web_server.py" for name, _ in wanted):
-        raise TargetError(f"{ref} (commit {commit[:12]}) holds no {package}/web_server.py, so there is no dashboard to patch in it.")
+        raise TargetError(
+            f"{ref} (commit {commit[:12]}) holds no {package}/web_server.py, so there is no dashboard to patch in it."
+        )
     out = _git(root, "cat-file", "--batch", input="".join(f"{oid}\n" for _, oid in wanted).encode())
     files: dict[str, bytes] = {}
     pos = 0
@@ -139,7 +141,9 @@ def wheel_package_files(wheel: Path, package: str) -> tuple[str | None, dict[str
         TargetError: not a readable zip archive, or no ``package/web_server.py`` in it.
     """
     if not wheel.is_file():
-        raise TargetError(f"{wheel} is not a regular file. Pass the .whl file of a hermes-agent release (`pip download --no-deps hermes-agent==X -d DIR`).")
+        raise TargetError(
+            f"{wheel} is not a regular file. Pass the .whl file of a hermes-agent release (`pip download --no-deps hermes-agent==X -d DIR`)."
+        )
     try:
         with zipfile.ZipFile(wheel) as zf:
             files = {}
@@ -154,11 +158,15 @@ def wheel_package_files(wheel: Path, package: str) -> tuple[str | None, dict[str
                 # A release's largest module is about 1 MB; a zip bomb must not fill memory.
                 total += info.file_size
                 if info.file_size > _MAX_MEMBER or total > _MAX_TOTAL:
-                    raise TargetError(f"{wheel}: {name} unpacks to {info.file_size:,} bytes, more than any hermes-agent release holds ({_MAX_MEMBER:,} per file, {_MAX_TOTAL:,} in all); it was not read. Pass the .whl file of a hermes-agent release.")
+                    raise TargetError(
+                        f"{wheel}: {name} unpacks to {info.file_size:,} bytes, more than any hermes-agent release holds ({_MAX_MEMBER:,} per file, {_MAX_TOTAL:,} in all); it was not read. Pass the .whl file of a hermes-agent release."
+                    )
                 with zf.open(info) as member:
                     data = member.read(_MAX_MEMBER + 1)
                 if len(data) > _MAX_MEMBER:
-                    raise TargetError(f"{wheel}: {name} unpacks to more than its header says; it was not read. Pass the .whl file of a hermes-agent release.")
+                    raise TargetError(
+                        f"{wheel}: {name} unpacks to more than its header says; it was not read. Pass the .whl file of a hermes-agent release."
+                    )
                 if wanted:
                     files[name[len(package) + 1 :]] = data
                 else:
@@ -169,9 +177,13 @@ def wheel_package_files(wheel: Path, package: str) -> tuple[str | None, dict[str
                         if not line:
                             break
     except (OSError, zipfile.BadZipFile) as exc:
-        raise TargetError(f"{wheel} cannot be read as a wheel ({exc}). Pass the .whl file of a hermes-agent release (`pip download --no-deps hermes-agent==X -d DIR`).") from None
+        raise TargetError(
+            f"{wheel} cannot be read as a wheel ({exc}). Pass the .whl file of a hermes-agent release (`pip download --no-deps hermes-agent==X -d DIR`)."
+        ) from None
     if "web_server.py" not in files:
-        raise TargetError(f"{wheel} holds no {package}/web_server.py, so it is not a hermes-agent release with a dashboard.")
+        raise TargetError(
+            f"{wheel} holds no {package}/web_server.py, so it is not a hermes-agent release with a dashboard."
+        )
     if version is not None and not _PRINTABLE_VERSION.fullmatch(version):
         version = None  # shown to people: never pass escape sequences through (the shape decides, not this label)
     return version, files
@@ -196,7 +208,9 @@ def check(app: Any, ref: str | None = None, wheel: Path | None = None, fetch: bo
     from hermes_patch.workspace import Workspace
 
     if (ref is None) == (wheel is None):
-        raise TargetError("check takes exactly one of --ref REF (a git install) and --wheel FILE (a downloaded release).")
+        raise TargetError(
+            "check takes exactly one of --ref REF (a git install) and --wheel FILE (a downloaded release)."
+        )
     if ref is not None:
         target = app.target
         if target.install_method != "git" or target.root is None:
@@ -208,7 +222,13 @@ def check(app: Any, ref: str | None = None, wheel: Path | None = None, fetch: bo
         commit, files = git_package_files(Path(target.root), ref, package, fetch)
         init = files.get("__init__.py", b"").decode("utf-8", "replace")
         match = _VERSION_RE.search(init)
-        incoming = Incoming(f"{ref}:{package}/web_server.py", match.group(1) if match else None, "git", f"check --ref {ref} (commit {commit[:12]})", commit)
+        incoming = Incoming(
+            f"{ref}:{package}/web_server.py",
+            match.group(1) if match else None,
+            "git",
+            f"check --ref {ref} (commit {commit[:12]})",
+            commit,
+        )
         base = Path(f"{ref}:") / package  # the name of the last part is the package's: imports are resolved with it
     else:
         assert wheel is not None

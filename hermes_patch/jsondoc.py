@@ -36,7 +36,12 @@ def error_document(command: str, exc: HermesPatchError) -> dict[str, Any]:
         the paragraph printed on stderr.
     """
     kind = next((_KINDS[c.__name__] for c in type(exc).__mro__ if c.__name__ in _KINDS), "error")
-    return {"schema": ERROR_SCHEMA, "command": command, "error": {"kind": kind, "message": str(exc)}, "exit_code": exc.exit_code}
+    return {
+        "schema": ERROR_SCHEMA,
+        "command": command,
+        "error": {"kind": kind, "message": str(exc)},
+        "exit_code": exc.exit_code,
+    }
 
 
 def echo_document(doc: dict[str, Any]) -> None:

@@ -97,13 +97,21 @@ class StateDir:
 
         found = why_untrusted(self.given, owner_only=True)
         if found:
-            raise StateError(refusal(
-                f"the state directory {self.given}", (found[0], None),
-                f"Use a state directory only you can write (`--state-dir ~/.local/state/hermes-patch` is created 0700), "
-                f"or make this one yours alone (`chown -R $(id -u) {self.path} && chmod -R go-w {self.path}`).",
-            ))
+            raise StateError(
+                refusal(
+                    f"the state directory {self.given}",
+                    (found[0], None),
+                    f"Use a state directory only you can write (`--state-dir ~/.local/state/hermes-patch` is created 0700), "
+                    f"or make this one yours alone (`chown -R $(id -u) {self.path} && chmod -R go-w {self.path}`).",
+                )
+            )
         # What is already inside: no links, ours alone (checked before anything is created there).
-        for name, kind in (("ledger.json", "file"), ("backups", "dir"), ("locks", "dir"), ("locks/ledger.lock", "file")):
+        for name, kind in (
+            ("ledger.json", "file"),
+            ("backups", "dir"),
+            ("locks", "dir"),
+            ("locks/ledger.lock", "file"),
+        ):
             if os.path.lexists(self.path / name):
                 self._own_entry(self.path / name, kind)
         self._checked = True
@@ -141,7 +149,9 @@ class StateDir:
         try:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise StateError(f"cannot create the state directory {d}: {exc.strerror}. Pick another with --state-dir.") from None
+            raise StateError(
+                f"cannot create the state directory {d}: {exc.strerror}. Pick another with --state-dir."
+            ) from None
         finally:
             os.umask(old)
         if sub:
@@ -178,7 +188,11 @@ class StateDir:
             raise StateError(f"cannot read the ledger {self.ledger_path}: {exc.strerror}.") from None
         try:
             ledger = json.loads(data)
-            if not isinstance(ledger, dict) or not isinstance(ledger.get("targets"), dict) or not isinstance(ledger.get("schema"), int):
+            if (
+                not isinstance(ledger, dict)
+                or not isinstance(ledger.get("targets"), dict)
+                or not isinstance(ledger.get("schema"), int)
+            ):
                 raise ValueError("not a ledger object")
             if ledger["schema"] <= SCHEMA:
                 for key, record in ledger["targets"].items():
@@ -186,7 +200,9 @@ class StateDir:
                         raise ValueError(f"the record of {key} is not shaped like a schema-{SCHEMA} record")
                     bad = _bad_names(record)
                     if bad:
-                        raise ValueError(f"the record of {key} names {bad!r}, which is not a module file of the package or not a sha256")
+                        raise ValueError(
+                            f"the record of {key} names {bad!r}, which is not a module file of the package or not a sha256"
+                        )
         except ValueError as exc:
             raise StateError(
                 f"the ledger {self.ledger_path} is corrupted or truncated ({exc}). Your Hermes files were not "
@@ -286,7 +302,9 @@ class StateDir:
             with FileLock(str(path), timeout=timeout):
                 yield
         except Timeout:
-            raise StateError(f"another hermes-patch has held the lock {path} for {timeout:.0f} s; wait for it to finish and run the command again.") from None
+            raise StateError(
+                f"another hermes-patch has held the lock {path} for {timeout:.0f} s; wait for it to finish and run the command again."
+            ) from None
 
 
 # The shape of one target's record, as app.App writes it: a dict spec lists
@@ -295,9 +313,17 @@ _COMMITTED = {
     "version": (str, type(None)),
     "files": {"*": {"original": str, "patched": str}},
     "patches": {"*": {"params": dict, "statements": {"*": str}}},
-    "snapshot": {"config_key": str, "inputs": {"*": str}, "reports": [{"id": str, "state": str, "reason": str, "enabled": bool, "notes": [str]}]},
+    "snapshot": {
+        "config_key": str,
+        "inputs": {"*": str},
+        "reports": [{"id": str, "state": str, "reason": str, "enabled": bool, "notes": [str]}],
+    },
 }
-_RECORD = {**_COMMITTED, "backups": [[str]], "pending": {"kind": str, "files": {"*": {"before": str, "after": str, "original": str}}, "commit": _COMMITTED}}
+_RECORD = {
+    **_COMMITTED,
+    "backups": [[str]],
+    "pending": {"kind": str, "files": {"*": {"before": str, "after": str, "original": str}}, "commit": _COMMITTED},
+}
 
 
 def _fits(value: Any, spec: Any, optional: bool = False) -> bool:
@@ -307,7 +333,9 @@ def _fits(value: Any, spec: Any, optional: bool = False) -> bool:
             return False
         if "*" in spec:
             return all(isinstance(k, str) and _fits(v, spec["*"]) for k, v in value.items())
-        return all((key in value and _fits(value[key], sub)) or (optional and key not in value) for key, sub in spec.items())
+        return all(
+            (key in value and _fits(value[key], sub)) or (optional and key not in value) for key, sub in spec.items()
+        )
     if isinstance(spec, list):
         return isinstance(value, list) and all(_fits(v, spec[0]) for v in value)
     return isinstance(value, spec)

@@ -195,18 +195,28 @@ _FIND_SPEC = (
 def _from_python(python: Path, found_by: str) -> Target:
     exe = shutil.which(str(python)) if os.sep not in str(python) else str(python.expanduser())
     if not exe or not Path(exe).exists():
-        raise TargetError(f"the interpreter {python} does not exist. --python takes the Python of the environment Hermes is installed in (e.g. ~/.hermes/hermes-agent/venv/bin/python).")
+        raise TargetError(
+            f"the interpreter {python} does not exist. --python takes the Python of the environment Hermes is installed in (e.g. ~/.hermes/hermes-agent/venv/bin/python)."
+        )
     exe = os.path.abspath(exe)  # verify runs it from another working directory
     guard_interpreter(Path(exe))
     try:
         # -X pycache_prefix (a private empty folder): no bytecode from the
         # install's __pycache__ folders is read (a forged .pyc would run here).
         with tempfile.TemporaryDirectory(prefix="hermes-patch-pycache-") as pycache:
-            out = subprocess.run([exe, "-I", "-B", "-X", f"pycache_prefix={pycache}", "-c", _FIND_SPEC], capture_output=True, text=True, timeout=30, check=False)
+            out = subprocess.run(
+                [exe, "-I", "-B", "-X", f"pycache_prefix={pycache}", "-c", _FIND_SPEC],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TargetError(f"could not run {exe} to find Hermes ({exc}).") from None
     if out.returncode != 0:
-        raise TargetError(f"{exe} failed while looking for hermes_cli: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}.")
+        raise TargetError(
+            f"{exe} failed while looking for hermes_cli: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}."
+        )
     info = json.loads(out.stdout.strip().splitlines()[-1])
     locations = info.get("locations") or []
     if not locations:
@@ -229,7 +239,13 @@ def guard(path: Path, what: str) -> None:
     if found:
         from hermes_patch.errors import RefusedError
 
-        raise RefusedError(refusal(what, found, f"Remove the write permission of others (`chmod go-w {found[0].split(' is ')[0]}`), or run hermes-patch as the owner of the install."))
+        raise RefusedError(
+            refusal(
+                what,
+                found,
+                f"Remove the write permission of others (`chmod go-w {found[0].split(' is ')[0]}`), or run hermes-patch as the owner of the install.",
+            )
+        )
 
 
 def guard_interpreter(exe: Path) -> None:
@@ -296,7 +312,11 @@ def _git_indirections(git_dir: Path) -> list[Path]:
             line = line.strip()
             if line.startswith("["):
                 section = line.lower()
-            elif section.startswith(("[include]", "[includeif")) and "=" in line and line.split("=", 1)[0].strip().lower() == "path":
+            elif (
+                section.startswith(("[include]", "[includeif"))
+                and "=" in line
+                and line.split("=", 1)[0].strip().lower() == "path"
+            ):
                 value = line.split("=", 1)[1].strip().strip('"')
                 included = Path(os.path.expanduser(value))
                 found.append(included if included.is_absolute() else config.parent / included)
@@ -345,7 +365,10 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
     tried = []
     launcher = shutil.which("hermes")
     if launcher:
-        guard(Path(launcher), f"the `hermes` launcher {launcher} (hermes-patch reads its interpreter and `update` runs it)")
+        guard(
+            Path(launcher),
+            f"the `hermes` launcher {launcher} (hermes-patch reads its interpreter and `update` runs it)",
+        )
         interp = _launcher_python(Path(launcher))
         if interp is not None and interp.exists():
             try:
@@ -358,7 +381,9 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
         tried.append("a `hermes` launcher on PATH (none)")
     install_dir = Path(os.environ.get("HERMES_INSTALL_DIR") or "~/.hermes/hermes-agent").expanduser()
     if (install_dir / PACKAGE / ENTRY).is_file():
-        venv_python = next((p for p in (install_dir / "venv/bin/python", install_dir / ".venv/bin/python") if p.exists()), None)
+        venv_python = next(
+            (p for p in (install_dir / "venv/bin/python", install_dir / ".venv/bin/python") if p.exists()), None
+        )
         return _from_root(install_dir, f"install dir {install_dir}", venv_python)
     tried.append(f"{install_dir} (no {PACKAGE}/{ENTRY})")
     raise TargetError(

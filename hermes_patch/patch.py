@@ -193,9 +193,15 @@ class Check:
     def to_json(self) -> dict[str, Any]:
         """The check as the probe reads it (a JSON object)."""
         return {
-            "what": self.what, "kind": self.kind, "target": self.target, "expect": self.expect,
-            "peer": self.peer, "bound_host": self.bound_host, "headers": [list(h) for h in self.headers],
-            "control": self.control, "method": self.method,
+            "what": self.what,
+            "kind": self.kind,
+            "target": self.target,
+            "expect": self.expect,
+            "peer": self.peer,
+            "bound_host": self.bound_host,
+            "headers": [list(h) for h in self.headers],
+            "control": self.control,
+            "method": self.method,
         }
 
 
@@ -268,10 +274,17 @@ def find_blocks(src: "Source", patch_id: str | None = None) -> list[Block] | str
     whole tree would find first.
     """
     text, line_starts = src.text, src.line_starts
-    markers = [(m.group("id"), _line_of(line_starts, m.start())) for m in _markers(text) if patch_id is None or m.group("id") == patch_id]
+    markers = [
+        (m.group("id"), _line_of(line_starts, m.start()))
+        for m in _markers(text)
+        if patch_id is None or m.group("id") == patch_id
+    ]
     blocks: list[Block] = []
     for pid, line in markers:
-        node = next((n for n in walk(src.statements_at(line + 1)) if isinstance(n, ast.stmt) and first_line(n) == line + 1), None)
+        node = next(
+            (n for n in walk(src.statements_at(line + 1)) if isinstance(n, ast.stmt) and first_line(n) == line + 1),
+            None,
+        )
         if node is None:
             return f"the marker comment for {pid} on line {line} is not followed by a statement"
         first = line
@@ -384,8 +397,7 @@ class Patch:
         if unknown:
             known = ", ".join(sorted(self.PARAMS)) or "none"
             raise ConfigError(
-                f"[patches.{self.ID}] has unknown key(s) {', '.join(unknown)}; "
-                f"this patch takes: enabled, {known}."
+                f"[patches.{self.ID}] has unknown key(s) {', '.join(unknown)}; this patch takes: enabled, {known}."
             )
         self.params: dict[str, Any] = {}
         for name, param in self.PARAMS.items():

@@ -199,7 +199,9 @@ def _request(check, values, number, kind):
     if kind == "websocket":
         method = "GET"
         headers += [
-            ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
             ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16)).decode("ascii")),
         ]
     else:
@@ -280,12 +282,25 @@ async def _call(module, check, values, port):
     if not callable(fn):
         return "other", "%s has no function %s" % (module.__name__, check["target"])
     headers = [(b"host", values["bound"].encode("latin-1"))]
-    headers += [(_fill(n, values).lower().encode("latin-1"), _fill(v, values).encode("latin-1")) for n, v in check.get("headers", ())]
+    headers += [
+        (_fill(n, values).lower().encode("latin-1"), _fill(v, values).encode("latin-1"))
+        for n, v in check.get("headers", ())
+    ]
     scope = {
-        "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
-        "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "", "headers": headers,
-        "client": (check["peer"], 50000), "server": (check["bound_host"], port), "subprotocols": [],
-        "state": {}, "app": module.app,
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": (check["peer"], 50000),
+        "server": (check["bound_host"], port),
+        "subprotocols": [],
+        "state": {},
+        "app": module.app,
     }
 
     async def receive():
@@ -367,7 +382,13 @@ def main():
         hint = ""
         if isinstance(exc, ImportError):
             hint = "; the dashboard's dependencies (fastapi, starlette, uvicorn, ...) are not all installed in this environment"
-        _emit({"file": None, "error": "importing %s failed: %s: %s%s" % (name, type(exc).__name__, exc, hint), "results": {}})
+        _emit(
+            {
+                "file": None,
+                "error": "importing %s failed: %s: %s%s" % (name, type(exc).__name__, exc, hint),
+                "results": {},
+            }
+        )
     file = getattr(module, "__file__", None)
     try:
         import starlette.websockets  # noqa: F401  (the dashboard imports it too)
@@ -386,7 +407,14 @@ def main():
     def prober():
         try:
             if not _wait_listening(host, port, time.monotonic() + start_timeout):
-                _emit({"file": file, "error": "the dashboard did not listen on %s within %ss" % (_hostport(host, port), start_timeout), "results": {}})
+                _emit(
+                    {
+                        "file": file,
+                        "error": "the dashboard did not listen on %s within %ss"
+                        % (_hostport(host, port), start_timeout),
+                        "results": {},
+                    }
+                )
             results = _run_checks(module, args["checks"], timeout, host, port)
             _emit({"file": file, "error": None, "results": results})
         except BaseException as exc:  # never leave the server running without an answer

@@ -49,7 +49,9 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
                 if cached:
                     from hermes_patch.errors import RefusedError
 
-                    raise RefusedError(refusal(f"the bytecode cache of the patch modules in {directory} ({source})", cached))
+                    raise RefusedError(
+                        refusal(f"the bytecode cache of the patch modules in {directory} ({source})", cached)
+                    )
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:  # pragma: no cover
                 continue
@@ -67,7 +69,13 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
 def _patches_in(module: ModuleType, source: str) -> list[type[Patch]]:
     out = []
     for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, Patch) and value is not Patch and value.__module__ == module.__name__ and "ID" in value.__dict__:
+        if (
+            isinstance(value, type)
+            and issubclass(value, Patch)
+            and value is not Patch
+            and value.__module__ == module.__name__
+            and "ID" in value.__dict__
+        ):
             value.SOURCE = source
             out.append(value)
     return out
@@ -91,7 +99,9 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
     classes = sorted(_load_dir(builtin_catalog_dir(), "hermes_patch._catalog", "builtin"), key=lambda c: c.ID)
     for index, directory in enumerate(user_dirs or []):
         if not directory.is_dir():
-            raise ConfigError(f"the patch directory {directory} named in the configuration (patch_dirs) does not exist.")
+            raise ConfigError(
+                f"the patch directory {directory} named in the configuration (patch_dirs) does not exist."
+            )
         classes.extend(_load_dir(directory, f"hermes_patch._user{index}", f"patch_dirs {directory}"))
     if entry_points:
         from importlib.metadata import entry_points as _eps
@@ -100,12 +110,16 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
             try:
                 value = ep.load()
             except Exception as exc:
-                raise ConfigError(f"the entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) failed to load: {exc}") from None
+                raise ConfigError(
+                    f"the entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) failed to load: {exc}"
+                ) from None
             items = value if isinstance(value, (list, tuple)) else [value]
             for item in items:
                 if isinstance(item, type) and issubclass(item, Patch):
                     dist = getattr(ep, "dist", None)
-                    item.SOURCE = f"entry point {ep.value}" + (f" from {dist.name} {dist.version}" if dist is not None else "")
+                    item.SOURCE = f"entry point {ep.value}" + (
+                        f" from {dist.name} {dist.version}" if dist is not None else ""
+                    )
                     classes.append(item)
     seen: dict[str, type[Patch]] = {}
     for cls in classes:

@@ -102,7 +102,9 @@ def write_exit_code(result: Any, check: bool) -> int:
     return 1 if check and result.files else 0
 
 
-def write_document(command: str, app: Any, result: Any, check: bool, notes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def write_document(
+    command: str, app: Any, result: Any, check: bool, notes: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The ``apply --json`` / ``revert --json`` document (``docs/apply-schema.json``).
 
     Args:
@@ -124,14 +126,16 @@ def write_document(command: str, app: Any, result: Any, check: bool, notes: list
     patches = []
     for r in result.after:
         b = before.get(r.id, r)
-        patches.append({
-            "id": r.id,
-            "enabled": r.enabled,
-            "changed": r.id in changed_ids,
-            "before": {"state": b.state, "reason": b.reason},
-            "after": {"state": r.state, "reason": r.reason},
-            "notes": list(r.notes),
-        })
+        patches.append(
+            {
+                "id": r.id,
+                "enabled": r.enabled,
+                "changed": r.id in changed_ids,
+                "before": {"state": b.state, "reason": b.reason},
+                "after": {"state": r.state, "reason": r.reason},
+                "notes": list(r.notes),
+            }
+        )
     written = {str(p) for p in result.written}
     entry = next((f for f in result.files if f.path == t.package_dir / t.entry or f.path == t.file), None)
     return {
@@ -147,7 +151,10 @@ def write_document(command: str, app: Any, result: Any, check: bool, notes: list
             "writable": t.writable,
             "found_by": t.found_by,
         },
-        "files": [{"path": str(f.path), "sha256_before": f.before, "sha256_after": f.after, "written": str(f.path) in written} for f in result.files],
+        "files": [
+            {"path": str(f.path), "sha256_before": f.before, "sha256_after": f.after, "written": str(f.path) in written}
+            for f in result.files
+        ],
         "patches": patches,
         "diff": result.diff,
         "notes": [*result.notes, *notes],

@@ -33,7 +33,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["Dashboard", "Unit", "find_dashboards", "unit_of_cgroup", "last_written", "stale_dashboards", "after_write", "restart_units", "stale_note"]
+__all__ = [
+    "Dashboard",
+    "Unit",
+    "find_dashboards",
+    "unit_of_cgroup",
+    "last_written",
+    "stale_dashboards",
+    "after_write",
+    "restart_units",
+    "stale_note",
+]
 
 PROC = Path("/proc")
 _SLACK = 0.05  # seconds: start times are in clock ticks (10 ms)
@@ -130,7 +140,11 @@ def _bin_dirs(target: Any) -> set[Path]:
             dirs.append(parent / "bin")
             break
     if target.root is not None:
-        dirs += [Path(target.root) / name / "bin" for name in ("venv", ".venv") if (Path(target.root) / name / "pyvenv.cfg").is_file()]
+        dirs += [
+            Path(target.root) / name / "bin"
+            for name in ("venv", ".venv")
+            if (Path(target.root) / name / "pyvenv.cfg").is_file()
+        ]
     out = set()
     for d in dirs:
         try:
@@ -309,7 +323,9 @@ def after_write(app: Any, restart: bool, say_none: bool = True) -> tuple[list[st
     if not restart:
         for u, verb in p.units:
             if verb == "try-restart":
-                lines.append(f"restart: the unit {u.name} runs this install's dashboard (hook install); if it runs, `{_shell(u.command('try-restart'))}`")
+                lines.append(
+                    f"restart: the unit {u.name} runs this install's dashboard (hook install); if it runs, `{_shell(u.command('try-restart'))}`"
+                )
         if p.stale and any(d.unit is not None for d in p.stale):
             lines.append("`--restart` restarts the systemd units for you")
     if not p.stale and not p.units and say_none:
@@ -326,7 +342,9 @@ def restart_units(units: list[tuple[Unit, str]]) -> tuple[list[str], bool]:
     ok = True
     if units and shutil.which("systemctl") is None:
         for u, verb in units:
-            lines.append(f"restart: systemctl is not on PATH here; run `{_shell(u.command(verb))}` where systemd manages {u.name}")
+            lines.append(
+                f"restart: systemctl is not on PATH here; run `{_shell(u.command(verb))}` where systemd manages {u.name}"
+            )
         return lines, False
     for u, verb in units:
         cmd = u.command(verb)

@@ -128,10 +128,14 @@ def prepare(path: Path) -> TokenFile:
         # another user controls would let them inject LD_PRELOAD and the like.
         raise RefusedError(refusal(f"the folder of the session token file {folder}", found))
     if fst.st_mode & 0o022 and not fst.st_mode & stat.S_ISVTX:
-        raise RefusedError(f"{folder} is writable by other users (mode {stat.S_IMODE(fst.st_mode):04o}); a session token kept there could be replaced. Nothing was changed. Make the folder writable by its owner only (chmod go-w), then run the command again.")
+        raise RefusedError(
+            f"{folder} is writable by other users (mode {stat.S_IMODE(fst.st_mode):04o}); a session token kept there could be replaced. Nothing was changed. Make the folder writable by its owner only (chmod go-w), then run the command again."
+        )
     problem = inspect(path)
     if problem:
-        raise RefusedError(f"{path} {problem}; hermes-patch will not use it as the dashboard's session token file. Nothing was changed. Delete or fix it, then run the command again.")
+        raise RefusedError(
+            f"{path} {problem}; hermes-patch will not use it as the dashboard's session token file. Nothing was changed. Delete or fix it, then run the command again."
+        )
     if path.exists():
         return TokenFile(path, False, _sha(path.read_bytes()))
     data = (_HEADER + f"{ENV}={secrets.token_urlsafe(32)}\n").encode("ascii")
@@ -156,7 +160,9 @@ def create(token: TokenFile) -> None:
     try:
         os.link(tmp, path)  # fails if someone created the name meanwhile: never clobbers
     except FileExistsError:
-        raise RefusedError(f"{path} appeared while hermes-patch was creating it; nothing was changed. Run the command again.") from None
+        raise RefusedError(
+            f"{path} appeared while hermes-patch was creating it; nothing was changed. Run the command again."
+        ) from None
     finally:
         os.unlink(tmp)
     dfd = os.open(folder, os.O_RDONLY)

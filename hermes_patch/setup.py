@@ -73,20 +73,32 @@ def propose(url: str, proxy_addresses: list[str]) -> Proposal:
         parts = urllib.parse.urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"--url {url!r} is not a URL ({exc}). Give the address you type in the browser, e.g. `hermes-patch setup --url https://hermes.example.com`.") from None
+        raise ConfigError(
+            f"--url {url!r} is not a URL ({exc}). Give the address you type in the browser, e.g. `hermes-patch setup --url https://hermes.example.com`."
+        ) from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError(f"--url {url!r} is not an http or https URL. Give the address you type in the browser, e.g. `hermes-patch setup --url https://hermes.example.com`.")
+        raise ConfigError(
+            f"--url {url!r} is not an http or https URL. Give the address you type in the browser, e.g. `hermes-patch setup --url https://hermes.example.com`."
+        )
     if "@" in parts.netloc:
-        raise ConfigError(f"--url {url!r} carries a user name; give the URL without it, e.g. `hermes-patch setup --url {scheme}://{parts.netloc.rsplit('@', 1)[1]}`.")
+        raise ConfigError(
+            f"--url {url!r} carries a user name; give the URL without it, e.g. `hermes-patch setup --url {scheme}://{parts.netloc.rsplit('@', 1)[1]}`."
+        )
     if parts.query or parts.fragment:
-        raise ConfigError(f"--url {url!r} has a query or fragment; give the dashboard's address only, e.g. `hermes-patch setup --url {scheme}://{parts.netloc}{parts.path}`.")
+        raise ConfigError(
+            f"--url {url!r} has a query or fragment; give the dashboard's address only, e.g. `hermes-patch setup --url {scheme}://{parts.netloc}{parts.path}`."
+        )
     netloc = parts.netloc.rsplit(":", 1)[0] if port is not None and not parts.netloc.endswith("]") else parts.netloc
     try:
         host = parse_host(netloc, allow_suffix=False)
-        origin = parse_origin(f"{scheme}://{netloc}" + (f":{port}" if port is not None and port != DEFAULT_PORTS[scheme] else ""))
+        origin = parse_origin(
+            f"{scheme}://{netloc}" + (f":{port}" if port is not None and port != DEFAULT_PORTS[scheme] else "")
+        )
     except ValueError as exc:
-        raise ConfigError(f"--url {url!r}: {exc}. Nothing was written; run `hermes-patch setup` again with the URL as the browser shows it.") from None
+        raise ConfigError(
+            f"--url {url!r}: {exc}. Nothing was written; run `hermes-patch setup` again with the URL as the browser shows it."
+        ) from None
     if host in _LOOPBACK_NAMES:
         p.explain.append(f"hosts: {host} is a loopback name, which the dashboard accepts already; nothing to add")
     else:
@@ -103,19 +115,29 @@ def propose(url: str, proxy_addresses: list[str]) -> Proposal:
     for text in proxy_addresses:
         raw = text.strip()
         try:
-            net = ipaddress.ip_network(raw, strict=True) if "/" in raw else ipaddress.ip_network(ipaddress.ip_address(raw.strip("[]")))
+            net = (
+                ipaddress.ip_network(raw, strict=True)
+                if "/" in raw
+                else ipaddress.ip_network(ipaddress.ip_address(raw.strip("[]")))
+            )
         except ValueError:
             raise ConfigError(
                 f"--proxy-address {text!r} is not an IP address or a network in CIDR form. Give the address the dashboard "
                 "sees the proxy connect from, e.g. `--proxy-address 10.0.0.5` (its log or `ss -tn` on the dashboard's port shows it)."
             ) from None
         if net.num_addresses == 1 and str(net.network_address) in _LOOPBACK_NAMES:
-            p.explain.append(f"trusted_proxies: {net.network_address} is the loopback address the dashboard accepts already; nothing to add")
+            p.explain.append(
+                f"trusted_proxies: {net.network_address} is the loopback address the dashboard accepts already; nothing to add"
+            )
             continue
         p.values.setdefault(("relax-ws-peer-check", "trusted_proxies"), []).append(str(net))
-        p.explain.append(f"trusted_proxies: {net}, the proxy's address as the dashboard sees it (its WebSocket connections are accepted)")
+        p.explain.append(
+            f"trusted_proxies: {net}, the proxy's address as the dashboard sees it (its WebSocket connections are accepted)"
+        )
     if not proxy_addresses:
-        p.explain.append("trusted_proxies: none (a proxy on the dashboard's own host connects from 127.0.0.1, which the dashboard accepts)")
+        p.explain.append(
+            "trusted_proxies: none (a proxy on the dashboard's own host connects from 127.0.0.1, which the dashboard accepts)"
+        )
     return p
 
 
@@ -143,7 +165,9 @@ def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, Any]) ->
     try:
         doc = tomlkit.parse(text) if text.strip() else tomlkit.document()
     except TOMLKitError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}); fix it first (`hermes-patch status` shows the error). Nothing was written.") from None
+        raise ConfigError(
+            f"{path} is not valid TOML ({exc}); fix it first (`hermes-patch status` shows the error). Nothing was written."
+        ) from None
     added = []
     for (pid, key), values in proposal.values.items():
         patches = doc.get("patches")
@@ -197,7 +221,9 @@ def write_config(path: Path, data: bytes) -> None:
     try:
         real.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise TargetError(f"cannot create {real.parent} for the configuration: {exc.strerror}. Nothing was written; pass --config PATH.") from None
+        raise TargetError(
+            f"cannot create {real.parent} for the configuration: {exc.strerror}. Nothing was written; pass --config PATH."
+        ) from None
     finally:
         os.umask(old)
     if real.exists():
@@ -235,12 +261,15 @@ def run_setup(app: Any, url: str | None, proxy_addresses: list[str], yes: bool, 
     target = app.target  # no install, no setup: the states are the point
     if url is None:
         if not terminal:
-            raise ConfigError("setup needs the dashboard's public URL when it does not run on a terminal: `hermes-patch setup --url https://hermes.example.com` (add `--proxy-address 10.0.0.5` when the proxy runs on another host).")
+            raise ConfigError(
+                "setup needs the dashboard's public URL when it does not run on a terminal: `hermes-patch setup --url https://hermes.example.com` (add `--proxy-address 10.0.0.5` when the proxy runs on another host)."
+            )
         url = click.prompt("The dashboard's public URL (what you type in the browser)")
         if not proxy_addresses:
             answer = click.prompt(
                 "Does the proxy run on another host? Its address as the dashboard sees it (empty: same host)",
-                default="", show_default=False,
+                default="",
+                show_default=False,
             )
             proxy_addresses = [a for a in answer.replace(",", " ").split() if a]
     proposal = propose(url, list(proxy_addresses))
@@ -254,7 +283,12 @@ def run_setup(app: Any, url: str | None, proxy_addresses: list[str], yes: bool, 
 
     result = build_status(new_app)  # validates every parameter against this release
     would = new_app.apply(dry_run=True)
-    print_lines([f"target {target.file} (release {target.version or 'unknown'})", f"configuration {path}" + ("" if config.exists else " (new file)")])
+    print_lines(
+        [
+            f"target {target.file} (release {target.version or 'unknown'})",
+            f"configuration {path}" + ("" if config.exists else " (new file)"),
+        ]
+    )
     print_lines([f"  {line}" for line in proposal.explain])
     if m.added:
         print_diff(config_diff(m, path))
@@ -262,8 +296,14 @@ def run_setup(app: Any, url: str | None, proxy_addresses: list[str], yes: bool, 
         print_lines(["the configuration already holds these settings; nothing to write"])
     print_lines(["with this configuration:"])
     print_status(result)
-    files = sorted({line[len("+++ b"):] for line in would.diff.splitlines() if line.startswith("+++ b")})
-    print_lines([f"apply would write: {', '.join(would.patch_ids)} → {', '.join(files)}" if would.patch_ids else "apply would write nothing"])
+    files = sorted({line[len("+++ b") :] for line in would.diff.splitlines() if line.startswith("+++ b")})
+    print_lines(
+        [
+            f"apply would write: {', '.join(would.patch_ids)} → {', '.join(files)}"
+            if would.patch_ids
+            else "apply would write nothing"
+        ]
+    )
     if not m.added or dry_run:
         if dry_run and m.added:
             print_lines(["dry run: nothing was written"])
@@ -272,5 +312,10 @@ def run_setup(app: Any, url: str | None, proxy_addresses: list[str], yes: bool, 
         print_lines(["nothing was written"])
         return 1
     write_config(path, m.after.encode("utf-8"))
-    print_lines([f"wrote {path} (mode 0600; {len(m.added)} value(s) added, every other line kept)", "next: `hermes-patch apply`, then restart the dashboard (apply says how)"])
+    print_lines(
+        [
+            f"wrote {path} (mode 0600; {len(m.added)} value(s) added, every other line kept)",
+            "next: `hermes-patch apply`, then restart the dashboard (apply says how)",
+        ]
+    )
     return 0

@@ -127,8 +127,7 @@ class Source:
             return text.encode(self.encoding)
         except UnicodeEncodeError as exc:
             raise TargetError(
-                f"the edit for {self.path} cannot be written in the file's "
-                f"encoding {self.encoding!r} ({exc})."
+                f"the edit for {self.path} cannot be written in the file's encoding {self.encoding!r} ({exc})."
             ) from None
 
     @cached_property

@@ -42,7 +42,10 @@ def status_document(result: Any, exit_code: int) -> dict[str, Any]:
             "writable": t.writable,
             "found_by": t.found_by,
         },
-        "config": {"path": str(config.path) if config is not None else None, "exists": bool(config is not None and config.exists)},
+        "config": {
+            "path": str(config.path) if config is not None else None,
+            "exists": bool(config is not None and config.exists),
+        },
         "patches": [r.to_json() for r in result.reports],
         "notes": list(result.notes),
         "advice": list(result.advice),

@@ -76,7 +76,9 @@ class UpdateOutcome:
     status: Any
 
 
-def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None], error: Callable[[str], None], go_on: bool = False) -> UpdateOutcome:
+def run_update(
+    app: Any, hermes_args: Sequence[str], say: Callable[[str], None], error: Callable[[str], None], go_on: bool = False
+) -> UpdateOutcome:
     """Revert, run ``hermes update``, re-apply, and return the final status.
 
     Args:
@@ -108,12 +110,17 @@ def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None],
         rc = subprocess.run(command, check=False).returncode
     except OSError as exc:
         rc, failed = 127, True
-        error(f"could not run `{' '.join(command)}`: {exc.strerror}. Re-applying the patches onto the release that is installed now.")
+        error(
+            f"could not run `{' '.join(command)}`: {exc.strerror}. Re-applying the patches onto the release that is installed now."
+        )
     if rc != 0 and not failed:
         failed = True
         error(f"`hermes update` failed (exit {rc}). Re-applying the patches onto the release that is installed now.")
     app = app.fresh()
-    say(f"→ re-applying onto release {app.target.version}" + (f" (was {before})" if app.target.version != before else ""))
+    say(
+        f"→ re-applying onto release {app.target.version}"
+        + (f" (was {before})" if app.target.version != before else "")
+    )
     try:
         applied = app.apply()
         gitint.sync(app)
@@ -132,7 +139,6 @@ def run_update(app: Any, hermes_args: Sequence[str], say: Callable[[str], None],
         error(str(exc))
         return UpdateOutcome(2, None)
     return UpdateOutcome(2 if failed else status.exit_code, status)
-
 
 
 #: States of an enabled patch after which the dashboard would run unpatched.
@@ -154,8 +160,10 @@ def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None],
     target = app.target
     root = gitint.repo_root(target)
     if root is None:
-        say(f"→ {target.install_method} install: the incoming release cannot be read before the update "
-            "(`hermes-patch check --wheel FILE` checks a downloaded one)")
+        say(
+            f"→ {target.install_method} install: the incoming release cannot be read before the update "
+            "(`hermes-patch check --wheel FILE` checks a downloaded one)"
+        )
         return True
     ref = upstream_ref(root)
     if ref is None:
@@ -171,15 +179,19 @@ def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None],
         error(f"could not check the incoming code: {exc} Going on with the update.")
         return True
     enabled = [r for r in result.reports if r.enabled]
-    say(f"  {result.target.found_by}, release {result.target.version or 'unknown'}: "
-        + ", ".join(f"{r.id} {r.state}" for r in enabled))
+    say(
+        f"  {result.target.found_by}, release {result.target.version or 'unknown'}: "
+        + ", ".join(f"{r.id} {r.state}" for r in enabled)
+    )
     bad = [r for r in enabled if r.state in _UNPATCHABLE]
     if not bad:
         say("  the patches will come back after the update")
         return True
     why = "; ".join(f"{r.id}: {r.reason}" for r in bad)
     if go_on:
-        error(f"after this update the dashboard will run WITHOUT {', '.join(r.id for r in bad)} ({why}). Going on, as asked (--go-on).")
+        error(
+            f"after this update the dashboard will run WITHOUT {', '.join(r.id for r in bad)} ({why}). Going on, as asked (--go-on)."
+        )
         return True
     error(
         f"hermes-patch update stopped before running `hermes update`: on the incoming code ({ref}) "

@@ -108,7 +108,10 @@ def judge(checks: list[Check], observations: list[dict[str, str]]) -> tuple[str,
         return CANNOT_VERIFY, f"the probe returned {len(observations)} observations for {len(checks)} checks"
     for check, seen in zip(checks, observations):
         if check.control and seen.get("outcome") != check.expect:
-            return CANNOT_VERIFY, f"control check failed: {check.what} should be {check.expect}, got {seen.get('detail')}"
+            return (
+                CANNOT_VERIFY,
+                f"control check failed: {check.what} should be {check.expect}, got {seen.get('detail')}",
+            )
     for check, seen in zip(checks, observations):
         if not check.control and seen.get("outcome") != check.expect:
             return NOT_EFFECTIVE, f"{check.what} should be {check.expect}, got {seen.get('detail')}"
@@ -142,7 +145,15 @@ def run_probe(interpreter: Path, checks: dict[str, list[Check]], timeout: float 
     with tempfile.TemporaryDirectory(prefix="hermes-patch-verify-") as tmp:
         procs = []
         for n, (host, group) in enumerate(sorted(groups.items())):
-            payload = json.dumps({"module": MODULE, "bound_host": host, "checks": group, "timeout": CHECK_TIMEOUT, "start_timeout": START_TIMEOUT})
+            payload = json.dumps(
+                {
+                    "module": MODULE,
+                    "bound_host": host,
+                    "checks": group,
+                    "timeout": CHECK_TIMEOUT,
+                    "start_timeout": START_TIMEOUT,
+                }
+            )
             procs.append((host, _spawn(interpreter, payload, Path(tmp) / f"probe-{n}")))
         docs = [(host, _collect(interpreter, proc, timeout)) for host, proc in procs]
     merged: dict[str, Any] = {"file": None, "error": None, "results": {}}
@@ -156,14 +167,21 @@ def run_probe(interpreter: Path, checks: dict[str, list[Check]], timeout: float 
         for pid, pairs in doc.get("results", {}).items():
             for index, observation in pairs:
                 slots.setdefault(pid, {})[int(index)] = observation
-    merged["results"] = {pid: [slots.get(pid, {}).get(i, {"outcome": "other", "detail": "not observed"}) for i in range(len(items))] for pid, items in checks.items()}
+    merged["results"] = {
+        pid: [slots.get(pid, {}).get(i, {"outcome": "other", "detail": "not observed"}) for i in range(len(items))]
+        for pid, items in checks.items()
+    }
     return merged
 
 
 def _spawn(interpreter: Path, payload: str, tmp: Path) -> subprocess.Popen[str] | str:
     home = tmp / "hermes-home"
     home.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERMES_", "PYTHON", "FORWARDED_ALLOW_IPS", "UVICORN_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HERMES_", "PYTHON", "FORWARDED_ALLOW_IPS", "UVICORN_"))
+    }
     env.update(HERMES_HOME=str(home), HOME=str(tmp), NO_COLOR="1", HERMES_DISABLE_LAZY_INSTALLS="1")
     try:
         return subprocess.Popen(
@@ -171,8 +189,13 @@ def _spawn(interpreter: Path, payload: str, tmp: Path) -> subprocess.Popen[str] 
             # empty folder, never from the install's __pycache__ folders,
             # whose owner could differ from the files' (a forged .pyc).
             [str(interpreter), "-I", "-B", "-X", f"pycache_prefix={tmp / 'pycache'}", "-c", _probe_source(), payload],
-            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     except OSError as exc:
         return f"could not run {interpreter}: {exc}"
@@ -193,7 +216,7 @@ def _collect(interpreter: Path, proc: subprocess.Popen[str] | str, timeout: floa
         _kill(proc)
     for line in reversed(out.splitlines()):
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+            return json.loads(line[len(MARKER) :])
     tail = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
     return f"the probe gave no answer ({tail})"
 
@@ -245,7 +268,9 @@ class Topology:
             try:
                 out.append(str(ipaddress.ip_address(text.strip())))
             except ValueError:
-                raise ConfigError(f"--proxy {text!r} is not an IP address; give the address your proxy connects from, e.g. 127.0.0.1") from None
+                raise ConfigError(
+                    f"--proxy {text!r} is not an IP address; give the address your proxy connects from, e.g. 127.0.0.1"
+                ) from None
         host = None
         if public_host:
             try:
@@ -267,11 +292,31 @@ class Topology:
                 headers += [("Host", shown), ("Origin", f"https://{shown}")]
                 via += f", Host and Origin {shown}"
             via += ")"
-            out.append(Check(f"page GET / {via}", "http", "/", "allowed", proxy, headers=tuple(h for h in headers if h[0] != "Origin")))
-            out.append(Check(f"WebSocket /api/events {via}", "websocket", events, "allowed", proxy, headers=tuple(headers)))
+            out.append(
+                Check(
+                    f"page GET / {via}",
+                    "http",
+                    "/",
+                    "allowed",
+                    proxy,
+                    headers=tuple(h for h in headers if h[0] != "Origin"),
+                )
+            )
+            out.append(
+                Check(f"WebSocket /api/events {via}", "websocket", events, "allowed", proxy, headers=tuple(headers))
+            )
         if self.public_host and ":" not in self.public_host:
             fake = f"{self.public_host}.attacker.test"
-            out.append(Check(f"page GET / with look-alike Host {fake}", "http", "/", "refused", self.proxies[0], headers=(("Host", fake),)))
+            out.append(
+                Check(
+                    f"page GET / with look-alike Host {fake}",
+                    "http",
+                    "/",
+                    "refused",
+                    self.proxies[0],
+                    headers=(("Host", fake),),
+                )
+            )
         return out
 
 
@@ -327,7 +372,9 @@ def verify_patches(app: Any, topology: Topology | None = None) -> VerifyResult:
     return VerifyResult(target, interpreter, tuple(verdicts[i] for i in order))
 
 
-def _observe(target: Any, interpreter: Path | None, checks: dict[str, list[Check]]) -> dict[str, list[dict[str, str]]] | str:
+def _observe(
+    target: Any, interpreter: Path | None, checks: dict[str, list[Check]]
+) -> dict[str, list[dict[str, str]]] | str:
     """The probe's observations per patch id, or why there are none."""
     if not checks:
         return {}

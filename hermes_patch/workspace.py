@@ -261,7 +261,9 @@ class Workspace:
             found = []
             for path in sorted(self.package_dir.glob("*.py")) + sorted(self.package_dir.glob("*/*.py")):
                 rel = path.relative_to(self.package_dir)
-                if any(part.startswith((".", "__pycache__")) for part in rel.parts[:-1]) or (len(rel.parts) > 1 and path.parent.is_symlink()):
+                if any(part.startswith((".", "__pycache__")) for part in rel.parts[:-1]) or (
+                    len(rel.parts) > 1 and path.parent.is_symlink()
+                ):
                     continue
                 if path.is_file():
                     found.append(rel.as_posix())
@@ -303,7 +305,9 @@ def _late_target(node: ast.stmt, package: str) -> tuple[str, str] | None:
     if not isinstance(node, ast.Assign) or len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
         return None
     call = node.value
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "late" and not call.keywords):
+    if not (
+        isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "late" and not call.keywords
+    ):
         return None
     args = call.args
     if not 1 <= len(args) <= 2 or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in args):

@@ -100,7 +100,12 @@ def render(app: str, origins: tuple[str, ...], unit: str, newline: str) -> str:
 def _origins_of(node: ast.stmt) -> tuple[str, ...] | None:
     """The origins a block we wrote earlier holds (un-escaping our own ``re.escape``)."""
     for n in ast.walk(node):
-        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith(r"\A(?:") and n.value.endswith(r")\Z"):
+        if (
+            isinstance(n, ast.Constant)
+            and isinstance(n.value, str)
+            and n.value.startswith(r"\A(?:")
+            and n.value.endswith(r")\Z")
+        ):
             inner = n.value[len(r"\A(?:") : -len(r")\Z")]
             return tuple(re.sub(r"\\(.)", r"\1", part) for part in re.split(r"(?<!\\)\|", inner))
     return None
@@ -144,7 +149,10 @@ def _unit(ws: Workspace) -> str:
     """The module's indent unit, from the first indented block at top level."""
     src = ws.entry_source()
     for stmt in src.tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.Try)) and stmt.body:
+        if (
+            isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.Try))
+            and stmt.body
+        ):
             line = src.lines(stmt.body[0].lineno, stmt.body[0].lineno)
             indent = line[: len(line) - len(line.lstrip(" \t"))]
             if indent:
@@ -180,7 +188,9 @@ class CorsOrigins(Patch):
             upstream = re.compile(anchor.regex)
             re.compile(combined_regex(anchor.regex, origins or ("http://x",)))
         except re.error as exc:
-            return Detection(State.UNKNOWN_SHAPE, f"the {MIDDLEWARE} {KEYWORD} (line {anchor.node.lineno}) cannot be extended: {exc}")
+            return Detection(
+                State.UNKNOWN_SHAPE, f"the {MIDDLEWARE} {KEYWORD} (line {anchor.node.lineno}) cannot be extended: {exc}"
+            )
         blocks = blocks_of(ws, self.ID, [ws.entry]).get(ws.entry, [])
         if blocks:
             return self._detect_applied(ws, anchor, blocks, origins)
@@ -188,7 +198,7 @@ class CorsOrigins(Patch):
             return Detection(
                 State.NOT_NEEDED,
                 f"no origins configured, nothing to do; to let a page on another origin call the API add "
-                f"origins = [\"https://proxy.example\"] under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`",
+                f'origins = ["https://proxy.example"] under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`',
             )
         missing = [o for o in origins if not upstream.fullmatch(o)]
         if not missing:
@@ -219,7 +229,11 @@ class CorsOrigins(Patch):
                     f"the CORS rule still allows {', '.join(old)}, but the configuration lists no origins any more; `hermes-patch apply` removes the edit",
                     replace=True,
                 )
-            return Detection(State.PENDING, f"applied for {', '.join(old)}; the configuration now lists {', '.join(origins)}", replace=True)
+            return Detection(
+                State.PENDING,
+                f"applied for {', '.join(old)}; the configuration now lists {', '.join(origins)}",
+                replace=True,
+            )
         return Detection(State.DRIFTED, f"the block at line {block.marker} was edited after hermes-patch wrote it")
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
@@ -241,10 +255,16 @@ class CorsOrigins(Patch):
             headers = (("Origin", origin), ("Access-Control-Request-Method", "GET"))
             return Check(what, "http", "/api/status", expect, headers=headers, control=control, method="OPTIONS")
 
-        checks = [preflight("CORS preflight from http://127.0.0.1 (upstream's rule)", "http://{bound}", "allowed", control=True)]
+        checks = [
+            preflight(
+                "CORS preflight from http://127.0.0.1 (upstream's rule)", "http://{bound}", "allowed", control=True
+            )
+        ]
         checks += [preflight(f"CORS preflight from {o}", o, "allowed") for o in origins]
         scheme, _, rest = origins[0].partition("://")
-        host, colon, port = rest.rpartition(":") if rest.count(":") == 1 and not rest.startswith("[") else (rest, "", "")
+        host, colon, port = (
+            rest.rpartition(":") if rest.count(":") == 1 and not rest.startswith("[") else (rest, "", "")
+        )
         fake = f"{scheme}://{host}.attacker.test{colon}{port}"
         checks.append(preflight(f"CORS preflight from look-alike {fake}", fake, "refused"))
         other = ("http" if scheme == "https" else "https") + "://" + rest

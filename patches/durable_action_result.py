@@ -115,7 +115,7 @@ def render_helper(unit: str, newline: str) -> str:
         f"{ii}import types",
         "",
         f"{ii}try:",
-        f"{iii}with open(_ACTION_LOG_DIR / _ACTION_LOG_FILES[name], \"rb\") as fh:",
+        f'{iii}with open(_ACTION_LOG_DIR / _ACTION_LOG_FILES[name], "rb") as fh:',
         f"{iii}{i}fh.seek(0, 2)",
         f"{iii}{i}fh.seek(max(0, fh.tell() - 262144))",
         f'{iii}{i}text = fh.read().decode("utf-8", "replace")',
@@ -130,7 +130,7 @@ def render_helper(unit: str, newline: str) -> str:
         f"{ii}pid = int(ran.group(1)) if ran else None",
         f"{ii}if done:",
         f"{iii}code = int(done.group(1))",
-        f"{ii}elif pid is not None and os.name == \"posix\" and {HELPER}._alive(pid):",
+        f'{ii}elif pid is not None and os.name == "posix" and {HELPER}._alive(pid):',
         f"{iii}code = None",
         f"{ii}else:",
         f"{iii}return None",
@@ -159,7 +159,12 @@ def render_wrap(newline: str) -> str:
 
 def render_read(unit: str, newline: str) -> str:
     """The statement after ``proc = _ACTION_PROCS.get(name)`` in ``get_action_status`` (unindented)."""
-    return newline.join([f"{MARKER_PREFIX}durable-action-result", "if proc is None:", f"{unit}proc = {HELPER}.recorded(name)"]) + newline
+    return (
+        newline.join(
+            [f"{MARKER_PREFIX}durable-action-result", "if proc is None:", f"{unit}proc = {HELPER}.recorded(name)"]
+        )
+        + newline
+    )
 
 
 def _owned_lines(ws: Workspace, patch_id: str) -> set[int]:
@@ -168,24 +173,38 @@ def _owned_lines(ws: Workspace, patch_id: str) -> set[int]:
 
 
 def _assigns(stmt: ast.stmt, name: str) -> bool:
-    return isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == name
+    return (
+        isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+        and stmt.targets[0].id == name
+    )
 
 
 def _is_procs_get(stmt: ast.stmt) -> bool:
     """``proc = _ACTION_PROCS.get(name)``."""
     value = stmt.value if _assigns(stmt, "proc") else None  # type: ignore[attr-defined]
     return (
-        isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "get"
-        and isinstance(value.func.value, ast.Name) and value.func.value.id == PROCS
-        and len(value.args) == 1 and isinstance(value.args[0], ast.Name) and value.args[0].id == "name"
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute)
+        and value.func.attr == "get"
+        and isinstance(value.func.value, ast.Name)
+        and value.func.value.id == PROCS
+        and len(value.args) == 1
+        and isinstance(value.args[0], ast.Name)
+        and value.args[0].id == "name"
     )
 
 
 def _popen_of_cmd(fn: ast.AST) -> bool:
     """The function calls ``subprocess.Popen(cmd, ...)``."""
     return any(
-        isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "Popen"
-        and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id == "cmd"
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "Popen"
+        and n.args
+        and isinstance(n.args[0], ast.Name)
+        and n.args[0].id == "cmd"
         for n in ast.walk(fn)
     )
 
@@ -217,23 +236,49 @@ class DurableActionResult(Patch):
         procs = [b for b in ws.binding(PROCS) if not (isinstance(b.node, ast.ClassDef))]
         if not procs:
             if ws.resolve(PROCS) is not None:
-                return Detection(State.UNKNOWN_SHAPE, f"{PROCS} is imported into {src.path.name} from another module; this patch knows the releases that keep it in web_server.py")
-            return Detection(State.NOT_NEEDED, f"{src.path.name} keeps no action process handles ({PROCS} is not bound): a restart loses no result")
+                return Detection(
+                    State.UNKNOWN_SHAPE,
+                    f"{PROCS} is imported into {src.path.name} from another module; this patch knows the releases that keep it in web_server.py",
+                )
+            return Detection(
+                State.NOT_NEEDED,
+                f"{src.path.name} keeps no action process handles ({PROCS} is not bound): a restart loses no result",
+            )
         if len(procs) != 1 or not isinstance(procs[0].node, (ast.Assign, ast.AnnAssign)):
-            return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level assignment of {PROCS} in {src.path.name}; found {len(procs)} binding(s)")
-        if not any(isinstance(s, ast.Import) and any(a.name == "os" and a.asname is None for a in s.names) for s in src.tree.body):
-            return Detection(State.UNKNOWN_SHAPE, f"{src.path.name} has no top-level `import os`, which the inserted helper uses")
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"looked for one top-level assignment of {PROCS} in {src.path.name}; found {len(procs)} binding(s)",
+            )
+        if not any(
+            isinstance(s, ast.Import) and any(a.name == "os" and a.asname is None for a in s.names)
+            for s in src.tree.body
+        ):
+            return Detection(
+                State.UNKNOWN_SHAPE, f"{src.path.name} has no top-level `import os`, which the inserted helper uses"
+            )
         found: dict[str, Binding] = {}
         for name in (SPAWN, STATUS):
             bindings = ws.binding(name)
-            if len(bindings) != 1 or not isinstance(bindings[0].node, (ast.FunctionDef, ast.AsyncFunctionDef)) or "name" not in _params(bindings[0].node):
-                return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level def {name}(..., name) in {src.path.name}; found {len(bindings)} binding(s) ({ws.closest(name)})")
+            if (
+                len(bindings) != 1
+                or not isinstance(bindings[0].node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                or "name" not in _params(bindings[0].node)
+            ):
+                return Detection(
+                    State.UNKNOWN_SHAPE,
+                    f"looked for one top-level def {name}(..., name) in {src.path.name}; found {len(bindings)} binding(s) ({ws.closest(name)})",
+                )
             found[name] = bindings[0]
         spawn = found[SPAWN].node
         if sum(_assigns(s, "cmd") and s.lineno not in owned for s in spawn.body) != 1 or not _popen_of_cmd(spawn):  # type: ignore[attr-defined]
-            return Detection(State.UNKNOWN_SHAPE, f"{SPAWN}() does not build one `cmd = [...]` and pass it to subprocess.Popen(cmd, ...)")
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"{SPAWN}() does not build one `cmd = [...]` and pass it to subprocess.Popen(cmd, ...)",
+            )
         if sum(_is_procs_get(s) for s in found[STATUS].node.body) != 1:  # type: ignore[attr-defined]
-            return Detection(State.UNKNOWN_SHAPE, f"{STATUS}() does not read its handle with one `proc = {PROCS}.get(name)`")
+            return Detection(
+                State.UNKNOWN_SHAPE, f"{STATUS}() does not read its handle with one `proc = {PROCS}.get(name)`"
+            )
         return procs[0], found[SPAWN], found[STATUS]
 
     def detect(self, ws: Workspace) -> Detection:
@@ -255,7 +300,9 @@ class DurableActionResult(Patch):
         src = ws.entry_source()
         nl = src.newline
         if len(blocks) != 3:
-            return Detection(State.DRIFTED, f"found {len(blocks)} {self.ID} blocks; expected 3 (partly applied or edited by hand)")
+            return Detection(
+                State.DRIFTED, f"found {len(blocks)} {self.ID} blocks; expected 3 (partly applied or edited by hand)"
+            )
         wrap = read = None
         for b in blocks:
             if spawn.first <= b.marker <= spawn.last:
@@ -264,10 +311,14 @@ class DurableActionResult(Patch):
                 read = b
         helper = next((b for b in blocks if b is not wrap and b is not read), None)
         if wrap is None or read is None or helper is None or helper.first != procs.last + 1:
-            return Detection(State.DRIFTED, f"the {self.ID} blocks are no longer after {PROCS}, in {SPAWN}() and in {STATUS}()")
+            return Detection(
+                State.DRIFTED, f"the {self.ID} blocks are no longer after {PROCS}, in {SPAWN}() and in {STATUS}()"
+            )
         unit = _unit(src, spawn.node)
         if src.lines(helper.first, helper.last) != render_helper(unit, nl):
-            return Detection(State.DRIFTED, f"the {HELPER} helper (line {helper.marker}) was edited after hermes-patch wrote it")
+            return Detection(
+                State.DRIFTED, f"the {HELPER} helper (line {helper.marker}) was edited after hermes-patch wrote it"
+            )
         owned = _owned_lines(ws, self.ID)
         cmd = next(s for s in spawn.node.body if _assigns(s, "cmd") and s.lineno not in owned)  # type: ignore[attr-defined]
         get = next(s for s in status.node.body if _is_procs_get(s))  # type: ignore[attr-defined]
@@ -278,9 +329,17 @@ class DurableActionResult(Patch):
         for block, anchor, code, fn in checks:
             indent = src.lines(anchor.lineno, anchor.lineno)
             indent = indent[: len(indent) - len(indent.lstrip(" \t"))]
-            if block.marker != (anchor.end_lineno or anchor.lineno) + 1 or src.lines(block.marker, block.last) != _indent(code, indent):
-                return Detection(State.DRIFTED, f"the {self.ID} block in {fn}() (line {block.marker}) was moved or edited after hermes-patch wrote it")
-        return Detection(State.APPLIED, f"actions write their exit code into their log; {STATUS}() reads it when this process has no handle")
+            if block.marker != (anchor.end_lineno or anchor.lineno) + 1 or src.lines(
+                block.marker, block.last
+            ) != _indent(code, indent):
+                return Detection(
+                    State.DRIFTED,
+                    f"the {self.ID} block in {fn}() (line {block.marker}) was moved or edited after hermes-patch wrote it",
+                )
+        return Detection(
+            State.APPLIED,
+            f"actions write their exit code into their log; {STATUS}() reads it when this process has no handle",
+        )
 
     def transformer(self, site: Site, workspace: Workspace):
         from hermes_patch.codemod import InsertAfter, InsertAfterInFunction, binds_name
@@ -293,7 +352,11 @@ class DurableActionResult(Patch):
             unit = _unit(src, spawn.node)
             return InsertAfter(PROCS, lambda module: render_helper(unit, module.default_newline))
         if site.name == SPAWN:
-            return InsertAfterInFunction(SPAWN, lambda module, stmt: binds_name(stmt, "cmd") and HELPER not in module.code_for_node(stmt), lambda module: render_wrap(module.default_newline))
+            return InsertAfterInFunction(
+                SPAWN,
+                lambda module, stmt: binds_name(stmt, "cmd") and HELPER not in module.code_for_node(stmt),
+                lambda module: render_wrap(module.default_newline),
+            )
         unit = _unit(src, status.node)
         return InsertAfterInFunction(
             STATUS,

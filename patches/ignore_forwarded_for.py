@@ -61,7 +61,9 @@ def _is_run(stmt: ast.stmt) -> bool:
 
 
 def _imports_uvicorn(fn: ast.FunctionDef) -> bool:
-    return any(isinstance(s, ast.Import) and any(a.name == "uvicorn" and a.asname is None for a in s.names) for s in fn.body)
+    return any(
+        isinstance(s, ast.Import) and any(a.name == "uvicorn" and a.asname is None for a in s.names) for s in fn.body
+    )
 
 
 def render(call_text: str, newline: str) -> str:
@@ -76,14 +78,19 @@ def render(call_text: str, newline: str) -> str:
     sep = " " if head.endswith(",") else ", "
     if head.endswith("("):
         sep = ""
-    return newline.join([f"{MARKER_PREFIX}ignore-forwarded-for ({NOTE})", f"return {head}{sep}{KEYWORD}={RULE})"]) + newline
+    return (
+        newline.join([f"{MARKER_PREFIX}ignore-forwarded-for ({NOTE})", f"return {head}{sep}{KEYWORD}={RULE})"])
+        + newline
+    )
 
 
 class IgnoreForwardedFor(Patch):
     ID = "ignore-forwarded-for"
     DESCRIPTION = "0.13/0.14: uvicorn no longer replaces the peer with X-Forwarded-For outside the gated mode (0.15 rule, backported)."
     VERSIONS = ">=0.13.0"
-    UPSTREAM = "hermes-agent#18415 (PR #26834), #15731, #34390; proxy_headers=bool(app.state.auth_required) since 0.15.0"
+    UPSTREAM = (
+        "hermes-agent#18415 (PR #26834), #15731, #34390; proxy_headers=bool(app.state.auth_required) since 0.15.0"
+    )
 
     def _shape(self, ws: Workspace) -> tuple[Binding, ast.Expr | None] | str:
         """start_server's binding and its final ``uvicorn.run`` statement (None when it passes proxy_headers), or why not.
@@ -104,7 +111,11 @@ class IgnoreForwardedFor(Patch):
         upstream = [s for s in fn.body if id(s) not in ours]
         for stmt in upstream:
             for node in ast.walk(stmt):
-                if isinstance(node, ast.Call) and _dotted(node.func) in UVICORN_CALLS and any(k.arg == KEYWORD for k in node.keywords):
+                if (
+                    isinstance(node, ast.Call)
+                    and _dotted(node.func) in UVICORN_CALLS
+                    and any(k.arg == KEYWORD for k in node.keywords)
+                ):
                     return b, None
         runs = [s for stmt in upstream for s in ast.walk(stmt) if isinstance(s, ast.stmt) and _is_run(s)]
         if len(runs) != 1 or runs[0] is not fn.body[-1]:
@@ -129,7 +140,9 @@ class IgnoreForwardedFor(Patch):
         blocks = blocks_of(ws, self.ID, [binding.file]).get(binding.file, [])
         if run is None:
             if blocks:
-                return Detection(State.DRIFTED, f"{FUNCTION}() passes {KEYWORD} itself now, but our block is still there")
+                return Detection(
+                    State.DRIFTED, f"{FUNCTION}() passes {KEYWORD} itself now, but our block is still there"
+                )
             return Detection(
                 State.NOT_NEEDED,
                 f"{FUNCTION}() already passes {KEYWORD} to uvicorn (upstream 0.15.0+): no forwarded-header rewriting in loopback / --insecure mode",
@@ -145,11 +158,19 @@ class IgnoreForwardedFor(Patch):
             return Detection(State.DRIFTED, f"found {len(blocks)} ignore-forwarded-for blocks; expected 1")
         block = blocks[0]
         last = fn.body[-1]
-        if not (isinstance(block.node, ast.Return) and len(fn.body) >= 2 and fn.body[-2] is block.node and _is_run(last)):
-            return Detection(State.DRIFTED, f"the ignore-forwarded-for block (line {block.marker}) no longer sits right before the uvicorn.run(...) call")
+        if not (
+            isinstance(block.node, ast.Return) and len(fn.body) >= 2 and fn.body[-2] is block.node and _is_run(last)
+        ):
+            return Detection(
+                State.DRIFTED,
+                f"the ignore-forwarded-for block (line {block.marker}) no longer sits right before the uvicorn.run(...) call",
+            )
         want = self._expected(src, last, block.marker)
         if src.lines(block.marker, block.last) != want:
-            return Detection(State.DRIFTED, f"the ignore-forwarded-for block (line {block.marker}) differs from upstream's call below it (edited, or the call changed)")
+            return Detection(
+                State.DRIFTED,
+                f"the ignore-forwarded-for block (line {block.marker}) differs from upstream's call below it (edited, or the call changed)",
+            )
         return Detection(State.APPLIED, f"{FUNCTION}() runs uvicorn with {KEYWORD}={RULE}")
 
     @staticmethod
@@ -182,11 +203,30 @@ class IgnoreForwardedFor(Patch):
         """
         forwarded = (("X-Forwarded-For", BROWSER),)
         return (
-            Check("loopback peer without X-Forwarded-For: /api/events", "websocket", EVENTS, "allowed", "127.0.0.1", control=True),
-            Check(f"browser {BROWSER} through a same-host proxy at 127.0.0.1 (X-Forwarded-For: {BROWSER}): /api/events",
-                  "websocket", EVENTS, "allowed", "127.0.0.1", headers=forwarded),
-            Check("peer 127.0.0.6 forging X-Forwarded-For: 127.0.0.1: /api/events", "websocket", EVENTS, "refused", "127.0.0.6",
-                  headers=(("X-Forwarded-For", "127.0.0.1"),)),
+            Check(
+                "loopback peer without X-Forwarded-For: /api/events",
+                "websocket",
+                EVENTS,
+                "allowed",
+                "127.0.0.1",
+                control=True,
+            ),
+            Check(
+                f"browser {BROWSER} through a same-host proxy at 127.0.0.1 (X-Forwarded-For: {BROWSER}): /api/events",
+                "websocket",
+                EVENTS,
+                "allowed",
+                "127.0.0.1",
+                headers=forwarded,
+            ),
+            Check(
+                "peer 127.0.0.6 forging X-Forwarded-For: 127.0.0.1: /api/events",
+                "websocket",
+                EVENTS,
+                "refused",
+                "127.0.0.6",
+                headers=(("X-Forwarded-For", "127.0.0.1"),),
+            ),
         )
 
     def transformer(self, site: Site, workspace: Workspace):
@@ -216,7 +256,11 @@ def _insert_before_last_factory():
         def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
             body = list(updated_node.body)
             for index, stmt in enumerate(body):
-                if isinstance(stmt, cst.FunctionDef) and stmt.name.value == self.function and isinstance(stmt.body, cst.IndentedBlock):
+                if (
+                    isinstance(stmt, cst.FunctionDef)
+                    and stmt.name.value == self.function
+                    and isinstance(stmt.body, cst.IndentedBlock)
+                ):
                     new = parse_statement(self.code, updated_node)
                     inner = list(stmt.body.body)
                     if len(inner) >= 2 and updated_node.code_for_node(inner[-2]) == updated_node.code_for_node(new):

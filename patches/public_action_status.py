@@ -65,7 +65,7 @@ DEFAULT_ACTIONS = ("hermes-update", "gateway-restart")
 
 def _parse_actions(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("must be a list of action names, e.g. [\"hermes-update\", \"gateway-restart\"]")
+        raise ValueError('must be a list of action names, e.g. ["hermes-update", "gateway-restart"]')
     for name in value:
         if not _ACTION_RE.fullmatch(name):  # match() would let "hermes-update\n" through
             raise ValueError(f"{name!r} is not an action name (no wildcards, templates or slashes)")
@@ -90,9 +90,17 @@ def render(actions: tuple[str, ...], newline: str) -> str:
 
 def _strings(node: ast.expr | None) -> set[str] | None:
     """The strings of a ``frozenset({...})``/``{...}`` literal, or None for another shape."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "frozenset" and len(node.args) == 1 and not node.keywords:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "frozenset"
+        and len(node.args) == 1
+        and not node.keywords
+    ):
         node = node.args[0]
-    if isinstance(node, (ast.Set, ast.List, ast.Tuple)) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+    if isinstance(node, (ast.Set, ast.List, ast.Tuple)) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
+    ):
         return {e.value for e in node.elts}  # type: ignore[attr-defined]
     return None
 
@@ -163,7 +171,9 @@ class PublicActionStatus(Patch):
         table: dict[str, str | None] = {}
         for key, item in zip(value.keys, value.values):
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                table[key.value] = item.value if isinstance(item, ast.Constant) and isinstance(item.value, str) else None
+                table[key.value] = (
+                    item.value if isinstance(item, ast.Constant) and isinstance(item.value, str) else None
+                )
                 continue
             names = _comprehension_keys(item) if key is None else None
             if names is None:
@@ -213,19 +223,33 @@ class PublicActionStatus(Patch):
         upstream = [b for b in ws.binding(NAME) if b.first not in owned]
         if len(upstream) != 1:
             found = f"{len(upstream)} top-level bindings" if upstream else f"no top-level binding ({ws.closest(NAME)})"
-            return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {NAME} in {src.path.name}; found {found}")
+            return Detection(
+                State.UNKNOWN_SHAPE, f"looked for one top-level binding of {NAME} in {src.path.name}; found {found}"
+            )
         binding = upstream[0]
         # Only statements whose text holds the name can rebind it (Source.mentioning).
-        elsewhere = [n.lineno for n in walk(src.mentioning(NAME)) if _rebinds(n) and n is not binding.node and n.lineno not in owned]
+        elsewhere = [
+            n.lineno
+            for n in walk(src.mentioning(NAME))
+            if _rebinds(n) and n is not binding.node and n.lineno not in owned
+        ]
         if elsewhere:
-            return Detection(State.UNKNOWN_SHAPE, f"{NAME} is also assigned at line {elsewhere[0]} (in a block or a function), which could replace the set the edit extends")
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"{NAME} is also assigned at line {elsewhere[0]} (in a block or a function), which could replace the set the edit extends",
+            )
         uses = [
-            n for n in walk(src.mentioning(NAME))
-            if isinstance(n, ast.Compare) and any(isinstance(op, (ast.NotIn, ast.In)) for op in n.ops)
+            n
+            for n in walk(src.mentioning(NAME))
+            if isinstance(n, ast.Compare)
+            and any(isinstance(op, (ast.NotIn, ast.In)) for op in n.ops)
             and any(isinstance(c, ast.Name) and c.id == NAME for c in n.comparators)
         ]
         if not uses:
-            return Detection(State.UNKNOWN_SHAPE, f"no `path not in {NAME}` test found: auth_middleware no longer checks exact membership")
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"no `path not in {NAME}` test found: auth_middleware no longer checks exact membership",
+            )
         table = self._release_table(ws)
         if table is None:
             return Detection(
@@ -258,7 +282,9 @@ class PublicActionStatus(Patch):
                     f"or delete the actions line to use the release's own update and gateway-restart actions."
                 )
         notes = tuple(
-            f"the status log of {a!r} can carry sensitive output and is now readable without the token" for a in actions if a in SENSITIVE
+            f"the status log of {a!r} can carry sensitive output and is now readable without the token"
+            for a in actions
+            if a in SENSITIVE
         )
         if my_blocks:
             found = self._detect_applied(src.text, src.newline, my_blocks, binding, actions, notes, ws)
@@ -268,7 +294,11 @@ class PublicActionStatus(Patch):
             return Detection(State.UNKNOWN_SHAPE, existing)
         missing = [status_path(a) for a in actions if existing is None or status_path(a) not in existing]
         if not missing:
-            return Detection(State.NOT_NEEDED, "the release already serves these status polls without the token" + fitted, notes=notes)
+            return Detection(
+                State.NOT_NEEDED,
+                "the release already serves these status polls without the token" + fitted,
+                notes=notes,
+            )
         return Detection(
             State.PENDING,
             f"a page whose session token is gone (restarted dashboard, cached page) gets 401 on {len(missing)} status poll(s): {', '.join(missing)}{fitted}",
@@ -283,12 +313,22 @@ class PublicActionStatus(Patch):
         block = blocks[0]
         body = src.lines(block.first, block.last)
         if block.first != binding.last + 1:
-            return Detection(State.DRIFTED, f"our block (line {block.marker}) no longer follows upstream's {NAME} binding")
+            return Detection(
+                State.DRIFTED, f"our block (line {block.marker}) no longer follows upstream's {NAME} binding"
+            )
         if body == render(actions, newline) and _parsed_paths(block.node) == [status_path(a) for a in actions]:
-            return Detection(State.APPLIED, f"{len(actions)} status poll(s) answer without the token (for a page whose token is gone): {', '.join(actions)}", notes=notes)
-        earlier = _strings(block.node.value.right) if isinstance(block.node, ast.Assign) and isinstance(block.node.value, ast.BinOp) else None  # type: ignore[attr-defined]
+            return Detection(
+                State.APPLIED,
+                f"{len(actions)} status poll(s) answer without the token (for a page whose token is gone): {', '.join(actions)}",
+                notes=notes,
+            )
+        earlier = (
+            _strings(block.node.value.right)
+            if isinstance(block.node, ast.Assign) and isinstance(block.node.value, ast.BinOp)
+            else None
+        )  # type: ignore[attr-defined]
         if earlier is not None:
-            old = tuple(p[len("/api/actions/"):-len("/status")] for p in _ordered_strings(block.node))
+            old = tuple(p[len("/api/actions/") : -len("/status")] for p in _ordered_strings(block.node))
             if body == render(old, newline):
                 return Detection(
                     State.PENDING,
@@ -310,13 +350,39 @@ class PublicActionStatus(Patch):
         if not actions:
             return ()
         token = (("{session_header}", "{token}"),)
-        checks = [Check(f"status poll of {actions[0]} with the token", "http", status_path(actions[0]), "allowed", PROXY_PEER, headers=token, control=True)]
-        checks += [Check(f"status poll of {a} without the token", "http", status_path(a), "allowed", PROXY_PEER) for a in actions]
-        checks.append(Check("private endpoint /api/config without the token", "http", "/api/config", "refused", PROXY_PEER))
+        checks = [
+            Check(
+                f"status poll of {actions[0]} with the token",
+                "http",
+                status_path(actions[0]),
+                "allowed",
+                PROXY_PEER,
+                headers=token,
+                control=True,
+            )
+        ]
+        checks += [
+            Check(f"status poll of {a} without the token", "http", status_path(a), "allowed", PROXY_PEER)
+            for a in actions
+        ]
+        checks.append(
+            Check("private endpoint /api/config without the token", "http", "/api/config", "refused", PROXY_PEER)
+        )
         # Prefer a sensitive log: that is the one that must stay private.
-        others = sorted((a for a in self._release_actions(workspace) or () if a not in actions), key=lambda a: (a not in SENSITIVE, a))
+        others = sorted(
+            (a for a in self._release_actions(workspace) or () if a not in actions),
+            key=lambda a: (a not in SENSITIVE, a),
+        )
         if others:
-            checks.append(Check(f"status poll of {others[0]} (not configured) without the token", "http", status_path(others[0]), "refused", PROXY_PEER))
+            checks.append(
+                Check(
+                    f"status poll of {others[0]} (not configured) without the token",
+                    "http",
+                    status_path(others[0]),
+                    "refused",
+                    PROXY_PEER,
+                )
+            )
         return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):
@@ -338,7 +404,13 @@ def _rebinds(node: ast.AST) -> bool:
     """An assignment, augmented assignment or ``global`` declaration of ``_PUBLIC_API_PATHS``."""
     if isinstance(node, ast.Global):
         return NAME in node.names
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    targets = (
+        node.targets
+        if isinstance(node, ast.Assign)
+        else [node.target]
+        if isinstance(node, (ast.AnnAssign, ast.AugAssign))
+        else []
+    )
     return any(isinstance(n, ast.Name) and n.id == NAME for t in targets for n in ast.walk(t))
 
 
@@ -362,9 +434,17 @@ def _comprehension_keys(node: ast.expr | None) -> list[str] | None:
     if not isinstance(node, ast.DictComp) or len(node.generators) != 1:
         return None
     gen = node.generators[0]
-    if gen.ifs or gen.is_async or not isinstance(gen.target, ast.Name) or not isinstance(node.key, ast.Name) or node.key.id != gen.target.id:
+    if (
+        gen.ifs
+        or gen.is_async
+        or not isinstance(gen.target, ast.Name)
+        or not isinstance(node.key, ast.Name)
+        or node.key.id != gen.target.id
+    ):
         return None
-    if not isinstance(gen.iter, (ast.Tuple, ast.List)) or not all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in gen.iter.elts):
+    if not isinstance(gen.iter, (ast.Tuple, ast.List)) or not all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in gen.iter.elts
+    ):
         return None
     return [e.value for e in gen.iter.elts]  # type: ignore[attr-defined]
 
@@ -387,6 +467,12 @@ def _later_additions(src) -> list[str]:
             names.append(expr.args[0].value)
         if isinstance(stmt, ast.Assign):
             for t in stmt.targets:
-                if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == ACTIONS and isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str):
+                if (
+                    isinstance(t, ast.Subscript)
+                    and isinstance(t.value, ast.Name)
+                    and t.value.id == ACTIONS
+                    and isinstance(t.slice, ast.Constant)
+                    and isinstance(t.slice.value, str)
+                ):
                     names.append(t.slice.value)
     return names

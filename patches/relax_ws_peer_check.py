@@ -66,7 +66,9 @@ def _parse_proxies(value: Any) -> tuple[str, ...]:
     out = []
     for text in value:
         if "%" in text:  # ipaddress takes fe80::1%<anything> as a scope id, quotes and newlines included
-            raise ValueError(f"{text!r}: a zone id (%...) is not accepted; a peer address never carries one, write the network alone, e.g. \"fe80::/64\"")
+            raise ValueError(
+                f'{text!r}: a zone id (%...) is not accepted; a peer address never carries one, write the network alone, e.g. "fe80::/64"'
+            )
         try:
             net = ipaddress.ip_network(text.strip(), strict=True)
         except ValueError as exc:
@@ -155,7 +157,10 @@ def _has_rule(name: str, found: dict[str, Binding], seen: frozenset[str] = froze
     if _has_bind_rule(node, FUNCTIONS[name]):  # type: ignore[arg-type]
         return True
     calls = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    return any(other in found and other not in seen and _has_rule(other, found, seen | {name}) for other in calls & set(FUNCTIONS))
+    return any(
+        other in found and other not in seen and _has_rule(other, found, seen | {name})
+        for other in calls & set(FUNCTIONS)
+    )
 
 
 class RelaxWsPeerCheck(Patch):
@@ -164,8 +169,16 @@ class RelaxWsPeerCheck(Patch):
     VERSIONS = ">=0.13.0"
     UPSTREAM = "hermes-agent#34227, hermes-agent#18415; non-loopback-bind rule and _ws_client_reason since 0.16.0; in web_server_chat.py on main since Aug 2026"
     PARAMS = {
-        "trusted_proxies": Param(default=(), parse=_parse_proxies, doc="CIDRs of reverse proxies whose WebSocket connections are accepted on a loopback bind"),
-        "allow_catch_all": Param(default=False, parse=lambda v: _bool(v), doc="allow 0.0.0.0/0 or ::/0 in trusted_proxies (trusts every peer; off by default)"),
+        "trusted_proxies": Param(
+            default=(),
+            parse=_parse_proxies,
+            doc="CIDRs of reverse proxies whose WebSocket connections are accepted on a loopback bind",
+        ),
+        "allow_catch_all": Param(
+            default=False,
+            parse=lambda v: _bool(v),
+            doc="allow 0.0.0.0/0 or ::/0 in trusted_proxies (trusts every peer; off by default)",
+        ),
     }
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
@@ -182,7 +195,7 @@ class RelaxWsPeerCheck(Patch):
             raise ConfigError(
                 f"[patches.{self.ID}] trusted_proxies contains {', '.join(wide)}, which trusts every peer on "
                 "every network: the loopback-only WebSocket rule would be gone. List your proxy's own address "
-                "instead (e.g. \"127.0.0.5/32\"), or, if you really mean it, add `allow_catch_all = true` "
+                'instead (e.g. "127.0.0.5/32"), or, if you really mean it, add `allow_catch_all = true` '
                 f"under [patches.{self.ID}]."
             )
 
@@ -237,7 +250,11 @@ class RelaxWsPeerCheck(Patch):
             assert src is not None
             # Only statements that mention _LOOPBACK_HOSTS can hold such a function.
             for node in walk(src.mentioning(LOOPBACK)):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in FUNCTIONS and node.name != HELPER:
+                if (
+                    isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.name not in FUNCTIONS
+                    and node.name != HELPER
+                ):
                     names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
                     attrs = {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
                     if LOOPBACK in names and "client" in attrs:
@@ -274,9 +291,16 @@ class RelaxWsPeerCheck(Patch):
             return Detection(State.UNKNOWN_SHAPE, found)
         anchors: dict[str, Binding] = {}
         for file in sorted({b.file for b in found.values()}):
-            bindings = [b for b in ws.binding(LOOPBACK, file) if not (isinstance(b.node, ast.FunctionDef) and b.node.name == HELPER)]
+            bindings = [
+                b
+                for b in ws.binding(LOOPBACK, file)
+                if not (isinstance(b.node, ast.FunctionDef) and b.node.name == HELPER)
+            ]
             if len(bindings) != 1:
-                return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level binding of {LOOPBACK} in {file}; found {len(bindings)}")
+                return Detection(
+                    State.UNKNOWN_SHAPE,
+                    f"looked for one top-level binding of {LOOPBACK} in {file}; found {len(bindings)}",
+                )
             anchors[file] = bindings[0]
         proxies: tuple[str, ...] = self.params["trusted_proxies"]
         blocks = blocks_of(ws, self.ID, sorted(anchors))
@@ -291,7 +315,8 @@ class RelaxWsPeerCheck(Patch):
         sites = [Site(file, LOOPBACK, a.first, a.last) for file, a in anchors.items()]
         sites += [Site(b.file, name, b.first, b.last) for name, b in found.items()]
         why = (
-            f"peers inside trusted_proxies {', '.join(proxies)}" if proxies
+            f"peers inside trusted_proxies {', '.join(proxies)}"
+            if proxies
             else "any peer when the dashboard is bound to a non-loopback address (upstream's rule since 0.16)"
         )
         return Detection(
@@ -306,15 +331,25 @@ class RelaxWsPeerCheck(Patch):
             src = ws.source(binding.file)
             fn_blocks = [b for b in blocks.get(binding.file, []) if binding.first <= b.marker <= binding.last]
             if len(fn_blocks) != 1:
-                return Detection(State.DRIFTED, f"the guard in {name}() is {'missing' if not fn_blocks else 'repeated'} (partly applied or edited by hand)")
+                return Detection(
+                    State.DRIFTED,
+                    f"the guard in {name}() is {'missing' if not fn_blocks else 'repeated'} (partly applied or edited by hand)",
+                )
             unit = _unit(src, binding)
             guard = render_guard(binding.node.args.args[0].arg, FUNCTIONS[name], unit, src.newline)
-            if src.lines(fn_blocks[0].marker, fn_blocks[0].last) != _indent(guard, _indent_of(src, fn_blocks[0].marker), src.newline):
-                return Detection(State.DRIFTED, f"the guard in {name}() (line {fn_blocks[0].marker}) was edited after hermes-patch wrote it")
+            if src.lines(fn_blocks[0].marker, fn_blocks[0].last) != _indent(
+                guard, _indent_of(src, fn_blocks[0].marker), src.newline
+            ):
+                return Detection(
+                    State.DRIFTED,
+                    f"the guard in {name}() (line {fn_blocks[0].marker}) was edited after hermes-patch wrote it",
+                )
             helpers[binding.file] = unit
         total = sum(len(v) for v in blocks.values())
         if total != len(found) + len(anchors):
-            return Detection(State.DRIFTED, f"found {total} relax-ws-peer-check blocks; expected {len(found) + len(anchors)}")
+            return Detection(
+                State.DRIFTED, f"found {total} relax-ws-peer-check blocks; expected {len(found) + len(anchors)}"
+            )
         stale = None
         for file, anchor in anchors.items():
             src = ws.source(file)
@@ -329,7 +364,9 @@ class RelaxWsPeerCheck(Patch):
             if old is not None and body == render_helper(old, helpers[file], src.newline):
                 stale = old
                 continue
-            return Detection(State.DRIFTED, f"the {HELPER} helper (line {helper[0].marker}) was edited after hermes-patch wrote it")
+            return Detection(
+                State.DRIFTED, f"the {HELPER} helper (line {helper[0].marker}) was edited after hermes-patch wrote it"
+            )
         if stale is not None:
             return Detection(
                 State.PENDING,
@@ -337,7 +374,10 @@ class RelaxWsPeerCheck(Patch):
                 replace=True,
             )
         extra = f", and from peers inside trusted_proxies {', '.join(proxies)}" if proxies else ""
-        return Detection(State.APPLIED, f"the dashboard accepts WebSocket connections from any peer when bound to a non-loopback address{extra}")
+        return Detection(
+            State.APPLIED,
+            f"the dashboard accepts WebSocket connections from any peer when bound to a non-loopback address{extra}",
+        )
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
         """What a browser behind each trusted proxy, and what outsiders, get from the real server.
@@ -362,10 +402,24 @@ class RelaxWsPeerCheck(Patch):
         proxies: tuple[str, ...] = self.params["trusted_proxies"]
         checks: list[Check] = []
 
-        def case(what: str, peer: str, bound: str, expect: str, control: bool = False, headers: tuple[tuple[str, str], ...] = ()) -> None:
-            checks.append(Check(f"{what}: /api/events", "websocket", EVENTS, expect, peer, bound, headers=headers, control=control))
+        def case(
+            what: str,
+            peer: str,
+            bound: str,
+            expect: str,
+            control: bool = False,
+            headers: tuple[tuple[str, str], ...] = (),
+        ) -> None:
+            checks.append(
+                Check(
+                    f"{what}: /api/events", "websocket", EVENTS, expect, peer, bound, headers=headers, control=control
+                )
+            )
             if not headers:
-                checks.extend(Check(f"{what}: {name}()", "call", name, expect, peer, bound, control=control) for name in callable_names)
+                checks.extend(
+                    Check(f"{what}: {name}()", "call", name, expect, peer, bound, control=control)
+                    for name in callable_names
+                )
 
         # The probe calls functions of hermes_cli.web_server; on upstream main after
         # September 2026 that module no longer imports them, and /api/events decides.
@@ -378,19 +432,30 @@ class RelaxWsPeerCheck(Patch):
             case(f"peer {peer} inside trusted_proxies {text}", peer, "127.0.0.1", "allowed")
             if ipaddress.ip_address(peer).version == 4:
                 case(
-                    f"browser {BROWSER} through the proxy at {peer} (X-Forwarded-For: {BROWSER})", peer, "127.0.0.1", "allowed",
+                    f"browser {BROWSER} through the proxy at {peer} (X-Forwarded-For: {BROWSER})",
+                    peer,
+                    "127.0.0.1",
+                    "allowed",
                     headers=(("X-Forwarded-For", BROWSER),),
                 )
-        outside = next((p for p in OUTSIDE_PEERS if not any(ipaddress.ip_address(p) in ipaddress.ip_network(n) for n in proxies)), None)
+        outside = next(
+            (p for p in OUTSIDE_PEERS if not any(ipaddress.ip_address(p) in ipaddress.ip_network(n) for n in proxies)),
+            None,
+        )
         if outside is not None:
             case(f"peer {outside} outside trusted_proxies on a loopback bind", outside, "127.0.0.1", "refused")
             if ipaddress.ip_address(outside).version == 4:
                 case(
-                    f"peer {outside} outside trusted_proxies forging X-Forwarded-For: 127.0.0.1", outside, "127.0.0.1", "refused",
+                    f"peer {outside} outside trusted_proxies forging X-Forwarded-For: 127.0.0.1",
+                    outside,
+                    "127.0.0.1",
+                    "refused",
                     headers=(("X-Forwarded-For", "127.0.0.1"),),
                 )
         if not _gates_every_public_bind(workspace):
-            case(f"peer {OUTSIDE_PEERS[0]} on a non-loopback bind (127.0.0.2)", OUTSIDE_PEERS[0], "127.0.0.2", "allowed")
+            case(
+                f"peer {OUTSIDE_PEERS[0]} on a non-loopback bind (127.0.0.2)", OUTSIDE_PEERS[0], "127.0.0.2", "allowed"
+            )
         return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):
@@ -407,7 +472,9 @@ class RelaxWsPeerCheck(Patch):
         unit = _unit(workspace.source(site.file), binding)
         param = binding.node.args.args[0].arg
         allowed = FUNCTIONS[site.name]
-        return InsertIntoFunction(site.name, lambda module, fn: render_guard(param, allowed, unit, module.default_newline))
+        return InsertIntoFunction(
+            site.name, lambda module, fn: render_guard(param, allowed, unit, module.default_newline)
+        )
 
 
 def _bool(value: Any) -> bool:
@@ -434,7 +501,13 @@ def _indent(code: str, prefix: str, newline: str) -> str:
 
 def _proxies_of(node: ast.FunctionDef) -> tuple[str, ...] | None:
     for stmt in node.body:
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == "trusted_proxies":
-            if isinstance(stmt.value, ast.Tuple) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in stmt.value.elts):
+        if (
+            isinstance(stmt, ast.Assign)
+            and isinstance(stmt.targets[0], ast.Name)
+            and stmt.targets[0].id == "trusted_proxies"
+        ):
+            if isinstance(stmt.value, ast.Tuple) and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in stmt.value.elts
+            ):
                 return tuple(e.value for e in stmt.value.elts)  # type: ignore[attr-defined]
     return None

@@ -32,10 +32,15 @@ ENV = "HERMES_DASHBOARD_SESSION_TOKEN"
 
 def render(newline: str) -> str:
     """The block inserted after upstream's ``_SESSION_TOKEN`` binding."""
-    return newline.join([
-        f"{MARKER_PREFIX}stable-session-token ({ENV} keeps the token across restarts, as in 0.16.0)",
-        f'{NAME} = os.environ.get("{ENV}") or {NAME}',
-    ]) + newline
+    return (
+        newline.join(
+            [
+                f"{MARKER_PREFIX}stable-session-token ({ENV} keeps the token across restarts, as in 0.16.0)",
+                f'{NAME} = os.environ.get("{ENV}") or {NAME}',
+            ]
+        )
+        + newline
+    )
 
 
 def _mentions_env(node: ast.AST) -> bool:
@@ -44,8 +49,10 @@ def _mentions_env(node: ast.AST) -> bool:
 
 def _is_secrets_call(node: ast.AST | None) -> bool:
     return (
-        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-        and isinstance(node.func.value, ast.Name) and node.func.value.id == "secrets"
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "secrets"
     )
 
 
@@ -61,28 +68,39 @@ class StableSessionToken(Patch):
         owned = {line for b in mine for line in range(b.first, b.last + 1)}
         upstream = [b for b in ws.binding(NAME) if b.first not in owned]
         if len(upstream) != 1 or not isinstance(upstream[0].node, (ast.Assign, ast.AnnAssign)):
-            return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level assignment of {NAME} in {src.path.name}; found {len(upstream)} binding(s) ({ws.closest(NAME)})")
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"looked for one top-level assignment of {NAME} in {src.path.name}; found {len(upstream)} binding(s) ({ws.closest(NAME)})",
+            )
         binding = upstream[0]
         value = binding.node.value  # type: ignore[attr-defined]
-        rebound = [
-            n.lineno for n in ast.walk(src.tree)
-            if isinstance(n, ast.Global) and NAME in n.names
-        ]
+        rebound = [n.lineno for n in ast.walk(src.tree) if isinstance(n, ast.Global) and NAME in n.names]
         if rebound:
-            return Detection(State.UNKNOWN_SHAPE, f"{NAME} is declared global in a function (line {rebound[0]}), which could draw a new token later")
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"{NAME} is declared global in a function (line {rebound[0]}), which could draw a new token later",
+            )
         if mine:
             if len(mine) != 1 or mine[0].first != binding.last + 1:
                 return Detection(State.DRIFTED, f"the {self.ID} block no longer follows upstream's {NAME} binding")
             if src.lines(mine[0].first, mine[0].last) != render(src.newline):
-                return Detection(State.DRIFTED, f"the block at line {mine[0].marker} was edited after hermes-patch wrote it")
+                return Detection(
+                    State.DRIFTED, f"the block at line {mine[0].marker} was edited after hermes-patch wrote it"
+                )
             return Detection(State.APPLIED, f"{NAME} comes from {ENV} when the dashboard's environment sets it")
         if value is not None and _mentions_env(value):
             return Detection(State.NOT_NEEDED, f"the release reads {ENV} itself (upstream since 0.16.0)")
         if isinstance(value, ast.Constant) and isinstance(value.value, str):
             return Detection(State.NOT_NEEDED, f"{NAME} is a constant: it is the same after every restart")
         if not _is_secrets_call(value):
-            return Detection(State.UNKNOWN_SHAPE, f"{NAME} is bound to `{ast.unparse(value)[:60] if value else '?'}`, not secrets.token_urlsafe(...) nor a read of {ENV}")
-        if not any(isinstance(s, ast.Import) and any(a.name == "os" and a.asname is None for a in s.names) for s in src.tree.body):
+            return Detection(
+                State.UNKNOWN_SHAPE,
+                f"{NAME} is bound to `{ast.unparse(value)[:60] if value else '?'}`, not secrets.token_urlsafe(...) nor a read of {ENV}",
+            )
+        if not any(
+            isinstance(s, ast.Import) and any(a.name == "os" and a.asname is None for a in s.names)
+            for s in src.tree.body
+        ):
             return Detection(State.UNKNOWN_SHAPE, f"{src.path.name} has no top-level `import os`, which the edit uses")
         return Detection(
             State.PENDING,

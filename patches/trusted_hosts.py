@@ -95,7 +95,7 @@ def render_helper(hosts: tuple[str, ...], unit: str, newline: str) -> str:
         f"{i}text = text.lower()",
         f'{i}if text.startswith("["):',
         f'{ii}name, bracket, rest = text[1:].partition("]")',
-        f'{ii}colon, port = rest[:1], rest[1:]',
+        f"{ii}colon, port = rest[:1], rest[1:]",
         f'{ii}if not bracket or (rest and colon != ":"):',
         f"{ii}{i}return False",
         f"{ii}try:",
@@ -149,8 +149,11 @@ def _scan(fn: ast.AST) -> tuple[set[str], bool]:
         elif isinstance(n, ast.Subscript):
             holder, key = n.value, n.slice
         if (
-            isinstance(holder, ast.Attribute) and holder.attr == "headers"
-            and isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.lower() in ("host", "origin")
+            isinstance(holder, ast.Attribute)
+            and holder.attr == "headers"
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+            and key.value.lower() in ("host", "origin")
         ):
             reads = True
     return calls, reads
@@ -253,11 +256,12 @@ class TrustedHosts(Patch):
             upstream = (
                 "; this release also offers dashboard.public_url, upstream's setting for a proxied dashboard "
                 "(with --host 0.0.0.0 and the auth gate), prefer it where you can"
-                if self._advice(ws) else ""
+                if self._advice(ws)
+                else ""
             )
             return Detection(
                 State.NOT_NEEDED,
-                f"no hosts configured, nothing to do; to accept your proxy's name add hosts = [\"proxy.example\"] "
+                f'no hosts configured, nothing to do; to accept your proxy\'s name add hosts = ["proxy.example"] '
                 f"under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`{upstream}",
             )
         refused = (
@@ -278,21 +282,39 @@ class TrustedHosts(Patch):
         guards = [b for b in blocks if fn.first <= b.marker <= fn.last]
         helpers = [b for b in blocks if isinstance(b.node, ast.FunctionDef) and b.node.name == HELPER]
         if len(guards) != 1 or len(helpers) != 1 or len(blocks) != 2:
-            return Detection(State.DRIFTED, f"found {len(guards)} guard(s) in {FUNCTION}() and {len(helpers)} {HELPER} helper(s) among {len(blocks)} trusted-hosts blocks; expected one of each")
+            return Detection(
+                State.DRIFTED,
+                f"found {len(guards)} guard(s) in {FUNCTION}() and {len(helpers)} {HELPER} helper(s) among {len(blocks)} trusted-hosts blocks; expected one of each",
+            )
         guard, helper = guards[0], helpers[0]
         param = fn.node.args.args[0].arg
         unit = _unit(ws, fn)
         expected = ast.parse(render_guard(param, unit, "\n")).body[0]
         marker = src.lines(guard.marker, guard.marker).strip()
-        if ast.dump(guard.node) != ast.dump(expected) or marker != f"{MARKER_PREFIX}trusted-hosts" or fn.node.body.index(guard.node) > 1:
-            return Detection(State.DRIFTED, f"the guard in {FUNCTION}() (line {guard.marker}) was edited after hermes-patch wrote it")
+        if (
+            ast.dump(guard.node) != ast.dump(expected)
+            or marker != f"{MARKER_PREFIX}trusted-hosts"
+            or fn.node.body.index(guard.node) > 1
+        ):
+            return Detection(
+                State.DRIFTED, f"the guard in {FUNCTION}() (line {guard.marker}) was edited after hermes-patch wrote it"
+            )
         if helper.first != fn.last + 1:
             return Detection(State.DRIFTED, f"the {HELPER} helper no longer follows {FUNCTION}() in {fn.file}")
         body = src.lines(helper.first, helper.last)
         rendered = tuple(h for h in hosts if not h.startswith(".")) + tuple(h for h in hosts if h.startswith("."))
         if hosts and body == render_helper(hosts, unit, src.newline) and _hosts_of(helper.node) == rendered:
-            accepted = "pages and WebSocket upgrades" if ws_guard else "pages (this release has no WebSocket Host/Origin guard)"
-            return Detection(State.APPLIED, f"the dashboard also serves {accepted} for the Host and Origin {', '.join(hosts)}", notes=notes, advice=advice)
+            accepted = (
+                "pages and WebSocket upgrades"
+                if ws_guard
+                else "pages (this release has no WebSocket Host/Origin guard)"
+            )
+            return Detection(
+                State.APPLIED,
+                f"the dashboard also serves {accepted} for the Host and Origin {', '.join(hosts)}",
+                notes=notes,
+                advice=advice,
+            )
         old = _hosts_of(helper.node)
         if old is not None and body == render_helper(old, unit, src.newline):
             if not hosts:
@@ -309,7 +331,9 @@ class TrustedHosts(Patch):
                 notes=notes,
                 advice=advice,
             )
-        return Detection(State.DRIFTED, f"the {HELPER} helper (line {helper.marker}) was edited after hermes-patch wrote it")
+        return Detection(
+            State.DRIFTED, f"the {HELPER} helper (line {helper.marker}) was edited after hermes-patch wrote it"
+        )
 
     def probe(self, workspace: Workspace) -> tuple[Check, ...]:
         """Each configured name passes the Host (and, where the release has it, the WebSocket Host/Origin) check; look-alikes do not.
@@ -336,22 +360,72 @@ class TrustedHosts(Patch):
         for entry in hosts:
             name = f"hermes-patch-verify{entry}" if entry.startswith(".") else entry
             host = f"[{name}]" if ":" in name else name
-            checks.append(Check(f"GET / with Host {host} (via a same-host proxy)", "http", "/", "allowed", "127.0.0.1", headers=(("Host", host), *proxy)))
+            checks.append(
+                Check(
+                    f"GET / with Host {host} (via a same-host proxy)",
+                    "http",
+                    "/",
+                    "allowed",
+                    "127.0.0.1",
+                    headers=(("Host", host), *proxy),
+                )
+            )
             if guard:
-                checks.append(Check(f"/api/events with Host and Origin https://{host}", "websocket", EVENTS, "allowed", "127.0.0.1",
-                                    headers=(("Host", host), ("Origin", f"https://{host}"), *proxy)))
-                checks.append(Check(f"/api/events with the Host rewritten and Origin https://{host}", "websocket", EVENTS, "allowed", "127.0.0.1",
-                                    headers=(("Origin", f"https://{host}"), *proxy)))
+                checks.append(
+                    Check(
+                        f"/api/events with Host and Origin https://{host}",
+                        "websocket",
+                        EVENTS,
+                        "allowed",
+                        "127.0.0.1",
+                        headers=(("Host", host), ("Origin", f"https://{host}"), *proxy),
+                    )
+                )
+                checks.append(
+                    Check(
+                        f"/api/events with the Host rewritten and Origin https://{host}",
+                        "websocket",
+                        EVENTS,
+                        "allowed",
+                        "127.0.0.1",
+                        headers=(("Origin", f"https://{host}"), *proxy),
+                    )
+                )
         first = hosts[0]
         name = f"hermes-patch-verify{first}" if first.startswith(".") else first
         if ":" not in name:
             fake = f"{name}.attacker.test"
-            checks.append(Check(f"GET / with look-alike Host {fake}", "http", "/", "refused", "127.0.0.1", headers=(("Host", fake), *proxy)))
+            checks.append(
+                Check(
+                    f"GET / with look-alike Host {fake}",
+                    "http",
+                    "/",
+                    "refused",
+                    "127.0.0.1",
+                    headers=(("Host", fake), *proxy),
+                )
+            )
             if guard:
-                checks.append(Check(f"/api/events with look-alike Origin https://{fake}", "websocket", EVENTS, "refused", "127.0.0.1",
-                                    headers=(("Host", name), ("Origin", f"https://{fake}"), *proxy)))
-            checks.append(Check(f"/api/events with Host {name} and a wrong token", "websocket", EVENTS.replace("{token}", "wrong-token"), "refused",
-                                "127.0.0.1", headers=(("Host", name), ("Origin", f"https://{name}"), *proxy)))
+                checks.append(
+                    Check(
+                        f"/api/events with look-alike Origin https://{fake}",
+                        "websocket",
+                        EVENTS,
+                        "refused",
+                        "127.0.0.1",
+                        headers=(("Host", name), ("Origin", f"https://{fake}"), *proxy),
+                    )
+                )
+            checks.append(
+                Check(
+                    f"/api/events with Host {name} and a wrong token",
+                    "websocket",
+                    EVENTS.replace("{token}", "wrong-token"),
+                    "refused",
+                    "127.0.0.1",
+                    headers=(("Host", name), ("Origin", f"https://{name}"), *proxy),
+                )
+            )
         return tuple(checks)
 
     def transformer(self, site: Site, workspace: Workspace):
@@ -371,8 +445,14 @@ def _hosts_of(node: ast.FunctionDef) -> tuple[str, ...] | None:
     """The hosts and suffixes a helper we wrote earlier holds (names first, as rendered)."""
     found: dict[str, tuple[str, ...]] = {}
     for stmt in node.body:
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id in ("hosts", "suffixes"):
-            if isinstance(stmt.value, ast.Tuple) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in stmt.value.elts):
+        if (
+            isinstance(stmt, ast.Assign)
+            and isinstance(stmt.targets[0], ast.Name)
+            and stmt.targets[0].id in ("hosts", "suffixes")
+        ):
+            if isinstance(stmt.value, ast.Tuple) and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in stmt.value.elts
+            ):
                 found.setdefault(stmt.targets[0].id, tuple(e.value for e in stmt.value.elts))  # type: ignore[attr-defined]
     if set(found) != {"hosts", "suffixes"}:
         return None

@@ -72,11 +72,19 @@ CACHE = Path(os.environ.get("HERMES_PATCH_TEST_CACHE", REPO / ".cache"))
 # Names the patches look for: copies of statements that mention them would
 # change what the patches detect, so the synthetic file has none.
 TARGET_NAMES = (
-    "_PUBLIC_API_PATHS", "_ACTION_LOG_FILES",  # public-action-status
-    "_LOOPBACK_HOSTS", "_ws_client_is_allowed", "_ws_client_reason",  # relax-ws-peer-check
-    "_is_accepted_host", "_ws_host_origin_is_allowed", "_ws_host_origin_reason", "public_url",  # trusted-hosts
-    "CORSMiddleware", "add_middleware",  # cors-origins
-    "start_server", "uvicorn",  # ignore-forwarded-for
+    "_PUBLIC_API_PATHS",
+    "_ACTION_LOG_FILES",  # public-action-status
+    "_LOOPBACK_HOSTS",
+    "_ws_client_is_allowed",
+    "_ws_client_reason",  # relax-ws-peer-check
+    "_is_accepted_host",
+    "_ws_host_origin_is_allowed",
+    "_ws_host_origin_reason",
+    "public_url",  # trusted-hosts
+    "CORSMiddleware",
+    "add_middleware",  # cors-origins
+    "start_server",
+    "uvicorn",  # ignore-forwarded-for
     "_hermes_patch",  # our own helpers
 )
 # The patches that take parameters get something to do, so every patch that
@@ -93,7 +101,7 @@ origins = ["https://hermes.example.com"]
 """
 FLOOR = "import ast,sys; ast.parse(open(sys.argv[1]).read())"
 
-NAIVE = r'''
+NAIVE = r"""
 import sys
 from pathlib import Path
 import libcst as cst
@@ -112,7 +120,7 @@ for cls in discover():
             modules[site.file] = cst.parse_module(ws.source(site.file).text)
         modules[site.file] = modules[site.file].visit(patch.transformer(site, ws))
 sys.stdout.write(str(sum(len(m.code) for m in modules.values())))
-'''
+"""
 
 COMMANDS = ("F", "status cold", "status warm", "apply", "revert", "naive libcst")
 
@@ -131,7 +139,20 @@ def wheel(version: str) -> Path:
     if not found:
         wheels.mkdir(parents=True, exist_ok=True)
         print(f"downloading hermes-agent {version} into {wheels}", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", f"hermes-agent=={version}", "-d", str(wheels)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                f"hermes-agent=={version}",
+                "-d",
+                str(wheels),
+            ],
+            check=True,
+        )
         found = sorted(wheels.glob(f"hermes_agent-{version}-*.whl"))
     return found[0]
 
@@ -164,7 +185,9 @@ def synthesize(text: str, lines: int) -> str:
         copy += 1
         for name, at, segment in donors:
             segment = list(segment)
-            segment[at] = re.sub(rf"\b(def|class)(\s+){re.escape(name)}\b", rf"\g<1>\g<2>{name}_bench{copy}", segment[at], count=1)
+            segment[at] = re.sub(
+                rf"\b(def|class)(\s+){re.escape(name)}\b", rf"\g<1>\g<2>{name}_bench{copy}", segment[at], count=1
+            )
             out.append("\n\n" + "".join(segment))
             count += len(segment) + 2
             if count >= lines:
@@ -200,7 +223,9 @@ def states(stdout: str) -> dict[str, str]:
     return {p["id"]: p["state"] for p in json.loads(stdout)["patches"]}
 
 
-def bench_file(root: Path, work: Path, runs: int, env: dict[str, str], label: str, commands: tuple[str, ...], seen: dict[str, str]) -> dict[str, Sample]:
+def bench_file(
+    root: Path, work: Path, runs: int, env: dict[str, str], label: str, commands: tuple[str, ...], seen: dict[str, str]
+) -> dict[str, Sample]:
     """Measure ``commands`` ``runs`` times on the install at ``root``.
 
     ``seen`` holds the states cold ``status`` reported so far (filled on the
@@ -262,16 +287,25 @@ def table(results: dict[str, dict[str, Sample]], sizes: dict[str, int]) -> str:
                 continue
             s = samples[name]
             wall, cpu = statistics.median(s.wall), statistics.median(s.cpu)
-            lines.append(f"| {label} ({sizes[label]:,} lines) | {name} | {wall:.2f} | {wall / f_wall:.2f} | {cpu:.2f} | {cpu / f_cpu:.2f} | {max(s.rss):.0f} |")
+            lines.append(
+                f"| {label} ({sizes[label]:,} lines) | {name} | {wall:.2f} | {wall / f_wall:.2f} | {cpu:.2f} | {cpu / f_cpu:.2f} | {max(s.rss):.0f} |"
+            )
     return "\n".join(lines)
 
 
 def growth(results: dict[str, dict[str, Sample]], sizes: dict[str, int]) -> list[str]:
     """Lines on how each command's cost grows from the real file to the synthetic one."""
-    med = {label: {name: statistics.median(s.wall) for name, s in samples.items()} for label, samples in results.items()}
-    cpu_med = {label: {name: statistics.median(s.cpu) for name, s in samples.items()} for label, samples in results.items()}
+    med = {
+        label: {name: statistics.median(s.wall) for name, s in samples.items()} for label, samples in results.items()
+    }
+    cpu_med = {
+        label: {name: statistics.median(s.cpu) for name, s in samples.items()} for label, samples in results.items()
+    }
     lines_ratio = sizes["synthetic"] / sizes["real"]
-    out = [f"Growth, real → synthetic ({lines_ratio:.2f}× the lines): CPU time ×, wall time ×, and CPU ratio to F at each size:", ""]
+    out = [
+        f"Growth, real → synthetic ({lines_ratio:.2f}× the lines): CPU time ×, wall time ×, and CPU ratio to F at each size:",
+        "",
+    ]
     for name in COMMANDS:
         if name not in cpu_med["real"]:
             continue
@@ -284,7 +318,9 @@ def growth(results: dict[str, dict[str, Sample]], sizes: dict[str, int]) -> list
         verdict = "linear" if grow <= 1.25 * lines_ratio else "FASTER THAN LINEAR"
         if name == "F":
             verdict = "the yardstick (see below)"
-        out.append(f"    {name:<13} CPU ×{grow:5.2f}  wall ×{wall_growth:5.2f}   {r_real:5.2f} F → {r_syn:5.2f} F   {verdict}")
+        out.append(
+            f"    {name:<13} CPU ×{grow:5.2f}  wall ×{wall_growth:5.2f}   {r_real:5.2f} F → {r_syn:5.2f} F   {verdict}"
+        )
     out += [
         "",
         "F itself grows faster than the file: CPython's cyclic garbage collector re-scans the growing",
@@ -301,11 +337,17 @@ def goals(samples: dict[str, Sample]) -> tuple[list[str], bool]:
     rss = max(max(s.rss) for name, s in samples.items() if name not in ("naive libcst", "F"))
     met = True
     out = ["Goals (issue 10), real file, CPU time as a ratio to F (wall-time ratio in brackets):", ""]
-    for name, text, limit in (("status cold", "cold `status`", 1.5), ("status warm", "warm `status`", 0.5), ("apply", "`apply` with every proof", 3.0)):
+    for name, text, limit in (
+        ("status cold", "cold `status`", 1.5),
+        ("status warm", "warm `status`", 0.5),
+        ("apply", "`apply` with every proof", 3.0),
+    ):
         value = cpu[name] / cpu["F"]
         ok = value <= limit
         met &= ok
-        out.append(f"- {'PASS' if ok else 'MISS'}  {text} ≤ {limit} F: {value:.2f} F ({wall[name] / wall['F']:.2f} F wall)")
+        out.append(
+            f"- {'PASS' if ok else 'MISS'}  {text} ≤ {limit} F: {value:.2f} F ({wall[name] / wall['F']:.2f} F wall)"
+        )
     ok = rss <= 120
     met &= ok
     out.append(f"- {'PASS' if ok else 'MISS'}  peak memory ≤ 120 MB: {rss:.0f} MB")
@@ -325,11 +367,20 @@ def write_doc(doc: Path, report: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the real file only, 3 runs, no naive baseline (what CI runs)")
-    parser.add_argument("--runs", type=int, default=None, help="runs per command (the median is reported); default 5, 3 with --quick")
+    parser.add_argument(
+        "--quick", action="store_true", help="the real file only, 3 runs, no naive baseline (what CI runs)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs per command (the median is reported); default 5, 3 with --quick"
+    )
     parser.add_argument("--lines", type=int, default=80_000, help="size of the synthetic file; default 80000")
     parser.add_argument("--version", default="0.19.0", help="the hermes-agent release to start from; default 0.19.0")
-    parser.add_argument("--write-doc", type=Path, metavar="FILE", help="also put the report between the bench markers of FILE (docs/speed.md)")
+    parser.add_argument(
+        "--write-doc",
+        type=Path,
+        metavar="FILE",
+        help="also put the report between the bench markers of FILE (docs/speed.md)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed (default: report only)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
     parser.add_argument("--synthesize", nargs=3, metavar=("SRC", "DEST", "LINES"), help=argparse.SUPPRESS)
@@ -354,7 +405,17 @@ def main() -> None:
             # In a child: ru_maxrss of every later child starts at this process's
             # RSS (Linux keeps the high-water mark across fork and exec), so this
             # process must never hold a parsed tree.
-            subprocess.run([sys.executable, __file__, "--synthesize", str(roots["real"] / "hermes_cli/web_server.py"), str(roots["synthetic"] / "hermes_cli/web_server.py"), str(args.lines)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--synthesize",
+                    str(roots["real"] / "hermes_cli/web_server.py"),
+                    str(roots["synthetic"] / "hermes_cli/web_server.py"),
+                    str(args.lines),
+                ],
+                check=True,
+            )
         sizes = {label: (root / "hermes_cli/web_server.py").read_bytes().count(b"\n") for label, root in roots.items()}
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_PATCH_")}
         env["NO_COLOR"] = "1"
@@ -373,7 +434,9 @@ def main() -> None:
         f"hermes-patch {hermes_patch.__version__}; Python {platform.python_version()} on {platform.system()} {cpu}, "
         f"{os.cpu_count()} CPUs, load average {load:.1f} at the start.",
         "",
-        "States before `apply` (cold `status`): " + ", ".join(f"{pid} {state}" for pid, state in sorted(seen.items())) + ".",
+        "States before `apply` (cold `status`): "
+        + ", ".join(f"{pid} {state}" for pid, state in sorted(seen.items()))
+        + ".",
         "",
         table(results, sizes),
         "",

@@ -33,7 +33,9 @@ def _binds(node: ast.stmt, name: str) -> bool:
     return False
 
 
-def statements(package: Path, names: tuple[str, ...], files: tuple[str, ...] = MODULES) -> list[tuple[Path, ast.stmt, str]]:
+def statements(
+    package: Path, names: tuple[str, ...], files: tuple[str, ...] = MODULES
+) -> list[tuple[Path, ast.stmt, str]]:
     """Top-level statements of ``files`` (in ``package``) that bind any of ``names``, with their source."""
     out = []
     for name in files:

@@ -20,7 +20,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures" / "releases"
 CACHE = Path(os.environ.get("HERMES_PATCH_TEST_CACHE", REPO / ".cache"))
-RELEASES = ["0.13.0", "0.14.0", "0.15.0", "0.15.1", "0.15.2", "0.16.0", "0.17.0", "0.18.0", "0.18.1", "0.18.2", "0.19.0"]
+RELEASES = [
+    "0.13.0",
+    "0.14.0",
+    "0.15.0",
+    "0.15.1",
+    "0.15.2",
+    "0.16.0",
+    "0.17.0",
+    "0.18.0",
+    "0.18.1",
+    "0.18.2",
+    "0.19.0",
+]
 
 
 def hermes_patch_exe() -> str:
@@ -40,7 +52,11 @@ def sha(path: Path) -> str:
 
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every file below ``root``, by relative path."""
-    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): sha(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 class Runner:
@@ -66,7 +82,9 @@ class Runner:
         """The isolating options every target command gets."""
         return ["--state-dir", str(self.state), "--config", str(self.config)]
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, check: int | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, check: int | None = None, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         cmd = [hermes_patch_exe(), *args]
         takes_target = args and args[0] not in ("list", "--help", "--version", "git-clean-filter", "hook")
         if args[:1] == ("hook",) and args[1:2] in (("install",), ("uninstall",), ("show",)):
@@ -74,9 +92,13 @@ class Runner:
         if takes_target:
             cut = 1 + args.index("--") if "--" in args else len(cmd)  # before `--`: the rest goes to hermes
             cmd[cut:cut] = self.common
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=300, input=input)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=300, input=input
+        )
         if check is not None:
-            assert proc.returncode == check, f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            assert proc.returncode == check, (
+                f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
         return proc
 
     def status(self, *target: str, env: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -137,8 +159,19 @@ def wheel(version: str) -> Path:
     pattern = f"hermes_agent-{version}-*.whl"
     if not list(wheels.glob(pattern)):
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", f"hermes-agent=={version}", "-d", str(wheels)],
-            check=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                f"hermes-agent=={version}",
+                "-d",
+                str(wheels),
+            ],
+            check=True,
+            timeout=600,
         )
     return next(wheels.glob(pattern))
 
@@ -156,8 +189,20 @@ def real_release(version: str) -> Path:
     if target.exists():
         shutil.rmtree(target)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), str(whl)],
-        check=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(target),
+            str(whl),
+        ],
+        check=True,
+        timeout=600,
     )
     done.write_text(whl.name)
     return target
@@ -167,15 +212,27 @@ def copy_real(version: str, dest: Path) -> Path:
     """Copy the parts of a real install that hermes-patch reads (Python files, dist-info) to ``dest``."""
     src = real_release(version)
     dest.mkdir(parents=True)
-    shutil.copytree(src / "hermes_cli", dest / "hermes_cli", ignore=lambda d, names: [n for n in names if not (n.endswith(".py") or (Path(d) / n).is_dir()) or n == "__pycache__"])
+    shutil.copytree(
+        src / "hermes_cli",
+        dest / "hermes_cli",
+        ignore=lambda d, names: [
+            n for n in names if not (n.endswith(".py") or (Path(d) / n).is_dir()) or n == "__pycache__"
+        ],
+    )
     for dist in src.glob("hermes_agent-*.dist-info"):
         shutil.copytree(dist, dest / dist.name)
     return dest
 
+
 # The catalog's patches that are not-needed on our miniatures (fixtures/releases) with the default
 # configuration: two need configuration; the miniatures keep no action handles (_ACTION_PROCS) and a
 # constant _SESSION_TOKEN. On the real releases see update_button_states().
-UNCONFIGURED = {"trusted-hosts": "not-needed", "cors-origins": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+UNCONFIGURED = {
+    "trusted-hosts": "not-needed",
+    "cors-origins": "not-needed",
+    "durable-action-result": "not-needed",
+    "stable-session-token": "not-needed",
+}
 
 
 def update_button_states(version: str, applied: bool = False) -> dict[str, str]:
@@ -183,6 +240,8 @@ def update_button_states(version: str, applied: bool = False) -> dict[str, str]:
     done = "applied" if applied else "pending"
     own_token_var = tuple(int(p) for p in version.split(".")[:2]) >= (0, 16)
     return {"durable-action-result": done, "stable-session-token": "not-needed" if own_token_var else done}
+
+
 # ignore-forwarded-for is pending on the 0.13/0.14 shapes (fixture r0_14) and not-needed from 0.15 (upstream's rule).
 FORWARDED_OLD, FORWARDED_NEW = {"ignore-forwarded-for": "pending"}, {"ignore-forwarded-for": "not-needed"}
 

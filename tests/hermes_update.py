@@ -52,9 +52,25 @@ def git_update(checkout: Path, interactive: bool, branch: str = "main") -> dict:
 def pip_update(python: Path, version: str, find_links: Path) -> None:
     """`hermes update` on a pip install: upgrade hermes-agent in place with pip (offline, no dependencies)."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--upgrade", "--no-deps", "--no-compile",
-         "--no-index", "--find-links", str(find_links), f"hermes-agent=={version}"],
-        check=True, capture_output=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--upgrade",
+            "--no-deps",
+            "--no-compile",
+            "--no-index",
+            "--find-links",
+            str(find_links),
+            f"hermes-agent=={version}",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
 
 
@@ -88,8 +104,22 @@ def launcher_main(launcher: str) -> int:
         git_update(Path(settings["checkout"]), settings.get("interactive", False))
     elif mode == "pip":
         subprocess.run(
-            [settings["pip_python"], "-m", "pip", "--python", sys.executable, "install", "--quiet", "--upgrade", "--no-deps",
-             "--no-compile", "--no-index", "--find-links", settings["find_links"], f"hermes-agent=={settings['version']}"],
+            [
+                settings["pip_python"],
+                "-m",
+                "pip",
+                "--python",
+                sys.executable,
+                "install",
+                "--quiet",
+                "--upgrade",
+                "--no-deps",
+                "--no-compile",
+                "--no-index",
+                "--find-links",
+                settings["find_links"],
+                f"hermes-agent=={settings['version']}",
+            ],
             check=True,
         )
     elif mode == "write":  # replace a file, as a broken or unknown release would

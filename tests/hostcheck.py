@@ -18,7 +18,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Optional
 
-HOST_NAMES = ("_LOOPBACK_HOST_VALUES", "_is_accepted_host", "_hermes_patch_trusted_host", "_ws_host_origin_reason", "_ws_host_origin_is_allowed")
+HOST_NAMES = (
+    "_LOOPBACK_HOST_VALUES",
+    "_is_accepted_host",
+    "_hermes_patch_trusted_host",
+    "_ws_host_origin_reason",
+    "_ws_host_origin_is_allowed",
+)
 
 
 def _bound(stmt: ast.stmt) -> str | None:
@@ -32,7 +38,13 @@ def _bound(stmt: ast.stmt) -> str | None:
 
 
 def _run(nodes: list[ast.stmt], namespace: dict, filename: str) -> dict:
-    code = compile(ast.Module(body=nodes, type_ignores=[]), filename, "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True)
+    code = compile(
+        ast.Module(body=nodes, type_ignores=[]),
+        filename,
+        "exec",
+        flags=__future__.annotations.compiler_flag,
+        dont_inherit=True,
+    )
     exec(code, namespace)
     return namespace
 
@@ -109,9 +121,14 @@ def cors_regex(web_server: Path, *, old_starlette: bool = False) -> str:
     tree = ast.parse(web_server.read_text(encoding="utf-8"))
     body = tree.body
     index = next(
-        i for i, s in enumerate(body)
-        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Attribute)
-        and s.value.func.attr == "add_middleware" and s.value.args and isinstance(s.value.args[0], ast.Name)
+        i
+        for i, s in enumerate(body)
+        if isinstance(s, ast.Expr)
+        and isinstance(s.value, ast.Call)
+        and isinstance(s.value.func, ast.Attribute)
+        and s.value.func.attr == "add_middleware"
+        and s.value.args
+        and isinstance(s.value.args[0], ast.Name)
         and s.value.args[0].id == "CORSMiddleware"
     )
     nodes = [body[index]]

@@ -51,7 +51,12 @@ def _why_not() -> str | None:
         return "needs root: it creates Unix users and runs sshd"
     if not SSHD.exists():
         return "Debian's openssh-server is not installed (scripts/test installs it)"
-    if not HOST_PYTHON.exists() or subprocess.run([HOST_PYTHON, "-c", "import sys, ensurepip, setuptools; sys.exit(sys.version_info < (3, 11))"]).returncode:
+    if (
+        not HOST_PYTHON.exists()
+        or subprocess.run(
+            [HOST_PYTHON, "-c", "import sys, ensurepip, setuptools; sys.exit(sys.version_info < (3, 11))"]
+        ).returncode
+    ):
         return "/usr/bin/python3 (3.11+, with venv and setuptools) is needed on the hosts (scripts/test installs python3-venv, python3-setuptools)"
     if not (BIN / "ansible-playbook").exists():
         return "ansible-core is not installed in the test environment (pip install '.[test]')"
@@ -89,7 +94,11 @@ def _pristine(version: str) -> bytes:
 
 
 def _digest(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): _sha(p.read_bytes()) for p in sorted(path.rglob("*")) if p.is_file()} if path.exists() else {}
+    return (
+        {str(p.relative_to(path)): _sha(p.read_bytes()) for p in sorted(path.rglob("*")) if p.is_file()}
+        if path.exists()
+        else {}
+    )
 
 
 def _run(*cmd, **kw) -> subprocess.CompletedProcess:
@@ -147,7 +156,18 @@ class Fleet:
         user = f"hp{alias}{self.tag}"
         home = self.base / "home" / user
         home.parent.mkdir(exist_ok=True, mode=0o755)
-        _run("useradd", "--create-home", "--home-dir", home, "--password", "*", "--shell", "/bin/sh", "--user-group", user)
+        _run(
+            "useradd",
+            "--create-home",
+            "--home-dir",
+            home,
+            "--password",
+            "*",
+            "--shell",
+            "/bin/sh",
+            "--user-group",
+            user,
+        )
         host = Host(alias, user, home, {})
         self.hosts.append(host)
         return host
@@ -157,8 +177,21 @@ class Fleet:
         venv = host.home / "hermes-venv"
         _as(host, HOST_PYTHON, "-m", "venv", "--without-pip", venv)
         # offline, without dependencies (hermes-patch never imports Hermes); then the files are the user's
-        _run(sys.executable, "-m", "pip", "--python", venv / "bin/python", "install", "--quiet", "--no-deps", "--no-compile",
-             "--no-index", "--find-links", self.base / "wheels", f"hermes-agent=={version}")
+        _run(
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin/python",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--no-index",
+            "--find-links",
+            self.base / "wheels",
+            f"hermes-agent=={version}",
+        )
         _run("chown", "-R", f"{host.user}:{host.user}", venv)
         host.target = {"hermes_python": "~/hermes-venv/bin/python"}
         return host
@@ -202,7 +235,9 @@ class Fleet:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         _run(SSHD, "-t", "-f", d / "sshd_config")
         self.sshd_log = open(d / "sshd.log", "w")
-        self.sshd = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stdout=self.sshd_log, stderr=subprocess.STDOUT)
+        self.sshd = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stdout=self.sshd_log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -219,19 +254,64 @@ class Fleet:
     def configure_ansible(self) -> None:
         b = self.base
         out = b / "dist"
-        _run(BIN / "ansible-galaxy", "collection", "build", REPO / "ansible_collections/hermes_patch/hermes", "--output-path", out, env=self._env())
+        _run(
+            BIN / "ansible-galaxy",
+            "collection",
+            "build",
+            REPO / "ansible_collections/hermes_patch/hermes",
+            "--output-path",
+            out,
+            env=self._env(),
+        )
         [tarball] = out.glob("hermes_patch-hermes-*.tar.gz")
-        _run(BIN / "ansible-galaxy", "collection", "install", "--offline", "-p", b / "collections", tarball, env=self._env())
-        doc = _run(BIN / "ansible-doc", "--json", "hermes_patch.hermes.patch", env={**self._env(), "ANSIBLE_COLLECTIONS_PATH": str(b / "collections")})
+        _run(
+            BIN / "ansible-galaxy",
+            "collection",
+            "install",
+            "--offline",
+            "-p",
+            b / "collections",
+            tarball,
+            env=self._env(),
+        )
+        doc = _run(
+            BIN / "ansible-doc",
+            "--json",
+            "hermes_patch.hermes.patch",
+            env={**self._env(), "ANSIBLE_COLLECTIONS_PATH": str(b / "collections")},
+        )
         options = json.loads(doc.stdout)["hermes_patch.hermes.patch"]["doc"]["options"]
-        assert {"state", "python", "root", "file", "config", "config_file", "state_dir", "patches", "force", "executable"} == set(options)
+        assert {
+            "state",
+            "python",
+            "root",
+            "file",
+            "config",
+            "config_file",
+            "state_dir",
+            "patches",
+            "force",
+            "executable",
+        } == set(options)
         hosts = {h.alias: {"ansible_user": h.user, **h.target} for h in self.hosts}
-        inventory = {"hermes": {"hosts": hosts, "vars": {
-            "ansible_host": "127.0.0.1", "ansible_port": self.port, "ansible_python_interpreter": str(HOST_PYTHON),
-            "ansible_ssh_private_key_file": str(b / "client_key"),
-            # offline, from the wheelhouse; no .pyc compiled at install (they are written on first use)
-            "hermes_patch_pip_env": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(b / "wheels"), "PIP_NO_COMPILE": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-        }}}
+        inventory = {
+            "hermes": {
+                "hosts": hosts,
+                "vars": {
+                    "ansible_host": "127.0.0.1",
+                    "ansible_port": self.port,
+                    "ansible_python_interpreter": str(HOST_PYTHON),
+                    "ansible_ssh_private_key_file": str(b / "client_key"),
+                    # offline, from the wheelhouse; no .pyc compiled at install (they are written on first use)
+                    "hermes_patch_pip_env": {
+                        "PIP_NO_INDEX": "1",
+                        "PIP_FIND_LINKS": str(b / "wheels"),
+                        "PIP_NO_COMPILE": "1",
+                        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                    },
+                },
+            }
+        }
         (b / "inventory.yml").write_text(json.dumps(inventory, indent=1))  # JSON is YAML
         (b / "cp").mkdir()
         (b / "ansible.cfg").write_text(
@@ -243,16 +323,24 @@ class Fleet:
             f"-o UserKnownHostsFile={b / 'known_hosts'} -o StrictHostKeyChecking=yes\n"
             f"control_path_dir = {b / 'cp'}\n"
         )
-        playbook = re.search(r"<!-- playbook: site.yml -->\n```yaml\n(.*?)```", (REPO / "docs/many-hosts.md").read_text(), re.S)
+        playbook = re.search(
+            r"<!-- playbook: site.yml -->\n```yaml\n(.*?)```", (REPO / "docs/many-hosts.md").read_text(), re.S
+        )
         assert playbook, "docs/many-hosts.md lost its playbook"
         (b / "site.yml").write_text(playbook.group(1))
 
     def _env(self) -> dict[str, str]:
         return {
-            "PATH": f"{BIN}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
-            "ANSIBLE_CONFIG": str(self.base / "ansible.cfg"), "ANSIBLE_HOME": str(self.base / "ansible-home"),
-            "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-local"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_DEPRECATION_WARNINGS": "0",
-            "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).parent / "ansible_plugins/callback"), "ANSIBLE_CALLBACKS_ENABLED": "record",
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            "ANSIBLE_CONFIG": str(self.base / "ansible.cfg"),
+            "ANSIBLE_HOME": str(self.base / "ansible-home"),
+            "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-local"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_DEPRECATION_WARNINGS": "0",
+            "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).parent / "ansible_plugins/callback"),
+            "ANSIBLE_CALLBACKS_ENABLED": "record",
         }
 
     def play(self, *args: str) -> "Play":
@@ -260,18 +348,30 @@ class Fleet:
         record = self.base / "record.json"
         record.unlink(missing_ok=True)
         started = time.monotonic()
-        proc = subprocess.run([str(BIN / "ansible-playbook"), str(self.base / "site.yml"), *args], capture_output=True, text=True,
-                              env={**self._env(), "HERMES_PATCH_ANSIBLE_RECORD": str(record)}, timeout=900, cwd=self.base)
+        proc = subprocess.run(
+            [str(BIN / "ansible-playbook"), str(self.base / "site.yml"), *args],
+            capture_output=True,
+            text=True,
+            env={**self._env(), "HERMES_PATCH_ANSIBLE_RECORD": str(record)},
+            timeout=900,
+            cwd=self.base,
+        )
         seconds = time.monotonic() - started
         print(f"ansible-playbook {' '.join(args)}: {seconds:.1f} s", flush=True)
-        assert record.exists(), f"ansible-playbook recorded nothing (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
+        assert record.exists(), (
+            f"ansible-playbook recorded nothing (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
+        )
         return Play(proc, json.loads(record.read_text()), seconds)
 
     # -- teardown ----------------------------------------------------------------
 
     def close(self) -> None:
         for sock in (self.base / "cp").glob("*") if (self.base / "cp").exists() else []:
-            subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "127.0.0.1"], capture_output=True, timeout=30)
+            subprocess.run(
+                ["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "127.0.0.1"],
+                capture_output=True,
+                timeout=30,
+            )
         if self.sshd is not None:
             self.sshd.terminate()
             self.sshd.wait(timeout=30)
@@ -299,11 +399,18 @@ class Play:
 
     def recap(self) -> dict[str, dict[str, int]]:
         """The PLAY RECAP lines as the operator reads them."""
-        return {m[0]: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m[1])} for m in re.findall(r"^(\S+)\s+: (ok=.*)$", self.proc.stdout, re.M)}
+        return {
+            m[0]: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m[1])}
+            for m in re.findall(r"^(\S+)\s+: (ok=.*)$", self.proc.stdout, re.M)
+        }
 
     def result(self, host: str) -> dict:
         """The patch task's result on ``host``, with ``status`` (ok / failed) as the callback saw it in ``_outcome``."""
-        [r] = [{**r["result"], "_outcome": r["status"]} for r in self.record["results"] if r["task"] == TASK and r["host"] == host]
+        [r] = [
+            {**r["result"], "_outcome": r["status"]}
+            for r in self.record["results"]
+            if r["task"] == TASK and r["host"] == host
+        ]
         return r
 
 
@@ -332,10 +439,24 @@ def _states(result: dict) -> dict[str, str]:
 #: The catalog's states after apply with this playbook's configuration, by release (0.14 also
 #: gets the backports 0.15/0.16 made upstream: ignore-forwarded-for, stable-session-token).
 APPLIED = {
-    "0.14.0": {"cors-origins": "not-needed", "durable-action-result": "applied", "ignore-forwarded-for": "applied", "public-action-status": "applied",
-               "relax-ws-peer-check": "applied", "stable-session-token": "applied", "trusted-hosts": "not-needed"},
-    "0.19.0": {"cors-origins": "not-needed", "durable-action-result": "applied", "ignore-forwarded-for": "not-needed", "public-action-status": "applied",
-               "relax-ws-peer-check": "applied", "stable-session-token": "not-needed", "trusted-hosts": "not-needed"},
+    "0.14.0": {
+        "cors-origins": "not-needed",
+        "durable-action-result": "applied",
+        "ignore-forwarded-for": "applied",
+        "public-action-status": "applied",
+        "relax-ws-peer-check": "applied",
+        "stable-session-token": "applied",
+        "trusted-hosts": "not-needed",
+    },
+    "0.19.0": {
+        "cors-origins": "not-needed",
+        "durable-action-result": "applied",
+        "ignore-forwarded-for": "not-needed",
+        "public-action-status": "applied",
+        "relax-ws-peer-check": "applied",
+        "stable-session-token": "not-needed",
+        "trusted-hosts": "not-needed",
+    },
 }
 VERSION = {"h014": "0.14.0", "h019": "0.19.0", "hgit": "0.19.0"}
 
@@ -361,7 +482,11 @@ def test_a_fleet_over_ssh(fleet: Fleet):
         assert r["changed"] is True and r["msg"] == _applied_msg(VERSION[a]), r
         assert _states(r) == APPLIED[VERSION[a]] and r["status"]["exit_code"] == 0
         [written] = r["files"]
-        assert written["written"] and written["sha256_before"] == _sha(pristine[a]) and written["sha256_after"] == _sha(hosts[a].web.read_bytes())
+        assert (
+            written["written"]
+            and written["sha256_before"] == _sha(pristine[a])
+            and written["sha256_after"] == _sha(hosts[a].web.read_bytes())
+        )
         assert written["path"] == str(hosts[a].web.resolve())
         assert hosts[a].web.stat().st_uid == pwd.getpwnam(hosts[a].user).pw_uid  # written by the host's own user
     assert first.result("hgit")["status"]["target"]["install_method"] == "git"
@@ -371,8 +496,14 @@ def test_a_fleet_over_ssh(fleet: Fleet):
     # 2. second run: idempotent, changed=0 on every host
     second = fleet.play()
     timings["second"] = second.seconds
-    assert second.proc.returncode == 0 and second.changed() == {a: 0 for a in aliases} and second.failed() == {a: 0 for a in aliases}
-    assert {h: (r["changed"], r["failed"]) for h, r in second.recap().items()} == {a: (0, 0) for a in aliases}  # what the operator reads
+    assert (
+        second.proc.returncode == 0
+        and second.changed() == {a: 0 for a in aliases}
+        and second.failed() == {a: 0 for a in aliases}
+    )
+    assert {h: (r["changed"], r["failed"]) for h, r in second.recap().items()} == {
+        a: (0, 0) for a in aliases
+    }  # what the operator reads
     assert all(second.result(a)["msg"] == "nothing to apply" for a in aliases)
     assert {a: hosts[a].web.read_bytes() for a in aliases} == patched
 
@@ -420,15 +551,30 @@ def test_a_fleet_over_ssh(fleet: Fleet):
 
     # 6. pip upgrade of one host, 0.14.0 -> 0.19.0, offline from the wheelhouse: patched there, changed=0 elsewhere
     h014 = hosts["h014"]
-    _as(h014, h014.home / ".local/share/hermes-patch/venv/bin/pip", "--python", h014.home / "hermes-venv/bin/python", "install", "--quiet",
-        "--upgrade", "--no-deps", "--no-compile", "--no-index", "--find-links", fleet.base / "wheels", "hermes-agent==0.19.0")
+    _as(
+        h014,
+        h014.home / ".local/share/hermes-patch/venv/bin/pip",
+        "--python",
+        h014.home / "hermes-venv/bin/python",
+        "install",
+        "--quiet",
+        "--upgrade",
+        "--no-deps",
+        "--no-compile",
+        "--no-index",
+        "--find-links",
+        fleet.base / "wheels",
+        "hermes-agent==0.19.0",
+    )
     assert h014.web.read_bytes() == pristine["h019"]
     upgraded = fleet.play()
     timings["after-upgrade"] = upgraded.seconds
     assert upgraded.proc.returncode == 0 and upgraded.changed() == {"h014": 1, "h019": 0, "hgit": 0}
     r = upgraded.result("h014")
     assert r["status"]["target"]["version"] == "0.19.0" and _states(r) == APPLIED["0.19.0"]
-    assert r["notes"] == ["web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0); the old backup will not be restored over it"]
+    assert r["notes"] == [
+        "web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0); the old backup will not be restored over it"
+    ]
     assert h014.web.read_bytes() == patched["h019"]  # the same bytes as the host that was on 0.19.0 all along
     print(f"ansible-playbook seconds: {timings}")
 
@@ -437,15 +583,35 @@ def test_the_module_with_an_inline_configuration_on_localhost(fleet: Fleet, tmp_
     """`config:` (a dict with the TOML keys) and a refused configuration, through ansible's local connection."""
     root = tmp_path / "sp"
     shutil.copytree(REPO / "fixtures/releases/r0_16", root)
-    common = ["localhost", "-c", "local", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", "-m", "hermes_patch.hermes.patch"]
-    args = {"root": str(root), "executable": str(BIN / "hermes-patch"), "state_dir": str(tmp_path / "state"),
-            "config": {"patches": {"trusted-hosts": {"hosts": ["hermes.example.com"]}, "relax-ws-peer-check": {"enabled": False}}}}
+    common = [
+        "localhost",
+        "-c",
+        "local",
+        "-i",
+        "localhost,",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        "-m",
+        "hermes_patch.hermes.patch",
+    ]
+    args = {
+        "root": str(root),
+        "executable": str(BIN / "hermes-patch"),
+        "state_dir": str(tmp_path / "state"),
+        "config": {
+            "patches": {"trusted-hosts": {"hosts": ["hermes.example.com"]}, "relax-ws-peer-check": {"enabled": False}}
+        },
+    }
     env = fleet._env()
-    proc = subprocess.run([str(BIN / "ansible"), *common, "-a", json.dumps(args)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [str(BIN / "ansible"), *common, "-a", json.dumps(args)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0 and "localhost | CHANGED" in proc.stdout, proc.stdout + proc.stderr
     text = (root / WEB).read_text()
     assert "# hermes-patch: trusted-hosts" in text and "'hermes.example.com'" in text or '"hermes.example.com"' in text
     args["config"] = {"patches": {"relax-ws-peer-check": {"trusted_proxies": ["10.0.0.5/24"]}}}
-    proc = subprocess.run([str(BIN / "ansible"), *common, "-a", json.dumps(args)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [str(BIN / "ansible"), *common, "-a", json.dumps(args)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 2 and "localhost | FAILED" in proc.stdout and "10.0.0.5/24" in proc.stdout, proc.stdout
     assert (root / WEB).read_text() == text

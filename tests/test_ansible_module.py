@@ -16,7 +16,9 @@ import pytest
 from conftest import REPO
 
 pytest.importorskip("ansible.module_utils.basic")
-_spec = importlib.util.spec_from_file_location("hermes_patch_ansible_module", REPO / "ansible_collections/hermes_patch/hermes/plugins/modules/patch.py")
+_spec = importlib.util.spec_from_file_location(
+    "hermes_patch_ansible_module", REPO / "ansible_collections/hermes_patch/hermes/plugins/modules/patch.py"
+)
 module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(module)
 
@@ -25,10 +27,26 @@ _spec.loader.exec_module(module)
     "config",
     [
         {},
-        {"patches": {"relax-ws-peer-check": {"trusted_proxies": ["127.0.0.5/32", "10.0.0.0/8"], "allow_catch_all": False}}},
-        {"patch_dirs": ["~/my patches", "/srv/x"], "patches": {"public-action-status": {"actions": ["hermes-update"]}, "cors-origins": {"enabled": False}}},
+        {
+            "patches": {
+                "relax-ws-peer-check": {"trusted_proxies": ["127.0.0.5/32", "10.0.0.0/8"], "allow_catch_all": False}
+            }
+        },
+        {
+            "patch_dirs": ["~/my patches", "/srv/x"],
+            "patches": {"public-action-status": {"actions": ["hermes-update"]}, "cors-origins": {"enabled": False}},
+        },
         {"patches": {"trusted-hosts": {}}},
-        {"patches": {"odd.id with space": {"s": 'quote " backslash \\ newline \n tab \t del \x7f nul \x00 é 😀 \u2028', "n": 3, "f": 0.5, "nested": [["a"], []]}}},
+        {
+            "patches": {
+                "odd.id with space": {
+                    "s": 'quote " backslash \\ newline \n tab \t del \x7f nul \x00 é 😀 \u2028',
+                    "n": 3,
+                    "f": 0.5,
+                    "nested": [["a"], []],
+                }
+            }
+        },
     ],
     ids=["empty", "lists-and-bool", "top-level-and-disabled", "empty-table", "every-character"],
 )

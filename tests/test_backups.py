@@ -36,7 +36,10 @@ def test_old_backups_go_and_recent_ones_stay(tmp_path: Path, run: Runner):
     assert not set(seen[: -KEEP_WRITES - 1]) & kept  # older ones are gone
     assert other_shas <= kept  # the other target's backups are untouched
     assert len(kept) <= len(other_shas) + KEEP_WRITES + 2  # this target: the original plus one per recent write
-    assert any(f"pruned 1 old backup(s): the backups of the last {KEEP_WRITES} writes per target are kept" in o for o in outputs)
+    assert any(
+        f"pruned 1 old backup(s): the backups of the last {KEEP_WRITES} writes per target are kept" in o
+        for o in outputs
+    )
     assert not [o for o in outputs[:KEEP_WRITES] if any(line.startswith("pruned") for line in o.splitlines())]
     for name in kept:  # every kept backup is still whole
         assert hashlib.sha256((run.state / "backups" / name).read_bytes()).hexdigest() == name

@@ -44,7 +44,9 @@ def test_the_ci_recipe_passes_with_hosts_set(tmp_path: Path, run: Runner, versio
     ci = tmp_path / "ci"
     ci.mkdir()
     code, doc, err = run_recipe(recipe, root, run, ci)
-    assert code == 1 and doc["exit_code"] == 1 and "hermes-patch status exited 1" in err  # pending: the recipe fails, as it should
+    assert (
+        code == 1 and doc["exit_code"] == 1 and "hermes-patch status exited 1" in err
+    )  # pending: the recipe fails, as it should
 
     run("apply", "--root", str(root), check=0)
     code, doc, err = run_recipe(recipe, root, run, ci)

@@ -10,8 +10,13 @@ from conftest import Runner, copy_fixture, tree_digest, states
 def test_list_prints_sorted_id_versions_description(run: Runner):
     out = run("list", check=0).stdout.splitlines()
     assert [line.split()[0] for line in out] == [
-        "cors-origins", "durable-action-result", "ignore-forwarded-for", "public-action-status", "relax-ws-peer-check",
-        "stable-session-token", "trusted-hosts",
+        "cors-origins",
+        "durable-action-result",
+        "ignore-forwarded-for",
+        "public-action-status",
+        "relax-ws-peer-check",
+        "stable-session-token",
+        "trusted-hosts",
     ]
     assert all(line.split()[1] == ">=0.13.0" for line in out)
 
@@ -32,7 +37,9 @@ def test_status_exit_codes_follow_the_contract(tmp_path, run: Runner):
     assert run("status", "--root", str(root)).returncode == 0
     run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n')
     assert run("status", "--root", str(root)).returncode == 1  # configuration changed: pending
-    (root / "hermes_cli/web_server.py").write_text((root / "hermes_cli/web_server.py").read_text().replace("def _ws_client_is_allowed(", "def _renamed("))
+    (root / "hermes_cli/web_server.py").write_text(
+        (root / "hermes_cli/web_server.py").read_text().replace("def _ws_client_is_allowed(", "def _renamed(")
+    )
     assert run("status", "--root", str(root)).returncode == 2
 
 
@@ -42,8 +49,12 @@ def test_json_is_alone_on_stdout(tmp_path, run: Runner):
     doc = json.loads(proc.stdout)
     assert doc["schema"] == 1 and doc["exit_code"] == proc.returncode == 1
     assert states(doc) == {
-        "cors-origins": "not-needed", "durable-action-result": "not-needed", "ignore-forwarded-for": "not-needed",
-        "public-action-status": "pending", "relax-ws-peer-check": "not-needed", "stable-session-token": "not-needed",
+        "cors-origins": "not-needed",
+        "durable-action-result": "not-needed",
+        "ignore-forwarded-for": "not-needed",
+        "public-action-status": "pending",
+        "relax-ws-peer-check": "not-needed",
+        "stable-session-token": "not-needed",
         "trusted-hosts": "not-needed",
     }
 
@@ -70,10 +81,15 @@ def test_human_status_lines(tmp_path, run: Runner):
 def test_apply_output_and_second_apply(tmp_path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     first = run("apply", "--root", str(root), check=0)
-    assert first.stdout.splitlines()[0] == f"applied public-action-status, relax-ws-peer-check → {(root / 'hermes_cli/web_server.py').resolve()}"
+    assert (
+        first.stdout.splitlines()[0]
+        == f"applied public-action-status, relax-ws-peer-check → {(root / 'hermes_cli/web_server.py').resolve()}"
+    )
     assert first.stdout.splitlines()[1].startswith("restart: no running dashboard of this install was found here")
     assert run("apply", "--root", str(root), check=0).stdout.strip() == "nothing to apply"
-    assert run("revert", "--root", str(root), check=0).stdout.startswith("reverted public-action-status, relax-ws-peer-check")
+    assert run("revert", "--root", str(root), check=0).stdout.startswith(
+        "reverted public-action-status, relax-ws-peer-check"
+    )
     assert run("revert", "--root", str(root), check=0).stdout.strip() == "nothing to revert"
 
 

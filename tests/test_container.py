@@ -33,7 +33,9 @@ class Image:
     def __init__(self, top: Path, config: str | None = CONFIG) -> None:
         self.top = top
         hermes = top / "opt/hermes"
-        shutil.copytree(real_release("0.19.0") / "hermes_cli", hermes / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            real_release("0.19.0") / "hermes_cli", hermes / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__")
+        )
         venv = hermes / ".venv"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
         # the image's venv finds the source tree /opt/hermes (the project is bound to it, not copied in)
@@ -69,7 +71,9 @@ def test_the_dockerfile_in_the_docs_runs_this_script():
     copy = re.search(r"^COPY --chmod=0755 (\S+) (/etc/cont-init.d/\S+)$", dockerfile, re.M)
     assert copy and (REPO / copy.group(1)) == SCRIPT and SCRIPT.stat().st_mode & 0o111
     assert f"RUN HERMES_PATCH_STRICT=1 sh {copy.group(2)}" in dockerfile.splitlines()
-    assert SCRIPT.read_text().startswith("#!/command/with-contenv sh\n")  # s6-overlay's environment, like the image's own scripts
+    assert SCRIPT.read_text().startswith(
+        "#!/command/with-contenv sh\n"
+    )  # s6-overlay's environment, like the image's own scripts
 
 
 def test_build_then_every_start(tmp_path: Path):
@@ -78,18 +82,38 @@ def test_build_then_every_start(tmp_path: Path):
     built = image.start(strict=True)
     assert built.returncode == 0 and built.stderr == "", built.stderr
     applied, *after = built.stdout.splitlines()
-    assert applied == f"[hermes-patch] applied durable-action-result, public-action-status, relax-ws-peer-check → {image.web}"
-    assert all(line.startswith("[hermes-patch] restart: ") for line in after), built.stdout  # apply's restart advice, passed on
+    assert (
+        applied
+        == f"[hermes-patch] applied durable-action-result, public-action-status, relax-ws-peer-check → {image.web}"
+    )
+    assert all(line.startswith("[hermes-patch] restart: ") for line in after), (
+        built.stdout
+    )  # apply's restart advice, passed on
     patched = sha(image.web)
     assert patched != pristine and "# hermes-patch: relax-ws-peer-check" in image.web.read_text()
-    assert image.state.stat().st_mode & 0o777 == 0o700 and not (tmp_path / "image/root").exists()  # nothing in root's home
+    assert (
+        image.state.stat().st_mode & 0o777 == 0o700 and not (tmp_path / "image/root").exists()
+    )  # nothing in root's home
 
     started = image.start()  # the container starts from the built image: nothing to do
     assert (started.returncode, started.stdout, started.stderr) == (0, "[hermes-patch] nothing to apply\n", "")
     assert sha(image.web) == patched
 
-    status = subprocess.run([hermes_patch_exe(), "status", "--json", "--python", str(image.top / "opt/hermes/.venv/bin/python"),
-                             "--config", str(image.top / "etc/hermes-patch/config.toml"), "--state-dir", str(image.state)], capture_output=True, text=True)
+    status = subprocess.run(
+        [
+            hermes_patch_exe(),
+            "status",
+            "--json",
+            "--python",
+            str(image.top / "opt/hermes/.venv/bin/python"),
+            "--config",
+            str(image.top / "etc/hermes-patch/config.toml"),
+            "--state-dir",
+            str(image.state),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert status.returncode == 0, status.stdout
 
 
@@ -122,10 +146,16 @@ def test_missing_tool_and_missing_or_bad_configuration(tmp_path: Path):
     ]
 
     (image.top / "etc/hermes-patch").mkdir(parents=True)
-    (image.top / "etc/hermes-patch/config.toml").write_text('[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.0.0.5/24"]\n')
+    (image.top / "etc/hermes-patch/config.toml").write_text(
+        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.0.0.5/24"]\n'
+    )
     before = sha(image.web)
     bad = image.start(strict=True)
-    assert bad.returncode == 2 and "10.0.0.5/24" in bad.stderr and str(image.top / "etc/hermes-patch/config.toml") in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "10.0.0.5/24" in bad.stderr
+        and str(image.top / "etc/hermes-patch/config.toml") in bad.stderr
+    )
     assert sha(image.web) == before
 
 

@@ -24,7 +24,15 @@ from conftest import FORWARDED_NEW, UNCONFIGURED, Runner, copy_fixture, sha, sta
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
 # Steps the crash contract names; enumeration must reach each of them.
-KNOWN_STEPS = {"temp-write", "fsync", "rename", "after-backup", "after-ledger-pending", "after-target-write", "after-ledger-commit"}
+KNOWN_STEPS = {
+    "temp-write",
+    "fsync",
+    "rename",
+    "after-backup",
+    "after-ledger-pending",
+    "after-target-write",
+    "after-ledger-commit",
+}
 
 SCENARIOS = {
     # name: (fixture, config, command that is killed, command run first)
@@ -133,16 +141,24 @@ def test_kill_at_every_step_leaves_whole_files_and_the_next_command_completes(na
         if done.returncode != 0 or done.stderr:
             problems.append(f"{label}: the next {scenario.command} failed: exit {done.returncode} {done.stderr}")
         if files(root) != scenario.end:
-            problems.append(f"{label}: the next {scenario.command} did not give the same files as one clean {scenario.command}")
+            problems.append(
+                f"{label}: the next {scenario.command} did not give the same files as one clean {scenario.command}"
+            )
         if stale(root):
             problems.append(f"{label}: temporary files left: {stale(root)}")
         if pending(run):
             problems.append(f"{label}: the journal was not cleared")
     failed = {p.split(":")[0] + ":" + p.split(":")[1] for p in problems}
     outcome = f"files whole, status explains, the next {scenario.command} gives one clean {scenario.command}, no temp file left"
-    observed = f"{len(points) - len(failed)}/{len(points)} kill points: " + (outcome if not problems else "FAILED: " + "; ".join(problems[:3]))
+    observed = f"{len(points) - len(failed)}/{len(points)} kill points: " + (
+        outcome if not problems else "FAILED: " + "; ".join(problems[:3])
+    )
     steps = ", ".join(f"{s}×{n}" for s, n in Counter(s for s, _ in points).items())
-    tally(f"kill -9 at each step of {name} ({steps}; {temp_left} kills left a temp file, for the next command to remove)", f"{len(points)}/{len(points)} kill points: {outcome}", observed)
+    tally(
+        f"kill -9 at each step of {name} ({steps}; {temp_left} kills left a temp file, for the next command to remove)",
+        f"{len(points)}/{len(points)} kill points: {outcome}",
+        observed,
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -165,9 +181,15 @@ def test_a_crash_after_a_crash_still_completes(tmp_path):
         if (first.returncode, second.returncode) != (-signal.SIGKILL, -signal.SIGKILL):
             problems.append(f"{label}: not killed twice ({first.returncode}, {second.returncode})")
         if third.returncode != 0 or files(root) != scenario.end or pending(run):
-            problems.append(f"{label}: the third apply did not complete: exit {third.returncode} {third.stderr.strip()}")
+            problems.append(
+                f"{label}: the third apply did not complete: exit {third.returncode} {third.stderr.strip()}"
+            )
     observed = f"{len(points) - len(problems)}/{len(points)} double kills completed by the next apply"
-    tally("kill -9 while a backup is written, then kill -9 after the journal is written", f"{len(points)}/{len(points)} double kills completed by the next apply", observed)
+    tally(
+        "kill -9 while a backup is written, then kill -9 after the journal is written",
+        f"{len(points)}/{len(points)} double kills completed by the next apply",
+        observed,
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -175,14 +197,24 @@ ENOSPC_EXPECTED = "exit 2, one paragraph saying the disk is full, files unchange
 
 
 def enospc_outcome(run: Runner, root: Path, proc: subprocess.CompletedProcess, before: dict[str, str]) -> str:
-    paragraph = proc.stdout == "" and proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1 and "the disk is full" in proc.stderr and "`hermes-patch" in proc.stderr
-    return ", ".join([
-        f"exit {proc.returncode}",
-        "one paragraph saying the disk is full" if paragraph else f"UNEXPECTED MESSAGE {proc.stderr.strip()[:200]!r}",
-        "files unchanged" if files(root) == before else "FILES CHANGED",
-        "no temp file" if not stale(root) else "TEMP FILE LEFT",
-        "no journal left" if not pending(run) else "JOURNAL LEFT",
-    ])
+    paragraph = (
+        proc.stdout == ""
+        and proc.stderr.startswith("error: ")
+        and len(proc.stderr.strip().splitlines()) == 1
+        and "the disk is full" in proc.stderr
+        and "`hermes-patch" in proc.stderr
+    )
+    return ", ".join(
+        [
+            f"exit {proc.returncode}",
+            "one paragraph saying the disk is full"
+            if paragraph
+            else f"UNEXPECTED MESSAGE {proc.stderr.strip()[:200]!r}",
+            "files unchanged" if files(root) == before else "FILES CHANGED",
+            "no temp file" if not stale(root) else "TEMP FILE LEFT",
+            "no journal left" if not pending(run) else "JOURNAL LEFT",
+        ]
+    )
 
 
 @pytest.fixture
@@ -213,7 +245,12 @@ def test_a_really_full_disk_leaves_the_target_untouched(small_disk, tmp_path):
     observed = enospc_outcome(run, root, proc, before)
     filler.unlink()
     done = run("apply", "--root", str(root))
-    completed = done.returncode == 0 and states(run.status("--root", str(root))[1]) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "applied", WS: "applied"}
+    completed = done.returncode == 0 and states(run.status("--root", str(root))[1]) == {
+        **UNCONFIGURED,
+        **FORWARDED_NEW,
+        PAS: "applied",
+        WS: "applied",
+    }
     observed += "; the next apply completes" if completed else "; the next apply FAILED"
     tally("disk full while writing (a full 1 MiB tmpfs)", ENOSPC_EXPECTED, observed)
     assert observed == ENOSPC_EXPECTED, proc.stderr
@@ -232,11 +269,19 @@ def test_enospc_at_every_write_leaves_everything_as_it_was(name, tmp_path):
         proc = run("apply", "--root", str(root), env={"HERMES_PATCH_FAULT": f"{label}:enospc"})
         observed = enospc_outcome(run, root, proc, scenario.start)
         done = run("apply", "--root", str(root))
-        observed += "; the next apply completes" if done.returncode == 0 and files(root) == scenario.end else "; the next apply FAILED"
+        observed += (
+            "; the next apply completes"
+            if done.returncode == 0 and files(root) == scenario.end
+            else "; the next apply FAILED"
+        )
         if observed != ENOSPC_EXPECTED:
             bad.append(f"{label}: {observed}")
     observed = f"{len(points) - len(bad)}/{len(points)} points: " + (ENOSPC_EXPECTED if not bad else "; ".join(bad[:3]))
-    tally(f"ENOSPC injected at each temp-write and fsync of {name} ({len(points)} points)", f"{len(points)}/{len(points)} points: {ENOSPC_EXPECTED}", observed)
+    tally(
+        f"ENOSPC injected at each temp-write and fsync of {name} ({len(points)} points)",
+        f"{len(points)}/{len(points)} points: {ENOSPC_EXPECTED}",
+        observed,
+    )
     assert not bad, "\n".join(bad)
 
 
@@ -251,12 +296,18 @@ def test_eight_applies_at_once_equal_one_apply(tmp_path):
     run = Runner(tmp_path)
     run.configure(PROXY)
     cmd = [run.exe, "apply", "--root", str(root), *run.common]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run.env) for _ in range(8)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run.env) for _ in range(8)
+    ]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     applied_line = f"applied {PAS}, {WS} → {(root / 'hermes_cli/web_server.py').resolve()}"
     outs = sorted(out.splitlines()[0] for _, out, _ in results)  # the applied one then says what to restart
     same = tree_digest(root) == tree_digest(reference)
-    ok = [code for code, _, _ in results] == [0] * 8 and all(err == "" for _, _, err in results) and outs == [applied_line] + ["nothing to apply"] * 7
+    ok = (
+        [code for code, _, _ in results] == [0] * 8
+        and all(err == "" for _, _, err in results)
+        and outs == [applied_line] + ["nothing to apply"] * 7
+    )
     observed = f"{'same sha256 as one apply' if same else 'DIFFERENT FILES'}, {'stderr empty, one applied and seven nothing to apply' if ok else f'UNEXPECTED OUTPUT {results}'}"
     expected = "same sha256 as one apply, stderr empty, one applied and seven nothing to apply"
     tally("eight `hermes-patch apply` started at once on one target", expected, observed)
@@ -272,7 +323,11 @@ def test_hand_edit_after_apply_is_drift_and_nothing_is_lost(tmp_path):
     run("apply", "--root", str(root), check=0)
     web = root / "hermes_cli/web_server.py"
     text = web.read_text()
-    edited = text.replace("    if not client_host:\n        return True\n", "    if not client_host:  # local change\n        return False\n", 1)
+    edited = text.replace(
+        "    if not client_host:\n        return True\n",
+        "    if not client_host:  # local change\n        return False\n",
+        1,
+    )
     assert edited != text
     web.write_text(edited)
 
@@ -282,18 +337,29 @@ def test_hand_edit_after_apply_is_drift_and_nothing_is_lost(tmp_path):
     human = run("status", "--root", str(root)).stdout
     said = said and re.search(rf"^{WS}\s+drifted\s", human, re.M) is not None
     refused = run("revert", "--root", str(root))
-    refusal_ok = refused.returncode == 2 and "--force" in refused.stderr and WS in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    refusal_ok = (
+        refused.returncode == 2
+        and "--force" in refused.stderr
+        and WS in refused.stderr
+        and len(refused.stderr.strip().splitlines()) == 1
+    )
     kept = web.read_text() == edited
     apply_refused = run("apply", "--root", str(root)).returncode == 2 and web.read_text() == edited
     forced = run("revert", "--force", "--root", str(root))
     after = web.read_text()
-    hand_edit_kept = forced.returncode == 0 and "# local change\n        return False" in after and "# hermes-patch:" not in after
+    hand_edit_kept = (
+        forced.returncode == 0 and "# local change\n        return False" in after and "# hermes-patch:" not in after
+    )
     expected = "status drifted naming the patch and function; revert and apply refuse (exit 2, names --force), file unchanged; revert --force removes only our lines"
-    observed = "; ".join([
-        "status drifted naming the patch and function" if said else f"STATUS SAYS {report}",
-        "revert and apply refuse (exit 2, names --force), file unchanged" if refusal_ok and kept and apply_refused else f"NOT REFUSED CLEANLY {refused.stderr!r}",
-        "revert --force removes only our lines" if hand_edit_kept else "HAND EDIT LOST",
-    ])
+    observed = "; ".join(
+        [
+            "status drifted naming the patch and function" if said else f"STATUS SAYS {report}",
+            "revert and apply refuse (exit 2, names --force), file unchanged"
+            if refusal_ok and kept and apply_refused
+            else f"NOT REFUSED CLEANLY {refused.stderr!r}",
+            "revert --force removes only our lines" if hand_edit_kept else "HAND EDIT LOST",
+        ]
+    )
     tally("hand edit of a patched function after apply", expected, observed)
     assert observed == expected
 
@@ -303,7 +369,16 @@ def test_applies_on_different_targets_at_once_keep_every_ledger_record(tmp_path)
     """The ledger is shared by every target in a state dir: concurrent writers must not lose records."""
     run = Runner(tmp_path)
     roots = [copy_fixture("r0_15", tmp_path / f"t{i}") for i in range(6)]
-    procs = [subprocess.Popen([run.exe, "apply", "--root", str(r), *run.common], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run.env) for r in roots]
+    procs = [
+        subprocess.Popen(
+            [run.exe, "apply", "--root", str(r), *run.common],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=run.env,
+        )
+        for r in roots
+    ]
     codes = [p.wait(timeout=300) for p in procs]
     for p in procs:
         p.communicate()
@@ -311,5 +386,9 @@ def test_applies_on_different_targets_at_once_keep_every_ledger_record(tmp_path)
     kept = sum(str((r / "hermes_cli").resolve()) in records for r in roots)
     warm = sum(json.loads(run("status", "--json", "--root", str(r)).stdout)["exit_code"] == 0 for r in roots)
     observed = f"exit {sorted(set(codes))}, {kept}/6 ledger records kept, {warm}/6 report applied"
-    tally("six applies at once on six targets sharing one state dir", "exit [0], 6/6 ledger records kept, 6/6 report applied", observed)
+    tally(
+        "six applies at once on six targets sharing one state dir",
+        "exit [0], 6/6 ledger records kept, 6/6 report applied",
+        observed,
+    )
     assert observed == "exit [0], 6/6 ledger records kept, 6/6 report applied"

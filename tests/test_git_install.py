@@ -34,7 +34,9 @@ def _ident(path: Path) -> None:
 
 def _commit_release(seed: Path, fixture: str, readme: str) -> None:
     shutil.rmtree(seed / "hermes_cli", ignore_errors=True)
-    shutil.copytree(FIXTURES / fixture / "hermes_cli", seed / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        FIXTURES / fixture / "hermes_cli", seed / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (seed / "README.md").write_text(readme)
     git(seed, "add", "-A")
     git(seed, "commit", "-q", "-m", f"miniature {fixture}")
@@ -52,7 +54,9 @@ class Repo:
         _ident(self.seed)
         (self.seed / "notes.txt").write_text("operator notes\n")
         _commit_release(self.seed, "r0_14", "Hermes\nline two\n")
-        subprocess.run(["git", "clone", "-q", "-b", "main", str(self.origin), str(self.checkout)], check=True, capture_output=True)
+        subprocess.run(
+            ["git", "clone", "-q", "-b", "main", str(self.origin), str(self.checkout)], check=True, capture_output=True
+        )
         _ident(self.checkout)
 
     def upstream_release(self) -> None:
@@ -233,9 +237,13 @@ def test_a_stash_of_only_our_edits_is_reported_and_dropped(repo: Repo, run: Runn
     assert repo.stashes() == [{WEB}]
     code, doc = run.status("--root", repo.root)
     assert code == 1 and states(doc)[PAS] == "pending"
-    assert doc["notes"][0].startswith("web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0)")
-    assert doc["notes"][1:] == ["stash@{0} (On main: hermes-update-autostash-test) holds only hermes-patch's own edits of hermes_cli/web_server.py, "
-                                "left by an earlier update; `hermes-patch apply --drop-our-stash` drops it"]
+    assert doc["notes"][0].startswith(
+        "web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0)"
+    )
+    assert doc["notes"][1:] == [
+        "stash@{0} (On main: hermes-update-autostash-test) holds only hermes-patch's own edits of hermes_cli/web_server.py, "
+        "left by an earlier update; `hermes-patch apply --drop-our-stash` drops it"
+    ]
     assert run("status", "--root", repo.root, "--strict").returncode == 1
     kept = run("apply", "--root", repo.root, check=0)  # not a terminal: never drops without being asked
     assert "--drop-our-stash" in kept.stdout and len(repo.stashes()) == 1
@@ -246,7 +254,9 @@ def test_a_stash_of_only_our_edits_is_reported_and_dropped(repo: Repo, run: Runn
     assert code == 0 and doc["notes"] == []
 
 
-@pytest.mark.parametrize("extra", [{"notes.txt": "mine\n"}, {"mine.txt": "untracked\n"}], ids=["tracked-edit", "untracked-file"])
+@pytest.mark.parametrize(
+    "extra", [{"notes.txt": "mine\n"}, {"mine.txt": "untracked\n"}], ids=["tracked-edit", "untracked-file"]
+)
 @pytest.mark.slow
 def test_a_stash_holding_anything_else_is_never_dropped(repo: Repo, run: Runner, extra):
     _legacy_stash(repo, run, extra)
@@ -307,7 +317,9 @@ def test_hook_install_is_idempotent_and_uninstall_exact(repo: Repo, run: Runner,
     assert repo.meta() == once and (run.state / "ledger.json").read_bytes() == ledger_once
     run("hook", "uninstall", "--root", repo.root, check=0)
     assert repo.meta() == before  # the filter stays only while our edits are in the file
-    record = json.loads((run.state / "ledger.json").read_text())["targets"][str((repo.checkout / "hermes_cli").resolve())]
+    record = json.loads((run.state / "ledger.json").read_text())["targets"][
+        str((repo.checkout / "hermes_cli").resolve())
+    ]
     assert set(record.get("integrations", {})) == ({"git-filter"} if patched else set())
 
 
@@ -315,7 +327,7 @@ def test_hook_install_is_idempotent_and_uninstall_exact(repo: Repo, run: Runner,
 def test_an_existing_post_merge_hook_is_chained_and_restored(repo: Repo, run: Runner, tmp_path: Path):
     hook = repo.checkout / ".git/hooks/post-merge"
     witness = tmp_path / "own-hook-ran"
-    hook.write_text(f"#!/bin/sh\necho \"$1\" > {witness}\nexit 3\n")
+    hook.write_text(f'#!/bin/sh\necho "$1" > {witness}\nexit 3\n')
     hook.chmod(0o750)
     before = repo.meta()
     run("apply", "--root", repo.root, check=0)
@@ -359,7 +371,10 @@ def test_hook_show_prints_what_and_where(repo: Repo, run: Runner):
         f"command path: {run.exe} (trusted)",
     ]
     assert f"    /{WEB} filter=hermes-patch" in lines
-    assert any(f"apply --root {repo.checkout} --state-dir {run.state} --config {run.config} --auto git-hook:post-merge" in line for line in lines)
+    assert any(
+        f"apply --root {repo.checkout} --state-dir {run.state} --config {run.config} --auto git-hook:post-merge" in line
+        for line in lines
+    )
 
 
 def test_a_shared_hooks_path_is_refused(repo: Repo, run: Runner, tmp_path: Path):
@@ -397,7 +412,10 @@ def test_a_refused_reapply_in_the_hook_never_fails_the_pull(repo: Repo, run: Run
     git(repo.seed, "push", "-q", "origin", "HEAD:main")
     pull = git(repo.checkout, "pull", "--ff-only", "origin", "main", check=False)
     assert pull.returncode == 0
-    assert f"hermes-patch: the dashboard patches were not re-applied; see: {' '.join(run_cmd(run, 'status', '--root', repo.root)[:1])} status --root {repo.checkout}" in pull.stderr
+    assert (
+        f"hermes-patch: the dashboard patches were not re-applied; see: {' '.join(run_cmd(run, 'status', '--root', repo.root)[:1])} status --root {repo.checkout}"
+        in pull.stderr
+    )
     assert (repo.checkout / WEB).read_bytes() == web.read_bytes()  # upstream's file, whole
     assert repo.porcelain() == set()
 

@@ -56,11 +56,24 @@ def paragraph_ok(proc: subprocess.CompletedProcess, path: Path | str, command: s
 def outcome(procs: list[subprocess.CompletedProcess], path: Path | str, command: str, unchanged: bool) -> str:
     """The observed outcome of refused commands, in the words of :data:`REFUSED`."""
     codes = "/".join(str(c) for c in sorted({p.returncode for p in procs}))
-    said = "one paragraph naming the path and the next command" if all(paragraph_ok(p, path, command) for p in procs) else "NOT the expected paragraph"
+    said = (
+        "one paragraph naming the path and the next command"
+        if all(paragraph_ok(p, path, command) for p in procs)
+        else "NOT the expected paragraph"
+    )
     return f"exit {codes}, {said}, {'files unchanged' if unchanged else 'FILES CHANGED'}"
 
 
-def refuse_everywhere(run: Runner, target: list[str], path: Path | str, command: str, root: Path, subject: str, *, commands=("status", "apply", "revert", "diff")) -> str:
+def refuse_everywhere(
+    run: Runner,
+    target: list[str],
+    path: Path | str,
+    command: str,
+    root: Path,
+    subject: str,
+    *,
+    commands=("status", "apply", "revert", "diff"),
+) -> str:
     """Run each command on a bad input; each must refuse and change nothing. Returns the message."""
     before_tree, before_state = tree_digest(root), state_digest(run)
     procs = [run(cmd, *target) for cmd in commands]
@@ -79,9 +92,17 @@ BAD_TARGETS = {
     "empty": (lambda d: b"", "is empty", "hermes-patch status"),
     "only whitespace": (lambda d: b"\n\n   \n", "is empty", "hermes-patch status"),
     "not UTF-8": (lambda d: d + b'\n_X = "\xff\xfe"\n', "cannot be decoded", "pip install --force-reinstall"),
-    "unknown PEP 263 encoding": (lambda d: b"# -*- coding: klingon -*-\n" + d, "unknown encoding", "pip install --force-reinstall"),
+    "unknown PEP 263 encoding": (
+        lambda d: b"# -*- coding: klingon -*-\n" + d,
+        "unknown encoding",
+        "pip install --force-reinstall",
+    ),
     "NUL bytes": (lambda d: d + b"\x00\x00", "NUL bytes", "hermes-patch status"),
-    "BOM and a contradicting coding line": (lambda d: b"\xef\xbb\xbf# -*- coding: latin-1 -*-\n" + d, "cannot be decoded", "pip install --force-reinstall"),
+    "BOM and a contradicting coding line": (
+        lambda d: b"\xef\xbb\xbf# -*- coding: latin-1 -*-\n" + d,
+        "cannot be decoded",
+        "pip install --force-reinstall",
+    ),
 }
 
 
@@ -99,11 +120,17 @@ def test_bad_target_file_is_refused(case, tmp_path, run: Runner):
 def test_missing_file_and_directory_are_refused(tmp_path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     missing = root / "hermes_cli/nope.py"
-    assert "does not exist" in refuse_everywhere(run, ["--file", str(missing)], missing, "hermes-patch status", root, "target: missing file")
+    assert "does not exist" in refuse_everywhere(
+        run, ["--file", str(missing)], missing, "hermes-patch status", root, "target: missing file"
+    )
     folder = root / "hermes_cli"
-    assert "is a directory" in refuse_everywhere(run, ["--file", str(folder)], folder, "hermes-patch status --root", root, "target: a directory")
+    assert "is a directory" in refuse_everywhere(
+        run, ["--file", str(folder)], folder, "hermes-patch status --root", root, "target: a directory"
+    )
     gone = tmp_path / "no-such-root"
-    assert "does not exist" in refuse_everywhere(run, ["--root", str(gone)], gone, "hermes-patch status --python", root, "target: --root that does not exist")
+    assert "does not exist" in refuse_everywhere(
+        run, ["--root", str(gone)], gone, "hermes-patch status --python", root, "target: --root that does not exist"
+    )
 
 
 def test_dangling_symlink_is_refused(tmp_path, run: Runner):
@@ -147,9 +174,17 @@ def round_trip(run: Runner, fast: Path, slow: Path) -> str:
     """Apply on ``fast`` (fast path) and ``slow`` (whole module), check, revert ``fast``; describe it."""
     original = tree_digest(fast)
     before = {name: (fast / name).read_bytes() for name in original}
-    applied = run("apply", "--root", str(fast)).returncode == 0 and run("apply", "--root", str(slow), env=SLOW).returncode == 0
+    applied = (
+        run("apply", "--root", str(fast)).returncode == 0
+        and run("apply", "--root", str(slow), env=SLOW).returncode == 0
+    )
     code, doc = run.status("--root", str(fast))
-    applied = applied and code == 0 and set(states(doc).values()) <= {"applied", "not-needed"} and states(doc)["public-action-status"] == "applied"
+    applied = (
+        applied
+        and code == 0
+        and set(states(doc).values()) <= {"applied", "not-needed"}
+        and states(doc)["public-action-status"] == "applied"
+    )
     same = tree_digest(fast) == tree_digest(slow)
     changed = [name for name, digest in tree_digest(fast).items() if digest != original[name]]
     compiles, kept = bool(changed), True
@@ -233,10 +268,19 @@ def test_symlinked_target_edits_the_real_file_and_keeps_the_link(tmp_path, run: 
     out = run("status", "--root", str(root)).stdout
     said = f"via symlink {link}" in out and "release 0.20.0" in out
     code, doc = run.status("--root", str(root))
-    found = doc["target"]["file"] == str(real) and doc["target"]["version"] == "0.20.0" and states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "pending", WS: "pending"}
+    found = (
+        doc["target"]["file"] == str(real)
+        and doc["target"]["version"] == "0.20.0"
+        and states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "pending", WS: "pending"}
+    )
     run("apply", "--root", str(root))
     kept = link.is_symlink() and os.readlink(link) == str(real)
-    edited = real.read_bytes() != original and states(run.status("--file", str(link))[1]) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "applied", WS: "applied"}
+    edited = real.read_bytes() != original and states(run.status("--file", str(link))[1]) == {
+        **UNCONFIGURED,
+        **FORWARDED_NEW,
+        PAS: "applied",
+        WS: "applied",
+    }
     no_tmp = not list(real.parent.glob(".*.tmp")) and not list(link.parent.glob(".*.tmp"))
     run("revert", "--file", str(link))
     exact = link.is_symlink() and real.read_bytes() == original
@@ -289,12 +333,22 @@ def test_read_only_filesystem_is_refused(tmp_path, run: Runner, read_only_mount)
         (root / "hermes_cli/probe").write_text("x")
     out = run("status", "--root", str(root), check=1).stdout
     assert "read-only filesystem" in out
-    message = refuse_everywhere(run, ["--root", str(root)], web, "hermes-patch diff", root, "target on a read-only filesystem (ro bind mount)", commands=("apply", "revert"))
+    message = refuse_everywhere(
+        run,
+        ["--root", str(root)],
+        web,
+        "hermes-patch diff",
+        root,
+        "target on a read-only filesystem (ro bind mount)",
+        commands=("apply", "revert"),
+    )
     assert "read-only filesystem" in message
 
 
 def _unprivileged() -> str | None:
-    proc = subprocess.run(["unshare", "-U", "--map-user=1000", "--map-group=1000", "true"], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["unshare", "-U", "--map-user=1000", "--map-group=1000", "true"], capture_output=True, text=True
+    )
     return None if proc.returncode == 0 else f"user namespaces are not available ({proc.stderr.strip()})"
 
 
@@ -310,7 +364,10 @@ def test_read_only_directory_or_file_is_refused_for_a_normal_user(what, tmp_path
     try:
         before = tree_digest(root)
         cmd = ["unshare", "-U", "--map-user=1000", "--map-group=1000", run.exe]
-        procs = [subprocess.run([*cmd, sub, "--root", str(root), *run.common], capture_output=True, text=True, env=run.env) for sub in ("apply", "revert")]
+        procs = [
+            subprocess.run([*cmd, sub, "--root", str(root), *run.common], capture_output=True, text=True, env=run.env)
+            for sub in ("apply", "revert")
+        ]
         observed = outcome(procs, locked, "hermes-patch diff", tree_digest(root) == before)
     finally:
         locked.chmod(0o755 if what == "directory" else 0o644)
@@ -363,7 +420,9 @@ def test_ledger_from_a_newer_schema_is_refused(tmp_path, run: Runner):
     doc = json.loads(ledger.read_text())
     doc["schema"] = 2
     ledger.write_text(json.dumps(doc))
-    message = refuse_everywhere(run, ["--root", str(root)], ledger, "pip install -U hermes-patch", root, "ledger: from a newer schema")
+    message = refuse_everywhere(
+        run, ["--root", str(root)], ledger, "pip install -U hermes-patch", root, "ledger: from a newer schema"
+    )
     assert "newer hermes-patch (schema 2" in message
 
 
@@ -377,11 +436,23 @@ CONFIGS = {
     "unknown parameter": ("[patches.public-action-status]\nbogus = 1\n", "unknown key(s) bogus"),
     "enabled not a boolean": ('[patches.public-action-status]\nenabled = "yes"\n', "true or false"),
     "CIDR that does not parse": ('[patches.relax-ws-peer-check]\ntrusted_proxies = ["proxy.local"]\n', "not a network"),
-    "CIDR with host bits 10.0.0.5/24": ('[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.0.0.5/24"]\n', "10.0.0.0/24"),
-    "catch-all 0.0.0.0/0": ('[patches.relax-ws-peer-check]\ntrusted_proxies = ["0.0.0.0/0"]\n', "allow_catch_all = true"),
+    "CIDR with host bits 10.0.0.5/24": (
+        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.0.0.5/24"]\n',
+        "10.0.0.0/24",
+    ),
+    "catch-all 0.0.0.0/0": (
+        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["0.0.0.0/0"]\n',
+        "allow_catch_all = true",
+    ),
     "catch-all ::/0": ('[patches.relax-ws-peer-check]\ntrusted_proxies = ["::/0"]\n', "allow_catch_all = true"),
-    "catch-all with override not a boolean": ('[patches.relax-ws-peer-check]\ntrusted_proxies = ["::/0"]\nallow_catch_all = "yes"\n', "true or false"),
-    "trusted_proxies not a list": ('[patches.relax-ws-peer-check]\ntrusted_proxies = "127.0.0.5/32"\n', "list of CIDRs"),
+    "catch-all with override not a boolean": (
+        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["::/0"]\nallow_catch_all = "yes"\n',
+        "true or false",
+    ),
+    "trusted_proxies not a list": (
+        '[patches.relax-ws-peer-check]\ntrusted_proxies = "127.0.0.5/32"\n',
+        "list of CIDRs",
+    ),
     "action the release does not have": ('[patches.public-action-status]\nactions = ["dump"]\n', "does not have"),
     "action name with a template": ('[patches.public-action-status]\nactions = ["{name}"]\n', "not an action name"),
     "action name with a wildcard": ('[patches.public-action-status]\nactions = ["*"]\n', "not an action name"),
@@ -402,7 +473,10 @@ def test_catch_all_is_accepted_with_the_documented_override(tmp_path, run: Runne
     root = copy_fixture("r0_16", tmp_path / "sp")
     run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["0.0.0.0/0", "::/0"]\nallow_catch_all = true\n')
     pending = states(run.status("--root", str(root))[1])[WS] == "pending"
-    applied = run("apply", "--root", str(root)).returncode == 0 and '("0.0.0.0/0", "::/0")' in (root / "hermes_cli/web_server.py").read_text()
+    applied = (
+        run("apply", "--root", str(root)).returncode == 0
+        and '("0.0.0.0/0", "::/0")' in (root / "hermes_cli/web_server.py").read_text()
+    )
     observed = "accepted and applied" if pending and applied else "REFUSED"
     tally("config: catch-all with allow_catch_all = true", "accepted and applied", observed)
     assert observed == "accepted and applied"

@@ -21,7 +21,12 @@ from hostcheck import HostCheck, cors_allows, cors_regex
 TH, CO = "trusted-hosts", "cors-origins"
 SHAPES = ["r0_14", "r0_15", "r0_16", "r0_20_moved"]
 # Where each miniature keeps _is_accepted_host.
-HOST_FILE = {"r0_14": "web_server.py", "r0_15": "web_server.py", "r0_16": "web_server.py", "r0_20_moved": "ws_policy.py"}
+HOST_FILE = {
+    "r0_14": "web_server.py",
+    "r0_15": "web_server.py",
+    "r0_16": "web_server.py",
+    "r0_20_moved": "ws_policy.py",
+}
 ONLY_OURS = "[patches.public-action-status]\nenabled = false\n[patches.relax-ws-peer-check]\nenabled = false\n[patches.ignore-forwarded-for]\nenabled = false\n"
 HOSTS = ONLY_OURS + '[patches.trusted-hosts]\nhosts = ["proxy.example", "FD7A:115C::5", ".tail1234.ts.net"]\n'
 ORIGINS = ONLY_OURS + '[patches.cors-origins]\norigins = ["https://proxy.example", "http://[fd7a::1]:8080"]\n'
@@ -85,11 +90,21 @@ def test_configured_applies_idempotent_and_reverts_byte_exact(tmp_path, shape, p
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_whole_catalog_together(tmp_path, shape):
-    config = HOSTS.replace(ONLY_OURS, "") + ORIGINS.replace(ONLY_OURS, "") + '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
+    config = (
+        HOSTS.replace(ONLY_OURS, "")
+        + ORIGINS.replace(ONLY_OURS, "")
+        + '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
+    )
     root = copy_fixture(shape, tmp_path / "t")
     original = tree_digest(root)
     forwarded = {"ignore-forwarded-for"} if shape == "r0_14" else set()  # upstream's proxy_headers rule from 0.15
-    assert set(make_app(tmp_path, root, config).apply().patch_ids) == {TH, CO, "public-action-status", "relax-ws-peer-check", *forwarded}
+    assert set(make_app(tmp_path, root, config).apply().patch_ids) == {
+        TH,
+        CO,
+        "public-action-status",
+        "relax-ws-peer-check",
+        *forwarded,
+    }
     # the miniatures keep no action handles and a constant token: durable-action-result and stable-session-token are not-needed
     found = {r.id: r.state for r in make_app(tmp_path, root, config).status().reports if r.state != "applied"}
     expected = {"durable-action-result": "not-needed", "stable-session-token": "not-needed"}
@@ -109,9 +124,15 @@ def test_trusted_hosts_edit_is_a_guard_and_a_helper(tmp_path):
     names = [getattr(s, "name", None) for s in tree.body]
     assert names[names.index("_is_accepted_host") + 1] == "_hermes_patch_trusted_host"
     fn = tree.body[names.index("_is_accepted_host")]
-    assert ast.unparse(fn.body[1]) == "if _hermes_patch_trusted_host(host_header):\n    return True"  # after the docstring
+    assert (
+        ast.unparse(fn.body[1]) == "if _hermes_patch_trusted_host(host_header):\n    return True"
+    )  # after the docstring
     helper = tree.body[names.index("_hermes_patch_trusted_host")]
-    consts = {ast.unparse(s.targets[0]): ast.literal_eval(s.value) for s in helper.body if isinstance(s, ast.Assign) and ast.unparse(s.targets[0]) in ("hosts", "suffixes")}
+    consts = {
+        ast.unparse(s.targets[0]): ast.literal_eval(s.value)
+        for s in helper.body
+        if isinstance(s, ast.Assign) and ast.unparse(s.targets[0]) in ("hosts", "suffixes")
+    }
     assert consts == {"hosts": ("proxy.example", "fd7a:115c::5"), "suffixes": (".tail1234.ts.net",)}
 
 
@@ -127,18 +148,44 @@ def test_cors_edit_follows_the_middleware_call(tmp_path):
 # -- behaviour ----------------------------------------------------------------------------
 
 ACCEPTED = [
-    "proxy.example", "proxy.example:443", "PROXY.Example:8443", " proxy.example ",
-    "[fd7a:115c::5]", "[FD7A:115C:0:0::5]:443",
-    "node.tail1234.ts.net", "a.b.tail1234.ts.net:8443",
+    "proxy.example",
+    "proxy.example:443",
+    "PROXY.Example:8443",
+    " proxy.example ",
+    "[fd7a:115c::5]",
+    "[FD7A:115C:0:0::5]:443",
+    "node.tail1234.ts.net",
+    "a.b.tail1234.ts.net:8443",
 ]
 REFUSED = [
-    "evil-proxy.example", "proxy.example.evil.test", "proxy.example.", "proxy.example.:443", "xproxy.example",
-    "proxy.example@evil.test", "evil.test@proxy.example", "user:pw@proxy.example",
-    "proxy.example:", "proxy.example:https", "proxy.example:80:80", "proxy.example:123456", "proxy.example evil",
-    "proxy\u2024example", "pr\u043exy.example", "proxy%2eexample", "*.tail1234.ts.net",
-    "tail1234.ts.net", "eviltail1234.ts.net", "tail1234.ts.net.evil.test",
-    "[fd7a:115c::5", "fd7a:115c::5", "[fd7a:115c::6]", "[fd7a:115c::5]x", "[fd7a:115c::5%eth0]",
-    "", "[]", ":443",
+    "evil-proxy.example",
+    "proxy.example.evil.test",
+    "proxy.example.",
+    "proxy.example.:443",
+    "xproxy.example",
+    "proxy.example@evil.test",
+    "evil.test@proxy.example",
+    "user:pw@proxy.example",
+    "proxy.example:",
+    "proxy.example:https",
+    "proxy.example:80:80",
+    "proxy.example:123456",
+    "proxy.example evil",
+    "proxy\u2024example",
+    "pr\u043exy.example",
+    "proxy%2eexample",
+    "*.tail1234.ts.net",
+    "tail1234.ts.net",
+    "eviltail1234.ts.net",
+    "tail1234.ts.net.evil.test",
+    "[fd7a:115c::5",
+    "fd7a:115c::5",
+    "[fd7a:115c::6]",
+    "[fd7a:115c::5]x",
+    "[fd7a:115c::5%eth0]",
+    "",
+    "[]",
+    ":443",
 ]
 # Values whose answer upstream decides alone, before and after the patch.
 UPSTREAM = ["localhost", "localhost:9119", "127.0.0.1:9119", "[::1]:9119", "127.0.0.2", "evil.test", "0.0.0.0"]
@@ -179,11 +226,20 @@ def test_websocket_guard_uses_the_allowlist_for_host_and_origin(host_checks):
     assert before.ws_reason(listed) is not None
     assert after.ws_reason(listed) is None
     assert after.ws_reason({"Host": "proxy.example:443", "Origin": "https://proxy.example:443"}) is None
-    for origin in ["http://proxy.example@evil.test", "https://evil-proxy.example", "https://proxy.example.evil.test", "https://proxy.example."]:
+    for origin in [
+        "http://proxy.example@evil.test",
+        "https://evil-proxy.example",
+        "https://proxy.example.evil.test",
+        "https://proxy.example.",
+    ]:
         assert after.ws_reason({"Host": "proxy.example", "Origin": origin}) is not None, origin
     for host in ["evil-proxy.example", "proxy.example.evil.test", "proxy.example."]:
         assert after.ws_reason({"Host": host, "Origin": "https://proxy.example"}) is not None, host
-    for headers in [{"Host": "localhost:9119"}, {"Host": "localhost", "Origin": "null"}, {"Host": "evil.test", "Origin": "https://proxy.example"}]:
+    for headers in [
+        {"Host": "localhost:9119"},
+        {"Host": "localhost", "Origin": "null"},
+        {"Host": "evil.test", "Origin": "https://proxy.example"},
+    ]:
         assert after.ws_reason(headers) == before.ws_reason(headers), headers
 
 
@@ -195,11 +251,27 @@ def test_cors_allows_listed_origins_only(tmp_path):
     for old in (False, True):
         regex = cors_regex(web, old_starlette=old)
         assert regex != upstream and upstream in regex
-        for origin in ["https://proxy.example", "http://[fd7a::1]:8080", "http://localhost:5173", "https://127.0.0.1", "http://[::1]:9119"]:
+        for origin in [
+            "https://proxy.example",
+            "http://[fd7a::1]:8080",
+            "http://localhost:5173",
+            "https://127.0.0.1",
+            "http://[::1]:9119",
+        ]:
             assert cors_allows(regex, origin), origin
-        for origin in ["null", "https://proxy.example.evil.test", "https://evil-proxy.example", "http://proxy.example", "https://proxy.example:8443",
-                       "https://proxy.example/", "https://proxyXexample", "https://proxy.example\n", "https://proxy.example@evil.test",
-                       "http://[fd7a::1]", "https://localhost.evil.test"]:
+        for origin in [
+            "null",
+            "https://proxy.example.evil.test",
+            "https://evil-proxy.example",
+            "http://proxy.example",
+            "https://proxy.example:8443",
+            "https://proxy.example/",
+            "https://proxyXexample",
+            "https://proxy.example\n",
+            "https://proxy.example@evil.test",
+            "http://[fd7a::1]",
+            "https://localhost.evil.test",
+        ]:
             assert not cors_allows(regex, origin), repr(origin)
 
 
@@ -224,7 +296,10 @@ def test_reason_describes_what_the_dashboard_does(tmp_path):
     r14 = reports(make_app(tmp_path, copy_fixture("r0_14", tmp_path / "a"), HOSTS))[TH]
     assert "400 (Invalid Host header)" in r14.reason and "WebSocket" not in r14.reason
     r16 = reports(make_app(tmp_path, copy_fixture("r0_16", tmp_path / "b"), HOSTS))[TH]
-    assert "refuses its WebSocket upgrades when the Origin names another host" in r16.reason and "proxy.example" in r16.reason
+    assert (
+        "refuses its WebSocket upgrades when the Origin names another host" in r16.reason
+        and "proxy.example" in r16.reason
+    )
     for r in (r14, r16):
         assert "_is_accepted_host" not in r.reason and "()" not in r.reason
 
@@ -242,10 +317,13 @@ def test_origin_upstream_already_allows_is_not_needed(tmp_path):
     assert report.state == "not-needed" and "already allows" in report.reason
 
 
-@pytest.mark.parametrize("patch_id, other", [
-    (TH, ONLY_OURS + '[patches.trusted-hosts]\nhosts = ["hermes.other.example"]\n'),
-    (CO, ONLY_OURS + '[patches.cors-origins]\norigins = ["https://hermes.other.example"]\n'),
-])
+@pytest.mark.parametrize(
+    "patch_id, other",
+    [
+        (TH, ONLY_OURS + '[patches.trusted-hosts]\nhosts = ["hermes.other.example"]\n'),
+        (CO, ONLY_OURS + '[patches.cors-origins]\norigins = ["https://hermes.other.example"]\n'),
+    ],
+)
 def test_changed_configuration_reapplies_in_place(tmp_path, patch_id, other):
     root = copy_fixture("r0_20_moved", tmp_path / "t")
     original = tree_digest(root)
@@ -285,14 +363,50 @@ ORIGIN_CHECK = '\n\ndef _ws_origin_ok(ws):\n    return ws.headers.get("origin", 
     "shape, file, old, new, patch_id, needle",
     [
         ("r0_15", "web_server.py", "def _is_accepted_host(", "def _host_ok(", TH, "def _is_accepted_host"),
-        ("r0_16", "web_server.py", "def _is_accepted_host(host_header: str, bound_host: str)", "def _is_accepted_host(host_header: str)", TH, "(host_header, bound_host)"),
+        (
+            "r0_16",
+            "web_server.py",
+            "def _is_accepted_host(host_header: str, bound_host: str)",
+            "def _is_accepted_host(host_header: str)",
+            TH,
+            "(host_header, bound_host)",
+        ),
         ("r0_16", "web_server.py", "", ORIGIN_CHECK, TH, "_ws_origin_ok() (web_server.py:"),
         ("r0_20_moved", "ws_policy.py", "", ORIGIN_CHECK, TH, "_ws_origin_ok() (ws_policy.py:"),
-        ("r0_14", "web_server.py", "app.add_middleware(\n    CORSMiddleware,", "app.add_middleware(\n    CORSMiddleware,\n    allow_origins=[],\n)\napp.add_middleware(\n    CORSMiddleware,", CO, "found 2"),
-        ("r0_15", "web_server.py", 'allow_origin_regex=r"^https?://', 'allow_origin_regex=_ORIGINS or r"^https?://', CO, "no string allow_origin_regex"),
-        ("r0_16", "web_server.py", 'allow_origin_regex=r"^https?://', 'allow_origin_regex=r"(?i)^https?://', CO, "cannot be extended"),
+        (
+            "r0_14",
+            "web_server.py",
+            "app.add_middleware(\n    CORSMiddleware,",
+            "app.add_middleware(\n    CORSMiddleware,\n    allow_origins=[],\n)\napp.add_middleware(\n    CORSMiddleware,",
+            CO,
+            "found 2",
+        ),
+        (
+            "r0_15",
+            "web_server.py",
+            'allow_origin_regex=r"^https?://',
+            'allow_origin_regex=_ORIGINS or r"^https?://',
+            CO,
+            "no string allow_origin_regex",
+        ),
+        (
+            "r0_16",
+            "web_server.py",
+            'allow_origin_regex=r"^https?://',
+            'allow_origin_regex=r"(?i)^https?://',
+            CO,
+            "cannot be extended",
+        ),
     ],
-    ids=["function-renamed", "one-parameter", "ws-guard-own-check", "moved-guard-own-check", "two-cors-calls", "regex-not-literal", "global-flag"],
+    ids=[
+        "function-renamed",
+        "one-parameter",
+        "ws-guard-own-check",
+        "moved-guard-own-check",
+        "two-cors-calls",
+        "regex-not-literal",
+        "global-flag",
+    ],
 )
 def test_unrecognized_shapes_are_refused(tmp_path, shape, file, old, new, patch_id, needle):
     root = copy_fixture(shape, tmp_path / "t")
@@ -312,8 +426,18 @@ def test_unrecognized_shapes_are_refused(tmp_path, shape, file, old, new, patch_
 @pytest.mark.parametrize(
     "patch_id, old, new, needle",
     [
-        (TH, "    if not text.isascii():\n        return False\n", "    if not text.isascii():\n        return True\n", "helper"),
-        (TH, "    if _hermes_patch_trusted_host(host_header):\n        return True\n", "    if _hermes_patch_trusted_host(host_header) or True:\n        return True\n", "guard"),
+        (
+            TH,
+            "    if not text.isascii():\n        return False\n",
+            "    if not text.isascii():\n        return True\n",
+            "helper",
+        ),
+        (
+            TH,
+            "    if _hermes_patch_trusted_host(host_header):\n        return True\n",
+            "    if _hermes_patch_trusted_host(host_header) or True:\n        return True\n",
+            "guard",
+        ),
         (CO, r'r"\A(?:https://proxy\.example|', r'r"\A(?:https://.*|', "edited"),
     ],
     ids=["helper-edited", "guard-edited", "cors-block-edited"],
@@ -344,7 +468,10 @@ def test_hand_edit_of_our_block_is_drift(tmp_path, patch_id, old, new, needle):
         ('[patches.trusted-hosts]\nhosts = ["*"]\n', "wildcards are not accepted"),
         ('[patches.trusted-hosts]\nhosts = ["*.ts.net"]\n', "'.ts.net'"),
         ('[patches.trusted-hosts]\nhosts = [".net"]\n', "top-level domain"),
-        ('[patches.trusted-hosts]\nhosts = ["https://proxy.example"]\n', "list only the host name, e.g. 'proxy.example'"),
+        (
+            '[patches.trusted-hosts]\nhosts = ["https://proxy.example"]\n',
+            "list only the host name, e.g. 'proxy.example'",
+        ),
         ('[patches.trusted-hosts]\nhosts = ["proxy.example:443"]\n', "ports are ignored"),
         ('[patches.trusted-hosts]\nhosts = ["proxy.example."]\n', "ends with a dot"),
         ('[patches.trusted-hosts]\nhosts = ["bücher.example"]\n', "xn--bcher-kva.example"),

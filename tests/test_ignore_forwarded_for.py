@@ -61,14 +61,19 @@ def test_releases_with_upstreams_rule_are_not_needed(tmp_path, shape):
 def test_a_multi_line_call_keeps_its_continuation_lines(tmp_path):
     root = copy_fixture("r0_14", tmp_path / "t")
     web = root / "hermes_cli/web_server.py"
-    web.write_text(web.read_text().replace(
-        '    uvicorn.run(app, host=host, port=port, log_level="warning")\n',
-        '    uvicorn.run(\n        app,\n        host=host,\n        port=port,\n        log_level="warning",\n    )\n',
-    ))
+    web.write_text(
+        web.read_text().replace(
+            '    uvicorn.run(app, host=host, port=port, log_level="warning")\n',
+            '    uvicorn.run(\n        app,\n        host=host,\n        port=port,\n        log_level="warning",\n    )\n',
+        )
+    )
     digest = tree_digest(root)
     make_app(tmp_path, root).apply()
     text = web.read_text()
-    assert f'    return uvicorn.run(\n        app,\n        host=host,\n        port=port,\n        log_level="warning", {RULE})\n' in text
+    assert (
+        f'    return uvicorn.run(\n        app,\n        host=host,\n        port=port,\n        log_level="warning", {RULE})\n'
+        in text
+    )
     compile(text, "web_server.py", "exec")
     assert report(make_app(tmp_path, root)).state == "applied"
     make_app(tmp_path, root).revert()
@@ -80,9 +85,14 @@ def test_an_edited_block_or_a_changed_call_is_drift(tmp_path):
     web = root / "hermes_cli/web_server.py"
     make_app(tmp_path, root).apply()
     patched = web.read_text()
-    web.write_text(patched.replace('False)))\n', 'True)))\n', 1))
+    web.write_text(patched.replace("False)))\n", "True)))\n", 1))
     assert report(make_app(tmp_path, root)).state == "drifted"
-    web.write_text(patched.replace('    uvicorn.run(app, host=host, port=port, log_level="warning")\n', '    uvicorn.run(app, host=host, port=port, log_level="info")\n'))
+    web.write_text(
+        patched.replace(
+            '    uvicorn.run(app, host=host, port=port, log_level="warning")\n',
+            '    uvicorn.run(app, host=host, port=port, log_level="info")\n',
+        )
+    )
     found = report(make_app(tmp_path, root))
     assert found.state == "drifted" and "differs from upstream's call" in found.reason
 
@@ -90,9 +100,11 @@ def test_an_edited_block_or_a_changed_call_is_drift(tmp_path):
 @pytest.mark.parametrize(
     "old, new, why",
     [
-        ('    uvicorn.run(app, host=host, port=port, log_level="warning")\n',
-         '    uvicorn.run(app, host=host, port=port, log_level="warning")\n    print("bye")\n',
-         "does not end with its only uvicorn.run"),
+        (
+            '    uvicorn.run(app, host=host, port=port, log_level="warning")\n',
+            '    uvicorn.run(app, host=host, port=port, log_level="warning")\n    print("bye")\n',
+            "does not end with its only uvicorn.run",
+        ),
         ("    import uvicorn\n\n", "\n", "does not `import uvicorn` itself"),
         ('log_level="warning")\n', 'log_level="warning", **extra)\n', "passes *args or **kwargs"),
         ("def start_server(", "def start_dashboard(", "looked for def start_server()"),
@@ -109,7 +121,9 @@ def test_shapes_we_do_not_know_are_unknown(tmp_path, old, new, why):
     assert found.state == "unknown-shape" and why in found.reason, found.reason
 
 
-@pytest.mark.parametrize("auth_required, expected", [(None, False), (False, False), (True, True)], ids=["0.14-no-gate", "loopback", "gated"])
+@pytest.mark.parametrize(
+    "auth_required, expected", [(None, False), (False, False), (True, True)], ids=["0.14-no-gate", "loopback", "gated"]
+)
 def test_the_patched_start_server_passes_the_015_rule(tmp_path, auth_required, expected):
     """Run the patched start_server() with a recording stand-in for uvicorn: proxy headers only in the gated mode."""
     root = copy_fixture("r0_14", tmp_path / "t")

@@ -33,10 +33,14 @@ def imported(run: Runner, *args: str) -> tuple[int, set[str]]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=run.env, timeout=300)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("IMPORTED="), proc.stderr
-    return proc.returncode, {m for m in last[len("IMPORTED="):].split(",") if m}
+    return proc.returncode, {m for m in last[len("IMPORTED=") :].split(",") if m}
 
 
-@pytest.mark.parametrize("config", ["", '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'], ids=["default", "trusted-proxies"])
+@pytest.mark.parametrize(
+    "config",
+    ["", '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'],
+    ids=["default", "trusted-proxies"],
+)
 @pytest.mark.slow
 def test_status_json_imports_neither_libcst_nor_rich(tmp_path, run: Runner, config):
     run.configure(config)

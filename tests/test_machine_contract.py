@@ -48,9 +48,30 @@ def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     assert check["check"] is True and check["changed"] is True and check["diff"] == expected_diff
     assert check["target"]["sha256"] == pristine and check["target"]["file"] == str(web)
     [planned] = check["files"]
-    assert planned == {"path": str(web), "sha256_before": pristine, "sha256_after": planned["sha256_after"], "written": False}
-    assert _states(check, "before") == {"cors-origins": "not-needed", "public-action-status": "pending", "relax-ws-peer-check": "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
-    assert _states(check, "after") == {"cors-origins": "not-needed", "public-action-status": "applied", "relax-ws-peer-check": "applied", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
+    assert planned == {
+        "path": str(web),
+        "sha256_before": pristine,
+        "sha256_after": planned["sha256_after"],
+        "written": False,
+    }
+    assert _states(check, "before") == {
+        "cors-origins": "not-needed",
+        "public-action-status": "pending",
+        "relax-ws-peer-check": "pending",
+        "trusted-hosts": "not-needed",
+        "durable-action-result": "not-needed",
+        "stable-session-token": "not-needed",
+        "ignore-forwarded-for": "not-needed",
+    }
+    assert _states(check, "after") == {
+        "cors-origins": "not-needed",
+        "public-action-status": "applied",
+        "relax-ws-peer-check": "applied",
+        "trusted-hosts": "not-needed",
+        "durable-action-result": "not-needed",
+        "stable-session-token": "not-needed",
+        "ignore-forwarded-for": "not-needed",
+    }
     assert {p["id"] for p in check["patches"] if p["changed"]} == {"public-action-status", "relax-ws-peer-check"}
 
     done = _doc(run, "apply", "--root", str(root), code=0)
@@ -67,7 +88,9 @@ def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     ledger = (run.state / "ledger.json").read_bytes()
     rcheck = _doc(run, "revert", "--check", "--root", str(root), code=1)
     assert (run.state / "ledger.json").read_bytes() == ledger and sha(web) == planned["sha256_after"]
-    assert rcheck["files"] == [{"path": str(web), "sha256_before": planned["sha256_after"], "sha256_after": pristine, "written": False}]
+    assert rcheck["files"] == [
+        {"path": str(web), "sha256_before": planned["sha256_after"], "sha256_after": pristine, "written": False}
+    ]
     assert "\n-# hermes-patch: public-action-status" in rcheck["diff"] and "\n+" not in rcheck["diff"].split("\n", 2)[2]
     reverted = _doc(run, "revert", "--root", str(root), code=0)
     assert sha(web) == pristine and reverted["files"][0]["written"] is True
@@ -79,7 +102,10 @@ def test_check_without_json_prints_the_diff_and_exits_1(tmp_path: Path, run: Run
     root = copy_fixture("r0_14", tmp_path / "sp")
     proc = run("apply", "--check", "--root", str(root), check=1)
     assert proc.stdout.startswith("--- a/") and "+# hermes-patch: relax-ws-peer-check" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "dry run: would apply ignore-forwarded-for, public-action-status, relax-ws-peer-check; nothing was written"
+    assert (
+        proc.stdout.splitlines()[-1]
+        == "dry run: would apply ignore-forwarded-for, public-action-status, relax-ws-peer-check; nothing was written"
+    )
 
 
 def test_a_refusal_is_an_error_document_and_exit_2(tmp_path: Path, run: Runner):
@@ -104,14 +130,20 @@ def test_config_and_target_errors_are_documents_too(tmp_path: Path, run: Runner)
     assert doc["error"]["kind"] == "config" and str(run.config) in doc["error"]["message"]
     run.configure("")
     doc = _doc(run, "revert", "--root", str(tmp_path / "missing"), code=2)
-    assert doc["command"] == "revert" and doc["error"]["kind"] == "target" and "does not exist" in doc["error"]["message"]
+    assert (
+        doc["command"] == "revert" and doc["error"]["kind"] == "target" and "does not exist" in doc["error"]["message"]
+    )
 
 
 def test_drift_refuses_revert_check_and_force_reports_it(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_16", tmp_path / "sp")
     run("apply", "--root", str(root), check=0)
     web = root / WEB
-    web.write_text(web.read_text().replace('    "/api/actions/hermes-update/status",\n', '    "/api/actions/hermes-update/status",\n    "/api/mine",\n'))
+    web.write_text(
+        web.read_text().replace(
+            '    "/api/actions/hermes-update/status",\n', '    "/api/actions/hermes-update/status",\n    "/api/mine",\n'
+        )
+    )
     drifted = sha(web)
     assert _doc(run, "revert", "--check", "--root", str(root), code=2)["error"]["kind"] == "refused"
     doc = _doc(run, "revert", "--check", "--force", "--root", str(root), code=1)
@@ -153,7 +185,9 @@ def test_apply_after_an_update_says_the_file_was_replaced(tmp_path: Path, run: R
     run("apply", "--root", str(root), check=0)
     (root / WEB).write_bytes((REPO / "fixtures/releases/r0_16" / WEB).read_bytes())  # what `pip install --upgrade` does
     doc = _doc(run, "apply", "--root", str(root), code=0)
-    assert doc["changed"] is True and doc["notes"] == ["web_server.py was replaced since hermes-patch last wrote it; the old backup will not be restored over it"]
+    assert doc["changed"] is True and doc["notes"] == [
+        "web_server.py was replaced since hermes-patch last wrote it; the old backup will not be restored over it"
+    ]
 
 
 def test_a_crash_under_check_or_json_is_exit_2_never_1(tmp_path: Path, run: Runner):
@@ -170,6 +204,11 @@ def test_a_crash_under_check_or_json_is_exit_2_never_1(tmp_path: Path, run: Runn
     run.configure(f'patch_dirs = ["{plugins}"]\n')
     root = copy_fixture("r0_14", tmp_path / "sp")
     proc = run("apply", "--check", "--root", str(root), check=2)
-    assert "ZeroDivisionError" in proc.stderr and "error: hermes-patch stopped on an unexpected ZeroDivisionError: division by zero." in proc.stderr
+    assert (
+        "ZeroDivisionError" in proc.stderr
+        and "error: hermes-patch stopped on an unexpected ZeroDivisionError: division by zero." in proc.stderr
+    )
     doc = _doc(run, "apply", "--check", "--root", str(root), code=2)
-    assert doc["error"]["kind"] == "error" and doc["error"]["message"].startswith("hermes-patch stopped on an unexpected ZeroDivisionError")
+    assert doc["error"]["kind"] == "error" and doc["error"]["message"].startswith(
+        "hermes-patch stopped on an unexpected ZeroDivisionError"
+    )

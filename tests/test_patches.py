@@ -20,7 +20,12 @@ PAS, WS, IFF = "public-action-status", "relax-ws-peer-check", "ignore-forwarded-
 # The catalog patches that are not-needed on the miniatures: two need configuration
 # (tests/test_hosts_patches.py covers them); the miniatures keep no action handles and a constant
 # token (tests/test_update_button.py covers durable-action-result and stable-session-token).
-IDLE = {"cors-origins": "not-needed", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed"}
+IDLE = {
+    "cors-origins": "not-needed",
+    "trusted-hosts": "not-needed",
+    "durable-action-result": "not-needed",
+    "stable-session-token": "not-needed",
+}
 # ignore-forwarded-for: pending on the 0.13/0.14 shape, upstream's rule from 0.15 (tests/test_ignore_forwarded_for.py).
 OLD, NEW = {IFF: "pending"}, {IFF: "not-needed"}
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
@@ -84,8 +89,11 @@ def test_paths_are_concrete_and_only_for_configured_actions(tmp_path):
     make_app(tmp_path, root).apply()
     tree = ast.parse((root / "hermes_cli/web_server.py").read_text())
     added = {
-        n.value for node in tree.body if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "_PUBLIC_API_PATHS"
-        for n in ast.walk(node.value) if isinstance(n, ast.Constant)
+        n.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "_PUBLIC_API_PATHS"
+        for n in ast.walk(node.value)
+        if isinstance(n, ast.Constant)
     }
     assert added == {"/api/actions/hermes-update/status", "/api/actions/gateway-restart/status"}
     assert not any("{" in p or "*" in p for p in added)
@@ -126,7 +134,10 @@ def test_already_fixed_upstream_is_not_needed(tmp_path):
     root = copy_fixture("r0_15", tmp_path / "t")
     ws = root / "hermes_cli/web_server.py"
     text = ws.read_text()
-    fork = text.replace('    "/api/dashboard/themes",\n', '    "/api/dashboard/themes",\n    "/api/actions/hermes-update/status",\n    "/api/actions/gateway-restart/status",\n')
+    fork = text.replace(
+        '    "/api/dashboard/themes",\n',
+        '    "/api/dashboard/themes",\n    "/api/actions/hermes-update/status",\n    "/api/actions/gateway-restart/status",\n',
+    )
     assert fork != text
     ws.write_text(fork)
     assert states(make_app(tmp_path, root))[PAS] == "not-needed"
@@ -136,9 +147,21 @@ def test_already_fixed_upstream_is_not_needed(tmp_path):
     "shape, old, new, patch_id, needle",
     [
         ("r0_14", "def _ws_client_is_allowed(", "def _ws_peer_ok(", WS, "def _ws_client_is_allowed"),
-        ("r0_15", '_PUBLIC_API_PATHS: frozenset = frozenset({\n    "/api/status",', '_PUBLIC_API_PATHS: frozenset = _build_public({\n    "/api/status",', PAS, "not a frozenset literal"),
+        (
+            "r0_15",
+            '_PUBLIC_API_PATHS: frozenset = frozenset({\n    "/api/status",',
+            '_PUBLIC_API_PATHS: frozenset = _build_public({\n    "/api/status",',
+            PAS,
+            "not a frozenset literal",
+        ),
         ("r0_15", "path not in _PUBLIC_API_PATHS", "not _is_public(path)", PAS, "exact membership"),
-        ("r0_16", "_ACTION_LOG_FILES: Dict[str, str] = {", "_ACTION_LOG_FILES: Dict[str, str] = dict(**{", PAS, "_ACTION_LOG_FILES"),
+        (
+            "r0_16",
+            "_ACTION_LOG_FILES: Dict[str, str] = {",
+            "_ACTION_LOG_FILES: Dict[str, str] = dict(**{",
+            PAS,
+            "_ACTION_LOG_FILES",
+        ),
         ("r0_14", "    if not _ws_client_is_allowed(ws):\n", "    if not _peer_policy(ws):\n", WS, None),
     ],
     ids=["renamed-function", "set-built-by-helper", "membership-test-gone", "actions-not-literal", "policy-moved"],
@@ -170,7 +193,9 @@ def test_hand_edit_of_patched_function_is_drift(tmp_path):
     make_app(tmp_path, root).apply()
     ws = root / "hermes_cli/web_server.py"
     text = ws.read_text()
-    edited = text.replace('    if not client_host:\n        return True\n', '    if not client_host:\n        return False\n', 1)
+    edited = text.replace(
+        "    if not client_host:\n        return True\n", "    if not client_host:\n        return False\n", 1
+    )
     assert edited != text
     ws.write_text(edited)
     report = {r.id: r for r in make_app(tmp_path, root).status().reports}[WS]
@@ -187,7 +212,11 @@ def test_edit_inside_our_block_is_drift_even_without_ledger(tmp_path):
     root = copy_fixture("r0_14", tmp_path / "t")
     make_app(tmp_path, root).apply()
     ws = root / "hermes_cli/web_server.py"
-    ws.write_text(ws.read_text().replace('"/api/actions/gateway-restart/status",', '"/api/actions/gateway-restart/status", "/api/config",'))
+    ws.write_text(
+        ws.read_text().replace(
+            '"/api/actions/gateway-restart/status",', '"/api/actions/gateway-restart/status", "/api/config",'
+        )
+    )
     cfg = tmp_path / "c.toml"
     cfg.write_text("")
     fresh = App(root=root, config_path=cfg, state_dir=tmp_path / "other-state")
@@ -203,13 +232,25 @@ def test_edit_inside_our_block_is_drift_even_without_ledger(tmp_path):
         ('[patches.relax-ws-peer-check]\ntrusted_proxies = ["::/0"]\n', "allow_catch_all"),
         ('[patches.public-action-status]\nactions = ["dump"]\n', "dump"),
         ('[patches.public-action-status]\nactions = ["{name}"]\n', "not an action name"),
-        ('[patches.public-action-status]\nbogus = 1\n', "unknown key"),
-        ('[patches.no-such-patch]\nenabled = false\n', "no-such-patch"),
+        ("[patches.public-action-status]\nbogus = 1\n", "unknown key"),
+        ("[patches.no-such-patch]\nenabled = false\n", "no-such-patch"),
         ("[patches\n", "not valid TOML"),
         ("colour = 1\n", "unknown key"),
         ("[hooks]\nsystemd = true\n", "unknown key(s) hooks"),
     ],
-    ids=["host-bits", "garbage", "catch-all-v4", "catch-all-v6", "action-missing-in-release", "template", "unknown-param", "unknown-id", "toml-syntax", "unknown-top-key", "hooks-table-was-never-read"],
+    ids=[
+        "host-bits",
+        "garbage",
+        "catch-all-v4",
+        "catch-all-v6",
+        "action-missing-in-release",
+        "template",
+        "unknown-param",
+        "unknown-id",
+        "toml-syntax",
+        "unknown-top-key",
+        "hooks-table-was-never-read",
+    ],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path, config, needle):
     root = copy_fixture("r0_14", tmp_path / "t")
@@ -222,7 +263,9 @@ def test_bad_configuration_is_a_clear_error(tmp_path, config, needle):
 
 def test_catch_all_needs_the_explicit_override(tmp_path):
     root = copy_fixture("r0_16", tmp_path / "t")
-    app = make_app(tmp_path, root, '[patches.relax-ws-peer-check]\ntrusted_proxies = ["0.0.0.0/0"]\nallow_catch_all = true\n')
+    app = make_app(
+        tmp_path, root, '[patches.relax-ws-peer-check]\ntrusted_proxies = ["0.0.0.0/0"]\nallow_catch_all = true\n'
+    )
     assert states(app)[WS] == "pending"
 
 
@@ -267,7 +310,11 @@ def test_emptying_trusted_proxies_on_a_fixed_release_removes_our_edit(tmp_path):
 def test_blocks_of_a_patch_not_in_the_catalog_are_reported(tmp_path):
     root = copy_fixture("r0_14", tmp_path / "t")
     web = root / "hermes_cli/web_server.py"
-    web.write_text(web.read_text().replace("app = FastAPI()\n", 'app = FastAPI()\n# hermes-patch: root-path (served under /h)\napp.root_path = "/h"\n'))
+    web.write_text(
+        web.read_text().replace(
+            "app = FastAPI()\n", 'app = FastAPI()\n# hermes-patch: root-path (served under /h)\napp.root_path = "/h"\n'
+        )
+    )
     notes = make_app(tmp_path, root).status().notes
     assert any("root-path" in n and "not in the catalog" in n for n in notes)
     make_app(tmp_path, root).apply()

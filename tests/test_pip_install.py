@@ -40,9 +40,23 @@ def venv(tmp_path: Path, wheels: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-compile",
-         "--no-index", "--find-links", str(wheels), "hermes-agent==0.14.0"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "hermes-agent==0.14.0",
+        ],
+        check=True,
+        capture_output=True,
     )
     return python
 
@@ -70,14 +84,33 @@ def test_upgrade_0_14_to_0_19_in_place(venv: Path, wheels: Path, run: Runner, tm
     else:
         run("apply", "--python", str(venv), check=0)
     code, doc = run.status("--python", str(venv))
-    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "applied", **update_button_states("0.14.0", applied=True), "ignore-forwarded-for": "applied"} and doc["target"]["install_method"] == "pip"
+    assert (
+        code == 0
+        and states(doc)
+        == {
+            **UNCONFIGURED,
+            PAS: "applied",
+            WS: "applied",
+            **update_button_states("0.14.0", applied=True),
+            "ignore-forwarded-for": "applied",
+        }
+        and doc["target"]["install_method"] == "pip"
+    )
 
     pip_update(venv, "0.19.0", wheels)
 
     code, doc = run.status("--python", str(venv))
     assert doc["target"]["version"] == "0.19.0" and sha(web) == pristine_19
-    assert code == 1 and states(doc) == {**UNCONFIGURED, PAS: "pending", WS: "not-needed", **update_button_states("0.19.0"), **FORWARDED_NEW}
-    assert doc["notes"] == ["web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0); the old backup will not be restored over it"]
+    assert code == 1 and states(doc) == {
+        **UNCONFIGURED,
+        PAS: "pending",
+        WS: "not-needed",
+        **update_button_states("0.19.0"),
+        **FORWARDED_NEW,
+    }
+    assert doc["notes"] == [
+        "web_server.py was replaced since hermes-patch last wrote it (release 0.14.0 → 0.19.0); the old backup will not be restored over it"
+    ]
     nothing = run("revert", "--python", str(venv), check=0)
     assert "nothing to revert" in nothing.stdout and sha(web) == pristine_19  # the 0.14.0 backup is never restored
 
@@ -86,7 +119,13 @@ def test_upgrade_0_14_to_0_19_in_place(venv: Path, wheels: Path, run: Runner, tm
     else:
         run("apply", "--python", str(venv), check=0)
     code, doc = run.status("--python", str(venv))
-    assert code == 0 and states(doc) == {**UNCONFIGURED, PAS: "applied", WS: "not-needed", **update_button_states("0.19.0", applied=True), **FORWARDED_NEW}
+    assert code == 0 and states(doc) == {
+        **UNCONFIGURED,
+        PAS: "applied",
+        WS: "not-needed",
+        **update_button_states("0.19.0", applied=True),
+        **FORWARDED_NEW,
+    }
     py_compile.compile(str(web), cfile=str(tmp_path / "web.pyc"), doraise=True)
 
     run("revert", "--python", str(venv), check=0)
@@ -95,13 +134,19 @@ def test_upgrade_0_14_to_0_19_in_place(venv: Path, wheels: Path, run: Runner, tm
 
 def test_hermes_patch_update_runs_the_pip_upgrade(venv: Path, wheels: Path, run: Runner, tmp_path: Path):
     log = tmp_path / "runs.jsonl"
-    launcher = write_launcher(tmp_path / "bin" / "hermes", venv, {"mode": "pip", "version": "0.19.0", "find_links": str(wheels), "argv_log": str(log)})
+    launcher = write_launcher(
+        tmp_path / "bin" / "hermes",
+        venv,
+        {"mode": "pip", "version": "0.19.0", "find_links": str(wheels), "argv_log": str(log)},
+    )
     env = {"PATH": f"{launcher.parent}:/usr/bin:/bin"}
     run("apply", env=env, check=0)
     proc = run("update", env=env, check=0)
     assert f"→ running: {launcher} update" in proc.stdout
     assert "→ re-applying onto release 0.19.0 (was 0.14.0)" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "ok: 2 applied, 5 not-needed"  # 0.19.0: public-action-status, durable-action-result; five not needed there
+    assert (
+        proc.stdout.splitlines()[-1] == "ok: 2 applied, 5 not-needed"
+    )  # 0.19.0: public-action-status, durable-action-result; five not needed there
     web = _web(venv)
     run("revert", env=env, check=0)
     assert sha(web) == pristine(wheels, "0.19.0")

@@ -21,7 +21,14 @@ FIXED_UPSTREAM = {"0.16.0", "0.17.0", "0.18.0", "0.18.1", "0.18.2", "0.19.0"}
 def expected(version: str, proxies: bool) -> dict[str, str]:
     ws = "pending" if proxies or version not in FIXED_UPSTREAM else "not-needed"
     forwarded = "pending" if version in ("0.13.0", "0.14.0") else "not-needed"  # proxy_headers rule since 0.15.0
-    return {PAS: "pending", WS: ws, "cors-origins": "not-needed", "trusted-hosts": "not-needed", "ignore-forwarded-for": forwarded, **update_button_states(version)}
+    return {
+        PAS: "pending",
+        WS: ws,
+        "cors-origins": "not-needed",
+        "trusted-hosts": "not-needed",
+        "ignore-forwarded-for": forwarded,
+        **update_button_states(version),
+    }
 
 
 @pytest.fixture(params=RELEASES)
@@ -87,7 +94,10 @@ def test_revert_one_keeps_the_other(run: Runner, tmp_path):
     run("apply", "--root", str(root), check=0)
     run("revert", WS, "--root", str(root), check=0)
     code, doc = run.status("--root", str(root))
-    assert states(doc) == {**expected("0.15.2", False), PAS: "applied", **update_button_states("0.15.2", applied=True)} and code == 1
+    assert (
+        states(doc) == {**expected("0.15.2", False), PAS: "applied", **update_button_states("0.15.2", applied=True)}
+        and code == 1
+    )
     run("revert", "--root", str(root), check=0)
     code, doc = run.status("--root", str(root))
     assert states(doc) == expected("0.15.2", False)

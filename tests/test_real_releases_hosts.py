@@ -25,7 +25,10 @@ OURS = (
     '[patches.trusted-hosts]\nhosts = ["proxy.example", "fd7a:115c::5", ".tail1234.ts.net"]\n'
     '[patches.cors-origins]\norigins = ["https://proxy.example", "http://[fd7a::1]:8080"]\n'
 )
-CONFIG = "[patches.public-action-status]\nenabled = false\n[patches.relax-ws-peer-check]\nenabled = false\n[patches.ignore-forwarded-for]\nenabled = false\n[patches.durable-action-result]\nenabled = false\n[patches.stable-session-token]\nenabled = false\n" + OURS
+CONFIG = (
+    "[patches.public-action-status]\nenabled = false\n[patches.relax-ws-peer-check]\nenabled = false\n[patches.ignore-forwarded-for]\nenabled = false\n[patches.durable-action-result]\nenabled = false\n[patches.stable-session-token]\nenabled = false\n"
+    + OURS
+)
 # Every patch of the catalog at once (relax-ws-peer-check is pending on every release with trusted_proxies).
 ALL_FOUR = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n' + OURS
 
@@ -68,8 +71,17 @@ def test_apply_check_behaviour_idempotent_and_revert_byte_exact(release, run: Ru
     after = HostCheck(root / "hermes_cli")
     for value in ["proxy.example", "proxy.example:443", "PROXY.EXAMPLE", "[fd7a:115c::5]:8443", "n1.tail1234.ts.net"]:
         assert not before.accepted(value, "127.0.0.1") and after.accepted(value, "127.0.0.1"), value
-    for value in ["evil-proxy.example", "proxy.example.evil.test", "proxy.example.", "proxy.example@evil.test",
-                  "evil.test@proxy.example", "proxy.example:x", "tail1234.ts.net", "[fd7a:115c::6]", "fd7a:115c::5"]:
+    for value in [
+        "evil-proxy.example",
+        "proxy.example.evil.test",
+        "proxy.example.",
+        "proxy.example@evil.test",
+        "evil.test@proxy.example",
+        "proxy.example:x",
+        "tail1234.ts.net",
+        "[fd7a:115c::6]",
+        "fd7a:115c::5",
+    ]:
         for bound in ("127.0.0.1", "localhost", "127.0.0.2", "0.0.0.0"):
             assert after.accepted(value, bound) == before.accepted(value, bound), (value, bound)
         assert not after.accepted(value, "127.0.0.1"), value
@@ -79,13 +91,22 @@ def test_apply_check_behaviour_idempotent_and_revert_byte_exact(release, run: Ru
         assert before.ws_reason(listed) is not None and after.ws_reason(listed) is None
         assert after.ws_reason({"Host": "proxy.example", "Origin": "http://proxy.example@evil.test"}) is not None
         assert after.ws_reason({"Host": "proxy.example.evil.test", "Origin": "https://proxy.example"}) is not None
-        assert after.ws_reason({"Host": "localhost", "Origin": "null"}) == before.ws_reason({"Host": "localhost", "Origin": "null"})
+        assert after.ws_reason({"Host": "localhost", "Origin": "null"}) == before.ws_reason(
+            {"Host": "localhost", "Origin": "null"}
+        )
 
     regex = cors_regex(web)
     assert upstream_cors in regex and cors_regex(web, old_starlette=True) == regex
     for origin in ["https://proxy.example", "http://[fd7a::1]:8080", "http://localhost:9119", "https://127.0.0.1"]:
         assert cors_allows(regex, origin), origin
-    for origin in ["null", "https://evil-proxy.example", "https://proxy.example.evil.test", "http://proxy.example", "https://proxy.example:8443", "https://proxyXexample"]:
+    for origin in [
+        "null",
+        "https://evil-proxy.example",
+        "https://proxy.example.evil.test",
+        "http://proxy.example",
+        "https://proxy.example:8443",
+        "https://proxyXexample",
+    ]:
         assert not cors_allows(regex, origin), origin
         assert not cors_allows(upstream_cors, origin)
 
@@ -108,7 +129,9 @@ def test_all_four_patches_fast_path_equals_whole_module_and_revert_is_byte_exact
     code, doc = run.status("--root", str(fast))
     found = states(doc)
     assert found.pop("ignore-forwarded-for") == ("applied" if version == "0.13.0" else "not-needed")
-    assert found.pop("stable-session-token") == ("applied" if version == "0.13.0" else "not-needed")  # 0.16+ read the variable themselves
+    assert found.pop("stable-session-token") == (
+        "applied" if version == "0.13.0" else "not-needed"
+    )  # 0.16+ read the variable themselves
     assert code == 0 and set(found.values()) == {"applied"}
     run("revert", "--root", str(fast), check=0)
     assert tree_digest(fast) == original

@@ -60,7 +60,9 @@ def ruff(length: int):
     def fmt(data: bytes, tmp: Path) -> bytes:
         path = tmp / "fmt.py"
         path.write_bytes(data)
-        subprocess.run([_tool("ruff"), "format", "--isolated", "--quiet", "--line-length", str(length), str(path)], check=True)
+        subprocess.run(
+            [_tool("ruff"), "format", "--isolated", "--quiet", "--line-length", str(length), str(path)], check=True
+        )
         return path.read_bytes()
 
     return fmt
@@ -100,7 +102,9 @@ def comments(data: bytes, tmp: Path) -> bytes:
         return line[: len(line) - len(line.lstrip())]
 
     for node in ast.parse(data).body:
-        name = getattr(node, "name", None) or next((ast.unparse(t) for t in getattr(node, "targets", [getattr(node, "target", None)]) if t is not None), None)
+        name = getattr(node, "name", None) or next(
+            (ast.unparse(t) for t in getattr(node, "targets", [getattr(node, "target", None)]) if t is not None), None
+        )
         if isinstance(node, ast.ImportFrom):
             name = next((a.asname or a.name for a in node.names if (a.asname or a.name) in TARGET_NAMES), None)
         if name in TARGET_NAMES:
@@ -125,7 +129,7 @@ def comments(data: bytes, tmp: Path) -> bytes:
         out.extend(before.get(number, []))
         if number in trailing and b"#" not in line:
             body = line.rstrip(b"\r\n")
-            line = body + b"  # a trailing comment" + line[len(body):]
+            line = body + b"  # a trailing comment" + line[len(body) :]
         out.append(line)
     return b"".join(out)
 
@@ -167,7 +171,9 @@ def trailing_commas(data: bytes, tmp: Path) -> bytes:
         if last.end_lineno == node.end_lineno:
             continue  # closing bracket on the last element's line: not the magic-comma layout
         tail = lines[last.end_lineno - 1][last.end_col_offset :].split(b"#")[0]
-        between = b"".join(lines[last.end_lineno : node.end_lineno - 1]) + lines[node.end_lineno - 1][: node.end_col_offset]
+        between = (
+            b"".join(lines[last.end_lineno : node.end_lineno - 1]) + lines[node.end_lineno - 1][: node.end_col_offset]
+        )
         if tail.strip().startswith(b",") or b"," in tail or between.split(b"#")[0].lstrip().startswith(b","):
             continue
         inserts.append((last.end_lineno, last.end_col_offset))
@@ -244,7 +250,12 @@ def test_reformatted_release_patches_the_same(version, variant, tmp_path):
     same_states = same_states and states(run.status("--root", str(root))[1]) == proxied
     applied = run("apply", "--root", str(root))
     code, doc = run.status("--root", str(root))
-    ok_applied = applied.returncode == 0 and code == 0 and set(states(doc).values()) <= {"applied", "not-needed"} and states(doc)["public-action-status"] == "applied"
+    ok_applied = (
+        applied.returncode == 0
+        and code == 0
+        and set(states(doc).values()) <= {"applied", "not-needed"}
+        and states(doc)["public-action-status"] == "applied"
+    )
     compiles = True
     try:
         compile(web.read_bytes(), "patched", "exec", dont_inherit=True)
@@ -255,12 +266,16 @@ def test_reformatted_release_patches_the_same(version, variant, tmp_path):
     reverted = run("revert", "--root", str(root)).returncode == 0 and tree_digest(root) == before
 
     expected = "same states; applied, compiles; same public paths and peer decisions as the patched original; revert byte-exact"
-    observed = "; ".join([
-        "same states" if same_states else f"STATES DIFFER {states(doc)}",
-        "applied, compiles" if ok_applied and compiles else f"NOT APPLIED {applied.stderr.strip()[:300]}",
-        "same public paths and peer decisions as the patched original" if same_paths and same_rule else f"BEHAVIOUR DIFFERS (paths {same_paths}, peers {same_rule})",
-        "revert byte-exact" if reverted else "REVERT NOT BYTE-EXACT",
-    ])
+    observed = "; ".join(
+        [
+            "same states" if same_states else f"STATES DIFFER {states(doc)}",
+            "applied, compiles" if ok_applied and compiles else f"NOT APPLIED {applied.stderr.strip()[:300]}",
+            "same public paths and peer decisions as the patched original"
+            if same_paths and same_rule
+            else f"BEHAVIOUR DIFFERS (paths {same_paths}, peers {same_rule})",
+            "revert byte-exact" if reverted else "REVERT NOT BYTE-EXACT",
+        ]
+    )
     tally(f"real {version} reformatted: {variant}", expected, observed)
     assert observed == expected
 
@@ -288,7 +303,9 @@ def _move_body(path: Path, function: str, helper: str) -> None:
     lines = text.splitlines(keepends=True)
     header = "".join(lines[node.lineno - 1 : node.body[0].lineno - 1])
     body = "".join(lines[node.body[0].lineno - 1 : node.end_lineno])
-    moved = header.replace(f"def {function}(", f"def {helper}(", 1) + body + "\n\n" + header + f"    return {helper}(ws)\n"
+    moved = (
+        header.replace(f"def {function}(", f"def {helper}(", 1) + body + "\n\n" + header + f"    return {helper}(ws)\n"
+    )
     path.write_text("".join(lines[: node.lineno - 1]) + moved + "".join(lines[node.end_lineno :]), encoding="utf-8")
 
 
@@ -304,39 +321,103 @@ UPDATE, RESTART = "/api/actions/hermes-update/status", "/api/actions/gateway-res
 
 SHAPES = {
     # name: (release, patch, change, outcomes allowed: "unknown-shape" and/or "correct edit")
-    "renamed peer function": ("0.15.2", WS, lambda r: _rename(_web(r), "_ws_client_is_allowed", "_ws_peer_ok"), {"unknown-shape"}),
-    "renamed _ws_client_reason only": ("0.19.0", WS, lambda r: _rename(_web(r), "_ws_client_reason", "_ws_peer_reason"), {"unknown-shape"}),
-    "peer policy moved into another function": ("0.15.2", WS, lambda r: _move_body(_web(r), "_ws_client_is_allowed", "_peer_policy"), {"unknown-shape"}),
-    "reason policy moved into another function": ("0.19.0", WS, lambda r: _move_body(_web(r), "_ws_client_reason", "_peer_reason"), {"unknown-shape"}),
+    "renamed peer function": (
+        "0.15.2",
+        WS,
+        lambda r: _rename(_web(r), "_ws_client_is_allowed", "_ws_peer_ok"),
+        {"unknown-shape"},
+    ),
+    "renamed _ws_client_reason only": (
+        "0.19.0",
+        WS,
+        lambda r: _rename(_web(r), "_ws_client_reason", "_ws_peer_reason"),
+        {"unknown-shape"},
+    ),
+    "peer policy moved into another function": (
+        "0.15.2",
+        WS,
+        lambda r: _move_body(_web(r), "_ws_client_is_allowed", "_peer_policy"),
+        {"unknown-shape"},
+    ),
+    "reason policy moved into another function": (
+        "0.19.0",
+        WS,
+        lambda r: _move_body(_web(r), "_ws_client_reason", "_peer_reason"),
+        {"unknown-shape"},
+    ),
     "peer function replaced later by another": (
-        "0.15.2", WS,
-        lambda r: _web(r).write_text(_web(r).read_text() + "\ndef _strict(ws):\n    return ws.client.host in _LOOPBACK_HOSTS\n\n\n_ws_client_is_allowed = _strict\n"),
+        "0.15.2",
+        WS,
+        lambda r: _web(r).write_text(
+            _web(r).read_text()
+            + "\ndef _strict(ws):\n    return ws.client.host in _LOOPBACK_HOSTS\n\n\n_ws_client_is_allowed = _strict\n"
+        ),
         {"unknown-shape"},
     ),
     "set built by a helper call": (
-        "0.15.2", PAS,
-        lambda r: _replace(_web(r), "_PUBLIC_API_PATHS: frozenset = frozenset({", "def _public(paths):\n    return frozenset(paths)\n\n\n_PUBLIC_API_PATHS: frozenset = _public({"),
+        "0.15.2",
+        PAS,
+        lambda r: _replace(
+            _web(r),
+            "_PUBLIC_API_PATHS: frozenset = frozenset({",
+            "def _public(paths):\n    return frozenset(paths)\n\n\n_PUBLIC_API_PATHS: frozenset = _public({",
+        ),
         {"unknown-shape"},
     ),
     "set rebound inside an if block": (
-        "0.15.2", PAS,
-        lambda r: _web(r).write_text(_web(r).read_text() + '\nif os.environ.get("HERMES_LOCKDOWN"):\n    _PUBLIC_API_PATHS = frozenset({"/api/status"})\n'),
+        "0.15.2",
+        PAS,
+        lambda r: _web(r).write_text(
+            _web(r).read_text()
+            + '\nif os.environ.get("HERMES_LOCKDOWN"):\n    _PUBLIC_API_PATHS = frozenset({"/api/status"})\n'
+        ),
         {"unknown-shape"},
     ),
     "set rebound by a function at startup": (
-        "0.15.2", PAS,
-        lambda r: _web(r).write_text(_web(r).read_text() + '\ndef _load_public_paths():\n    global _PUBLIC_API_PATHS\n    _PUBLIC_API_PATHS = frozenset(os.environ.get("HERMES_PUBLIC", "").split())\n'),
+        "0.15.2",
+        PAS,
+        lambda r: _web(r).write_text(
+            _web(r).read_text()
+            + '\ndef _load_public_paths():\n    global _PUBLIC_API_PATHS\n    _PUBLIC_API_PATHS = frozenset(os.environ.get("HERMES_PUBLIC", "").split())\n'
+        ),
         {"unknown-shape"},
     ),
-    "membership test replaced by a function": ("0.19.0", PAS, lambda r: _replace(_web(r), "path not in _PUBLIC_API_PATHS", "not _is_public(path)"), {"unknown-shape"}),
+    "membership test replaced by a function": (
+        "0.19.0",
+        PAS,
+        lambda r: _replace(_web(r), "path not in _PUBLIC_API_PATHS", "not _is_public(path)"),
+        {"unknown-shape"},
+    ),
     "shared set built by a helper call": (
-        "0.19.0", PAS,
-        lambda r: _replace(_shared(r), "PUBLIC_API_PATHS: frozenset[str] = frozenset({", "def _public(paths):\n    return frozenset(paths)\n\n\nPUBLIC_API_PATHS: frozenset[str] = _public({"),
+        "0.19.0",
+        PAS,
+        lambda r: _replace(
+            _shared(r),
+            "PUBLIC_API_PATHS: frozenset[str] = frozenset({",
+            "def _public(paths):\n    return frozenset(paths)\n\n\nPUBLIC_API_PATHS: frozenset[str] = _public({",
+        ),
         {"correct edit"},
     ),
-    "fork already added the update path": ("0.15.2", PAS, lambda r: _replace(_web(r), '    "/api/status",\n', f'    "/api/status",\n    "{UPDATE}",\n'), {"correct edit"}),
-    "fork already added both paths": ("0.15.2", PAS, lambda r: _replace(_web(r), '    "/api/status",\n', f'    "/api/status",\n    "{UPDATE}",\n    "{RESTART}",\n'), {"not-needed"}),
-    "fork added the paths to the shared set": ("0.19.0", PAS, lambda r: _replace(_shared(r), '    "/api/status",\n', f'    "/api/status",\n    "{UPDATE}",\n    "{RESTART}",\n'), {"not-needed"}),
+    "fork already added the update path": (
+        "0.15.2",
+        PAS,
+        lambda r: _replace(_web(r), '    "/api/status",\n', f'    "/api/status",\n    "{UPDATE}",\n'),
+        {"correct edit"},
+    ),
+    "fork already added both paths": (
+        "0.15.2",
+        PAS,
+        lambda r: _replace(_web(r), '    "/api/status",\n', f'    "/api/status",\n    "{UPDATE}",\n    "{RESTART}",\n'),
+        {"not-needed"},
+    ),
+    "fork added the paths to the shared set": (
+        "0.19.0",
+        PAS,
+        lambda r: _replace(
+            _shared(r), '    "/api/status",\n', f'    "/api/status",\n    "{UPDATE}",\n    "{RESTART}",\n'
+        ),
+        {"not-needed"},
+    ),
 }
 
 
@@ -356,19 +437,38 @@ def test_shapes_that_mean_something_else_are_refused_or_edited_correctly(shape, 
     report = {p["id"]: p for p in doc["patches"]}[patch_id]
     if report["state"] == "unknown-shape":
         refused = run("apply", patch_id, "--root", str(root))
-        outcome = "unknown-shape" if refused.returncode == 2 and tree_digest(root) == before else f"UNKNOWN-SHAPE BUT APPLY EXITED {refused.returncode}"
+        outcome = (
+            "unknown-shape"
+            if refused.returncode == 2 and tree_digest(root) == before
+            else f"UNKNOWN-SHAPE BUT APPLY EXITED {refused.returncode}"
+        )
         outcome += f" ({report['reason'][:90]})" if outcome == "unknown-shape" else ""
     elif report["state"] == "not-needed":
         outcome = "not-needed"
     else:
         applied = run("apply", patch_id, "--root", str(root))
         added = public_paths(root / "hermes_cli") - paths_before if paths_before is not None else None
-        correct = applied.returncode == 0 and added is not None and {UPDATE, RESTART} <= public_paths(root / "hermes_cli") and added <= {UPDATE, RESTART}
-        untouched = not (root / "hermes_cli/dashboard_auth").exists() or tree_digest(root / "hermes_cli/dashboard_auth") == {
-            k.split("hermes_cli/dashboard_auth/", 1)[1]: v for k, v in before.items() if k.startswith("hermes_cli/dashboard_auth/")
+        correct = (
+            applied.returncode == 0
+            and added is not None
+            and {UPDATE, RESTART} <= public_paths(root / "hermes_cli")
+            and added <= {UPDATE, RESTART}
+        )
+        untouched = not (root / "hermes_cli/dashboard_auth").exists() or tree_digest(
+            root / "hermes_cli/dashboard_auth"
+        ) == {
+            k.split("hermes_cli/dashboard_auth/", 1)[1]: v
+            for k, v in before.items()
+            if k.startswith("hermes_cli/dashboard_auth/")
         }
-        outcome = "correct edit" if correct and untouched else f"WRONG EDIT (added {added}, shared untouched {untouched})"
+        outcome = (
+            "correct edit" if correct and untouched else f"WRONG EDIT (added {added}, shared untouched {untouched})"
+        )
     verdict = outcome.split(" (")[0]
     expected = " or ".join(sorted(allowed))
-    tally(f"a shape that means something else: {shape} (real {version})", f"{patch_id}: {expected}", f"{patch_id}: {verdict}")
+    tally(
+        f"a shape that means something else: {shape} (real {version})",
+        f"{patch_id}: {expected}",
+        f"{patch_id}: {verdict}",
+    )
     assert verdict in allowed, (report, outcome)

@@ -51,7 +51,17 @@ class Intruder:
 
     def run(self, *cmd: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
         env = {"HOME": str(self.home), "PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
-        return subprocess.run(list(cmd), user=self.uid, group=self.gid, extra_groups=[], env=env, cwd=cwd or self.home, capture_output=True, text=True, check=check)
+        return subprocess.run(
+            list(cmd),
+            user=self.uid,
+            group=self.gid,
+            extra_groups=[],
+            env=env,
+            cwd=cwd or self.home,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
 
     def own(self, path: Path) -> Path:
         """Give ``path`` (recursively) to the intruder, as if they had made it."""
@@ -70,7 +80,11 @@ class Intruder:
 def intruder():
     name = f"hpi13x{os.getpid() % 100000}"
     home = Path(tempfile.mkdtemp(prefix="hermes-patch-intruder-", dir="/tmp"))
-    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", "--home-dir", str(home), name], check=True, capture_output=True)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", "--home-dir", str(home), name],
+        check=True,
+        capture_output=True,
+    )
     try:
         user = Intruder(name, home)
         os.chown(home, user.uid, user.gid)
@@ -113,15 +127,25 @@ def digest(*paths: Path) -> dict[str, str]:
     return out
 
 
-def judge(subject: str, procs: list[subprocess.CompletedProcess], unchanged: bool, *words: str, canary: Path | None = None) -> None:
+def judge(
+    subject: str, procs: list[subprocess.CompletedProcess], unchanged: bool, *words: str, canary: Path | None = None
+) -> None:
     """Record and assert: each command refused with one paragraph; nothing changed; no attacker code ran."""
     ran = canary is not None and canary.exists()
-    observed = ", ".join([
-        "exit 2, one paragraph" if all(one_paragraph(p, *words) for p in procs) else f"NOT REFUSED (exits {[p.returncode for p in procs]})",
-        "nothing outside the target changed" if unchanged and not ran else ("ATTACKER CODE RAN" if ran else "FILES CHANGED"),
-    ])
+    observed = ", ".join(
+        [
+            "exit 2, one paragraph"
+            if all(one_paragraph(p, *words) for p in procs)
+            else f"NOT REFUSED (exits {[p.returncode for p in procs]})",
+            "nothing outside the target changed"
+            if unchanged and not ran
+            else ("ATTACKER CODE RAN" if ran else "FILES CHANGED"),
+        ]
+    )
     tally(f"as root: {subject}", REFUSED, observed)
-    assert observed == REFUSED, "\n".join(f"{' '.join(map(str, p.args[1:3]))}: exit {p.returncode}\n{p.stdout}{p.stderr}" for p in procs)
+    assert observed == REFUSED, "\n".join(
+        f"{' '.join(map(str, p.args[1:3]))}: exit {p.returncode}\n{p.stdout}{p.stderr}" for p in procs
+    )
 
 
 def victim(tmp_path: Path, name: str = "victim.conf") -> Path:
@@ -140,15 +164,36 @@ def _forged_ledger(root: Path, state: Path, name: str, evil: bytes) -> None:
     (state / "backups").mkdir(parents=True, exist_ok=True)
     evil_sha = hashlib.sha256(evil).hexdigest()
     (state / "backups" / evil_sha).write_bytes(evil)
-    target = (root / "hermes_cli" / name)
+    target = root / "hermes_cli" / name
     before = sha(target) if target.exists() else hashlib.sha256(b"").hexdigest()
     key = str((root / "hermes_cli").resolve())
-    commit = {"version": "0.15.0", "files": {}, "patches": {}, "snapshot": {"config_key": "x", "inputs": {}, "reports": []}}
-    ledger = {"schema": 1, "targets": {key: {"pending": {"kind": "apply", "files": {name: {"before": before, "after": evil_sha, "original": before}}, "commit": commit}}}}
+    commit = {
+        "version": "0.15.0",
+        "files": {},
+        "patches": {},
+        "snapshot": {"config_key": "x", "inputs": {}, "reports": []},
+    }
+    ledger = {
+        "schema": 1,
+        "targets": {
+            key: {
+                "pending": {
+                    "kind": "apply",
+                    "files": {name: {"before": before, "after": evil_sha, "original": before}},
+                    "commit": commit,
+                }
+            }
+        },
+    }
     (state / "ledger.json").write_text(json.dumps(ledger))
 
 
-STATE_SETUPS = ["state dir owned by the other user", "state dir writable by everyone", "ledger owned by the other user", "ledger writable by everyone"]
+STATE_SETUPS = [
+    "state dir owned by the other user",
+    "state dir writable by everyone",
+    "ledger owned by the other user",
+    "ledger writable by everyone",
+]
 
 
 @pytest.mark.parametrize("setup", STATE_SETUPS)
@@ -172,7 +217,12 @@ def test_a_state_dir_another_user_can_write_is_refused(setup, tmp_path, intruder
         (run.state / "ledger.json").chmod(0o666)
     before = digest(root, target, run.state)
     procs = [run(cmd, "--root", str(root)) for cmd in ("status", "apply", "revert")]
-    judge(setup, procs, digest(root, target, run.state) == before, str(run.state) if "state dir" in setup else "ledger.json")
+    judge(
+        setup,
+        procs,
+        digest(root, target, run.state) == before,
+        str(run.state) if "state dir" in setup else "ledger.json",
+    )
     assert "--state-dir" in procs[0].stderr
 
 
@@ -212,7 +262,12 @@ def test_a_forged_interrupted_write_cannot_name_a_file_outside_the_package(tmp_p
     _forged_ledger(root, run.state, os.path.relpath(target, root / "hermes_cli"), b"forged\n")
     before = digest(root, target)
     procs = [run(cmd, "--root", str(root)) for cmd in ("status", "apply", "revert")]
-    judge("a forged journal naming a file outside the package", procs, digest(root, target) == before, str(run.state / "ledger.json"))
+    judge(
+        "a forged journal naming a file outside the package",
+        procs,
+        digest(root, target) == before,
+        str(run.state / "ledger.json"),
+    )
 
 
 def test_a_forged_hook_record_cannot_delete_or_rename_files(tmp_path):
@@ -221,13 +276,25 @@ def test_a_forged_hook_record_cannot_delete_or_rename_files(tmp_path):
     run = Runner(tmp_path)
     run.state.mkdir(mode=0o700)
     key = str((root / "hermes_cli").resolve())
-    hooks = {"post-merge": {"path": str(first), "sha256": sha(first), "chained": str(second), "created_dirs": [str(tmp_path)]}}
+    hooks = {
+        "post-merge": {
+            "path": str(first),
+            "sha256": sha(first),
+            "chained": str(second),
+            "created_dirs": [str(tmp_path)],
+        }
+    }
     dropins = {str(second): {"unit": "x", "scope": "user", "sha256": sha(second), "created_dirs": []}}
     ledger = {"schema": 1, "targets": {key: {"integrations": {"git-hooks": hooks, "systemd": dropins}}}}
     (run.state / "ledger.json").write_text(json.dumps(ledger))
     before = digest(root, first, second)
     procs = [run("hook", "uninstall", "--root", str(root))]
-    judge("a forged hook record (hook uninstall)", procs, digest(root, first, second) == before, str(run.state / "ledger.json"))
+    judge(
+        "a forged hook record (hook uninstall)",
+        procs,
+        digest(root, first, second) == before,
+        str(run.state / "ledger.json"),
+    )
 
 
 def test_a_forged_session_token_record_cannot_delete_another_file(tmp_path):
@@ -243,7 +310,11 @@ def test_a_forged_session_token_record_cannot_delete_another_file(tmp_path):
     procs = [run("hook", "uninstall", "--root", str(root)), run("revert", "--root", str(root))]
     unchanged = digest(root, other) == before
     clean = all(p.returncode in (0, 2) and "Traceback" not in p.stderr for p in procs)
-    observed = "safe outcome: the file is kept" if unchanged and clean else f"FILES CHANGED or crashed (exits {[p.returncode for p in procs]})"
+    observed = (
+        "safe outcome: the file is kept"
+        if unchanged and clean
+        else f"FILES CHANGED or crashed (exits {[p.returncode for p in procs]})"
+    )
     tally("as root: a forged session token record (hook uninstall, revert)", "safe outcome: the file is kept", observed)
     assert observed == "safe outcome: the file is kept", "\n".join(p.stdout + p.stderr for p in procs)
 
@@ -261,11 +332,23 @@ def test_a_forged_previous_filter_is_never_planted_in_git(tmp_path):
     record["integrations"]["git-filter"]["previous"] = f"touch {canary}; cat"
     (run.state / "ledger.json").write_text(json.dumps(ledger))
     reverted = run("revert", "--root", str(checkout))
-    value = subprocess.run(["git", "-C", str(checkout), "config", "--get", "filter.hermes-patch.clean"], capture_output=True, text=True).stdout
-    (checkout / "hermes_cli/web_server.py").write_text((checkout / "hermes_cli/web_server.py").read_text() + "# touched\n")
+    value = subprocess.run(
+        ["git", "-C", str(checkout), "config", "--get", "filter.hermes-patch.clean"], capture_output=True, text=True
+    ).stdout
+    (checkout / "hermes_cli/web_server.py").write_text(
+        (checkout / "hermes_cli/web_server.py").read_text() + "# touched\n"
+    )
     subprocess.run(["git", "-C", str(checkout), "add", "-A"], capture_output=True)
-    observed = "safe outcome: no command planted, nothing ran" if reverted.returncode == 0 and not value and not canary.exists() else f"PLANTED {value!r} exit {reverted.returncode} ran={canary.exists()}"
-    tally("as root: a forged previous git filter in the ledger (revert)", "safe outcome: no command planted, nothing ran", observed)
+    observed = (
+        "safe outcome: no command planted, nothing ran"
+        if reverted.returncode == 0 and not value and not canary.exists()
+        else f"PLANTED {value!r} exit {reverted.returncode} ran={canary.exists()}"
+    )
+    tally(
+        "as root: a forged previous git filter in the ledger (revert)",
+        "safe outcome: no command planted, nothing ran",
+        observed,
+    )
     assert observed == "safe outcome: no command planted, nothing ran", reverted.stderr
 
 
@@ -275,11 +358,15 @@ def test_a_forged_previous_filter_is_never_planted_in_git(tmp_path):
 def _user_checkout(intruder: Intruder, canary: Path, target: Path) -> Path:
     """A git checkout of the intruder with a hostile core.fsmonitor and a symlinked info/attributes."""
     checkout = intruder.folder("hermes-agent")
-    shutil.copytree(FIXTURES / "r0_15" / "hermes_cli", checkout / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        FIXTURES / "r0_15" / "hermes_cli", checkout / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__")
+    )
     intruder.own(checkout)
     intruder.run("git", "init", "-q", str(checkout))
     intruder.run("git", "-C", str(checkout), "add", "-A")
-    intruder.run("git", "-C", str(checkout), "-c", "user.name=x", "-c", "user.email=x@x.invalid", "commit", "-q", "-m", "x")
+    intruder.run(
+        "git", "-C", str(checkout), "-c", "user.name=x", "-c", "user.email=x@x.invalid", "commit", "-q", "-m", "x"
+    )
     hook = checkout / ".git" / "fsmon.sh"
     hook.write_text(f"#!/bin/sh\nid -u >> {canary}\n")
     hook.chmod(0o755)
@@ -300,8 +387,18 @@ def test_a_checkout_owned_by_another_user_is_refused_and_its_git_config_never_ru
     run = Runner(tmp_path)
     run.configure(PROXY)
     before = digest(checkout, target)
-    procs = [run(*cmd, "--root", str(checkout)) for cmd in (("status",), ("apply",), ("revert",), ("diff",), ("hook", "install"))]
-    judge("a git checkout owned by another user (core.fsmonitor, symlinked info/attributes)", procs, digest(checkout, target) == before, str(checkout), "sudo -u", canary=canary)
+    procs = [
+        run(*cmd, "--root", str(checkout))
+        for cmd in (("status",), ("apply",), ("revert",), ("diff",), ("hook", "install"))
+    ]
+    judge(
+        "a git checkout owned by another user (core.fsmonitor, symlinked info/attributes)",
+        procs,
+        digest(checkout, target) == before,
+        str(checkout),
+        "sudo -u",
+        canary=canary,
+    )
     assert intruder.name in procs[0].stderr
 
 
@@ -316,14 +413,18 @@ def _user_venv(intruder: Intruder, canary: Path) -> Path:
     venv = intruder.folder("venv")
     intruder.run(SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv))
     site = next(venv.glob("lib/python3*/site-packages"))
-    shutil.copytree(FIXTURES / "r0_15" / "hermes_cli", site / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        FIXTURES / "r0_15" / "hermes_cli", site / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (site / "zz_intruder.pth").write_text(f"import os; open({str(canary)!r}, 'a').write(str(os.getuid()) + '\\n')\n")
     intruder.own(venv)
     return venv
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["status --python", "verify --python", "apply --python", "status via the hermes launcher on PATH"])
+@pytest.mark.parametrize(
+    "how", ["status --python", "verify --python", "apply --python", "status via the hermes launcher on PATH"]
+)
 def test_an_interpreter_owned_by_another_user_never_runs_as_root(how, tmp_path, intruder):
     canary = intruder.home / f"pth-ran-{how.split()[0]}-{how.split()[-1]}"
     venv = _user_venv(intruder, canary)
@@ -348,7 +449,13 @@ def test_an_interpreter_owned_by_another_user_never_runs_as_root(how, tmp_path, 
 def _pause_at_rename(run: Runner, root: Path) -> subprocess.Popen:
     """Start ``apply`` and wait until it stops itself (SIGSTOP) right before its rename."""
     env = {**run.env, "HERMES_PATCH_FAULT": "rename:1:stop"}
-    proc = subprocess.Popen([hermes_patch_exe(), "apply", "--root", str(root), *run.common], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [hermes_patch_exe(), "apply", "--root", str(root), *run.common],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -383,7 +490,9 @@ def test_web_server_swapped_for_a_symlink_before_the_rename_is_left_alone(tmp_pa
     web.symlink_to(target)
     before = digest(root, target)
     done = _finish(proc)
-    judge("web_server.py swapped for a symlink between read and rename", [done], digest(root, target) == before, str(web))
+    judge(
+        "web_server.py swapped for a symlink between read and rename", [done], digest(root, target) == before, str(web)
+    )
     assert web.is_symlink()
     leftovers = [p.name for p in web.parent.iterdir() if p.name.endswith(".hermes-patch.tmp")]
     assert leftovers == []
@@ -401,7 +510,13 @@ def test_a_concurrent_upgrade_is_never_rolled_back(tmp_path):
     tmp.write_bytes(upgraded)
     os.replace(tmp, web)  # how pip and git put a new release in place
     done = _finish(proc)
-    judge("an upgrade replaced web_server.py while apply ran", [done], web.read_bytes() == upgraded, str(web), "hermes-patch status")
+    judge(
+        "an upgrade replaced web_server.py while apply ran",
+        [done],
+        web.read_bytes() == upgraded,
+        str(web),
+        "hermes-patch status",
+    )
     code, doc = run.status("--root", str(root))
     assert not any("interrupted" in n for n in doc["notes"]), doc["notes"]
 
@@ -451,10 +566,15 @@ def _user_hermes_patch(intruder: Intruder) -> Path:
 
 
 def _root_checkout(path: Path) -> Path:
-    shutil.copytree(FIXTURES / "r0_15" / "hermes_cli", path / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        FIXTURES / "r0_15" / "hermes_cli", path / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__")
+    )
     subprocess.run(["git", "init", "-q", str(path)], check=True)
     subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(path), "-c", "user.name=x", "-c", "user.email=x@x.invalid", "commit", "-q", "-m", "x"], check=True)
+    subprocess.run(
+        ["git", "-C", str(path), "-c", "user.name=x", "-c", "user.email=x@x.invalid", "commit", "-q", "-m", "x"],
+        check=True,
+    )
     return path
 
 
@@ -464,15 +584,28 @@ def test_a_command_in_a_user_writable_venv_is_never_stored_for_root(tmp_path, in
     checkout = _root_checkout(tmp_path / "hermes-agent")
     units = tmp_path / "units"
     units.mkdir()
-    (units / "hermes-dashboard.service").write_text("[Service]\nExecStart=/bin/true\n")  # hook install wants the unit to exist
+    (units / "hermes-dashboard.service").write_text(
+        "[Service]\nExecStart=/bin/true\n"
+    )  # hook install wants the unit to exist
     run = Runner(tmp_path)
     run.configure(PROXY)
     before = digest(checkout, units)
     procs = [
-        subprocess.run([str(exe), *cmd, "--root", str(checkout), *run.common], capture_output=True, text=True, env=run.env)
-        for cmd in (["hook", "install"], ["hook", "install", "--systemd-unit", "hermes-dashboard", "--unit-dir", str(units)], ["apply"])
+        subprocess.run(
+            [str(exe), *cmd, "--root", str(checkout), *run.common], capture_output=True, text=True, env=run.env
+        )
+        for cmd in (
+            ["hook", "install"],
+            ["hook", "install", "--systemd-unit", "hermes-dashboard", "--unit-dir", str(units)],
+            ["apply"],
+        )
     ]
-    judge("hook install / apply from a hermes-patch in a user-writable venv", procs, digest(checkout, units) == before, str(exe))
+    judge(
+        "hook install / apply from a hermes-patch in a user-writable venv",
+        procs,
+        digest(checkout, units) == before,
+        str(exe),
+    )
     shown = run("hook", "show", "--root", str(checkout), check=0).stdout
     assert "command path" in shown and "not group- or world-writable" in shown
 
@@ -488,7 +621,17 @@ def test_quotes_dollar_and_newline_in_paths_never_become_commands(tmp_path):
     (tmp_path / "units").mkdir()
     for unit in ("hermes-dashboard", "other"):  # hook install wants the unit to exist
         (tmp_path / "units" / f"{unit}.service").write_text("[Service]\nExecStart=/bin/true\n")
-    run("hook", "install", "--root", str(checkout), "--systemd-unit", "hermes-dashboard", "--unit-dir", str(tmp_path / "units"), check=0)
+    run(
+        "hook",
+        "install",
+        "--root",
+        str(checkout),
+        "--systemd-unit",
+        "hermes-dashboard",
+        "--unit-dir",
+        str(tmp_path / "units"),
+        check=0,
+    )
     dropin = next((tmp_path / "units").rglob("hermes-patch.conf")).read_text()
     directives = [line for line in dropin.splitlines() if line and not line.startswith("#")]
     assert directives[0] == "[Service]" and len(directives) == 2 and directives[1].startswith("ExecStartPre=-"), dropin
@@ -501,14 +644,30 @@ def test_quotes_dollar_and_newline_in_paths_never_become_commands(tmp_path):
     nl = tmp_path / "a\nExecStartPre=/bin/touch canary"
     checkout2 = _root_checkout(nl / "hermes-agent")
     before = digest(tmp_path / "units")
-    procs = [run("hook", "install", "--root", str(checkout2), "--systemd-unit", "other", "--unit-dir", str(tmp_path / "units"))]
+    procs = [
+        run(
+            "hook",
+            "install",
+            "--root",
+            str(checkout2),
+            "--systemd-unit",
+            "other",
+            "--unit-dir",
+            str(tmp_path / "units"),
+        )
+    ]
     judge("a newline in a path stored in a drop-in", procs, digest(tmp_path / "units") == before, "newline")
 
 
 # -- 5. patch_dirs and the configuration file ---------------------------------------------------------
 
 
-CONFIG_CASES = ["config file owned by the other user", "config file writable by everyone", "patch_dirs folder owned by the other user", "patch module owned by the other user"]
+CONFIG_CASES = [
+    "config file owned by the other user",
+    "config file writable by everyone",
+    "patch_dirs folder owned by the other user",
+    "patch module owned by the other user",
+]
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES)
@@ -534,7 +693,11 @@ def test_configuration_and_patch_dirs_another_user_can_write_are_refused(case, t
         if "everyone" in case:
             run.config.chmod(0o666)
     before = digest(root)
-    procs = [run("status", "--root", str(root)), run("apply", "--root", str(root)), run("list", "--config", str(run.config))]
+    procs = [
+        run("status", "--root", str(root)),
+        run("apply", "--root", str(root)),
+        run("list", "--config", str(run.config)),
+    ]
     judge(case, procs, digest(root) == before, "sudo -u" if "owned" in case else "writable", canary=canary)
 
 
@@ -557,7 +720,12 @@ def test_an_action_name_with_a_trailing_newline_is_refused(tmp_path):
     run = Runner(tmp_path)
     run.configure('[patches.public-action-status]\nactions = ["hermes-update\\n"]\n')
     before = digest(root)
-    judge("an action name with a trailing newline", [run("apply", "--root", str(root))], digest(root) == before, "action name")
+    judge(
+        "an action name with a trailing newline",
+        [run("apply", "--root", str(root))],
+        digest(root) == before,
+        "action name",
+    )
 
 
 @pytest.mark.parametrize("suffix", [".co.uk", ".github.io", ".com.au"])
@@ -566,7 +734,12 @@ def test_a_public_suffix_in_hosts_is_refused(suffix, tmp_path):
     run = Runner(tmp_path)
     run.configure(f'[patches.trusted-hosts]\nhosts = ["{suffix}"]\n')
     before = digest(root)
-    judge(f"hosts lists the public suffix {suffix}", [run("apply", "--root", str(root))], digest(root) == before, "public suffix")
+    judge(
+        f"hosts lists the public suffix {suffix}",
+        [run("apply", "--root", str(root))],
+        digest(root) == before,
+        "public suffix",
+    )
 
 
 def test_doctor_is_a_sensitive_action(tmp_path):
@@ -589,7 +762,9 @@ def test_verify_accepts_a_relative_python(tmp_path):
     run("apply", "--root", str(root), check=0)
     cmd = [hermes_patch_exe(), "verify", "--python", "venv/bin/python", *run.common]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=run.env)
-    assert "could not run" not in proc.stdout + proc.stderr and "does not exist" not in proc.stderr, proc.stdout + proc.stderr
+    assert "could not run" not in proc.stdout + proc.stderr and "does not exist" not in proc.stderr, (
+        proc.stdout + proc.stderr
+    )
     assert "fastapi" in proc.stdout or "effective" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -636,13 +811,21 @@ def test_a_bytecode_cache_of_another_user_in_patch_dirs_is_refused(tmp_path, int
     cache = folder / "__pycache__"
     cache.mkdir()
     pyc = cache / f"ok.{sys.implementation.cache_tag}.pyc"
-    pyc.write_bytes(importlib.util.MAGIC_NUMBER + struct.pack("<III", 0, int(st.st_mtime), st.st_size) + marshal.dumps(code))
+    pyc.write_bytes(
+        importlib.util.MAGIC_NUMBER + struct.pack("<III", 0, int(st.st_mtime), st.st_size) + marshal.dumps(code)
+    )
     intruder.own(cache)
     run = Runner(tmp_path)
     run.configure(f"patch_dirs = [{str(folder)!r}]\n")
     before = digest(root)
     procs = [run("status", "--root", str(root)), run("apply", "--root", str(root))]
-    judge("a patch folder whose bytecode cache is another user's", procs, digest(root) == before, "__pycache__", canary=canary)
+    judge(
+        "a patch folder whose bytecode cache is another user's",
+        procs,
+        digest(root) == before,
+        "__pycache__",
+        canary=canary,
+    )
 
 
 def test_a_session_token_folder_of_another_user_or_behind_a_link_is_refused(tmp_path, intruder):
@@ -657,8 +840,26 @@ def test_a_session_token_folder_of_another_user_or_behind_a_link_is_refused(tmp_
     run = Runner(tmp_path)
     procs = []
     for home in (theirs, link):
-        procs.append(run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", "--unit-dir", str(units), "--session-token", "--hermes-home", str(home)))
-    unchanged = not list(theirs.iterdir()) and not list((tmp_path / "elsewhere").iterdir()) and [p.name for p in units.iterdir()] == ["hermes-dashboard.service"]
+        procs.append(
+            run(
+                "hook",
+                "install",
+                "--root",
+                str(root),
+                "--systemd-unit",
+                "hermes-dashboard",
+                "--unit-dir",
+                str(units),
+                "--session-token",
+                "--hermes-home",
+                str(home),
+            )
+        )
+    unchanged = (
+        not list(theirs.iterdir())
+        and not list((tmp_path / "elsewhere").iterdir())
+        and [p.name for p in units.iterdir()] == ["hermes-dashboard.service"]
+    )
     judge("a session token folder of another user, or behind their link", procs, unchanged)
 
 
@@ -688,5 +889,9 @@ def test_a_configuration_nested_too_deeply_is_one_paragraph(tmp_path):
     root = copy_fixture("r0_15", tmp_path / "sp")
     run = Runner(tmp_path)
     run.configure("x = " + "[" * 5000 + "]" * 5000 + "\n")
-    procs = [run("status", "--json", "--root", str(root)), run("apply", "--check", "--root", str(root)), run("revert", "--json", "--root", str(root))]
+    procs = [
+        run("status", "--json", "--root", str(root)),
+        run("apply", "--check", "--root", str(root)),
+        run("revert", "--json", "--root", str(root)),
+    ]
     judge("a configuration nested 5000 levels deep", procs, True, "too deeply")

@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 from behaviour import helper, peer_rule, public_paths
-from conftest import FORWARDED_NEW, UNCONFIGURED, Runner, copy_fixture, copy_real, states, tally, tree_digest, update_button_states
+from conftest import (
+    FORWARDED_NEW,
+    UNCONFIGURED,
+    Runner,
+    copy_fixture,
+    copy_real,
+    states,
+    tally,
+    tree_digest,
+    update_button_states,
+)
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
@@ -35,7 +45,11 @@ def test_state_files_are_owner_only_even_with_a_permissive_umask(tmp_path):
     plain = {k: v for k, v in modes.items() if not (run.state / k).is_dir()}
     kinds = {k.split("/")[0] for k in plain}
     assert {"ledger.json", "backups", "locks"} <= kinds, modes
-    observed = "state dir and subdirs 0700, ledger/backups/locks 0600" if set(dirs.values()) == {0o700} and set(plain.values()) == {0o600} else f"MODES {sorted((k, oct(v)) for k, v in modes.items())}"
+    observed = (
+        "state dir and subdirs 0700, ledger/backups/locks 0600"
+        if set(dirs.values()) == {0o700} and set(plain.values()) == {0o600}
+        else f"MODES {sorted((k, oct(v)) for k, v in modes.items())}"
+    )
     tally("state files under umask 000", "state dir and subdirs 0700, ledger/backups/locks 0600", observed)
     assert observed == "state dir and subdirs 0700, ledger/backups/locks 0600"
 
@@ -63,11 +77,13 @@ def test_configuration_values_are_data_never_code(case, tmp_path):
     before = tree_digest(root)
     procs = [run(cmd, "--root", str(root)) for cmd in ("status", "apply", "diff")]
     refused = all(p.returncode == 2 and p.stderr.startswith("error: ") for p in procs)
-    observed = ", ".join([
-        "refused as data (exit 2)" if refused else f"ACCEPTED (exits {[p.returncode for p in procs]})",
-        "nothing ran" if not canary.exists() else "CODE RAN",
-        "files unchanged" if tree_digest(root) == before else "FILES CHANGED",
-    ])
+    observed = ", ".join(
+        [
+            "refused as data (exit 2)" if refused else f"ACCEPTED (exits {[p.returncode for p in procs]})",
+            "nothing ran" if not canary.exists() else "CODE RAN",
+            "files unchanged" if tree_digest(root) == before else "FILES CHANGED",
+        ]
+    )
     tally(f"config value as code: {case}", "refused as data (exit 2), nothing ran, files unchanged", observed)
     assert observed == "refused as data (exit 2), nothing ran, files unchanged", [p.stderr for p in procs]
 
@@ -83,25 +99,35 @@ def test_the_oauth_gated_mode_is_never_widened(version, tmp_path):
     rule_before = peer_rule(package)
     shared_set = public_paths(package)
     run("apply", "--root", str(root), check=0)
-    assert states(run.status("--root", str(root))[1]) == {**UNCONFIGURED, PAS: "applied", WS: "applied", **update_button_states(version, applied=True), **FORWARDED_NEW}
+    assert states(run.status("--root", str(root))[1]) == {
+        **UNCONFIGURED,
+        PAS: "applied",
+        WS: "applied",
+        **update_button_states(version, applied=True),
+        **FORWARDED_NEW,
+    }
 
     untouched = tree_digest(package / "dashboard_auth") == shared_before
     allowed = helper(package)
     # In gated mode the helper never accepts, whatever the peer and bind.
     gated_closed = not any(
-        allowed(_ws(peer, bind, gated=True)) for peer in ("127.0.0.5", "127.0.0.1", "10.0.0.9") for bind in ("127.0.0.1", "0.0.0.0")
+        allowed(_ws(peer, bind, gated=True))
+        for peer in ("127.0.0.5", "127.0.0.1", "10.0.0.9")
+        for bind in ("127.0.0.1", "0.0.0.0")
     )
     rule_after = peer_rule(package)
     gated_same = {k: v for k, v in rule_after.items() if k[2]} == {k: v for k, v in rule_before.items() if k[2]}
     added = public_paths(package) - shared_set
     exact = added == {"/api/actions/hermes-update/status", "/api/actions/gateway-restart/status"}
     expected = "dashboard_auth/ byte-identical; helper False in gated mode; gated decisions unchanged; only the two listed status paths added to web_server's own set"
-    observed = "; ".join([
-        "dashboard_auth/ byte-identical" if untouched else "DASHBOARD_AUTH CHANGED",
-        "helper False in gated mode" if gated_closed else "HELPER ACCEPTS IN GATED MODE",
-        "gated decisions unchanged" if gated_same else "GATED DECISIONS CHANGED",
-        "only the two listed status paths added to web_server's own set" if exact else f"ADDED {sorted(added)}",
-    ])
+    observed = "; ".join(
+        [
+            "dashboard_auth/ byte-identical" if untouched else "DASHBOARD_AUTH CHANGED",
+            "helper False in gated mode" if gated_closed else "HELPER ACCEPTS IN GATED MODE",
+            "gated decisions unchanged" if gated_same else "GATED DECISIONS CHANGED",
+            "only the two listed status paths added to web_server's own set" if exact else f"ADDED {sorted(added)}",
+        ]
+    )
     tally(f"OAuth-gated mode after apply (real {version})", expected, observed)
     assert observed == expected
 
@@ -118,7 +144,11 @@ def _our_paths(web: Path) -> set[str]:
     text = web.read_text()
     out = set()
     for node in tree.body:
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "_PUBLIC_API_PATHS" and isinstance(node.value, ast.BinOp):
+        if (
+            isinstance(node, ast.Assign)
+            and ast.unparse(node.targets[0]) == "_PUBLIC_API_PATHS"
+            and isinstance(node.value, ast.BinOp)
+        ):
             assert "# hermes-patch: public-action-status" in text.splitlines()[node.lineno - 2]
             out |= {n.value for n in ast.walk(node.value.right) if isinstance(n, ast.Constant)}
     return out
@@ -146,9 +176,15 @@ def test_no_template_no_wildcard_and_sensitive_actions_only_when_listed(tmp_path
     flagged = flagged and all(f"'{a}' can carry sensitive output" in human for a in SENSITIVE)
     strict = run("status", "--strict", "--root", str(root)).returncode
     expected = "default: only hermes-update and gateway-restart, concrete paths, no warning; listed dump/backup/security-audit: applied and flagged sensitive in status (--strict exits 1)"
-    observed = "; ".join([
-        "default: only hermes-update and gateway-restart, concrete paths, no warning" if default_ok and no_pattern and quiet else f"DEFAULT {sorted(default)}",
-        "listed dump/backup/security-audit: applied and flagged sensitive in status (--strict exits 1)" if listed and flagged and strict == 1 else f"LISTED NOT FLAGGED {notes} strict={strict}",
-    ])
+    observed = "; ".join(
+        [
+            "default: only hermes-update and gateway-restart, concrete paths, no warning"
+            if default_ok and no_pattern and quiet
+            else f"DEFAULT {sorted(default)}",
+            "listed dump/backup/security-audit: applied and flagged sensitive in status (--strict exits 1)"
+            if listed and flagged and strict == 1
+            else f"LISTED NOT FLAGGED {notes} strict={strict}",
+        ]
+    )
     tally("sensitive actions (real 0.19.0)", expected, observed)
     assert observed == expected

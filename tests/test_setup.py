@@ -41,7 +41,16 @@ def test_flags_add_the_settings_and_keep_everything_else(tmp_path: Path, run: Ru
     run.configure(MINE)
     run.config.chmod(0o644)
     before_tree = tree_digest(root)
-    proc = run("setup", "--root", str(root), "--url", "https://Hermes.Example.com:8443/", "--proxy-address", "10.0.0.5", check=0)
+    proc = run(
+        "setup",
+        "--root",
+        str(root),
+        "--url",
+        "https://Hermes.Example.com:8443/",
+        "--proxy-address",
+        "10.0.0.5",
+        check=0,
+    )
     text = run.config.read_text()
     # Every line of the old file is still there, in order; the new values are added.
     assert text.startswith(MINE.replace('hosts = ["Other.Example"]', 'hosts = ["Other.Example", "hermes.example.com"]'))
@@ -51,16 +60,34 @@ def test_flags_add_the_settings_and_keep_everything_else(tmp_path: Path, run: Ru
     assert [p.name for p in run.config.parent.iterdir() if p.name.startswith(".config.toml")] == []  # no temp file left
     assert tree_digest(root) == before_tree  # setup writes the configuration only
     out = proc.stdout
-    assert f"configuration {run.config}" in out and "hosts: hermes.example.com" in out and "trusted_proxies: 10.0.0.5/32" in out
+    assert (
+        f"configuration {run.config}" in out
+        and "hosts: hermes.example.com" in out
+        and "trusted_proxies: 10.0.0.5/32" in out
+    )
     assert "apply would write: cors-origins, public-action-status, relax-ws-peer-check, trusted-hosts → " in out
     assert f"wrote {run.config} (mode 0600; 3 value(s) added" in out
     code, doc = run.status("--root", str(root))
-    assert {k: v for k, v in states(doc).items() if k in (CO, PAS, WS, TH)} == {CO: "pending", PAS: "pending", WS: "pending", TH: "pending"}
+    assert {k: v for k, v in states(doc).items() if k in (CO, PAS, WS, TH)} == {
+        CO: "pending",
+        PAS: "pending",
+        WS: "pending",
+        TH: "pending",
+    }
     assert doc["config"] == {"path": str(run.config), "exists": True}
     run("apply", "--root", str(root), check=0)
     assert {v for k, v in states(run.status("--root", str(root))[1]).items() if k in (CO, PAS, WS, TH)} == {"applied"}
 
-    again = run("setup", "--root", str(root), "--url", "https://hermes.example.com:8443", "--proxy-address", "10.0.0.5/32", check=0)
+    again = run(
+        "setup",
+        "--root",
+        str(root),
+        "--url",
+        "https://hermes.example.com:8443",
+        "--proxy-address",
+        "10.0.0.5/32",
+        check=0,
+    )
     assert "the configuration already holds these settings; nothing to write" in again.stdout
     assert run.config.read_text() == text
 
@@ -81,15 +108,24 @@ def test_a_sub_path_url_names_the_prefix_header(tmp_path: Path, run: Runner):
     assert "dry run: nothing was written" in proc.stdout and run.config.read_text() == ""
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--url", "hermes.example.com"], "is not an http or https URL"),
-    (["--url", "https://user@hermes.example.com"], "carries a user name"),
-    (["--url", "https://hermes.example.com/?x=1"], "has a query or fragment"),
-    (["--url", "https://*.example.com"], "wildcards are not accepted"),
-    (["--url", "https://hermes.example.com", "--proxy-address", "10.0.0.5/24"], "is not an IP address or a network in CIDR form"),
-    (["--url", "https://hermes.example.com", "--proxy-address", "proxy.lan"], "is not an IP address or a network in CIDR form"),
-    (["--url", "https://hermes.example.com", "--proxy-address", "0.0.0.0/0"], "allow_catch_all"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--url", "hermes.example.com"], "is not an http or https URL"),
+        (["--url", "https://user@hermes.example.com"], "carries a user name"),
+        (["--url", "https://hermes.example.com/?x=1"], "has a query or fragment"),
+        (["--url", "https://*.example.com"], "wildcards are not accepted"),
+        (
+            ["--url", "https://hermes.example.com", "--proxy-address", "10.0.0.5/24"],
+            "is not an IP address or a network in CIDR form",
+        ),
+        (
+            ["--url", "https://hermes.example.com", "--proxy-address", "proxy.lan"],
+            "is not an IP address or a network in CIDR form",
+        ),
+        (["--url", "https://hermes.example.com", "--proxy-address", "0.0.0.0/0"], "allow_catch_all"),
+    ],
+)
 def test_bad_input_is_refused_and_nothing_is_written(tmp_path: Path, run: Runner, args: list[str], says: str):
     root = copy_fixture("r0_16", tmp_path / "sp")
     run.configure(MINE)
@@ -100,7 +136,9 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path: Path, run: Runner
 
 def test_an_existing_configuration_that_does_not_fit_the_release_is_refused(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_14", tmp_path / "sp")
-    broken = MINE.replace('actions = ["hermes-update"]', 'actions = ["hermes-update", "backup"]')  # 0.14 has no backup action
+    broken = MINE.replace(
+        'actions = ["hermes-update"]', 'actions = ["hermes-update", "backup"]'
+    )  # 0.14 has no backup action
     run.configure(broken)
     proc = run("setup", "--root", str(root), "--url", "https://hermes.example.com", check=2)
     assert "backup" in proc.stderr and "this release does not have" in proc.stderr
@@ -113,22 +151,43 @@ def test_an_existing_configuration_that_does_not_fit_the_release_is_refused(tmp_
 def test_without_a_terminal_the_url_is_required(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_16", tmp_path / "sp")
     proc = run("setup", "--root", str(root), check=2, input="")
-    assert "setup needs the dashboard's public URL when it does not run on a terminal: `hermes-patch setup --url" in proc.stderr
+    assert (
+        "setup needs the dashboard's public URL when it does not run on a terminal: `hermes-patch setup --url"
+        in proc.stderr
+    )
 
 
 def test_a_missing_config_file_is_created_owner_only(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_16", tmp_path / "sp")
     cfg = tmp_path / "fresh" / "dir" / "config.toml"
     env = {"HERMES_PATCH_CONFIG": str(cfg)}
-    proc = subprocess.run([hermes_patch_exe(), "setup", "--root", str(root), "--state-dir", str(run.state), "--url", "https://hermes.example.com"],
-                          capture_output=True, text=True, env={**run.env, **env})
+    proc = subprocess.run(
+        [
+            hermes_patch_exe(),
+            "setup",
+            "--root",
+            str(root),
+            "--state-dir",
+            str(run.state),
+            "--url",
+            "https://hermes.example.com",
+        ],
+        capture_output=True,
+        text=True,
+        env={**run.env, **env},
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"configuration {cfg} (new file)" in proc.stdout
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600 and stat.S_IMODE(cfg.parent.stat().st_mode) == 0o700
-    assert cfg.read_text() == '[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n\n[patches.cors-origins]\norigins = ["https://hermes.example.com"]\n'
+    assert (
+        cfg.read_text()
+        == '[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n\n[patches.cors-origins]\norigins = ["https://hermes.example.com"]\n'
+    )
 
 
-def _pty_run(argv: list[str], env: dict[str, str], answers: list[tuple[str, str]], timeout: float = 30.0) -> tuple[int, str]:
+def _pty_run(
+    argv: list[str], env: dict[str, str], answers: list[tuple[str, str]], timeout: float = 30.0
+) -> tuple[int, str]:
     """Run ``argv`` on a new pseudo-terminal; when the output shows each prompt, type its answer."""
     pid, fd = pty.fork()
     if pid == 0:
@@ -159,11 +218,15 @@ def _pty_run(argv: list[str], env: dict[str, str], answers: list[tuple[str, str]
 def test_on_a_terminal_it_asks(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     argv = [hermes_patch_exe(), "setup", "--root", str(root), *run.common]
-    code, out = _pty_run(argv, run.env, [
-        ("public URL", "https://hermes.example.com"),
-        ("another host?", "10.0.0.5"),
-        ("Write ", "y"),
-    ])
+    code, out = _pty_run(
+        argv,
+        run.env,
+        [
+            ("public URL", "https://hermes.example.com"),
+            ("another host?", "10.0.0.5"),
+            ("Write ", "y"),
+        ],
+    )
     assert code == 0, out
     assert "The dashboard's public URL (what you type in the browser):" in out and f"Write {run.config}? [Y/n]:" in out
     assert run.config.read_text() == (
@@ -172,7 +235,9 @@ def test_on_a_terminal_it_asks(tmp_path: Path, run: Runner):
     )
 
     run.configure(MINE)
-    code, out = _pty_run([*argv, "--url", "https://hermes.example.com"], run.env, [("Write ", "n")])  # --url given: only the confirmation is asked
+    code, out = _pty_run(
+        [*argv, "--url", "https://hermes.example.com"], run.env, [("Write ", "n")]
+    )  # --url given: only the confirmation is asked
     assert code == 1 and "nothing was written" in out and run.config.read_text() == MINE
 
 
@@ -190,7 +255,12 @@ def test_status_names_the_configuration_and_advises_setup(tmp_path: Path, run: R
     doc = json.loads(subprocess.run([*base, "--json"], capture_output=True, text=True, env={**run.env, **env}).stdout)
     assert doc["config"] == {"path": str(missing), "exists": False}
     assert any("no proxy setting is configured" in a for a in doc["advice"]) and doc["notes"] == []
-    subprocess.run([hermes_patch_exe(), "apply", "--root", str(root), "--state-dir", str(run.state)], check=True, capture_output=True, env={**run.env, **env})
+    subprocess.run(
+        [hermes_patch_exe(), "apply", "--root", str(root), "--state-dir", str(run.state)],
+        check=True,
+        capture_output=True,
+        env={**run.env, **env},
+    )
     strict = subprocess.run([*base, "--strict"], capture_output=True, text=True, env={**run.env, **env})
     assert strict.returncode == 0, strict.stdout  # advice is not a warning
 

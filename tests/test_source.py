@@ -80,10 +80,17 @@ def test_mentioning_covers_every_use_of_a_name_including_nfkc_spellings():
         "class C:\n    def m(self):\n        return _LOOPBACK_HOSTS\n"
     )
     s = src(text)
-    users = {stmt for stmt in s.tree.body for n in ast.walk(stmt) if (isinstance(n, ast.Name) and n.id == "_LOOPBACK_HOSTS")}
+    users = {
+        stmt for stmt in s.tree.body for n in ast.walk(stmt) if (isinstance(n, ast.Name) and n.id == "_LOOPBACK_HOSTS")
+    }
     found = s.mentioning("_LOOPBACK_HOSTS")
     assert users <= set(found)
-    assert [getattr(n, "name", None) or n.targets[0].id for n in found] == ["_LOOPBACK_HOSTS", "_LOOPBACK_HOSTS", "f", "C"]
+    assert [getattr(n, "name", None) or n.targets[0].id for n in found] == [
+        "_LOOPBACK_HOSTS",
+        "_LOOPBACK_HOSTS",
+        "f",
+        "C",
+    ]
     assert s.mentioning("nowhere") == []
 
 
@@ -99,7 +106,9 @@ def test_marker_search_finds_what_the_regex_finds(newline):
         "#  hermes-patch: spaced-wrong",
     ]
     text = newline.join(lines) + newline
-    assert [(m.start(), m.group("id")) for m in _markers(text)] == [(m.start(), m.group("id")) for m in _MARKER_RE.finditer(text)]
+    assert [(m.start(), m.group("id")) for m in _markers(text)] == [
+        (m.start(), m.group("id")) for m in _MARKER_RE.finditer(text)
+    ]
 
 
 def test_find_blocks_takes_the_statement_a_full_walk_would():
@@ -123,7 +132,11 @@ def test_find_blocks_takes_the_statement_a_full_walk_would():
             starts.setdefault(first_line(node), node)
     blocks = find_blocks(s)
     assert isinstance(blocks, list)
-    assert [(b.patch_id, b.first, b.marker, b.last) for b in blocks] == [("one", 2, 3, 4), ("two", 7, 7, 9), ("three", 10, 10, 11)]
+    assert [(b.patch_id, b.first, b.marker, b.last) for b in blocks] == [
+        ("one", 2, 3, 4),
+        ("two", 7, 7, 9),
+        ("three", 10, 10, 11),
+    ]
     assert all(b.node is starts[b.marker + 1] for b in blocks)
     assert [b.patch_id for b in find_blocks(s, "two")] == ["two"]
     orphan = find_blocks(src(text + "# hermes-patch: four (d)\n"))

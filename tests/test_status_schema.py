@@ -32,11 +32,21 @@ def test_every_state_and_note_validates(tmp_path: Path, run: Runner):
     assert {p["state"] for p in _status(run, root)["patches"]} == {"pending", "not-needed"}
     run("apply", "--root", str(root), check=0)
     assert {p["state"] for p in _status(run, root)["patches"]} == {"applied", "not-needed"}
-    run.configure('[patches.public-action-status]\nactions = ["hermes-update", "dump"]\n[patches.relax-ws-peer-check]\nenabled = false\n')
+    run.configure(
+        '[patches.public-action-status]\nactions = ["hermes-update", "dump"]\n[patches.relax-ws-peer-check]\nenabled = false\n'
+    )
     doc = _status(run, root, "--strict")
-    assert doc["exit_code"] == 1 and any(p["notes"] for p in doc["patches"]) and not {p["id"]: p for p in doc["patches"]}["relax-ws-peer-check"]["enabled"]
+    assert (
+        doc["exit_code"] == 1
+        and any(p["notes"] for p in doc["patches"])
+        and not {p["id"]: p for p in doc["patches"]}["relax-ws-peer-check"]["enabled"]
+    )
     web = root / "hermes_cli" / "web_server.py"
-    web.write_text(web.read_text().replace('    "/api/actions/hermes-update/status",\n', '    "/api/actions/hermes-update/status",\n    "/api/mine",\n'))
+    web.write_text(
+        web.read_text().replace(
+            '    "/api/actions/hermes-update/status",\n', '    "/api/actions/hermes-update/status",\n    "/api/mine",\n'
+        )
+    )
     assert "drifted" in {p["state"] for p in _status(run, root)["patches"]}
     run.configure("")
     other = copy_fixture("r0_14", tmp_path / "other")
@@ -49,7 +59,9 @@ def test_every_state_and_note_validates(tmp_path: Path, run: Runner):
 def test_target_notes_validate(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     run("apply", "--root", str(root), check=0)
-    (root / "hermes_cli" / "web_server.py").write_bytes((REPO / "fixtures/releases/r0_16/hermes_cli/web_server.py").read_bytes())
+    (root / "hermes_cli" / "web_server.py").write_bytes(
+        (REPO / "fixtures/releases/r0_16/hermes_cli/web_server.py").read_bytes()
+    )
     doc = _status(run, root)
     assert doc["notes"] and doc["notes"][0].startswith("web_server.py was replaced since hermes-patch last wrote it")
 

@@ -37,7 +37,13 @@ class Systemd:
         self.unit_file = self.data_home / "systemd" / "user" / "hermes-dashboard.service"
         self.unit_file.parent.mkdir(parents=True)
         self.unit_file.write_text("[Service]\nExecStart=/usr/bin/hermes dashboard --port 9119\n")
-        self.env = {"XDG_CONFIG_HOME": str(self.config_home), "XDG_DATA_HOME": str(self.data_home), "XDG_CONFIG_DIRS": str(tmp / "none"), "XDG_DATA_DIRS": str(tmp / "none"), "PATH": path}
+        self.env = {
+            "XDG_CONFIG_HOME": str(self.config_home),
+            "XDG_DATA_HOME": str(self.data_home),
+            "XDG_CONFIG_DIRS": str(tmp / "none"),
+            "XDG_DATA_DIRS": str(tmp / "none"),
+            "PATH": path,
+        }
 
     def dropin(self, unit: str = "hermes-dashboard") -> Path:
         return self.config_home / "systemd" / "user" / f"{unit}.service.d" / "hermes-patch.conf"
@@ -49,7 +55,7 @@ class Systemd:
 def exec_start_pre(dropin: Path) -> list[str]:
     """The ExecStartPre= command as systemd would run it (``-`` prefix off, quotes and %% resolved)."""
     [line] = [line for line in dropin.read_text().splitlines() if line.startswith("ExecStartPre=")]
-    return [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line[len("ExecStartPre=-"):])]
+    return [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line[len("ExecStartPre=-") :])]
 
 
 @pytest.mark.slow
@@ -58,10 +64,31 @@ def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "hermes")
     web = root / "hermes_cli" / "web_server.py"
     before = tree_digest(root)
-    proc = run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard.service", "--user", env=sd.env, check=0)
+    proc = run(
+        "hook",
+        "install",
+        "--root",
+        str(root),
+        "--systemd-unit",
+        "hermes-dashboard.service",
+        "--user",
+        env=sd.env,
+        check=0,
+    )
     dropin = sd.dropin()
     assert proc.stdout.splitlines() == [f"systemd drop-in: {dropin}", "ran `systemctl --user daemon-reload`"]
-    command = [hermes_patch_exe(), "apply", "--file", str(web.resolve()), "--state-dir", str(run.state), "--config", str(run.config), "--auto", "systemd:hermes-dashboard.service"]
+    command = [
+        hermes_patch_exe(),
+        "apply",
+        "--file",
+        str(web.resolve()),
+        "--state-dir",
+        str(run.state),
+        "--config",
+        str(run.config),
+        "--auto",
+        "systemd:hermes-dashboard.service",
+    ]
     assert dropin.read_text() == (
         "# hermes-patch: re-applies the dashboard patches before every start of hermes-dashboard.service\n"
         "# (installed by `hermes-patch hook install --systemd-unit hermes-dashboard --user`; `hermes-patch hook uninstall` removes it)\n"
@@ -70,7 +97,9 @@ def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     )
     assert tree_digest(root) == before  # installing touches no Hermes file
 
-    again = run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", "--user", env=sd.env, check=0)
+    again = run(
+        "hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", "--user", env=sd.env, check=0
+    )
     assert again.stdout.splitlines()[0] == f"systemd drop-in: {dropin} (unchanged)"
     assert exec_start_pre(dropin) == command
 
@@ -79,7 +108,10 @@ def test_user_unit_dropin_reapplies_on_start(tmp_path: Path, run: Runner):
     assert code == 0 and states(doc) == {**UNCONFIGURED, **FORWARDED_NEW, PAS: "applied", WS: "applied"}
 
     show = run("hook", "show", "--root", str(root), check=0).stdout.splitlines()
-    assert show[:2] == [f"systemd drop-in (user unit hermes-dashboard.service): {dropin} (installed)", f"    ExecStartPre=-{' '.join(command)}"]
+    assert show[:2] == [
+        f"systemd drop-in (user unit hermes-dashboard.service): {dropin} (installed)",
+        f"    ExecStartPre=-{' '.join(command)}",
+    ]
     assert show[2:3] == [f"command path: {command[0]} (trusted)"]
 
     out = run("hook", "uninstall", "--root", str(root), env=sd.env, check=0).stdout.splitlines()
@@ -95,7 +127,19 @@ def test_system_unit_in_a_unit_dir_that_already_exists(tmp_path: Path, run: Runn
     (units / "hermes.service").write_text("[Service]\nExecStart=/usr/bin/hermes dashboard\n")
     (units / "hermes.service.d" / "override.conf").write_text("[Service]\nUser=hermes\n")
     root = copy_fixture("r0_16", tmp_path / "hermes")
-    run("hook", "install", "--root", str(root), "--systemd-unit", "hermes", "--system", "--unit-dir", str(units), env=sd.env, check=0)
+    run(
+        "hook",
+        "install",
+        "--root",
+        str(root),
+        "--systemd-unit",
+        "hermes",
+        "--system",
+        "--unit-dir",
+        str(units),
+        env=sd.env,
+        check=0,
+    )
     dropin = units / "hermes.service.d" / "hermes-patch.conf"
     assert "--system`" in dropin.read_text()
     run("hook", "uninstall", "--root", str(root), env=sd.env, check=0)
@@ -107,7 +151,10 @@ def test_without_systemctl_it_says_what_to_run(tmp_path: Path, run: Runner):
     sd = Systemd(tmp_path, with_systemctl=False)
     root = copy_fixture("r0_16", tmp_path / "hermes")
     out = run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", env=sd.env, check=0).stdout
-    assert out.splitlines()[-1] == "systemctl is not on PATH here; run `systemctl --user daemon-reload` on the machine that runs the unit"
+    assert (
+        out.splitlines()[-1]
+        == "systemctl is not on PATH here; run `systemctl --user daemon-reload` on the machine that runs the unit"
+    )
 
 
 def test_a_foreign_dropin_is_not_overwritten(tmp_path: Path, run: Runner):
@@ -133,7 +180,9 @@ def test_a_bad_unit_name_is_refused(tmp_path: Path, run: Runner, unit: str):
 def test_a_pip_install_needs_the_systemd_unit(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_16", tmp_path / "site-packages")
     proc = run("hook", "install", "--root", str(root), check=2)
-    assert proc.stderr.startswith(f"error: {(root / 'hermes_cli/web_server.py').resolve()} is a pip install: there is no git hook to install.")
+    assert proc.stderr.startswith(
+        f"error: {(root / 'hermes_cli/web_server.py').resolve()} is a pip install: there is no git hook to install."
+    )
     assert "--systemd-unit NAME" in proc.stderr and "hermes-patch update" in proc.stderr
     assert not run.state.exists()
 

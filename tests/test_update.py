@@ -38,7 +38,9 @@ class Fake:
     def __init__(self, tmp: Path, root: Path, **settings) -> None:
         self.log = tmp / "hermes-runs.jsonl"
         self.bin = tmp / "bin"
-        self.launcher = write_launcher(self.bin / "hermes", venv_for(tmp, root), {"argv_log": str(self.log), **settings})
+        self.launcher = write_launcher(
+            self.bin / "hermes", venv_for(tmp, root), {"argv_log": str(self.log), **settings}
+        )
         self.env = {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}"}
 
     def runs(self) -> list[dict]:
@@ -74,7 +76,9 @@ def test_update_on_a_git_install(tmp_path: Path, run: Runner):
         "→ re-applying onto release 0.19.0 (was 0.14.0)",
         f"  applied {PAS}",
     ]
-    assert out[-1] == f"ok: 1 applied, {len(UNCONFIGURED) + 2} not-needed"  # + relax-ws-peer-check, ignore-forwarded-for
+    assert (
+        out[-1] == f"ok: 1 applied, {len(UNCONFIGURED) + 2} not-needed"
+    )  # + relax-ws-peer-check, ignore-forwarded-for
     [seen] = fake.runs()
     assert seen["argv"] == ["update", "--yes"]
     assert seen["watched"] == (FIXTURES / "r0_14" / WEB).read_text()  # hermes update saw upstream's bytes only
@@ -95,7 +99,10 @@ def test_a_failed_hermes_update_still_ends_patched(tmp_path: Path, run: Runner, 
     patched = (patched_copy / WEB).read_bytes()
     fake = Fake(tmp_path, patched_copy, mode="none", exit=1)
     proc = run("update", env=fake.env, check=2)
-    assert "error: `hermes update` failed (exit 1). Re-applying the patches onto the release that is installed now." in proc.stderr
+    assert (
+        "error: `hermes update` failed (exit 1). Re-applying the patches onto the release that is installed now."
+        in proc.stderr
+    )
     assert f"  applied {PAS}, {WS}" in proc.stdout
     assert (patched_copy / WEB).read_bytes() == patched
     assert len(fake.runs()) == 1
@@ -114,7 +121,9 @@ def test_a_refused_reapply_says_so_and_leaves_the_new_file_whole(tmp_path: Path,
 
 def test_update_stops_before_hermes_update_when_revert_is_refused(tmp_path: Path, run: Runner, patched_copy: Path):
     web = patched_copy / WEB
-    web.write_text(web.read_text().replace("    client_host = ws.client.host", "    client_host = ws.client.host  # mine", 1))
+    web.write_text(
+        web.read_text().replace("    client_host = ws.client.host", "    client_host = ws.client.host  # mine", 1)
+    )
     before = tree_digest(patched_copy)
     fake = Fake(tmp_path, patched_copy, mode="none")
     proc = run("update", env=fake.env, check=2)

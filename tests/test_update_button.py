@@ -45,7 +45,9 @@ def spawn(helper, log: Path, code: str) -> subprocess.Popen:
     with open(log, "ab", buffering=0) as fh:
         fh.write(b"\n=== hermes-update started 2026-01-01 00:00:00 ===\n")
         cmd = helper.command([sys.executable, "-c", code], "hermes-update")
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 @pytest.mark.real
@@ -55,7 +57,10 @@ def test_the_wrapper_records_the_real_exit_code_where_a_restarted_dashboard_read
     text = web.read_text(encoding="utf-8")
     # The spawner wraps its command right after building it; the status route asks the log when it has no handle.
     assert "    cmd = [" in text and "    cmd = _HermesPatchActionResult.command(cmd, name)\n" in text
-    assert "    proc = _ACTION_PROCS.get(name)\n    # hermes-patch: durable-action-result\n    if proc is None:\n        proc = _HermesPatchActionResult.recorded(name)\n" in text
+    assert (
+        "    proc = _ACTION_PROCS.get(name)\n    # hermes-patch: durable-action-result\n    if proc is None:\n        proc = _HermesPatchActionResult.recorded(name)\n"
+        in text
+    )
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "hermes-update.log"
@@ -100,7 +105,9 @@ def test_the_wrapper_records_the_real_exit_code_where_a_restarted_dashboard_read
     assert helper.recorded("hermes-update") is None
     # A wrapper that died without its finish line (and a reused pid) is not reported as a result.
     with open(log, "ab") as fh:
-        fh.write(f"\n=== hermes-update started x ===\n=== hermes-update running, pid {os.getpid()} (recorded by hermes-patch) ===\n".encode())
+        fh.write(
+            f"\n=== hermes-update started x ===\n=== hermes-update running, pid {os.getpid()} (recorded by hermes-patch) ===\n".encode()
+        )
     assert helper.recorded("hermes-update") is None
     assert helper.recorded("not-an-action") is None
 
@@ -110,7 +117,11 @@ def test_the_wrapper_records_the_real_exit_code_where_a_restarted_dashboard_read
 def test_stable_session_token_reads_the_variable_like_0_16(version, run: Runner, tmp_path):
     web = patched(version, run, tmp_path)
     tree = ast.parse(web.read_text(encoding="utf-8"))
-    bindings = [n for n in tree.body if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_SESSION_TOKEN" for t in n.targets)]
+    bindings = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_SESSION_TOKEN" for t in n.targets)
+    ]
     assert len(bindings) == 2  # upstream's, then ours right after it
     code = compile(ast.Module(body=bindings, type_ignores=[]), str(web), "exec")
     import secrets
@@ -158,9 +169,24 @@ def test_session_token_file_is_owner_only_stable_and_never_shown(target, run: Ru
     root, home = target
     units = tmp_path / "units"
     units.mkdir(exist_ok=True)
-    (units / "hermes-dashboard.service").write_text("[Service]\nExecStart=/usr/bin/hermes dashboard\n")  # hook install checks the unit exists
+    (units / "hermes-dashboard.service").write_text(
+        "[Service]\nExecStart=/usr/bin/hermes dashboard\n"
+    )  # hook install checks the unit exists
     run("apply", "--root", str(root), check=0)
-    first = run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", "--unit-dir", str(units), "--session-token", "--hermes-home", str(home), check=0)
+    first = run(
+        "hook",
+        "install",
+        "--root",
+        str(root),
+        "--systemd-unit",
+        "hermes-dashboard",
+        "--unit-dir",
+        str(units),
+        "--session-token",
+        "--hermes-home",
+        str(home),
+        check=0,
+    )
     token_file = home / "dashboard-session-token.env"
     assert token_file.stat().st_mode & 0o777 == 0o600
     lines = [line for line in token_file.read_text().splitlines() if not line.startswith("#")]
@@ -169,7 +195,20 @@ def test_session_token_file_is_owner_only_stable_and_never_shown(target, run: Ru
     assert len(token) >= 43
     dropin = (units / "hermes-dashboard.service.d/hermes-patch.conf").read_text()
     assert f"EnvironmentFile=-{token_file}\n" in dropin
-    again = run("hook", "install", "--root", str(root), "--systemd-unit", "hermes-dashboard", "--unit-dir", str(units), "--session-token", "--hermes-home", str(home), check=0)
+    again = run(
+        "hook",
+        "install",
+        "--root",
+        str(root),
+        "--systemd-unit",
+        "hermes-dashboard",
+        "--unit-dir",
+        str(units),
+        "--session-token",
+        "--hermes-home",
+        str(home),
+        check=0,
+    )
     assert token_file.read_text().endswith(f"{ENV}={token}\n")  # stable: a second install keeps it
     show = run("hook", "show", "--root", str(root), check=0)
     assert str(token_file) in show.stdout

@@ -63,7 +63,9 @@ def test_states_and_where_the_edits_go(tmp_path, layout):
     chat = (root / "hermes_cli" / WS_FILE[layout]).read_text()
     tree = ast.parse(chat)
     guarded = {
-        fn.name for fn in tree.body if isinstance(fn, ast.FunctionDef)
+        fn.name
+        for fn in tree.body
+        if isinstance(fn, ast.FunctionDef)
         and any(isinstance(s, ast.If) and "_hermes_patch_ws_peer_allowed" in ast.unparse(s.test) for s in fn.body)
     }
     assert guarded == {"_ws_client_is_allowed", "_ws_client_reason"}
@@ -83,7 +85,16 @@ def test_release_actions_are_read_through_the_import_and_the_comprehension(tmp_p
     from hermes_patch.patches.public_action_status import PublicActionStatus
 
     patch = PublicActionStatus()
-    assert patch._release_actions(ws) == ["gateway-restart", "gateway-stop", "hermes-update", "doctor", "security-audit", "backup", "skills-update", "dump"]
+    assert patch._release_actions(ws) == [
+        "gateway-restart",
+        "gateway-stop",
+        "hermes-update",
+        "doctor",
+        "security-audit",
+        "backup",
+        "skills-update",
+        "dump",
+    ]
     assert patch.actions(ws) == ("hermes-update", "gateway-restart")
 
 
@@ -103,10 +114,16 @@ def test_status_route_module_is_followed_when_web_server_does_not_import_the_tab
 def test_resolve_follows_late_bindings_and_relative_imports(tmp_path):
     root = copy_fixture("r0_21_main", tmp_path / "t")
     routes = root / "hermes_cli/web_routers/chat_ws.py"
-    routes.write_text(routes.read_text().replace("from hermes_cli.web_server_chat import", "from ..web_server_chat import"))
+    routes.write_text(
+        routes.read_text().replace("from hermes_cli.web_server_chat import", "from ..web_server_chat import")
+    )
     ws = Workspace(root / "hermes_cli")
-    assert ws.resolve("_ws_client_reason", "web_routers/chat_ws.py").file == "web_server_chat.py"  # late("...", "hermes_cli.web_server_chat")
-    assert ws.resolve("_ws_request_is_allowed", "web_routers/chat_ws.py").file == "web_server_chat.py"  # relative import
+    assert (
+        ws.resolve("_ws_client_reason", "web_routers/chat_ws.py").file == "web_server_chat.py"
+    )  # late("...", "hermes_cli.web_server_chat")
+    assert (
+        ws.resolve("_ws_request_is_allowed", "web_routers/chat_ws.py").file == "web_server_chat.py"
+    )  # relative import
     assert ws.resolve("_ws_client_is_allowed") is None  # web_server.py no longer imports it
     assert ws.importers("_ws_request_is_allowed", "web_server_chat.py") == ["web_routers/chat_ws.py"]
 
@@ -115,7 +132,12 @@ def test_routes_taking_the_policy_from_two_modules_is_unknown_shape(tmp_path):
     root = copy_fixture("r0_21_main", tmp_path / "t")
     shutil.copy(root / "hermes_cli/web_server_chat.py", root / "hermes_cli/web_server_chat2.py")
     routes = root / "hermes_cli/web_routers/chat_ws.py"
-    routes.write_text(routes.read_text().replace('late("_ws_client_reason", "hermes_cli.web_server_chat")', 'late("_ws_client_reason", "hermes_cli.web_server_chat2")'))
+    routes.write_text(
+        routes.read_text().replace(
+            'late("_ws_client_reason", "hermes_cli.web_server_chat")',
+            'late("_ws_client_reason", "hermes_cli.web_server_chat2")',
+        )
+    )
     r = report(make_app(tmp_path, root, PROXY), WS)
     assert r.state == "unknown-shape" and "more than one module" in r.reason
 
@@ -157,7 +179,15 @@ def test_one_patch_s_parameter_error_leaves_status_whole_and_apply_id_of_another
     run.configure(PROXY + '[patches.public-action-status]\nactions = ["hermes-update", "no-such-action"]\n')
     code, doc = run.status("--root", str(root))
     assert code == 2
-    assert states(doc) == {"cors-origins": "not-needed", PAS: "unknown-shape", WS: "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
+    assert states(doc) == {
+        "cors-origins": "not-needed",
+        PAS: "unknown-shape",
+        WS: "pending",
+        "trusted-hosts": "not-needed",
+        "durable-action-result": "not-needed",
+        "stable-session-token": "not-needed",
+        "ignore-forwarded-for": "not-needed",
+    }
     reason = {p["id"]: p["reason"] for p in doc["patches"]}[PAS]
     assert "no-such-action" in reason and str(run.config) in reason
     before = tree_digest(root)
@@ -231,9 +261,18 @@ def test_public_action_status_bytes_on_every_real_release(tmp_path, version):
     data = web.read_bytes()
     tree = ast.parse(data)
     binding = [
-        n for n in tree.body
+        n
+        for n in tree.body
         if (isinstance(n, ast.ImportFrom) and any((a.asname or a.name) == "_PUBLIC_API_PATHS" for a in n.names))
-        or (isinstance(n, (ast.Assign, ast.AnnAssign)) and "_PUBLIC_API_PATHS" in {t.id for t in ast.walk(n.targets[0] if isinstance(n, ast.Assign) else n.target) if isinstance(t, ast.Name)})
+        or (
+            isinstance(n, (ast.Assign, ast.AnnAssign))
+            and "_PUBLIC_API_PATHS"
+            in {
+                t.id
+                for t in ast.walk(n.targets[0] if isinstance(n, ast.Assign) else n.target)
+                if isinstance(t, ast.Name)
+            }
+        )
     ]
     assert len(binding) == 1
     lines = data.split(b"\n")
@@ -270,7 +309,9 @@ def test_check_ref_reports_a_newer_commit_without_touching_the_checkout(tmp_path
     repo, commit_release = _git_repo(tmp_path)
     run.configure(PROXY)
     run("apply", "--root", repo.root, check=0)
-    commit_release(repo.seed, "r0_21_main", "Hermes\nmain, September\n")  # upstream moves on; the checkout has not pulled
+    commit_release(
+        repo.seed, "r0_21_main", "Hermes\nmain, September\n"
+    )  # upstream moves on; the checkout has not pulled
     head = git(repo.checkout, "rev-parse", "HEAD").stdout
     files = {p: p.read_bytes() for p in repo.checkout.rglob("*") if p.is_file() and ".git" not in p.parts}
     index = (repo.checkout / ".git/index").read_bytes()
@@ -278,7 +319,15 @@ def test_check_ref_reports_a_newer_commit_without_touching_the_checkout(tmp_path
     proc = run("check", "--ref", "origin/main", "--json", "--root", repo.root)
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
-    assert states(doc) == {"cors-origins": "not-needed", PAS: "pending", WS: "pending", "trusted-hosts": "not-needed", "durable-action-result": "not-needed", "stable-session-token": "not-needed", "ignore-forwarded-for": "not-needed"}
+    assert states(doc) == {
+        "cors-origins": "not-needed",
+        PAS: "pending",
+        WS: "pending",
+        "trusted-hosts": "not-needed",
+        "durable-action-result": "not-needed",
+        "stable-session-token": "not-needed",
+        "ignore-forwarded-for": "not-needed",
+    }
     assert doc["target"]["version"] == "0.21.4" and doc["target"]["install_method"] == "git"
     assert doc["target"]["file"] == "origin/main:hermes_cli/web_server.py" and doc["target"]["writable"] is False
     new = git(repo.checkout, "rev-parse", "origin/main").stdout.strip()
@@ -313,7 +362,9 @@ def test_check_wheel_reads_the_release_inside(tmp_path, run: Runner):
     with zipfile.ZipFile(wheel, "w") as zf:
         for path in sorted((src / "hermes_cli").rglob("*.py")):
             zf.write(path, path.relative_to(src).as_posix())
-        zf.writestr("hermes_agent-0.21.4.dist-info/METADATA", "Metadata-Version: 2.1\nName: hermes-agent\nVersion: 0.21.4\n\n")
+        zf.writestr(
+            "hermes_agent-0.21.4.dist-info/METADATA", "Metadata-Version: 2.1\nName: hermes-agent\nVersion: 0.21.4\n\n"
+        )
     installed = copy_fixture("r0_16", tmp_path / "installed")
     proc = run("check", "--wheel", str(wheel), "--json", "--root", str(installed))
     doc = json.loads(proc.stdout)
@@ -337,7 +388,10 @@ def test_check_wheel_refuses_a_zip_bomb_and_never_prints_escape_sequences(tmp_pa
                 zf.write(path, path.relative_to(src).as_posix())
             if extra:
                 zf.writestr(*extra)
-            zf.writestr("hermes_agent-0.21.4.dist-info/METADATA", f"Metadata-Version: 2.1\nName: hermes-agent\nVersion: {version}\n\n")
+            zf.writestr(
+                "hermes_agent-0.21.4.dist-info/METADATA",
+                f"Metadata-Version: 2.1\nName: hermes-agent\nVersion: {version}\n\n",
+            )
         return wheel
 
     bomb = make("bomb.whl", "0.21.4", ("hermes_cli/huge.py", b"#" * (40 * 1024 * 1024)))
@@ -372,7 +426,9 @@ def test_update_stops_before_hermes_is_touched_when_the_incoming_code_would_run_
     from test_update import Fake
 
     repo, commit_release = _git_repo(tmp_path)
-    fake = Fake(tmp_path, repo.checkout, mode="git", checkout=repo.root, watch=str(repo.checkout / "hermes_cli/web_server.py"))
+    fake = Fake(
+        tmp_path, repo.checkout, mode="git", checkout=repo.root, watch=str(repo.checkout / "hermes_cli/web_server.py")
+    )
     run("apply", env=fake.env, check=0)
     before = tree_digest(repo.checkout / "hermes_cli")
     commit_release(repo.seed, "r0_21_main", "Hermes\nmain\n")

@@ -39,8 +39,18 @@ def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner
     env = ENTRY_POINT if source == "entry-point" else None
     folder = f'patch_dirs = ["{EXAMPLE.parent}"]\n' if source == "patch_dirs" else ""
     run.configure(folder)
-    expected = f"patch_dirs {EXAMPLE.parent}" if source == "patch_dirs" else "entry point hermes_patch_example.forwarded_prefix:ForwardedPrefix from hermes-patch-example 0.1.0"
-    assert _list_sources(run, env) == {**{k: "builtin" for k in UNCONFIGURED}, "ignore-forwarded-for": "builtin", PAS: "builtin", WS: "builtin", RP: expected}
+    expected = (
+        f"patch_dirs {EXAMPLE.parent}"
+        if source == "patch_dirs"
+        else "entry point hermes_patch_example.forwarded_prefix:ForwardedPrefix from hermes-patch-example 0.1.0"
+    )
+    assert _list_sources(run, env) == {
+        **{k: "builtin" for k in UNCONFIGURED},
+        "ignore-forwarded-for": "builtin",
+        PAS: "builtin",
+        WS: "builtin",
+        RP: expected,
+    }
 
     root = copy_fixture("r0_14", tmp_path / "sp")
     original = tree_digest(root)
@@ -53,7 +63,11 @@ def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner
     run("apply", RP, "--root", str(root), env=env, check=0)
     lines = (root / "hermes_cli" / "web_server.py").read_text().splitlines()
     at = lines.index("app = FastAPI()")
-    assert lines[at + 1 : at + 4] == ["# hermes-patch: forwarded-prefix (served under /hermes)", '@app.middleware("http")', "async def _hermes_patch_forwarded_prefix(request, call_next):"]
+    assert lines[at + 1 : at + 4] == [
+        "# hermes-patch: forwarded-prefix (served under /hermes)",
+        '@app.middleware("http")',
+        "async def _hermes_patch_forwarded_prefix(request, call_next):",
+    ]
     code, doc = run.status("--root", str(root), env=env)
     assert states(doc) == {**UNCONFIGURED, **FORWARDED_OLD, PAS: "pending", WS: "pending", RP: "applied"}
     run("apply", "--root", str(root), env=env, check=0)
@@ -66,7 +80,10 @@ def test_a_user_patch_parameter_is_validated(tmp_path: Path, run: Runner):
     run.configure(f'patch_dirs = ["{EXAMPLE.parent}"]\n[patches.forwarded-prefix]\nprefix = "hermes/"\n')
     root = copy_fixture("r0_14", tmp_path / "sp")
     proc = run("status", "--root", str(root), check=2)
-    assert proc.stderr.startswith('error: ') and '[patches.forwarded-prefix] prefix: must be a path prefix like "/hermes"' in proc.stderr
+    assert (
+        proc.stderr.startswith("error: ")
+        and '[patches.forwarded-prefix] prefix: must be a path prefix like "/hermes"' in proc.stderr
+    )
 
 
 def test_two_sources_with_one_id_are_refused(tmp_path: Path, run: Runner):

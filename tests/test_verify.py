@@ -39,11 +39,16 @@ def seen(outcome: str, detail: str = "") -> dict[str, str]:
 
 
 def test_judge_effective_when_every_check_matches():
-    assert judge([CONTROL, PROXY, OUTSIDE], [seen("allowed"), seen("allowed"), seen("refused")]) == (EFFECTIVE, "3 checks passed")
+    assert judge([CONTROL, PROXY, OUTSIDE], [seen("allowed"), seen("allowed"), seen("refused")]) == (
+        EFFECTIVE,
+        "3 checks passed",
+    )
 
 
 def test_judge_names_the_first_failed_check():
-    outcome, reason = judge([CONTROL, PROXY, OUTSIDE], [seen("allowed"), seen("refused", "returned False"), seen("allowed")])
+    outcome, reason = judge(
+        [CONTROL, PROXY, OUTSIDE], [seen("allowed"), seen("refused", "returned False"), seen("allowed")]
+    )
     assert (outcome, reason) == (NOT_EFFECTIVE, "proxy peer should be allowed, got returned False")
 
 
@@ -106,8 +111,21 @@ def test_verify_on_a_wheel_only_install_cannot_verify(tmp_path, run: Runner):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-compile", "--no-index", str(wheel)],
-        check=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
     )
     package = next(venv.glob("lib/python3*/site-packages/hermes_cli"))
     run("apply", "--python", str(python), check=0)
@@ -115,7 +133,9 @@ def test_verify_on_a_wheel_only_install_cannot_verify(tmp_path, run: Runner):
     proc = run("verify", "--python", str(python), check=0)
     found = lines(proc.stdout)
     for pid in (PAS, WS):
-        assert found[pid].startswith("cannot verify: importing hermes_cli.web_server failed: ModuleNotFoundError: No module named"), proc.stdout
+        assert found[pid].startswith(
+            "cannot verify: importing hermes_cli.web_server failed: ModuleNotFoundError: No module named"
+        ), proc.stdout
         assert "are not all installed in this environment" in found[pid] and str(python) in found[pid]
     assert tree_digest(package.parent) == before
     assert not list(package.glob("__pycache__/web_server*.pyc")), "the probe wrote bytecode into the install"

@@ -61,7 +61,9 @@ def browser(extra_args: tuple[str, ...] = ()) -> Iterator[object]:
     if exe is None:
         pytest.skip("Debian's chromium is not installed (scripts/test installs it as root)")
     with tempfile.TemporaryDirectory(prefix="hp-chromium-") as profile, sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(profile, executable_path=exe, headless=True, args=[*CHROMIUM_ARGS, *extra_args])
+        ctx = pw.chromium.launch_persistent_context(
+            profile, executable_path=exe, headless=True, args=[*CHROMIUM_ARGS, *extra_args]
+        )
         try:
             yield ctx
         finally:
@@ -112,11 +114,19 @@ class PageRecord:
 
     def opened(self, pattern: str = r"/api/") -> list[str]:
         """URLs (token removed) of WebSockets matching ``pattern`` that carried a frame."""
-        return sorted(re.sub(r"token=[^&]+", "token=T", u) for u, e in self.websockets.items() if e["opened"] and re.search(pattern, u))
+        return sorted(
+            re.sub(r"token=[^&]+", "token=T", u)
+            for u, e in self.websockets.items()
+            if e["opened"] and re.search(pattern, u)
+        )
 
     def failed(self, pattern: str = r"/api/") -> list[str]:
         """URLs (token removed) of WebSockets matching ``pattern`` that never carried a frame."""
-        return sorted(re.sub(r"token=[^&]+", "token=T", u) for u, e in self.websockets.items() if not e["opened"] and re.search(pattern, u))
+        return sorted(
+            re.sub(r"token=[^&]+", "token=T", u)
+            for u, e in self.websockets.items()
+            if not e["opened"] and re.search(pattern, u)
+        )
 
     def refused(self, pattern: str = r"/api/") -> list[tuple[int, str]]:
         """Responses 401/403 whose URL matches ``pattern``."""

@@ -518,9 +518,16 @@ class Dashboard:
     def command(self) -> list[str]:
         """The argv used to start the dashboard."""
         return [
-            str(self.venv / "bin" / "hermes"), "dashboard",
-            "--host", self.host, "--port", str(self.port),
-            "--no-open", "--skip-build", *self.flags, *self.extra_args,
+            str(self.venv / "bin" / "hermes"),
+            "dashboard",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--no-open",
+            "--skip-build",
+            *self.flags,
+            *self.extra_args,
         ]
 
     def log(self) -> str:
@@ -596,8 +603,12 @@ class Dashboard:
                 log.write(f"$ {' '.join(self.command())}\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(
-                    self.command(), cwd=self.home, env=self._environment(),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    self.command(),
+                    cwd=self.home,
+                    env=self._environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             try:
@@ -609,8 +620,7 @@ class Dashboard:
                 if lost_port_race and not fixed_port and attempt < 2:
                     continue
                 raise DashboardStartError(
-                    f"{exc}\ncommand: {' '.join(self.command())}\n"
-                    f"--- dashboard output ---\n{self.log()[-20000:]}"
+                    f"{exc}\ncommand: {' '.join(self.command())}\n--- dashboard output ---\n{self.log()[-20000:]}"
                 ) from None
 
     def _exited(self) -> Optional[str]:
@@ -657,6 +667,7 @@ def ensure_nginx() -> Path:
     found and we are root.  Raises :class:`NginxUnavailable` with the
     reason otherwise; tests turn that into a skip.
     """
+
     def find() -> Optional[str]:
         return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/sbin")
 
@@ -817,9 +828,14 @@ class Nginx:
         host_line = "            proxy_set_header Host $http_host;\n" if self.pass_host else ""
         extra = "".join(f"            {directive.rstrip(';')};\n" for directive in self.extra_directives)
         return _NGINX_CONF.format(
-            user=user, tmp=self.prefix, pid_file=self.pid_file, listen=_hostport(self.listen, self.port),
+            user=user,
+            tmp=self.prefix,
+            pid_file=self.pid_file,
+            listen=_hostport(self.listen, self.port),
             upstream=_hostport(self.upstream_host, self.upstream_port),
-            proxy_bind=self.proxy_bind, host_line=host_line, extra=extra,
+            proxy_bind=self.proxy_bind,
+            host_line=host_line,
+            extra=extra,
         )
 
     def __enter__(self) -> "Nginx":
@@ -833,7 +849,9 @@ class Nginx:
                 self.error_log.unlink(missing_ok=True)
                 self.proc = subprocess.Popen(
                     [str(binary), "-p", str(self.prefix), "-c", str(self.conf_path), "-e", str(self.error_log)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
                 try:
@@ -911,7 +929,9 @@ def http_get(
         raise ValueError(f"only http:// URLs are supported: {url!r}")
     _check_loopback(parts.hostname)
     conn = http.client.HTTPConnection(
-        parts.hostname, parts.port or 80, timeout=timeout,
+        parts.hostname,
+        parts.port or 80,
+        timeout=timeout,
         source_address=(source_ip, 0) if source_ip else None,
     )
     target = parts.path or "/"
@@ -989,9 +1009,9 @@ class _FrameReader:
         ok = self._fill(total, deadline)
         if not ok:
             return ("eof", b"") if ok is False else None
-        payload = bytes(self.buffer[header + mask_len:total])
+        payload = bytes(self.buffer[header + mask_len : total])
         if masked:
-            key = self.buffer[header:header + 4]
+            key = self.buffer[header : header + 4]
             payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
         del self.buffer[:total]
         return opcode, payload
@@ -1106,9 +1126,7 @@ def ws_handshake(
         request_headers[name] = value
     request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in request_headers.items()) + "\r\n"
 
-    sock = socket.create_connection(
-        (host, port), timeout=timeout, source_address=(source_ip, 0) if source_ip else None
-    )
+    sock = socket.create_connection((host, port), timeout=timeout, source_address=(source_ip, 0) if source_ip else None)
     try:
         sock.sendall(request.encode("latin-1"))
         raw = bytearray()

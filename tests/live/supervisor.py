@@ -144,23 +144,55 @@ class SupervisedDashboard:
         script = self.workdir / "supervisor.sh"
         script.write_text(SUPERVISOR_SH)
         closed = "http://127.0.0.1:9"  # discard port, nothing listens: any HTTP client fails locally
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HERMES_", "PIP_", "UV_")) and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HERMES_", "PIP_", "UV_"))
+            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+        }
         env.update(
-            HOME=str(self.workdir), HERMES_HOME=str(self.home), VIRTUAL_ENV=str(self.venv),
+            HOME=str(self.workdir),
+            HERMES_HOME=str(self.home),
+            VIRTUAL_ENV=str(self.venv),
             PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
-            PYTHONPATH=str(self.workdir / "pyhooks"), PYTHONUNBUFFERED="1", NO_COLOR="1",
-            HERMES_DISABLE_LAZY_INSTALLS="1", HERMES_PATCH_TEST_NOT_A_CONTAINER="1",
+            PYTHONPATH=str(self.workdir / "pyhooks"),
+            PYTHONUNBUFFERED="1",
+            NO_COLOR="1",
+            HERMES_DISABLE_LAZY_INSTALLS="1",
+            HERMES_PATCH_TEST_NOT_A_CONTAINER="1",
             HERMES_PATCH_TEST_DASHBOARD_PIDFILE=str(self.workdir / "dashboard.pid"),
-            PIP_NO_INDEX="1", PIP_FIND_LINKS=str(self.workdir / "links"), PIP_NO_CACHE_DIR="1",
-            PIP_DISABLE_PIP_VERSION_CHECK="1", UV_OFFLINE="1",
-            http_proxy=closed, https_proxy=closed, HTTP_PROXY=closed, HTTPS_PROXY=closed, ALL_PROXY=closed,
+            PIP_NO_INDEX="1",
+            PIP_FIND_LINKS=str(self.workdir / "links"),
+            PIP_NO_CACHE_DIR="1",
+            PIP_DISABLE_PIP_VERSION_CHECK="1",
+            UV_OFFLINE="1",
+            http_proxy=closed,
+            https_proxy=closed,
+            HTTP_PROXY=closed,
+            HTTPS_PROXY=closed,
+            ALL_PROXY=closed,
         )
-        command = [str(self.venv / "bin" / "hermes"), "dashboard", "--host", "127.0.0.1", "--port", str(self.port), "--no-open", "--skip-build", *self.flags]
+        command = [
+            str(self.venv / "bin" / "hermes"),
+            "dashboard",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-open",
+            "--skip-build",
+            *self.flags,
+        ]
         self.log_path = self.workdir / "supervisor.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["/bin/sh", str(script), str(self.workdir), *command], cwd=self.workdir, env=env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                ["/bin/sh", str(script), str(self.workdir), *command],
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         try:
             self.wait_ready(after_starts=0)
@@ -208,11 +240,17 @@ class SupervisedDashboard:
 
     def wait_ready(self, after_starts: int) -> None:
         """Wait until the supervisor has started more than ``after_starts`` dashboards and the latest serves its page."""
+
         def alive() -> Optional[str]:
             code = self.proc.poll()
             return None if code is None else f"supervisor exited ({code}):\n{self.log()[-4000:]}"
 
-        _wait_for(lambda: self.starts() > after_starts and self.token() is not None, self.timeout, f"hermes {self.version} dashboard under the supervisor", alive=alive)
+        _wait_for(
+            lambda: self.starts() > after_starts and self.token() is not None,
+            self.timeout,
+            f"hermes {self.version} dashboard under the supervisor",
+            alive=alive,
+        )
 
     def restart(self, extra_env: Optional[dict[str, str]] = None) -> None:
         """Stop the current dashboard (SIGTERM) so the supervisor starts a new one with ``extra_env`` (replacing the last)."""
@@ -234,4 +272,6 @@ class SupervisedDashboard:
             if self.starts() > after_starts and self.token() is not None:
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"no restart after {timeout:.0f}s\n--- action log ---\n{self.action_log()[-3000:]}\n--- dashboards ---\n{self.log()[-3000:]}")
+        raise TimeoutError(
+            f"no restart after {timeout:.0f}s\n--- action log ---\n{self.action_log()[-3000:]}\n--- dashboards ---\n{self.log()[-3000:]}"
+        )

@@ -79,14 +79,24 @@ def observe(venv) -> dict[str, object]:
         for host in (LISTED, f"{LISTED}:443", "evil-proxy.example", f"{LISTED}.evil.test", f"{LISTED}.", local):
             seen[f"GET / Host={host}"] = request(proxy, "GET", "/", {"Host": host})[0]
         events = f"/api/events?token={dash.token}&channel=live"
-        for host, origin in ((LISTED, ORIGIN), (LISTED, "http://proxy.example@evil.test"), (LISTED, "https://evil.example"), ("evil.example", "https://evil.example")):
+        for host, origin in (
+            (LISTED, ORIGIN),
+            (LISTED, "http://proxy.example@evil.test"),
+            (LISTED, "https://evil.example"),
+            ("evil.example", "https://evil.example"),
+        ):
             with ws_handshake(proxy.listen, proxy.port, events, headers={"Host": host, "Origin": origin}) as ws:
                 open_ = not ws.refused and ws_stays_open(ws, 0.3)
                 seen[f"WS Host={host} Origin={origin}"] = "open" if open_ else ws.describe()
         for origin in (ORIGIN, "https://evil.example", "http://localhost:5173", "null"):
             status, headers = request(proxy, "GET", "/api/status", {"Host": local, "Origin": origin})
             seen[f"CORS GET Origin={origin}"] = (status, headers.get("access-control-allow-origin"))
-            status, headers = request(proxy, "OPTIONS", "/api/status", {"Host": local, "Origin": origin, "Access-Control-Request-Method": "GET"})
+            status, headers = request(
+                proxy,
+                "OPTIONS",
+                "/api/status",
+                {"Host": local, "Origin": origin, "Access-Control-Request-Method": "GET"},
+            )
             seen[f"CORS preflight Origin={origin}"] = (status, headers.get("access-control-allow-origin"))
     return seen
 
@@ -125,7 +135,9 @@ def test_listed_host_and_origin_before_apply_after_apply_after_revert(nginx_bina
     assert after[f"CORS GET Origin={ORIGIN}"] == (200, ORIGIN)
     assert after[f"CORS preflight Origin={ORIGIN}"] == (200, ORIGIN)
     for origin in ("https://evil.example", "null"):
-        assert after[f"CORS GET Origin={origin}"][1] is None and after[f"CORS preflight Origin={origin}"][0] == 400, origin
+        assert after[f"CORS GET Origin={origin}"][1] is None and after[f"CORS preflight Origin={origin}"][0] == 400, (
+            origin
+        )
     assert after["CORS GET Origin=http://localhost:5173"] == (200, "http://localhost:5173")
 
     # After revert: exactly the release's behaviour again.

@@ -125,7 +125,13 @@ def assert_proxy_refused(dash: Dashboard, nginx: Nginx) -> None:
 
 def test_before_apply_the_proxy_gets_401_and_403(venv, hermes, nginx_binary):
     with fresh_web_server(venv):
-        assert hermes.states() == {**UNCONFIGURED, **hermes.forwarded("pending"), "public-action-status": "pending", "relax-ws-peer-check": "pending", **update_button_states(installed_version(venv))}
+        assert hermes.states() == {
+            **UNCONFIGURED,
+            **hermes.forwarded("pending"),
+            "public-action-status": "pending",
+            "relax-ws-peer-check": "pending",
+            **update_button_states(installed_version(venv)),
+        }
         with behind_nginx(venv) as (dash, nginx):
             assert_proxy_refused(dash, nginx)
 
@@ -133,7 +139,13 @@ def test_before_apply_the_proxy_gets_401_and_403(venv, hermes, nginx_binary):
 def test_after_apply_the_proxy_polls_and_upgrades(venv, hermes, nginx_binary):
     with fresh_web_server(venv):
         hermes("apply")
-        assert hermes.states() == {**UNCONFIGURED, **hermes.forwarded("applied"), "public-action-status": "applied", "relax-ws-peer-check": "applied", **update_button_states(installed_version(venv), applied=True)}
+        assert hermes.states() == {
+            **UNCONFIGURED,
+            **hermes.forwarded("applied"),
+            "public-action-status": "applied",
+            "relax-ws-peer-check": "applied",
+            **update_button_states(installed_version(venv), applied=True),
+        }
         with behind_nginx(venv) as (dash, nginx):
             for action in DEFAULT_ACTIONS:
                 status, body = poll(nginx, action)
@@ -160,7 +172,9 @@ def test_after_apply_everything_else_is_still_refused(venv, hermes, nginx_binary
             with ws_handshake(dash.host, dash.port, events(dash.token), source_ip=OUTSIDE_PEER) as ws:
                 assert (ws.status, ws.closed_with) == (403, None), ws.describe()
             if dash.version == "0.19.0":
-                with ws_handshake(dash.host, dash.port, f"/api/console?token={dash.token}", source_ip=OUTSIDE_PEER) as ws:
+                with ws_handshake(
+                    dash.host, dash.port, f"/api/console?token={dash.token}", source_ip=OUTSIDE_PEER
+                ) as ws:
                     assert ws.status == 403, ws.describe()
                 line = dash.wait_for_hermes_log("console refused")
                 assert f"peer_not_loopback peer={OUTSIDE_PEER}" in line, line
@@ -186,7 +200,13 @@ def test_after_revert_the_proxy_is_refused_again(venv, hermes, nginx_binary):
     with fresh_web_server(venv) as web_server:
         hermes("apply")
         hermes("revert")
-        assert hermes.states() == {**UNCONFIGURED, **hermes.forwarded("pending"), "public-action-status": "pending", "relax-ws-peer-check": "pending", **update_button_states(installed_version(venv))}
+        assert hermes.states() == {
+            **UNCONFIGURED,
+            **hermes.forwarded("pending"),
+            "public-action-status": "pending",
+            "relax-ws-peer-check": "pending",
+            **update_button_states(installed_version(venv)),
+        }
         assert record_digest(web_server.read_bytes()) == wheel_record_hashes(venv)["hermes_cli/web_server.py"]
         with behind_nginx(venv) as (dash, nginx):
             assert_proxy_refused(dash, nginx)

@@ -32,7 +32,9 @@ class StrippingNginx(Nginx):
         upstream = f"{self.upstream_host}:{self.upstream_port}"
         conf = super().render_config()
         assert "location / {" in conf and f"proxy_pass http://{upstream};" in conf
-        return conf.replace("location / {", f"location {PREFIX}/ {{").replace(f"proxy_pass http://{upstream};", f"proxy_pass http://{upstream}/;")
+        return conf.replace("location / {", f"location {PREFIX}/ {{").replace(
+            f"proxy_pass http://{upstream};", f"proxy_pass http://{upstream}/;"
+        )
 
 
 def _page(proxy: Nginx, name: str) -> tuple[PageRecord, Path, str]:
@@ -66,9 +68,13 @@ def test_forwarded_prefix_behind_a_prefix_stripping_nginx_and_restart_advice(run
 
             out = run("apply", "forwarded-prefix", "--python", python, check=0).stdout
             said = [line for line in out.splitlines() if line.startswith("restart:")]
-            assert len(said) == 1 and said[0].startswith(f"restart: the dashboard pid {dash.proc.pid} (`hermes dashboard --host 127.0.0.1 --port {dash.port} "), out
+            assert len(said) == 1 and said[0].startswith(
+                f"restart: the dashboard pid {dash.proc.pid} (`hermes dashboard --host 127.0.0.1 --port {dash.port} "
+            ), out
             code, doc = run.status("--python", python)
-            assert [n for n in doc["notes"] if n.startswith(f"the running dashboard pid {dash.proc.pid} ")], doc["notes"]
+            assert [n for n in doc["notes"] if n.startswith(f"the running dashboard pid {dash.proc.pid} ")], doc[
+                "notes"
+            ]
             assert run("status", "--strict", "--python", python).returncode == 1
             assert b'__HERMES_BASE_PATH__=""' in http_get(proxy.base_url + PREFIX + "/")[1]  # still the old code
 
@@ -83,5 +89,8 @@ def test_forwarded_prefix_behind_a_prefix_stripping_nginx_and_restart_advice(run
             assert not [(s, u) for s, u in record.responses if s == 404 and "/assets/" in u], record.responses
             assert text.strip(), "the page rendered nothing"
             # A proxy that sends its own X-Forwarded-Prefix wins over the configured one.
-            assert b'__HERMES_BASE_PATH__="/other"' in http_get(f"http://127.0.0.1:{dash.port}/", headers={"X-Forwarded-Prefix": "/other"})[1]
+            assert (
+                b'__HERMES_BASE_PATH__="/other"'
+                in http_get(f"http://127.0.0.1:{dash.port}/", headers={"X-Forwarded-Prefix": "/other"})[1]
+            )
         run("revert", "forwarded-prefix", "--python", python, check=0)

@@ -142,12 +142,14 @@ def test_topology_matrix(version, ctx, nginx_binary, run: Runner):
     run.configure(CONFIG)
     port = free_port()
     seen: dict[tuple[str, str], tuple[bool, str, int, str]] = {}
-    with fresh_web_server(venv), \
-            Nginx(port, proxy_bind="127.0.0.5") as other_host, \
-            Nginx(port, proxy_bind="127.0.0.1") as same_host, \
-            Nginx(same_host.port, proxy_bind=EDGE_SOURCE, pass_host=True) as edge, \
-            Nginx(port, proxy_bind="127.0.0.1", pass_host=True) as public, \
-            Nginx(port, proxy_bind="127.0.0.7") as broken:
+    with (
+        fresh_web_server(venv),
+        Nginx(port, proxy_bind="127.0.0.5") as other_host,
+        Nginx(port, proxy_bind="127.0.0.1") as same_host,
+        Nginx(same_host.port, proxy_bind=EDGE_SOURCE, pass_host=True) as edge,
+        Nginx(port, proxy_bind="127.0.0.1", pass_host=True) as public,
+        Nginx(port, proxy_bind="127.0.0.7") as broken,
+    ):
         urls = {
             "other-host": other_host.base_url,
             "same-host": edge.base_url,  # browser -> edge (from 127.0.0.9) -> same-host proxy -> dashboard
@@ -175,8 +177,13 @@ def test_topology_matrix(version, ctx, nginx_binary, run: Runner):
                     seen[(topo.name, phase)] = (works, why, proc.returncode, topo_line)
                 # Outsiders stay out in every phase: a peer outside trusted_proxies forging X-Forwarded-For,
                 # a look-alike Host through the public-name proxy, a wrong token through a working proxy.
-                forged = ws_handshake("127.0.0.1", port, f"/api/events?token={dash.token}&channel=x",
-                                      source_ip="127.0.0.6", headers={"X-Forwarded-For": "127.0.0.1"})
+                forged = ws_handshake(
+                    "127.0.0.1",
+                    port,
+                    f"/api/events?token={dash.token}&channel=x",
+                    source_ip="127.0.0.6",
+                    headers={"X-Forwarded-For": "127.0.0.1"},
+                )
                 with forged:
                     assert forged.refused, (phase, forged.describe())
                 status, _ = http_get(f"http://127.0.0.1:{public.port}/", headers={"Host": f"{PUBLIC}.attacker.test"})
@@ -188,5 +195,9 @@ def test_topology_matrix(version, ctx, nginx_binary, run: Runner):
     for topo in TOPOLOGIES:
         for index, phase in enumerate(PHASES):
             works, why, code, line = seen[(topo.name, phase)]
-            assert works == WORKS[(version, topo.name)][index], f"{topo.name} {phase}: page works={works} ({why})\n{report}"
-            assert code == (0 if works else 1), f"verify disagrees with the browser on {topo.name} {phase}: exit {code}, {line}\n{report}"
+            assert works == WORKS[(version, topo.name)][index], (
+                f"{topo.name} {phase}: page works={works} ({why})\n{report}"
+            )
+            assert code == (0 if works else 1), (
+                f"verify disagrees with the browser on {topo.name} {phase}: exit {code}, {line}\n{report}"
+            )

@@ -124,7 +124,12 @@ def test_update_button_ends_with_the_real_result_across_a_restart(version, nginx
     venv = hermes_venv(version)
     python = str(venv / "bin" / "python")
     run = run_of(tmp_path)
-    with fresh_web_server(venv) as web, SupervisedDashboard(venv, dashboard_flags(version)) as sup, Nginx(sup.port) as nginx, browser() as ctx:
+    with (
+        fresh_web_server(venv) as web,
+        SupervisedDashboard(venv, dashboard_flags(version)) as sup,
+        Nginx(sup.port) as nginx,
+        browser() as ctx,
+    ):
         pristine = web.read_bytes()
 
         # 1. The fault, before any patch.
@@ -187,4 +192,12 @@ def test_update_button_ends_with_the_real_result_across_a_restart(version, nginx
         reverted = run("revert", "--python", python, check=0)
         assert web.read_bytes() == pristine
         assert not token_file.exists() and "removed the session token file" in reverted.stdout, reverted.stdout
-        print(json.dumps({k: o.describe().splitlines()[0] for k, o in {"before": before, "stable": stable, "plain": plain, "failed": failed}.items()}, indent=1))
+        print(
+            json.dumps(
+                {
+                    k: o.describe().splitlines()[0]
+                    for k, o in {"before": before, "stable": stable, "plain": plain, "failed": failed}.items()
+                },
+                indent=1,
+            )
+        )

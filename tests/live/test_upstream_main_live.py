@@ -58,6 +58,10 @@ def test_verify_on_upstream_main_layouts(tmp_path, run: Runner, layout):
     # Sabotage the helper: status sees the hand edit, verify sees the peer refused.
     chat = root / "hermes_cli/web_server_chat.py"
     text = chat.read_text()
-    chat.write_text(text.replace('    trusted_proxies = ("127.0.0.5/32",)\n', '    trusted_proxies = ("127.0.0.5/32",)\n    return False\n'))
+    chat.write_text(
+        text.replace(
+            '    trusted_proxies = ("127.0.0.5/32",)\n', '    trusted_proxies = ("127.0.0.5/32",)\n    return False\n'
+        )
+    )
     proc = run("verify", *target)
     assert proc.returncode == 1 and verdicts(proc.stdout)[WS].startswith("not effective"), proc.stdout

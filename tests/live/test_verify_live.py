@@ -32,7 +32,11 @@ def venv(request) -> Path:
 
 def package_digest(package: Path) -> dict[str, str]:
     """sha256 of every file below ``hermes_cli/``, ``__pycache__`` included."""
-    return {str(p.relative_to(package)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(package.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(package)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(package.rglob("*"))
+        if p.is_file()
+    }
 
 
 def verdicts(stdout: str, ids: tuple[str, ...] = (PAS, WS)) -> dict[str, str]:
@@ -92,12 +96,16 @@ def test_verify_after_sabotage_says_not_effective(venv, run: Runner):
         text = web_server.read_text(encoding="utf-8")
         assert text.count(HELPER_DEF) == 1
         text = text.replace(HELPER_DEF, HELPER_DEF + "    return False\n")
-        text = text.replace('    "/api/actions/hermes-update/status",\n', '    "/api/actions/hermes-update/status/",\n', 1)
+        text = text.replace(
+            '    "/api/actions/hermes-update/status",\n', '    "/api/actions/hermes-update/status/",\n', 1
+        )
         web_server.write_text(text, encoding="utf-8")
         found = verify(run, venv, 1)
     assert found[WS].startswith("not effective: peer 127.0.0.5 inside trusted_proxies 127.0.0.5/32"), found
     assert "drifted" in found[WS], found
-    assert found[PAS].startswith("not effective: status poll of hermes-update without the token should be allowed, got HTTP 401"), found
+    assert found[PAS].startswith(
+        "not effective: status poll of hermes-update without the token should be allowed, got HTTP 401"
+    ), found
 
 
 def test_verify_finds_the_interpreter_through_the_launcher(run: Runner):
@@ -121,7 +129,9 @@ def test_same_host_proxy_with_x_forwarded_for_needs_ignore_forwarded_for_on_0_14
     """
     venv = hermes_venv("0.14.0")
     python = str(venv / "bin" / "python")
-    run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.1/32"]\n[patches.ignore-forwarded-for]\nenabled = false\n')
+    run.configure(
+        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.1/32"]\n[patches.ignore-forwarded-for]\nenabled = false\n'
+    )
     with fresh_web_server(venv):
         run("apply", "--python", python, check=0)
         found = verify(run, venv, 1)
@@ -133,5 +143,7 @@ def test_same_host_proxy_with_x_forwarded_for_needs_ignore_forwarded_for_on_0_14
         run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.1/32"]\n')
         run("apply", "--python", python, check=0)
         proc = run("verify", "--python", python, check=0)
-    assert verdicts(proc.stdout, ("ignore-forwarded-for",)) == {"ignore-forwarded-for": "effective: 3 checks passed"}, proc.stdout
+    assert verdicts(proc.stdout, ("ignore-forwarded-for",)) == {"ignore-forwarded-for": "effective: 3 checks passed"}, (
+        proc.stdout
+    )
     assert verdicts(proc.stdout)[WS].startswith("effective"), proc.stdout

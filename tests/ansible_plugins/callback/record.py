@@ -38,7 +38,15 @@ class CallbackModule(CallbackBase):
         data = getattr(result, "result", None)
         if not isinstance(data, dict):
             data = result._result
-        self.results.append({"host": host.get_name(), "task": task.get_name(), "status": status, "time": time.time(), "result": json.loads(json.dumps(dict(data), default=str))})
+        self.results.append(
+            {
+                "host": host.get_name(),
+                "task": task.get_name(),
+                "status": status,
+                "time": time.time(),
+                "result": json.loads(json.dumps(dict(data), default=str)),
+            }
+        )
 
     def v2_runner_on_ok(self, result, **kwargs) -> None:
         self._add(result, "ok")

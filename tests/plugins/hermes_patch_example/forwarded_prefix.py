@@ -50,13 +50,23 @@ class ForwardedPrefix(Patch):
         mine = blocks_of(ws, self.ID, [ws.entry]).get(ws.entry, [])
         if mine:
             if len(mine) == 1 and src.lines(mine[0].marker, mine[0].last) == render(prefix, src.newline):
-                return Detection(State.APPLIED, f"the dashboard builds its page for {prefix} when the proxy sends no X-Forwarded-Prefix")
-            return Detection(State.DRIFTED, "the forwarded-prefix block differs from the configuration; `hermes-patch revert forwarded-prefix`, then apply")
+                return Detection(
+                    State.APPLIED,
+                    f"the dashboard builds its page for {prefix} when the proxy sends no X-Forwarded-Prefix",
+                )
+            return Detection(
+                State.DRIFTED,
+                "the forwarded-prefix block differs from the configuration; `hermes-patch revert forwarded-prefix`, then apply",
+            )
         if not prefix:
             return Detection(State.NOT_NEEDED, "no prefix configured")
         apps = ws.binding("app")
         node = apps[0].node if len(apps) == 1 else None
-        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "FastAPI"):
+        if not (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", "") == "FastAPI"
+        ):
             return Detection(State.UNKNOWN_SHAPE, f"looked for one top-level `app = FastAPI(...)` in {ws.entry}")
         return Detection(
             State.PENDING,

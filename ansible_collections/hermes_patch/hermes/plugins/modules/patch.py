@@ -169,7 +169,10 @@ def _toml_value(value, where):
         return _toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
-    raise ValueError("config: %s holds a %s; hermes-patch's configuration takes strings, numbers, booleans, lists and tables" % (where, type(value).__name__))
+    raise ValueError(
+        "config: %s holds a %s; hermes-patch's configuration takes strings, numbers, booleans, lists and tables"
+        % (where, type(value).__name__)
+    )
 
 
 def to_toml(config):
@@ -219,7 +222,10 @@ def main():
     p = module.params
     exe = p["executable"] or module.get_bin_path("hermes-patch", opt_dirs=[os.path.expanduser("~/.local/bin")])
     if not exe:
-        module.fail_json(msg="hermes-patch is not installed on this host (not on PATH, not in ~/.local/bin). Install it (`pipx install hermes-patch`) or set executable.", changed=False)
+        module.fail_json(
+            msg="hermes-patch is not installed on this host (not on PATH, not in ~/.local/bin). Install it (`pipx install hermes-patch`) or set executable.",
+            changed=False,
+        )
 
     common = []
     for option in ("python", "root", "file"):
@@ -250,14 +256,36 @@ def main():
     rc, out, err = module.run_command(cmd, environ_update=env)
     doc = _document(out)
     if doc is None:
-        module.fail_json(msg="%s printed no JSON document (exit %d): %s" % (exe, rc, (err.strip().splitlines() or ["no message"])[-1]), rc=rc, stdout=out, stderr=err, cmd=cmd, changed=False)
+        module.fail_json(
+            msg="%s printed no JSON document (exit %d): %s"
+            % (exe, rc, (err.strip().splitlines() or ["no message"])[-1]),
+            rc=rc,
+            stdout=out,
+            stderr=err,
+            cmd=cmd,
+            changed=False,
+        )
     if "error" in doc:
         module.fail_json(msg=doc["error"]["message"], rc=rc, error=doc["error"], document=doc, cmd=cmd, changed=False)
     if rc not in ((0, 1) if module.check_mode else (0,)) or rc != doc.get("exit_code"):
-        module.fail_json(msg="%s exited %d, which its document does not explain" % (exe, rc), rc=rc, document=doc, stderr=err, cmd=cmd, changed=False)
+        module.fail_json(
+            msg="%s exited %d, which its document does not explain" % (exe, rc),
+            rc=rc,
+            document=doc,
+            stderr=err,
+            cmd=cmd,
+            changed=False,
+        )
 
     # no `rc` here: Ansible reads a non-zero rc as a failure, and 1 is --check's "would change"
-    result = dict(changed=bool(doc["changed"]), files=doc["files"], patches=doc["patches"], notes=doc["notes"], document=doc, cmd=cmd)
+    result = dict(
+        changed=bool(doc["changed"]),
+        files=doc["files"],
+        patches=doc["patches"],
+        notes=doc["notes"],
+        document=doc,
+        cmd=cmd,
+    )
     done = [x["id"] for x in doc["patches"] if x["changed"]]
     verb_done = {"apply": "applied", "revert": "reverted"}[verb]
     if done:
