@@ -32,6 +32,8 @@ __all__ = [
     "lock_held",
     "untrusted",
     "UPGRADE",
+    "RUN_AGAIN",
+    "remove_others_write",
 ]
 
 #: What happened to the user's files when a command refused before writing.
@@ -42,11 +44,14 @@ NOTHING_WRITTEN = "Nothing was written."
 STATUS = "hermes-patch status"
 #: How to get a hermes-patch that reads newer state or knows newer releases.
 UPGRADE = "Upgrade hermes-patch (`pip install -U hermes-patch`)"
+#: The next step once the cause is gone, when the command itself is the one to repeat.
+RUN_AGAIN = "run the command again"
 
 
-def _sentence(text: str) -> str:
+def _sentence(text: str, *, capital: bool = True) -> str:
     text = text.strip()
-    text = text[0].upper() + text[1:] if text[:1].islower() else text
+    if capital and text[:1].islower():
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
@@ -80,14 +85,15 @@ class Failure:
     outcome: str = NOTHING_CHANGED
 
     def __str__(self) -> str:
-        head = self.headline.strip().rstrip(".")
+        head = self.headline.strip()
         if self.path is not None and str(self.path) not in head:
             head = f"{self.path}: {head}"
         if self.facts:
-            head += " (" + ", ".join(f"{name} {value}" for name, value in self.facts) + ")"
+            head = head.rstrip(".") + " (" + ", ".join(f"{name} {value}" for name, value in self.facts) + ")"
         if self.cause.strip():
-            head += "; " + self.cause.strip().rstrip(".")
-        return " ".join([head + ".", *(_sentence(p) for p in (self.outcome, self.next_command) if p.strip())])
+            head = head.rstrip(".") + "; " + self.cause.strip()
+        rest = [_sentence(p) for p in (self.outcome, self.next_command) if p.strip()]
+        return " ".join([_sentence(head, capital=False), *rest])
 
 
 def run(command: str) -> str:
@@ -139,6 +145,11 @@ def restore_from_release(
     return f"{text}, then {run(then)}" if then else text
 
 
+def remove_others_write(path: Path | str) -> str:
+    """``"remove the write permission of others (`chmod go-w PATH`)"``: for a file or folder others could change."""
+    return f"remove the write permission of others (`chmod go-w {path}`)"
+
+
 def move_ledger_aside(ledger: Path | str, then: str = STATUS) -> str:
     """``"move the ledger aside (`mv L L.bad`) and run `THEN`"``: the way out of a ledger that cannot be used.
 
@@ -170,7 +181,7 @@ def lock_held(lock: Path | str, timeout: float) -> Failure:
     return Failure(
         headline=f"another hermes-patch has held the lock {lock} for {timeout:.0f} s",
         path=lock,
-        next_command="wait for it to finish and run the command again",
+        next_command=f"wait for it to finish and {RUN_AGAIN}",
         outcome="",
     )
 
