@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 from hermes_patch.fileio import read_bytes
+from hermes_patch.messages import Failure, restore_from_release
 from hermes_patch.source import Source, first_line
 
 __all__ = ["Workspace", "Binding", "first_line"]
@@ -151,10 +152,12 @@ class Workspace:
         text = src.text
         if "\r" in text and "\n" not in text:
             raise TargetError(
-                f"{path} ends its lines with a lone carriage return (classic Mac OS style), which no Hermes "
-                "release ships; hermes-patch edits LF and CRLF files only. Restore the file from the release "
-                "(`hermes update`, or `pip install --force-reinstall --no-deps hermes-agent==<version>`), then "
-                "run `hermes-patch status`."
+                Failure(
+                    f"{path} ends its lines with a lone carriage return (classic Mac OS style)",
+                    path,
+                    cause="no Hermes release ships one; hermes-patch edits LF and CRLF files only",
+                    next_command=restore_from_release(),
+                )
             )
 
         self._sources[name] = src
