@@ -167,17 +167,25 @@ class RelaxWsPeerCheck(Patch):
             state="not-needed",
             reason="upstream 0.16 rule",
         ),
-        Example("_LOOPBACK_HOSTS = frozenset()\n\n\ndef _peer_ok(ws):\n    return True\n", state="unknown-shape"),
+        Example(
+            "_LOOPBACK_HOSTS = frozenset()\n\n\ndef _peer_ok(ws):\n    return True\n",
+            state="unknown-shape",
+            reason="looked for def _ws_client_is_allowed(ws)",
+        ),
     )
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         nets = [ipaddress.ip_network(p) for p in self.params["trusted_proxies"]]
         wide = [str(n) for n in nets if n.prefixlen == 0]
-        for version, everything in ((4, ipaddress.ip_network("0.0.0.0/0")), (6, ipaddress.ip_network("::/0"))):
-            union = list(ipaddress.collapse_addresses([n for n in nets if n.version == version]))  # type: ignore[misc]
-            if not wide and union == [everything]:
-                wide = [f"{', '.join(str(n) for n in nets if n.version == version)} (together {everything})"]
+        v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+        v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+        for family, union, everything in (
+            (v4, list(ipaddress.collapse_addresses(v4)), "0.0.0.0/0"),
+            (v6, list(ipaddress.collapse_addresses(v6)), "::/0"),
+        ):
+            if not wide and [str(n) for n in union] == [everything]:
+                wide = [f"{', '.join(str(n) for n in family)} (together {everything})"]
         if wide and not self.params["allow_catch_all"]:
             from hermes_patch.errors import ConfigError
 
