@@ -266,7 +266,8 @@ class App:
         from hermes_patch.engine import PatchReport, detect_all
         from hermes_patch.patch import Detection, State
 
-        reports = detect_all(ws, self.patches, self.target.version, self.param_errors)
+        earlier = {pid: rec.get("params", {}) for pid, rec in record.get("patches", {}).items()}
+        reports = detect_all(ws, self.patches, self.target.version, self.param_errors, earlier)
         reports = [
             PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(self.config.error(r.detection.reason))))
             if r.detection.config_error and r.id not in self.param_errors
