@@ -173,11 +173,14 @@ def _refuse_record(ctx: Context) -> Refuse:
     """The refusal for a record naming a file ``hook install`` never writes (a forged or damaged ledger)."""
 
     def refuse(what: str, where: object) -> StateError:
-        ledger = ctx.state.ledger_path
+        from hermes_patch.messages import forged_record
+
         return StateError(
-            f"the ledger {ledger} records {what} at {where!r}, which is not a file `hermes-patch hook install` writes "
-            "for this target; a record hermes-patch wrote never does, so it was forged or damaged. Nothing was "
-            f"changed. Move the ledger aside (`mv {ledger} {ledger}.bad`) and run `hermes-patch hook show`."
+            forged_record(
+                ctx.state.ledger_path,
+                f"records {what} at {where!r}, which is not a file `hermes-patch hook install` writes for this target",
+                then="hermes-patch hook show",
+            )
         )
 
     return refuse
