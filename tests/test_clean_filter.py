@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, Runner, copy_fixture, hermes_patch_exe
-from hermes_patch.gitint import clean
+from hermes_patch.git_clean import clean
 
 WEB = "hermes_cli/web_server.py"
 
