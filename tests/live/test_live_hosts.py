@@ -103,7 +103,7 @@ def observe(venv) -> dict[str, object]:
 
 def test_listed_host_and_origin_before_apply_after_apply_after_revert(nginx_binary, tmp_path):
     venv = hermes_venv(VERSION)
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # as the operator runs it beside a live dashboard
     run.configure(CONFIG)
     python = str(venv / "bin" / "python")
     with fresh_web_server(venv) as web:

@@ -114,7 +114,7 @@ def click_update(ctx, nginx: Nginx, sup: SupervisedDashboard, shot: str, settle:
 
 
 def run_of(tmp_path: Path, config: str = "") -> Runner:
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # as the operator runs it beside a live dashboard
     run.configure(config)
     return run
 
