@@ -22,18 +22,10 @@ import pytest
 
 from conftest import Runner
 
-from .harness import (
-    Dashboard,
-    Nginx,
-    NginxUnavailable,
-    ensure_nginx,
-    fresh_web_server,
-    hermes_venv,
-    record_digest,
-    wheel_record_hashes,
-    ws_handshake,
-    ws_stays_open,
-)
+from .clients import ws_handshake, ws_stays_open
+from .dashboard import Dashboard
+from .nginx import ensure_nginx, Nginx, NginxUnavailable
+from .venvs import fresh_web_server, hermes_venv, record_digest, wheel_record_hashes
 
 pytestmark = pytest.mark.live
 

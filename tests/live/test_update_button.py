@@ -37,7 +37,9 @@ import pytest
 from conftest import Runner
 from .browser import browser, screenshot
 from .conftest import LIVE_VERSIONS
-from .harness import Nginx, dashboard_flags, fresh_web_server, hermes_venv
+from .dashboard import dashboard_flags
+from .nginx import Nginx
+from .venvs import fresh_web_server, hermes_venv
 from .supervisor import SupervisedDashboard
 
 pytestmark = [pytest.mark.live, pytest.mark.browser, pytest.mark.slow]
