@@ -266,7 +266,8 @@ class App:
         from hermes_patch.engine import PatchReport, detect_all
         from hermes_patch.patch import Detection, State
 
-        reports = detect_all(ws, self.patches, self.target.version, self.param_errors)
+        earlier = {pid: rec.get("params", {}) for pid, rec in record.get("patches", {}).items()}
+        reports = detect_all(ws, self.patches, self.target.version, self.param_errors, earlier)
         reports = [
             PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(self.config.error(r.detection.reason))))
             if r.detection.config_error and r.id not in self.param_errors
@@ -756,10 +757,10 @@ class App:
         real = os.path.realpath(path)
         inside = real.startswith(os.path.realpath(package) + os.sep)
         if ".." in Path(name).parts or Path(name).is_absolute() or not (inside or name == self.target.entry):
+            from hermes_patch.messages import forged_record
+
             raise StateError(
-                f"the ledger {self.state.ledger_path} names {name!r} for {package}, which is outside that package; "
-                "a record hermes-patch wrote never does, so it was forged or damaged. Nothing was changed. Move the "
-                f"ledger aside (`mv {self.state.ledger_path} {self.state.ledger_path}.bad`) and run `hermes-patch status`."
+                forged_record(self.state.ledger_path, f"names {name!r} for {package}, which is outside that package")
             )
         return path
 

@@ -74,6 +74,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from hermes_patch.console import error
+        from hermes_patch.messages import NOTHING_WRITTEN, STATUS, Failure, restore_from_release, run
 
         try:
             return super().invoke(ctx)
@@ -83,22 +84,41 @@ class _Group(click.Group):
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             error(
-                f"{where}{exc.strerror or exc} (an operating-system error while hermes-patch worked; every write is atomic, "
-                "so files are either as they were or completely written). Fix the cause, then run `hermes-patch status`."
+                str(
+                    Failure(
+                        f"{where}{exc.strerror or exc}",
+                        cause="an operating-system error while hermes-patch worked; every write is atomic, so files "
+                        "are either as they were or completely written",
+                        outcome="",
+                        next_command=f"fix the cause, then {run(STATUS)}",
+                    )
+                )
             )
             ctx.exit(2)
         except (RecursionError, MemoryError) as exc:
             error(
-                f"hermes-patch ran out of {'recursion depth' if isinstance(exc, RecursionError) else 'memory'} on an input "
-                "nested deeper than its parsers allow; nothing was written. Restore the Hermes files from the release "
-                "(`hermes update`), then run `hermes-patch status`."
+                str(
+                    Failure(
+                        f"hermes-patch ran out of {'recursion depth' if isinstance(exc, RecursionError) else 'memory'} "
+                        "on an input nested deeper than its parsers allow",
+                        outcome=NOTHING_WRITTEN,
+                        next_command=restore_from_release(what="the Hermes files"),
+                    )
+                )
             )
             ctx.exit(2)
         except Exception as exc:
             if type(exc).__module__.split(".")[0] != "libcst":
                 raise
             error(
-                f"libcst could not handle the target ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); nothing was written. Run `hermes-patch status`, and report the file's shape."
+                str(
+                    Failure(
+                        f"libcst could not handle the target ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                        outcome=NOTHING_WRITTEN,
+                        next_command=f"{run(STATUS)}, and report the file's shape",
+                    )
+                )
             )
             ctx.exit(2)
 

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 from hermes_patch.errors import StateError
 from hermes_patch.fileio import atomic_write, fault_point
+from hermes_patch.messages import RUN_AGAIN, UPGRADE, Failure, lock_held, move_ledger_aside
 
 __all__ = ["SCHEMA", "KEEP_WRITES", "StateDir", "default_state_dir"]
 
@@ -118,9 +119,13 @@ class StateDir:
 
     def _refuse_link(self, path: Path) -> StateError:
         return StateError(
-            f"{path} is a symlink; hermes-patch never follows links inside its state directory {self.path} "
-            "(one planted there could make it read or overwrite another file). Nothing was changed. Remove the "
-            f"link (`rm {path}`) and run the command again."
+            Failure(
+                f"{path} is a symlink",
+                path,
+                cause=f"hermes-patch never follows links inside its state directory {self.path} "
+                "(one planted there could make it read or overwrite another file)",
+                next_command=f"remove the link (`rm {path}`) and {RUN_AGAIN}",
+            )
         )
 
     def _own_entry(self, path: Path, kind: str) -> None:
@@ -205,16 +210,23 @@ class StateDir:
                         )
         except ValueError as exc:
             raise StateError(
-                f"the ledger {self.ledger_path} is corrupted or truncated ({exc}). Your Hermes files were not "
-                f"touched. Move it aside (`mv {self.ledger_path} {self.ledger_path}.bad`) and run "
-                "`hermes-patch status`: our edits are found by their marker comments without it "
-                "(backups stay in backups/)."
+                Failure(
+                    f"the ledger {self.ledger_path} is corrupted or truncated ({exc})",
+                    self.ledger_path,
+                    outcome="Your Hermes files were not touched.",
+                    next_command=f"{move_ledger_aside(self.ledger_path)}: our edits are found by their marker "
+                    "comments without it (backups stay in backups/)",
+                )
             ) from None
         if ledger["schema"] > SCHEMA:
             raise StateError(
-                f"the ledger {self.ledger_path} was written by a newer hermes-patch (schema {ledger['schema']}, "
-                f"this one reads {SCHEMA}). Upgrade hermes-patch (`pip install -U hermes-patch`), or point "
-                "--state-dir elsewhere."
+                Failure(
+                    f"the ledger {self.ledger_path} was written by a newer hermes-patch (schema {ledger['schema']}, "
+                    f"this one reads {SCHEMA})",
+                    self.ledger_path,
+                    outcome="",
+                    next_command=f"{UPGRADE}, or point --state-dir elsewhere",
+                )
             )
         return ledger
 
@@ -302,9 +314,7 @@ class StateDir:
             with FileLock(str(path), timeout=timeout):
                 yield
         except Timeout:
-            raise StateError(
-                f"another hermes-patch has held the lock {path} for {timeout:.0f} s; wait for it to finish and run the command again."
-            ) from None
+            raise StateError(lock_held(path, timeout)) from None
 
 
 # The shape of one target's record, as app.App writes it: a dict spec lists
