@@ -15,7 +15,17 @@ import pytest
 from hermes_patch.config import Config, check_ids, config_from_bytes, default_config_path, load_config
 from hermes_patch.errors import ConfigError
 
-NEXT = "Nothing was changed; edit the file, then run `hermes-patch status`."
+NEXT = "`hermes-patch status`"  # the next command every configuration refusal ends with
+
+
+def paragraph(message: str, path: Path, *facts: str) -> bool:
+    """One paragraph that names ``path`` once, each of ``facts`` and, last, the next command."""
+    return (
+        "\n" not in message.strip()
+        and message.count(str(path)) == 1
+        and all(fact in message for fact in facts)
+        and message.rstrip(".").endswith(NEXT)
+    )
 
 
 def refusal(tmp_path: Path, text: str | bytes) -> str:
@@ -25,8 +35,7 @@ def refusal(tmp_path: Path, text: str | bytes) -> str:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
-    assert message.count(str(path)) == 1 and message.endswith(NEXT), message
-    assert "\n" not in message.strip()
+    assert paragraph(message, path), message
     return message
 
 
@@ -52,10 +61,7 @@ def test_a_missing_default_file_means_defaults_and_a_missing_named_file_is_an_er
     assert config.patch_dirs == () and config.allow_version is False
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "named.toml")
-    assert str(caught.value) == (
-        f"the configuration file {tmp_path / 'named.toml'} does not exist. Create it, or drop --config to use the "
-        "defaults: `hermes-patch status`."
-    )
+    assert paragraph(str(caught.value), tmp_path / "named.toml", "does not exist", "--config"), str(caught.value)
 
 
 def test_an_unreadable_file_says_why(tmp_path):
@@ -63,7 +69,7 @@ def test_an_unreadable_file_says_why(tmp_path):
     folder.mkdir()
     with pytest.raises(ConfigError) as caught:
         load_config(folder)
-    assert str(caught.value) == f"the configuration file {folder} cannot be read: Is a directory. {NEXT}"
+    assert paragraph(str(caught.value), folder, "cannot be read: Is a directory"), str(caught.value)
 
 
 # -- what it holds ----------------------------------------------------------------------------------
@@ -142,21 +148,18 @@ def test_unknown_patch_ids_are_refused_with_the_known_ones(tmp_path):
     config = config_from_bytes(b"[patches.nope]\n[patches.also-nope]\n[patches.trusted-hosts]\n", tmp_path / "c.toml")
     with pytest.raises(ConfigError) as caught:
         check_ids(config, ["trusted-hosts", "cors-origins"])
-    assert str(caught.value) == (
-        f"{tmp_path / 'c.toml'}: no patch has the id also-nope, nope. Known ids: cors-origins, trusted-hosts "
-        "(`hermes-patch list`)."
-    )
+    message = str(caught.value)
+    assert "no patch has the id also-nope, nope" in message and str(tmp_path / "c.toml") in message
+    assert "cors-origins, trusted-hosts" in message and "`hermes-patch list`" in message
     check_ids(config_from_bytes(b"[patches.trusted-hosts]\n", tmp_path / "c.toml"), ["trusted-hosts"])
 
 
 def test_a_patch_parameter_error_names_the_file_and_the_next_command(tmp_path):
     config = config_from_bytes(b"", tmp_path / "c.toml")
-    assert str(config.error("[patches.x] prefix: must start with /")) == (
-        f"{tmp_path / 'c.toml'}: [patches.x] prefix: must start with /. {NEXT}"
-    )
-    assert str(config.error(f"{tmp_path / 'c.toml'} says so; run `hermes-patch setup`")) == (
-        f"{tmp_path / 'c.toml'} says so; run `hermes-patch setup`"  # already located, already has a next command
-    )
+    message = str(config.error("[patches.x] prefix: must start with /"))
+    assert paragraph(message, tmp_path / "c.toml", "[patches.x] prefix: must start with /"), message
+    located = str(config.error(f"{tmp_path / 'c.toml'} says so; run `hermes-patch setup`"))
+    assert located.count(str(tmp_path / "c.toml")) == 1 and located.count("`hermes-patch") == 1  # nothing added twice
 
 
 def test_values_are_data_never_code(tmp_path):
