@@ -58,9 +58,27 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         from hermes_patch.app import App
 
         app = App(file=file, python=python, root=root, config_path=config, state_dir=state_dir)
-        return fn(app, **kwargs)
+        try:
+            return fn(app, **kwargs)
+        except HermesPatchError as exc:
+            raise _for_install(exc, vars(app).get("target")) from None  # only a target already located
 
     return wrapper
+
+
+def _for_install(exc: HermesPatchError, target: Any) -> HermesPatchError:
+    """``exc`` with its "restore from the release" advice written for the target's install method and release."""
+    from hermes_patch.messages import Failure
+
+    failure = exc.args[0] if len(exc.args) == 1 else None
+    if target is None or not isinstance(failure, Failure):
+        return exc
+    written = failure.for_install(target.version, target.install_method, target.interpreter)
+    if written is failure:
+        return exc
+    new = type(exc)(written)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 class _Group(click.Group):

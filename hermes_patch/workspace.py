@@ -156,7 +156,7 @@ class Workspace:
                     f"{path} ends its lines with a lone carriage return (classic Mac OS style)",
                     path,
                     cause="no Hermes release ships one; hermes-patch edits LF and CRLF files only",
-                    next_command=restore_from_release(),
+                    next_command=restore_from_release(path=path),
                 )
             )
 
