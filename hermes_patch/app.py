@@ -23,7 +23,12 @@ from hermes_patch.fileio import atomic_write, fault_point, identity, read_bytes
 from hermes_patch.source import sha256_hex
 
 if TYPE_CHECKING:
-    from hermes_patch.patch import Patch
+    from hermes_patch.config import Config
+    from hermes_patch.incoming import Incoming
+    from hermes_patch.ledger import StateDir
+    from hermes_patch.locate import Target
+    from hermes_patch.patch import Patch, State
+    from hermes_patch.workspace import Workspace
 
 __all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
 
@@ -33,7 +38,7 @@ class ReportView:
     """A patch report as ``status`` shows it (also rebuilt from the ledger)."""
 
     id: str
-    state: str
+    state: State
     reason: str
     enabled: bool
     notes: tuple[str, ...] = ()
@@ -43,7 +48,7 @@ class ReportView:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "state": self.state,
+            "state": self.state.value,
             "reason": self.reason,
             "enabled": self.enabled,
             "notes": list(self.notes),
@@ -60,13 +65,13 @@ class StatusResult:
     information (no proxy setting configured yet).
     """
 
-    target: Any
+    target: Target | Incoming
     sha256: str
     reports: tuple[ReportView, ...]
     notes: tuple[str, ...] = ()
     warm: bool = False
     advice: tuple[str, ...] = ()
-    config: Any = None
+    config: Config | None = None
 
     @property
     def warnings(self) -> bool:
@@ -81,10 +86,12 @@ class StatusResult:
     @property
     def exit_code(self) -> int:
         """0 all applied/not-needed, 1 any pending/drifted, 2 any unknown-shape (enabled patches)."""
+        from hermes_patch.patch import State
+
         states = {r.state for r in self.reports if r.enabled}
-        if "unknown-shape" in states:
+        if State.UNKNOWN_SHAPE in states:
             return 2
-        if states & {"pending", "drifted"}:
+        if states & {State.PENDING, State.DRIFTED}:
             return 1
         return 0
 
@@ -128,7 +135,7 @@ class WriteResult:
 
 def _view(report) -> ReportView:
     d = report.detection
-    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes, d.config_error, d.advice)
+    return ReportView(report.id, d.state, d.reason, report.enabled, d.notes, d.config_error, d.advice)
 
 
 class App:
@@ -168,7 +175,7 @@ class App:
     # -- inputs --------------------------------------------------------------
 
     @cached_property
-    def config(self):
+    def config(self) -> Config:
         from hermes_patch.config import load_config
 
         return load_config(self._config_path)
@@ -183,7 +190,7 @@ class App:
         return classes
 
     @cached_property
-    def patches(self) -> list[tuple[Any, bool]]:
+    def patches(self) -> list[tuple[Patch, bool]]:
         """(patch instance, enabled) in catalog order.
 
         A patch whose parameters are wrong is built with its defaults and
@@ -213,7 +220,7 @@ class App:
         return self._allow_version or self.config.allow_version
 
     @cached_property
-    def target(self):
+    def target(self) -> Target:
         from hermes_patch.locate import guard_target, locate
 
         target = locate(self._file, self._python, self._root)
@@ -221,7 +228,7 @@ class App:
         return target
 
     @cached_property
-    def state(self):
+    def state(self) -> StateDir:
         from hermes_patch.ledger import StateDir, default_state_dir
 
         return StateDir(self._state_dir or default_state_dir(), tree_root=self.target.tree_root)
@@ -232,7 +239,7 @@ class App:
 
         return target_key(self.target.package_dir)
 
-    def workspace(self):
+    def workspace(self) -> Workspace:
         from hermes_patch.workspace import Workspace
 
         return Workspace(self.target.package_dir, entry=self.target.entry)
@@ -304,19 +311,10 @@ class App:
         snap = record.get("snapshot")
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
-            if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
-                views = tuple(
-                    ReportView(
-                        v["id"],
-                        v["state"],
-                        v["reason"],
-                        v["enabled"],
-                        tuple(v.get("notes", ())),
-                        bool(v.get("config_error")),
-                        tuple(v.get("advice", ())),
-                    )
-                    for v in snap["reports"]
-                )
+            views = _snapshot_views(snap["reports"])
+            if views is not None and all(
+                data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()
+            ):
                 notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
                 return StatusResult(
                     target,
@@ -638,9 +636,9 @@ class App:
                 "original": entry.get("original", before.sha256),
             }
         fault_point("after-backup")
-        from hermes_patch import gitint
+        from hermes_patch import git_filter
 
-        gitint.prepare_write(
+        git_filter.prepare_write(
             self, ledger, record, list(new_bytes), plan.kind
         )  # git installs: hide our edits from git first
         new_ws = ws.with_edits(plan.after)
@@ -665,7 +663,7 @@ class App:
                 ledger, previous, [(plan.before[n].path, plan.before[n].data, now) for n, now in written], exc
             ) from None
         fault_point("after-ledger-commit")
-        gitint.finish_write(self, ledger, record, new_ws)
+        git_filter.finish_write(self, ledger, record, new_ws)
         self.pruned = self.state.prune(ledger)
         return tuple(plan.before[name].path for name, _ in written)
 
@@ -778,6 +776,27 @@ class App:
                 forged_record(self.state.ledger_path, f"names {name!r} for {package}, which is outside that package")
             )
         return path
+
+
+def _snapshot_views(reports: list[dict[str, Any]]) -> tuple[ReportView, ...] | None:
+    """The views a snapshot recorded, or ``None`` when one names a state this release does not know."""
+    from hermes_patch.patch import State
+
+    try:
+        return tuple(
+            ReportView(
+                v["id"],
+                State(v["state"]),
+                v["reason"],
+                v["enabled"],
+                tuple(v.get("notes", ())),
+                bool(v.get("config_error")),
+                tuple(v.get("advice", ())),
+            )
+            for v in reports
+        )
+    except ValueError:
+        return None
 
 
 def owned_statements(ws, patch_id: str) -> dict[str, tuple[str, int]]:

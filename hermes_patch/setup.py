@@ -28,9 +28,14 @@ import os
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hermes_patch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hermes_patch.app import App
+    from hermes_patch.config import Config
+    from hermes_patch.patch import Patch
 
 __all__ = ["PROXY_SETTINGS", "proxy_settings_configured", "Proposal", "propose", "merge", "write_config"]
 
@@ -39,7 +44,7 @@ PROXY_SETTINGS = (("trusted-hosts", "hosts"), ("cors-origins", "origins"), ("rel
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
-def proxy_settings_configured(config: Any) -> bool:
+def proxy_settings_configured(config: Config) -> bool:
     """Whether the configuration sets any of :data:`PROXY_SETTINGS` to a non-empty list."""
     return any(config.patches.get(pid, {}).get(key) for pid, key in PROXY_SETTINGS)
 
@@ -150,7 +155,7 @@ class Merge:
     added: tuple[tuple[str, str, str], ...]
 
 
-def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, Any]) -> Merge:
+def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, type[Patch]]) -> Merge:
     """Add the proposal's values to the TOML ``text``; everything else stays byte for byte.
 
     ``catalog`` maps patch id to its class: existing entries are compared in
@@ -234,7 +239,7 @@ def write_config(path: Path, data: bytes) -> None:
     atomic_write(real, data, mode=0o600)
 
 
-def run_setup(app: Any, url: str | None, proxy_addresses: list[str], yes: bool, dry_run: bool) -> int:
+def run_setup(app: App, url: str | None, proxy_addresses: list[str], yes: bool, dry_run: bool) -> int:
     """The ``setup`` command: ask (on a terminal) or take the flags, show, validate, write. Returns the exit code.
 
     On a terminal, missing answers are asked with click prompts and the
