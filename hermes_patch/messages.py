@@ -31,6 +31,7 @@ __all__ = [
     "move_ledger_aside",
     "forged_record",
     "lock_held",
+    "orphaned_marker",
     "untrusted",
     "UPGRADE",
     "RUN_AGAIN",
@@ -233,6 +234,16 @@ def forged_record(ledger: Path | str, names: str, then: str = STATUS) -> Failure
         path=ledger,
         cause="a record hermes-patch wrote never does, so it was forged or damaged",
         next_command=move_ledger_aside(ledger, then),
+    )
+
+
+def orphaned_marker(path: Path | str, problem: str) -> Failure:
+    """A ``# hermes-patch:`` marker comment that no block of ours follows (``problem`` from ``find_blocks``)."""
+    return Failure(
+        f"{path}: {problem}",
+        path,
+        cause="hermes-patch will not guess",
+        next_command=restore_from_release(path=path, instead="delete that comment line if it is not ours"),
     )
 
 
