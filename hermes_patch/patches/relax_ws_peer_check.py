@@ -104,7 +104,7 @@ class Found:
     gates_every_public_bind: bool  # 0.19.0: should_require_auth gates every non-loopback bind
 
 
-class RelaxWsPeerCheck(Patch["Found"]):
+class RelaxWsPeerCheck(Patch[Found]):
     ID = "relax-ws-peer-check"
     DESCRIPTION = "Accept WebSocket peers from a non-loopback bind (0.16 rule, backported) or from trusted_proxies; token check unchanged."
     VERSIONS = ">=0.13.0"
