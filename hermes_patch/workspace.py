@@ -46,15 +46,12 @@ class Workspace:
         package_dir: the ``hermes_cli`` directory.
         entry: the module patches start from; normally ``web_server.py``,
             but ``--file`` may name a file with another name.
-        overrides: file name to replacement text, for re-detection of an
-            edit that is not written yet.
     """
 
     def __init__(
         self,
         package_dir: Path,
         entry: str = "web_server.py",
-        overrides: dict[str, str] | None = None,
         sources: dict[str, Source] | None = None,
         files: dict[str, bytes] | None = None,
     ) -> None:
@@ -68,7 +65,6 @@ class Workspace:
         self.entry = entry
         self._files = files
         self._sources: dict[str, Source] = dict(sources or {})
-        self._overrides = dict(overrides or {})
         self._missing: set[str] = set()
         self._edited: dict[tuple[tuple[str, str], ...], Workspace] = {}
         self._index: dict[str, dict[str, list[int]]] = {}
