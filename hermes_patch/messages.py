@@ -31,6 +31,9 @@ __all__ = [
     "move_ledger_aside",
     "forged_record",
     "lock_held",
+    "target_missing",
+    "target_is_a_directory",
+    "FIND_BY_PYTHON",
     "orphaned_marker",
     "untrusted",
     "UPGRADE",
@@ -47,6 +50,8 @@ NOTHING_WRITTEN = "Nothing was written."
 STATUS = "hermes-patch status"
 #: How to get a hermes-patch that reads newer state or knows newer releases.
 UPGRADE = "Upgrade hermes-patch (`pip install -U hermes-patch`)"
+#: How to let the interpreter Hermes runs with say where Hermes is.
+FIND_BY_PYTHON = "`hermes-patch status --python /path/to/venv/bin/python`"
 #: The next step once the cause is gone, when the command itself is the one to repeat.
 RUN_AGAIN = "run the command again"
 
@@ -245,6 +250,28 @@ def forged_record(ledger: Path | str, names: str, then: str = STATUS) -> Failure
         path=ledger,
         cause="a record hermes-patch wrote never does, so it was forged or damaged",
         next_command=move_ledger_aside(ledger, then),
+    )
+
+
+def target_missing(path: Path | str) -> Failure:
+    """The file named as the target (``--file``, or a link's end) does not exist."""
+    return Failure(
+        f"{path} does not exist",
+        path,
+        outcome="",
+        next_command="check the path, or let hermes-patch find the install by itself: `hermes-patch status` "
+        "(or `--python /path/to/venv/bin/python`)",
+    )
+
+
+def target_is_a_directory(path: Path | str) -> Failure:
+    """A folder was named where the target file belongs (``--file hermes_cli``)."""
+    return Failure(
+        f"{path} is a directory",
+        path,
+        cause="--file takes the file hermes_cli/web_server.py",
+        outcome="",
+        next_command=f"for a checkout or a site-packages directory use `hermes-patch status --root {path}`",
     )
 
 

@@ -179,3 +179,14 @@ def test_a_bug_says_whose_and_what_to_attach():
     assert m.report_bug("`hermes-patch status --json`", "the patch(es) x") == (
         "this is a bug in the patch(es) x; please report it with `hermes-patch status --json`"
     )
+
+
+def test_a_missing_target_and_a_folder_named_as_the_target_say_what_to_pass():
+    assert str(m.target_missing("/x/web_server.py")) == (
+        "/x/web_server.py does not exist. Check the path, or let hermes-patch find the install by itself: "
+        "`hermes-patch status` (or `--python /path/to/venv/bin/python`)."
+    )
+    assert str(m.target_is_a_directory("/x/hermes_cli")) == (
+        "/x/hermes_cli is a directory; --file takes the file hermes_cli/web_server.py. For a checkout or a "
+        "site-packages directory use `hermes-patch status --root /x/hermes_cli`."
+    )
