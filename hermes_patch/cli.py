@@ -58,9 +58,27 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         from hermes_patch.app import App
 
         app = App(file=file, python=python, root=root, config_path=config, state_dir=state_dir)
-        return fn(app, **kwargs)
+        try:
+            return fn(app, **kwargs)
+        except HermesPatchError as exc:
+            raise _for_install(exc, vars(app).get("target")) from None  # only a target already located
 
     return wrapper
+
+
+def _for_install(exc: HermesPatchError, target: Any) -> HermesPatchError:
+    """``exc`` with its "restore from the release" advice written for the target's install method and release."""
+    from hermes_patch.messages import Failure
+
+    failure = exc.args[0] if len(exc.args) == 1 else None
+    if target is None or not isinstance(failure, Failure):
+        return exc
+    written = failure.for_install(target.version, target.install_method, target.interpreter)
+    if written is failure:
+        return exc
+    new = type(exc)(written)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 class _Group(click.Group):
@@ -288,7 +306,7 @@ def apply(
     restart: bool,
 ) -> None:
     """Apply the pending patches (all enabled ones, or IDS), then say which running dashboard to restart."""
-    from hermes_patch import gitint, report
+    from hermes_patch import git_filter, report
     from hermes_patch.console import note, print_write
 
     app._allow_version = app._allow_version or allow_version
@@ -306,7 +324,7 @@ def apply(
         if not as_json:
             print_write("apply", result, show_diff=dry_run or check)
         if not (dry_run or check):
-            gitint.sync(app)
+            git_filter.sync(app)
             _offer_stash_drop(app, drop_stash, notes.append if as_json else note, interactive=not as_json)
             restarted = _after_write(app, result, restart, notes.append if as_json else None)
         if as_json:
@@ -350,12 +368,13 @@ def _auto_refused(app, source: str, exc: Exception) -> None:
 
 
 def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], interactive: bool = True) -> None:
-    from hermes_patch import gitint
+    from hermes_patch.git_repo import repo_root
+    from hermes_patch.git_stash import drop_stashes, our_stashes
 
-    root = gitint.repo_root(app.target)
+    root = repo_root(app.target)
     if root is None:
         return
-    stashes = gitint.our_stashes(root, app.target.package_dir.name)
+    stashes = our_stashes(root, app.target.package_dir.name)
     if not stashes:
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)
@@ -364,7 +383,7 @@ def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], inter
             f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False
         )
     if drop:
-        note(f"dropped {', '.join(gitint.drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
+        note(f"dropped {', '.join(drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
     else:
         note(
             f"{listing} holds only hermes-patch's own edits (left by an earlier update); kept. `hermes-patch apply --drop-our-stash` drops it"
@@ -430,13 +449,13 @@ def revert(
         if not as_json:
             print_write("revert", result, show_diff=dry_run or check)
         if not (dry_run or check):
-            from hermes_patch import gitint
+            from hermes_patch import git_filter
 
-            gitint.sync(app)
+            git_filter.sync(app)
             if not ids:
-                from hermes_patch.hooks import forget_session_token
+                from hermes_patch.session_token import forget
 
-                for line in forget_session_token(app, keep_session_token):
+                for line in forget(app, keep_session_token):
                     click.echo(line, err=as_json)  # stdout holds only the JSON document with --json
             restarted = _after_write(app, result, restart, notes.append if as_json else None)
         if as_json:
@@ -537,7 +556,7 @@ def hook_install(
     app, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None
 ) -> None:
     """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit), session token file (--session-token)."""
-    from hermes_patch import hooks
+    from hermes_patch import auto_apply
     from hermes_patch.console import print_lines
 
     token = None
@@ -545,7 +564,7 @@ def hook_install(
         from hermes_patch.session_token import default_path
 
         token = default_path(hermes_home)
-    print_lines(hooks.install(app, unit, "user" if user_scope else "system", unit_dir, token))
+    print_lines(auto_apply.install(app, unit, "user" if user_scope else "system", unit_dir, token))
 
 
 @hook.command("uninstall")
@@ -557,26 +576,26 @@ def hook_install(
 )
 def hook_uninstall(app, keep_session_token: bool) -> None:
     """Remove exactly what `hook install` added (an earlier hook of yours is put back)."""
-    from hermes_patch import hooks
+    from hermes_patch import auto_apply
     from hermes_patch.console import print_lines
 
-    print_lines(hooks.uninstall(app, keep_session_token))
+    print_lines(auto_apply.uninstall(app, keep_session_token))
 
 
 @hook.command("show")
 @target_options
 def hook_show(app) -> None:
     """Print what is installed for this target, where, and whether it is still as installed."""
-    from hermes_patch import hooks
+    from hermes_patch import auto_apply
     from hermes_patch.console import print_installed
 
-    print_installed(hooks.show(app), app.target)
+    print_installed(auto_apply.show(app), app.target)
 
 
 @cli.command("git-clean-filter", hidden=True)
 def git_clean_filter() -> None:
     """Git's clean filter (registered by apply on git installs): stdin without our marked blocks, on stdout."""
-    from hermes_patch.gitint import clean
+    from hermes_patch.git_clean import clean
 
     sys.stdout.buffer.write(clean(sys.stdin.buffer.read()))
     sys.stdout.buffer.flush()

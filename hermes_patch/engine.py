@@ -1,12 +1,17 @@
-"""The pure core: detect, transform, verify. Text in, text out; no writes.
+"""The core: detect, plan, prove. Text in, outcomes out; no writes, no environment.
 
 The fast path (default) hands libcst only the top-level statements a patch
 edits, found with the standard ``ast`` module, and splices the results back
 by line; ``HERMES_PATCH_NO_FAST_PATH=1`` (or ``fast=False``) parses whole
-modules with libcst instead. Both must give identical bytes; the test suite
-checks that on every real release.
+modules with libcst instead (the shell reads that variable and passes
+``fast``). Both must give identical bytes; the test suite checks that on
+every real release.
 
-Every plan is proven before the shell may write it (:func:`verify`): the
+A refusal (a drifted or unknown-shape patch, a parameter that does not fit)
+is an outcome, :class:`Refusal`, not an exception; exceptions are for input
+we cannot read and for a failed proof (a bug).
+
+Every plan is proven before the shell may write it (:func:`prove`): the
 result compiles, detects as applied, a second run changes nothing, and
 removing our blocks gives back the original bytes.
 """
@@ -14,7 +19,6 @@ removing our blocks gives back the original bytes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -36,15 +40,29 @@ __all__ = [
     "detect_all",
     "plan_apply",
     "plan_revert",
-    "verify",
+    "prove",
+    "Refusal",
     "blocks_of",
-    "fast_path_enabled",
 ]
 
 
-def fast_path_enabled() -> bool:
-    """False when ``HERMES_PATCH_NO_FAST_PATH`` is set to a non-empty value."""
-    return not os.environ.get("HERMES_PATCH_NO_FAST_PATH")
+@dataclass(frozen=True)
+class Refusal:
+    """An expected "no" from :func:`plan_apply` or :func:`plan_revert`; nothing may be written.
+
+    Attributes:
+        kind: ``"config"`` (a selected patch's parameters do not fit this
+            release) or ``"refused"`` (a patch is drifted, of unknown shape,
+            or outside its version range).
+        message: the one-paragraph explanation with the next command.
+    """
+
+    kind: str
+    message: str
+
+    def error(self) -> ConfigError | RefusedError:
+        """The exception the CLI reports for this refusal (exit 2)."""
+        return ConfigError(self.message) if self.kind == "config" else RefusedError(self.message)
 
 
 @dataclass(frozen=True)
@@ -495,9 +513,9 @@ def plan_apply(
     workspace: Workspace,
     reports: list[PatchReport],
     only: set[str] | None = None,
-    fast: bool | None = None,
+    fast: bool = True,
     allow_version: bool = False,
-) -> Plan:
+) -> Plan | Refusal:
     """Build the edits that apply every enabled, pending patch (or those in ``only``).
 
     Refuses as a whole when a selected patch is ``unknown-shape`` or
@@ -505,17 +523,17 @@ def plan_apply(
     ``allow_version``: apply is all-or-nothing. Patches not selected (``only``)
     never block.
 
-    Raises:
-        ConfigError: a selected patch's parameters are wrong for this release.
-        RefusedError: a selected patch cannot be applied safely.
+    Returns:
+        The :class:`Plan`, or a :class:`Refusal` (kind ``config``: a selected
+        patch's parameters are wrong for this release; ``refused``: a
+        selected patch cannot be applied safely).
     """
-    fast = fast_path_enabled() if fast is None else fast
     selected = [r for r in reports if (r.id in only if only is not None else r.enabled)]
     misconfigured = [r for r in selected if r.detection.config_error]
     if misconfigured:
         fine = [r.id for r in selected if r not in misconfigured and r.state is State.PENDING]
         others = f" The other patches can be applied alone: `hermes-patch apply {' '.join(fine)}`." if fine else ""
-        raise ConfigError(" ".join(r.detection.reason for r in misconfigured) + others)
+        return Refusal("config", " ".join(r.detection.reason for r in misconfigured) + others)
     blocked = [
         r
         for r in selected
@@ -524,7 +542,7 @@ def plan_apply(
     ]
     if blocked:
         fine = [r.id for r in selected if r not in blocked and r.state is State.PENDING]
-        raise RefusedError(_refusal(blocked, workspace, fine))
+        return Refusal("refused", _refusal(blocked, workspace, fine))
     pending = [r for r in selected if r.state is State.PENDING]
     before = {name: src for name, src in workspace.loaded().items()}
     if not pending:
@@ -540,7 +558,7 @@ def plan_apply(
         ]
         odd = [r for r in fresh if r.state not in (State.PENDING, State.NOT_NEEDED)]
         if odd:
-            raise RefusedError(_refusal(odd, workspace, []))
+            return Refusal("refused", _refusal(odd, workspace, []))
         expect = {r.id: State.NOT_NEEDED for r in fresh if r.state is State.NOT_NEEDED}
         pending = [r for r in fresh if r.state is State.PENDING]
     jobs = [job for r in pending for job in _jobs(r, current)]
@@ -554,7 +572,7 @@ def plan_apply(
 
 def plan_revert(
     workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, force: bool = False
-) -> Plan:
+) -> Plan | Refusal:
     """Build the edits that remove our blocks for the selected patches.
 
     Args:
@@ -562,23 +580,25 @@ def plan_revert(
         force: revert a ``drifted`` patch anyway (only our marked blocks are
             removed; the other hand edits stay).
 
-    Raises:
-        ConfigError: a selected patch's parameters are wrong (fix the configuration first).
-        RefusedError: a selected patch is drifted and ``force`` is off.
+    Returns:
+        The :class:`Plan`, or a :class:`Refusal` (kind ``config``: a selected
+        patch's parameters are wrong; ``refused``: a selected patch is drifted
+        and ``force`` is off).
     """
     selected = [r for r in reports if only is None or r.id in only]
     misconfigured = [r for r in selected if r.detection.config_error]
     if misconfigured:
-        raise ConfigError(" ".join(r.detection.reason for r in misconfigured))
+        return Refusal("config", " ".join(r.detection.reason for r in misconfigured))
     drifted = [r for r in selected if r.state is State.DRIFTED]
     if drifted and not force:
         named = " ".join(r.id for r in drifted)
-        raise RefusedError(
+        return Refusal(
+            "refused",
             f"{named}: the patched code was changed by someone else after hermes-patch applied it "
             f"({'; '.join(r.detection.reason for r in drifted)}). Reverting would remove our block "
             f"but keep their change, which may not be what you want. See what it would do with "
             f"`hermes-patch revert --force --dry-run {named}`, then run `hermes-patch revert --force {named}` "
-            f"to remove our marked blocks, or reinstall the release to start clean."
+            f"to remove our marked blocks, or reinstall the release to start clean.",
         )
     ids = [r.id for r in selected if blocks_of(workspace, r.id)]
     before = {name: src for name, src in workspace.loaded().items()}
@@ -586,12 +606,12 @@ def plan_revert(
     return Plan(before, after, tuple(ids), "revert", tuple(reports))
 
 
-def verify(
+def prove(
     workspace: Workspace,
     plan: Plan,
     patches: list[tuple[Patch, bool]],
     version: str | None,
-    fast: bool | None = None,
+    fast: bool = True,
     errors: dict[str, str] | None = None,
 ) -> list[PatchReport]:
     """Prove a plan before it is written; return the reports of the result.
@@ -637,7 +657,7 @@ def verify(
         if plan.kind == "apply"
         else plan_revert(new_ws, new_reports, only=only, force=True)
     )
-    if not again.empty:
+    if isinstance(again, Refusal) or not again.empty:
         raise VerificationError(_bug(plan, "a second run would change the file again (not idempotent)"))
     if plan.kind == "apply":
         undone = _remove(new_ws, plan.patch_ids)

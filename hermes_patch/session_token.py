@@ -32,11 +32,15 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hermes_patch.errors import RefusedError
 from hermes_patch.messages import RUN_AGAIN, Failure, remove_others_write
 
-__all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove"]
+if TYPE_CHECKING:
+    from hermes_patch.context import Context
+
+__all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove", "forget"]
 
 ENV = "HERMES_DASHBOARD_SESSION_TOKEN"
 FILE_NAME = "dashboard-session-token.env"
@@ -201,3 +205,31 @@ def remove(path: Path, sha256: str) -> str:
         return f"session token file {path}: changed since hermes-patch created it, kept (delete it yourself if it is no longer used)"
     path.unlink()
     return f"removed the session token file {path}"
+
+
+def forget(ctx: Context, keep: bool, release: bool = False) -> list[str]:
+    """Delete the session token file hermes-patch created for this target (unless ``keep``); one line per thing done.
+
+    Called by ``hook uninstall`` (``release``: a kept file is yours from
+    then on, no later command deletes it) and by a full ``revert`` (a kept
+    file stays recorded, for the drop-in that still loads it). A file
+    changed since it was created, or one hermes-patch did not create, is
+    kept.
+    """
+    if not ctx.record().get("integrations", {}).get("session-token"):
+        return []  # the common case: nothing recorded, nothing to lock or write
+    with ctx.state.lock(ctx.key):
+        ledger = ctx.state.load()
+        integ = ledger["targets"].get(ctx.key, {}).get("integrations", {})
+        token = integ.get("session-token")
+        if not token:
+            return []
+        if keep:
+            if release:
+                integ.pop("session-token", None)
+                ctx.state.save(ledger)
+            return [f"session token file {token['path']}: kept (--keep-session-token)"]
+        line = remove(Path(token["path"]), token["sha256"])
+        integ.pop("session-token", None)
+        ctx.state.save(ledger)
+    return [line]

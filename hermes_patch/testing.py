@@ -24,7 +24,7 @@ import difflib
 from pathlib import Path
 
 from hermes_patch.edits import Example
-from hermes_patch.engine import detect_all, plan_apply, verify
+from hermes_patch.engine import Refusal, detect_all, plan_apply, prove
 from hermes_patch.patch import Patch
 from hermes_patch.workspace import Workspace
 
@@ -65,7 +65,9 @@ def check_example(patch_class: type[Patch], example: Example, index: int = 0) ->
             raise ExampleFailed(f"{label}: a pending example must say what apply writes (after=...)")
         return
     plan = plan_apply(ws, [report])
-    reports = verify(ws, plan, pairs, None)
+    if isinstance(plan, Refusal):
+        raise plan.error()
+    reports = prove(ws, plan, pairs, None)
     if reports[0].state.value != "applied":
         raise ExampleFailed(f"{label}: after apply the state is {reports[0].state.value}")
     got = {name: plan.after.get(name, text) for name, text in before.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 from hermes_patch.fileio import read_bytes
-from hermes_patch.messages import Failure, restore_from_release
+from hermes_patch.messages import Failure, orphaned_marker, restore_from_release
 from hermes_patch.source import Source, first_line
 
 __all__ = ["Workspace", "Binding", "first_line"]
@@ -156,7 +156,7 @@ class Workspace:
                     f"{path} ends its lines with a lone carriage return (classic Mac OS style)",
                     path,
                     cause="no Hermes release ships one; hermes-patch edits LF and CRLF files only",
-                    next_command=restore_from_release(),
+                    next_command=restore_from_release(path=path),
                 )
             )
 
@@ -176,11 +176,7 @@ class Workspace:
             return raw
         blocks = find_blocks(raw)
         if isinstance(blocks, str):
-            raise TargetError(
-                f"{raw.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, "
-                "or restore the file from the release (`hermes update`, or `pip install --force-reinstall --no-deps "
-                "hermes-agent==<version>`), then run `hermes-patch status`."
-            )
+            raise TargetError(orphaned_marker(raw.path, blocks))
         text = remove_blocks(raw.text, raw.line_starts, blocks)
         src = self._raw._known.get(text) if self._raw._known else None
         if src is None:
