@@ -35,6 +35,7 @@ __all__ = [
     "untrusted",
     "UPGRADE",
     "RUN_AGAIN",
+    "report_bug",
     "remove_others_write",
 ]
 
@@ -204,6 +205,16 @@ def restore_from_release(
     :class:`Restore` for the arguments.
     """
     return Restore(what=what, then=then, path=path, version=version, method=method, instead=instead)
+
+
+def report_bug(attach: str, culprit: str = "") -> str:
+    """``"this is a bug[ in CULPRIT]; please report it with ATTACH"``: the next step when hermes-patch itself is wrong.
+
+    Args:
+        attach: what the report needs (``"the traceback printed on stderr"``).
+        culprit: whose bug, when known (``"the patch(es) trusted-hosts"``).
+    """
+    return f"this is a bug{f' in {culprit}' if culprit else ''}; please report it with {attach}"
 
 
 def remove_others_write(path: Path | str) -> str:

@@ -170,3 +170,12 @@ def test_an_orphaned_marker_says_delete_it_or_restore_the_file():
         "Nothing was changed. Delete that comment line if it is not ours, or restore the file from the release "
         f"({m.reinstall_commands()}), then run `hermes-patch status`."
     )
+
+
+def test_a_bug_says_whose_and_what_to_attach():
+    assert m.report_bug("the traceback printed on stderr") == (
+        "this is a bug; please report it with the traceback printed on stderr"
+    )
+    assert m.report_bug("`hermes-patch status --json`", "the patch(es) x") == (
+        "this is a bug in the patch(es) x; please report it with `hermes-patch status --json`"
+    )
