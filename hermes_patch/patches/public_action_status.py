@@ -98,7 +98,7 @@ class Found:
     public: frozenset[str] | None
 
 
-class PublicActionStatus(Patch):
+class PublicActionStatus(Patch[Found]):
     ID = "public-action-status"
     DESCRIPTION = "Let the Update progress poll (/api/actions/<name>/status) answer a page whose session token is gone (dashboard restarted, cached page), for the configured actions only; not needed with a stable token."
     VERSIONS = ">=0.13.0"
@@ -127,8 +127,16 @@ class PublicActionStatus(Patch):
         ),
         Example(_EXAMPLE, params={"actions": ["backup"]}, state="unknown-shape", reason="does not have"),
         Example(_EXAMPLE.replace("hermes-update", "upgrade"), state="not-needed", reason="names no update"),
-        Example(_EXAMPLE.replace('"/api/status"', '"/api/actions/hermes-update/status"'), state="not-needed"),
-        Example(_EXAMPLE.replace("path not in _PUBLIC_API_PATHS", "not _is_public(path)"), state="unknown-shape"),
+        Example(
+            _EXAMPLE.replace('"/api/status"', '"/api/actions/hermes-update/status"'),
+            state="not-needed",
+            reason="already serves",
+        ),
+        Example(
+            _EXAMPLE.replace("path not in _PUBLIC_API_PATHS", "not _is_public(path)"),
+            state="unknown-shape",
+            reason="exact membership",
+        ),
     )
 
     def locate(self, ws: Workspace) -> Found | Unrecognized:
