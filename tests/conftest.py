@@ -66,6 +66,11 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
+#: ``HERMES_PATCH_TEST_PROCESSES=1`` runs every command as its own process, as before issue 10: the same tests
+#: passing both ways shows the in-process runner hides nothing (and gives the before/after timing).
+ALL_PROCESSES = os.environ.get("HERMES_PATCH_TEST_PROCESSES") == "1"
+
+
 class Runner:
     """Runs ``hermes-patch`` with an isolated state dir and config, in-process or as its own process.
 
@@ -132,7 +137,7 @@ class Runner:
     ) -> subprocess.CompletedProcess:
         """Run ``hermes-patch *argv`` as given; ``process`` overrides :attr:`process` for this call (a call that is killed)."""
         full_env = {**self.env, **(env or {})}
-        if self.process if process is None else process:
+        if (self.process if process is None else process) or ALL_PROCESSES:
             proc = subprocess.run(
                 [hermes_patch_exe(), *argv],
                 capture_output=True,
