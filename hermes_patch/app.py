@@ -242,7 +242,10 @@ class App:
     def workspace(self) -> Workspace:
         from hermes_patch.workspace import Workspace
 
-        return Workspace(self.target.package_dir, entry=self.target.entry)
+        from hermes_patch.fileio import DiskFiles
+
+        package = self.target.package_dir
+        return Workspace(package, entry=self.target.entry, files=DiskFiles(package, self.target.entry))
 
     @cached_property
     def config_key(self) -> str:

@@ -31,9 +31,14 @@ __all__ = [
     "move_ledger_aside",
     "forged_record",
     "lock_held",
+    "target_missing",
+    "target_is_a_directory",
+    "FIND_BY_PYTHON",
+    "orphaned_marker",
     "untrusted",
     "UPGRADE",
     "RUN_AGAIN",
+    "report_bug",
     "remove_others_write",
 ]
 
@@ -45,6 +50,8 @@ NOTHING_WRITTEN = "Nothing was written."
 STATUS = "hermes-patch status"
 #: How to get a hermes-patch that reads newer state or knows newer releases.
 UPGRADE = "Upgrade hermes-patch (`pip install -U hermes-patch`)"
+#: How to let the interpreter Hermes runs with say where Hermes is.
+FIND_BY_PYTHON = "`hermes-patch status --python /path/to/venv/bin/python`"
 #: The next step once the cause is gone, when the command itself is the one to repeat.
 RUN_AGAIN = "run the command again"
 
@@ -205,6 +212,16 @@ def restore_from_release(
     return Restore(what=what, then=then, path=path, version=version, method=method, instead=instead)
 
 
+def report_bug(attach: str, culprit: str = "") -> str:
+    """``"this is a bug[ in CULPRIT]; please report it with ATTACH"``: the next step when hermes-patch itself is wrong.
+
+    Args:
+        attach: what the report needs (``"the traceback printed on stderr"``).
+        culprit: whose bug, when known (``"the patch(es) trusted-hosts"``).
+    """
+    return f"this is a bug{f' in {culprit}' if culprit else ''}; please report it with {attach}"
+
+
 def remove_others_write(path: Path | str) -> str:
     """``"remove the write permission of others (`chmod go-w PATH`)"``: for a file or folder others could change."""
     return f"remove the write permission of others (`chmod go-w {path}`)"
@@ -233,6 +250,38 @@ def forged_record(ledger: Path | str, names: str, then: str = STATUS) -> Failure
         path=ledger,
         cause="a record hermes-patch wrote never does, so it was forged or damaged",
         next_command=move_ledger_aside(ledger, then),
+    )
+
+
+def target_missing(path: Path | str) -> Failure:
+    """The file named as the target (``--file``, or a link's end) does not exist."""
+    return Failure(
+        f"{path} does not exist",
+        path,
+        outcome="",
+        next_command="check the path, or let hermes-patch find the install by itself: `hermes-patch status` "
+        "(or `--python /path/to/venv/bin/python`)",
+    )
+
+
+def target_is_a_directory(path: Path | str) -> Failure:
+    """A folder was named where the target file belongs (``--file hermes_cli``)."""
+    return Failure(
+        f"{path} is a directory",
+        path,
+        cause="--file takes the file hermes_cli/web_server.py",
+        outcome="",
+        next_command=f"for a checkout or a site-packages directory use `hermes-patch status --root {path}`",
+    )
+
+
+def orphaned_marker(path: Path | str, problem: str) -> Failure:
+    """A ``# hermes-patch:`` marker comment that no block of ours follows (``problem`` from ``find_blocks``)."""
+    return Failure(
+        f"{path}: {problem}",
+        path,
+        cause="hermes-patch will not guess",
+        next_command=restore_from_release(path=path, instead="delete that comment line if it is not ours"),
     )
 
 

@@ -43,9 +43,14 @@ def error_document(command: str, exc: BaseException) -> dict[str, Any]:
     from hermes_patch.jsondoc import error_document as document
 
     if not isinstance(exc, HermesPatchError):
+        from hermes_patch.messages import Failure, report_bug
+
         exc = HermesPatchError(
-            f"hermes-patch stopped on an unexpected {type(exc).__name__}: {exc}. Nothing was written unless the "
-            f"ledger says so (`hermes-patch status`). This is a bug; please report it with the traceback printed on stderr."
+            Failure(
+                f"hermes-patch stopped on an unexpected {type(exc).__name__}: {exc}",
+                outcome="Nothing was written unless the ledger says so (`hermes-patch status`).",
+                next_command=report_bug("the traceback printed on stderr"),
+            )
         )
     return document(command, exc)
 
