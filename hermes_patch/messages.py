@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 __all__ = [
     "Failure",
@@ -28,6 +29,8 @@ __all__ = [
     "reinstall_commands",
     "Restore",
     "restore_from_release",
+    "for_target",
+    "Install",
     "move_ledger_aside",
     "forged_record",
     "lock_held",
@@ -210,6 +213,38 @@ def restore_from_release(
     :class:`Restore` for the arguments.
     """
     return Restore(what=what, then=then, path=path, version=version, method=method, instead=instead)
+
+
+class Install(Protocol):
+    """What :func:`for_target` reads of a located target (:class:`hermes_patch.locate.Target`)."""
+
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def install_method(self) -> str: ...
+    @property
+    def interpreter(self) -> Path | None: ...
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def for_target(exc: _E, target: Install | None) -> _E:
+    """``exc`` again, its :class:`Restore` advice written for ``target``'s install (``exc`` itself otherwise).
+
+    An error raised with a :class:`Failure` keeps its parts in ``exc.args[0]``;
+    code deep in the core does not know how Hermes was installed, the command
+    line does, so it rewrites the advice on the way out.
+    """
+    failure = exc.args[0] if len(exc.args) == 1 else None
+    if target is None or not isinstance(failure, Failure):
+        return exc
+    written = failure.for_install(target.version, target.install_method, target.interpreter)
+    if written is failure:
+        return exc
+    new = type(exc)(written)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 def report_bug(attach: str, culprit: str = "") -> str:
