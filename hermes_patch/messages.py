@@ -41,6 +41,7 @@ __all__ = [
     "untrusted",
     "UPGRADE",
     "RUN_AGAIN",
+    "RUN_AS_OWNER",
     "report_bug",
     "remove_others_write",
 ]
@@ -55,6 +56,8 @@ STATUS = "hermes-patch status"
 UPGRADE = "Upgrade hermes-patch (`pip install -U hermes-patch`)"
 #: How to let the interpreter Hermes runs with say where Hermes is.
 FIND_BY_PYTHON = "`hermes-patch status --python /path/to/venv/bin/python`"
+#: The way past a file the running user may not read or write (not a trust refusal: nobody else could change it).
+RUN_AS_OWNER = "run hermes-patch as the user who owns the Hermes install"
 #: The next step once the cause is gone, when the command itself is the one to repeat.
 RUN_AGAIN = "run the command again"
 
