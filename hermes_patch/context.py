@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from hermes_patch.config import Config
     from hermes_patch.ledger import StateDir
     from hermes_patch.locate import Target
-    from hermes_patch.patch import Patch
+    from hermes_patch.patch import AnyPatch
     from hermes_patch.workspace import Workspace
 
 __all__ = ["Context", "Catalog", "Inspection", "Session"]
@@ -55,7 +55,7 @@ class Catalog(Protocol):
     def target(self) -> Target: ...
 
     @property
-    def patches(self) -> list[tuple[Patch, bool]]:
+    def patches(self) -> list[tuple[AnyPatch, bool]]:
         """(patch, enabled) in catalog order."""
         ...
 

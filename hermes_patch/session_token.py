@@ -117,14 +117,22 @@ def prepare(path: Path) -> TokenFile:
         fst = os.stat(folder)
     except OSError:
         raise RefusedError(
-            f"{folder} does not exist, so the session token file {path.name} cannot be kept there. Nothing was changed. "
-            "Pass the dashboard's Hermes home with --hermes-home DIR (the HERMES_HOME the dashboard runs with)."
+            Failure(
+                f"{folder} does not exist, so the session token file {path.name} cannot be kept there",
+                folder,
+                next_command="pass the dashboard's Hermes home with --hermes-home DIR (the HERMES_HOME the dashboard "
+                "runs with)",
+            )
         ) from None
     if os.path.realpath(folder) != os.path.abspath(folder):
         raise RefusedError(
-            f"{folder} goes through a symbolic link (to {os.path.realpath(folder)}), and whoever controls that link decides "
-            "where the session token file (and the drop-in's EnvironmentFile=) really is. Nothing was changed. "
-            "Pass the real folder with --hermes-home, then run the command again."
+            Failure(
+                f"{folder} goes through a symbolic link (to {os.path.realpath(folder)})",
+                folder,
+                cause="whoever controls that link decides where the session token file (and the drop-in's "
+                "EnvironmentFile=) really is",
+                next_command=f"pass the real folder with --hermes-home, then {RUN_AGAIN}",
+            )
         )
     from hermes_patch.trust import refusal, why_untrusted
 

@@ -36,7 +36,7 @@ from hermes_patch.messages import NOTHING_WRITTEN, Failure
 if TYPE_CHECKING:
     from hermes_patch.app import App
     from hermes_patch.config import Config
-    from hermes_patch.patch import Patch
+    from hermes_patch.patch import AnyPatch
 
 __all__ = ["PROXY_SETTINGS", "proxy_settings_configured", "Proposal", "propose", "merge", "write_config"]
 
@@ -162,7 +162,7 @@ class Merge:
     added: tuple[tuple[str, str, str], ...]
 
 
-def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, type[Patch]]) -> Merge:
+def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, type[AnyPatch]]) -> Merge:
     """Add the proposal's values to the TOML ``text``; everything else stays byte for byte.
 
     ``catalog`` maps patch id to its class: existing entries are compared in

@@ -135,8 +135,10 @@ def test_the_same_advice_is_written_the_same_way_for_every_file_it_applies_to():
     assert str(too_deep(Path("/w.py"))).endswith(f"Nothing was changed. {restore[0].upper()}{restore[1:]}.")
 
 
-@pytest.mark.parametrize("method", ["pip", "git"])
-def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp_path, method):
+@pytest.mark.parametrize(("method", "as_json"), [("pip", False), ("git", False), ("pip", True)])
+def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp_path, method, as_json):
+    import json
+
     from click.testing import CliRunner
 
     from conftest import copy_fixture
@@ -151,16 +153,17 @@ def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp
     web = root / "hermes_cli/web_server.py"
     web.write_bytes(b"")
     state, config = tmp_path / "state", tmp_path / "config.toml"
-    result = CliRunner().invoke(
-        cli, ["status", "--root", str(root), "--state-dir", str(state), "--config", str(config)]
-    )
+    args = ["status", "--root", str(root), "--state-dir", str(state), "--config", str(config)]
+    result = CliRunner().invoke(cli, args + (["--json"] if as_json else []))
     assert result.exit_code == 2, result.output
     expected = {
         "pip": "`pip install --force-reinstall --no-deps hermes-agent==0.15.2`",
         "git": f"`git -C {web.parent} checkout -- web_server.py`",
     }[method]
-    assert "is empty, so it is not a Hermes dashboard server" in result.stderr
-    assert f"Restore the file from the release ({expected}), then run `hermes-patch status`." in result.stderr
+    said = f"Restore the file from the release ({expected}), then run `hermes-patch status`."
+    assert "is empty, so it is not a Hermes dashboard server" in result.stderr and said in result.stderr
+    if as_json:  # the error document carries the same paragraph
+        assert json.loads(result.stdout)["error"]["message"] == result.stderr.removeprefix("error: ").rstrip("\n")
 
 
 def test_an_orphaned_marker_says_delete_it_or_restore_the_file():
@@ -169,4 +172,24 @@ def test_an_orphaned_marker_says_delete_it_or_restore_the_file():
         "/w.py: the marker comment for x on line 3 is not followed by a statement; hermes-patch will not guess. "
         "Nothing was changed. Delete that comment line if it is not ours, or restore the file from the release "
         f"({m.reinstall_commands()}), then run `hermes-patch status`."
+    )
+
+
+def test_a_bug_says_whose_and_what_to_attach():
+    assert m.report_bug("the traceback printed on stderr") == (
+        "this is a bug; please report it with the traceback printed on stderr"
+    )
+    assert m.report_bug("`hermes-patch status --json`", "the patch(es) x") == (
+        "this is a bug in the patch(es) x; please report it with `hermes-patch status --json`"
+    )
+
+
+def test_a_missing_target_and_a_folder_named_as_the_target_say_what_to_pass():
+    assert str(m.target_missing("/x/web_server.py")) == (
+        "/x/web_server.py does not exist. Check the path, or let hermes-patch find the install by itself: "
+        "`hermes-patch status` (or `--python /path/to/venv/bin/python`)."
+    )
+    assert str(m.target_is_a_directory("/x/hermes_cli")) == (
+        "/x/hermes_cli is a directory; --file takes the file hermes_cli/web_server.py. For a checkout or a "
+        "site-packages directory use `hermes-patch status --root /x/hermes_cli`."
     )
