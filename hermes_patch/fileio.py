@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hermes_patch.errors import TargetError
+from hermes_patch.messages import RUN_AS_OWNER, Failure, target_is_a_directory, target_missing
 
 __all__ = [
     "read_bytes",
@@ -128,20 +129,12 @@ def read_bytes(path: Path) -> bytes:
         finally:
             os.close(fd)
     except FileNotFoundError:
-        raise TargetError(
-            f"{path} does not exist. Check the path, or let hermes-patch find the "
-            "install by itself: `hermes-patch status` (or `--python "
-            "/path/to/venv/bin/python`)."
-        ) from None
+        raise TargetError(target_missing(path)) from None
     except IsADirectoryError:
-        raise TargetError(
-            f"{path} is a directory. --file takes the file "
-            "hermes_cli/web_server.py; for a checkout or a site-packages "
-            f"directory use `hermes-patch status --root {path}`."
-        ) from None
+        raise TargetError(target_is_a_directory(path)) from None
     except PermissionError:
         raise TargetError(
-            f"{path} cannot be read (permission denied). Run hermes-patch as the user who owns the Hermes install."
+            Failure(f"{path} cannot be read (permission denied)", path, outcome="", next_command=RUN_AS_OWNER)
         ) from None
     except OSError as exc:
         raise TargetError(
@@ -315,3 +308,36 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class DiskFiles:
+    """The module files of an installed package, read from the disk (:class:`hermes_patch.workspace.Files`).
+
+    ``read`` goes through :func:`read_bytes` (the real file, opened with
+    ``O_NOFOLLOW``, its identity remembered for the write); a module other
+    than the entry that is not a regular file is missing. ``names`` lists
+    ``*.py`` two levels deep, skipping ``__pycache__``, hidden folders and
+    symbolic links to folders.
+    """
+
+    def __init__(self, package_dir: Path, entry: str = "web_server.py") -> None:
+        self.package_dir = package_dir
+        self.entry = entry
+
+    def read(self, name: str) -> bytes | None:
+        path = self.package_dir / name
+        if name != self.entry and not path.is_file():
+            return None
+        return read_bytes(path)
+
+    def names(self) -> list[str]:
+        found = []
+        for path in sorted(self.package_dir.glob("*.py")) + sorted(self.package_dir.glob("*/*.py")):
+            rel = path.relative_to(self.package_dir)
+            if any(part.startswith((".", "__pycache__")) for part in rel.parts[:-1]) or (
+                len(rel.parts) > 1 and path.parent.is_symlink()
+            ):
+                continue
+            if path.is_file():
+                found.append(rel.as_posix())
+        return found

@@ -39,6 +39,7 @@ from hermes_patch.messages import RUN_AGAIN, Failure, remove_others_write
 
 if TYPE_CHECKING:
     from hermes_patch.context import Context
+    from hermes_patch.installed import Integrations
 
 __all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove", "forget"]
 
@@ -116,14 +117,22 @@ def prepare(path: Path) -> TokenFile:
         fst = os.stat(folder)
     except OSError:
         raise RefusedError(
-            f"{folder} does not exist, so the session token file {path.name} cannot be kept there. Nothing was changed. "
-            "Pass the dashboard's Hermes home with --hermes-home DIR (the HERMES_HOME the dashboard runs with)."
+            Failure(
+                f"{folder} does not exist, so the session token file {path.name} cannot be kept there",
+                folder,
+                next_command="pass the dashboard's Hermes home with --hermes-home DIR (the HERMES_HOME the dashboard "
+                "runs with)",
+            )
         ) from None
     if os.path.realpath(folder) != os.path.abspath(folder):
         raise RefusedError(
-            f"{folder} goes through a symbolic link (to {os.path.realpath(folder)}), and whoever controls that link decides "
-            "where the session token file (and the drop-in's EnvironmentFile=) really is. Nothing was changed. "
-            "Pass the real folder with --hermes-home, then run the command again."
+            Failure(
+                f"{folder} goes through a symbolic link (to {os.path.realpath(folder)})",
+                folder,
+                cause="whoever controls that link decides where the session token file (and the drop-in's "
+                "EnvironmentFile=) really is",
+                next_command=f"pass the real folder with --hermes-home, then {RUN_AGAIN}",
+            )
         )
     from hermes_patch.trust import refusal, why_untrusted
 
@@ -220,7 +229,7 @@ def forget(ctx: Context, keep: bool, release: bool = False) -> list[str]:
         return []  # the common case: nothing recorded, nothing to lock or write
     with ctx.state.lock(ctx.key):
         ledger = ctx.state.load()
-        integ = ledger["targets"].get(ctx.key, {}).get("integrations", {})
+        integ: Integrations = ledger["targets"].get(ctx.key, {}).get("integrations", {})
         token = integ.get("session-token")
         if not token:
             return []
