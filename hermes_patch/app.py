@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -279,7 +280,8 @@ class App:
         from hermes_patch.engine import PatchReport, detect_all
         from hermes_patch.patch import Detection, State
 
-        reports = detect_all(ws, self.patches, self.target.version, self.param_errors)
+        earlier: dict[str, dict[str, object]] = {pid: dict(rec.params) for pid, rec in (record.patches or {}).items()}
+        reports = detect_all(ws, self.patches, self.target.version, self.param_errors, earlier)
         reports = [
             PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(self.config.error(r.detection.reason))))
             if r.detection.config_error and r.id not in self.param_errors
@@ -488,8 +490,8 @@ class App:
             ws = self.workspace()
             record = self.state.read().target(self.key)
             reports = self.detect(ws, record)
-            plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
-            new_reports = self._verify(ws, plan)
+            plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
+            new_reports = self._prove(ws, plan)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             return self._result(plan, reports, new_reports, dry_run=True, notes=notes)
         self._guard_writable()
@@ -499,8 +501,8 @@ class App:
             ledger = self.state.read()
             record = ledger.target(self.key)
             reports = self.detect(ws, record)
-            plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
-            new_reports = self._verify(ws, plan)
+            plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
+            new_reports = self._prove(ws, plan)
             notes = tuple(
                 self._replaced_note(record, ws.entry_source().sha256, reports)
             )  # before _write updates the record
@@ -525,8 +527,8 @@ class App:
             ledger = self.state.read()
             record = ledger.target(self.key)
             reports = self.detect(ws, record)
-            plan = plan_revert(ws, reports, only=set(ids) if ids else None, force=force)
-            new_reports = self._verify(ws, plan)
+            plan = self._planned(plan_revert(ws, reports, only=set(ids) if ids else None, force=force))
+            new_reports = self._prove(ws, plan)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             if plan.empty or dry_run:
                 return self._result(plan, reports, new_reports, dry_run=dry_run, notes=notes)
@@ -573,10 +575,24 @@ class App:
                 f"no patch has the id {', '.join(unknown)}. Known ids: {', '.join(sorted(known))} (`hermes-patch list`)."
             )
 
-    def _verify(self, ws, plan):
-        from hermes_patch.engine import verify
+    @property
+    def fast(self) -> bool:
+        """The engine's fast path (libcst on the edited statements only); ``HERMES_PATCH_NO_FAST_PATH=1`` turns it off."""
+        return not os.environ.get("HERMES_PATCH_NO_FAST_PATH")
 
-        return verify(ws, plan, self.patches, self.target.version, errors=self.param_errors)
+    @staticmethod
+    def _planned(plan):
+        """``plan``, or the exception of the engine's :class:`~hermes_patch.engine.Refusal`."""
+        from hermes_patch.engine import Refusal
+
+        if isinstance(plan, Refusal):
+            raise plan.error()
+        return plan
+
+    def _prove(self, ws, plan):
+        from hermes_patch.engine import prove
+
+        return prove(ws, plan, self.patches, self.target.version, self.fast, errors=self.param_errors)
 
     def _diff(self, plan) -> str:
         out: list[str] = []

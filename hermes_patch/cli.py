@@ -58,9 +58,27 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         from hermes_patch.app import App
 
         app = App(file=file, python=python, root=root, config_path=config, state_dir=state_dir)
-        return fn(app, **kwargs)
+        try:
+            return fn(app, **kwargs)
+        except HermesPatchError as exc:
+            raise _for_install(exc, vars(app).get("target")) from None  # only a target already located
 
     return wrapper
+
+
+def _for_install(exc: HermesPatchError, target: Any) -> HermesPatchError:
+    """``exc`` with its "restore from the release" advice written for the target's install method and release."""
+    from hermes_patch.messages import Failure
+
+    failure = exc.args[0] if len(exc.args) == 1 else None
+    if target is None or not isinstance(failure, Failure):
+        return exc
+    written = failure.for_install(target.version, target.install_method, target.interpreter)
+    if written is failure:
+        return exc
+    new = type(exc)(written)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 class _Group(click.Group):
@@ -74,6 +92,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from hermes_patch.console import error
+        from hermes_patch.messages import NOTHING_WRITTEN, STATUS, Failure, restore_from_release, run
 
         try:
             return super().invoke(ctx)
@@ -83,22 +102,41 @@ class _Group(click.Group):
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             error(
-                f"{where}{exc.strerror or exc} (an operating-system error while hermes-patch worked; every write is atomic, "
-                "so files are either as they were or completely written). Fix the cause, then run `hermes-patch status`."
+                str(
+                    Failure(
+                        f"{where}{exc.strerror or exc}",
+                        cause="an operating-system error while hermes-patch worked; every write is atomic, so files "
+                        "are either as they were or completely written",
+                        outcome="",
+                        next_command=f"fix the cause, then {run(STATUS)}",
+                    )
+                )
             )
             ctx.exit(2)
         except (RecursionError, MemoryError) as exc:
             error(
-                f"hermes-patch ran out of {'recursion depth' if isinstance(exc, RecursionError) else 'memory'} on an input "
-                "nested deeper than its parsers allow; nothing was written. Restore the Hermes files from the release "
-                "(`hermes update`), then run `hermes-patch status`."
+                str(
+                    Failure(
+                        f"hermes-patch ran out of {'recursion depth' if isinstance(exc, RecursionError) else 'memory'} "
+                        "on an input nested deeper than its parsers allow",
+                        outcome=NOTHING_WRITTEN,
+                        next_command=restore_from_release(what="the Hermes files"),
+                    )
+                )
             )
             ctx.exit(2)
         except Exception as exc:
             if type(exc).__module__.split(".")[0] != "libcst":
                 raise
             error(
-                f"libcst could not handle the target ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); nothing was written. Run `hermes-patch status`, and report the file's shape."
+                str(
+                    Failure(
+                        f"libcst could not handle the target ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                        outcome=NOTHING_WRITTEN,
+                        next_command=f"{run(STATUS)}, and report the file's shape",
+                    )
+                )
             )
             ctx.exit(2)
 

@@ -253,3 +253,57 @@ def _is_docstring(stmt: cst.BaseStatement) -> bool:
         and isinstance(stmt.body[0], cst.Expr)
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
     )
+
+
+class InsertBeforeLast(cst.CSTTransformer):
+    """Insert one statement right before the last statement of a top-level function's body.
+
+    Args:
+        function: the function's name.
+        render: given the module, returns the code to insert (unindented),
+            written with ``module.default_newline``.
+    """
+
+    def __init__(self, function: str, render: Callable[[cst.Module], str]) -> None:
+        super().__init__()
+        self.function = function
+        self.render = render
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        return False
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        def edit(stmt: cst.FunctionDef, inner: list[cst.BaseStatement]) -> list[cst.BaseStatement] | None:
+            new = parse_statement(self.render(updated_node), updated_node)
+            if len(inner) >= 2 and _same_code(updated_node, inner[-2], new):
+                return None
+            return [*inner[:-1], new, inner[-1]]
+
+        return _edit_function_body(updated_node, self.function, edit)
+
+
+def transformer_for(at: object, render: Callable[[cst.Module], str]) -> cst.CSTTransformer:
+    """The transformer that inserts ``render(module)`` at the placement ``at`` (:mod:`hermes_patch.edits`).
+
+    Raises:
+        TypeError: ``at`` is not one of the placements.
+    """
+    from hermes_patch.edits import After, AfterCall, AfterIn, AtTop, BeforeLast
+
+    if isinstance(at, After):
+        return InsertAfter(at.name, render)
+    if isinstance(at, AfterCall):
+        func, first_arg = at.func, at.first_arg
+        return InsertAfter(lambda stmt: is_call_statement(stmt, func, first_arg), render)
+    if isinstance(at, AtTop):
+        return InsertIntoFunction(at.function, lambda module, fn: render(module))
+    if isinstance(at, AfterIn):
+        binds, contains = at.binds, at.contains
+        return InsertAfterInFunction(
+            at.function,
+            lambda module, stmt: binds_name(stmt, binds) and contains in module.code_for_node(stmt),
+            render,
+        )
+    if isinstance(at, BeforeLast):
+        return InsertBeforeLast(at.function, render)
+    raise TypeError(f"{at!r} is not a placement")

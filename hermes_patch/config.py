@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_patch.errors import ConfigError
+from hermes_patch.messages import RUN_AGAIN, STATUS, Failure, remove_others_write, run
 
 __all__ = ["Config", "default_config_path", "load_config", "config_from_bytes"]
 
@@ -73,10 +74,7 @@ def _located(path: Path, message: str) -> ConfigError:
     if str(path) not in message:
         message = f"{path}: {message}"
     if "`hermes-patch" not in message:
-        message = message.rstrip()
-        message += (
-            "" if message.endswith((".", "?", "!")) else "."
-        ) + " Nothing was changed; edit the file, then run `hermes-patch status`."
+        return ConfigError(Failure(message, path, next_command=f"edit the file, then {run(STATUS)}"))
     return ConfigError(message)
 
 
@@ -166,7 +164,7 @@ def guard_path(path: Path, what: str) -> None:
             refusal(
                 what,
                 found,
-                f"Remove the write permission of others (`chmod go-w {culprit}`) and run the command again.",
+                f"{remove_others_write(culprit)} and {RUN_AGAIN}",
             )
             + " Under sudo, `sudo -E` brings the invoking user's HERMES_PATCH_CONFIG and XDG_CONFIG_HOME along: give root "
             "its own configuration with --config."

@@ -1,26 +1,34 @@
-"""The pure core: detect, transform, verify. Text in, text out; no writes.
+"""The core: detect, plan, prove. Text in, outcomes out; no writes, no environment.
 
 The fast path (default) hands libcst only the top-level statements a patch
 edits, found with the standard ``ast`` module, and splices the results back
 by line; ``HERMES_PATCH_NO_FAST_PATH=1`` (or ``fast=False``) parses whole
-modules with libcst instead. Both must give identical bytes; the test suite
-checks that on every real release.
+modules with libcst instead (the shell reads that variable and passes
+``fast``). Both must give identical bytes; the test suite checks that on
+every real release.
 
-Every plan is proven before the shell may write it (:func:`verify`): the
+A refusal (a drifted or unknown-shape patch, a parameter that does not fit)
+is an outcome, :class:`Refusal`, not an exception; exceptions are for input
+we cannot read and for a failed proof (a bug).
+
+Every plan is proven before the shell may write it (:func:`prove`): the
 result compiles, detects as applied, a second run changes nothing, and
 removing our blocks gives back the original bytes.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
+
+if TYPE_CHECKING:
+    import libcst
 
 from packaging.version import InvalidVersion, Version
 
 from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
+from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
 from hermes_patch.patch import Block, Detection, Patch, Site, State, find_blocks, remove_blocks
 from hermes_patch.source import Source
 from hermes_patch.workspace import Workspace
@@ -31,15 +39,29 @@ __all__ = [
     "detect_all",
     "plan_apply",
     "plan_revert",
-    "verify",
+    "prove",
+    "Refusal",
     "blocks_of",
-    "fast_path_enabled",
 ]
 
 
-def fast_path_enabled() -> bool:
-    """False when ``HERMES_PATCH_NO_FAST_PATH`` is set to a non-empty value."""
-    return not os.environ.get("HERMES_PATCH_NO_FAST_PATH")
+@dataclass(frozen=True)
+class Refusal:
+    """An expected "no" from :func:`plan_apply` or :func:`plan_revert`; nothing may be written.
+
+    Attributes:
+        kind: ``"config"`` (a selected patch's parameters do not fit this
+            release) or ``"refused"`` (a patch is drifted, of unknown shape,
+            or outside its version range).
+        message: the one-paragraph explanation with the next command.
+    """
+
+    kind: str
+    message: str
+
+    def error(self) -> ConfigError | RefusedError:
+        """The exception the CLI reports for this refusal (exit 2)."""
+        return ConfigError(self.message) if self.kind == "config" else RefusedError(self.message)
 
 
 @dataclass(frozen=True)
@@ -97,7 +119,7 @@ def _version_ok(patch: Patch, version: str | None) -> str | None:
         parsed = Version(version)
     except InvalidVersion:
         return f"release version {version!r} is not a PEP 440 version"
-    if not patch.VERSIONS.contains(parsed, prereleases=True):
+    if not patch.specifier().contains(parsed, prereleases=True):
         return f"release {version} is outside this patch's supported range {patch.VERSIONS}"
     return None
 
@@ -107,6 +129,7 @@ def detect_all(
     patches: Iterable[tuple[Patch, bool]],
     version: str | None,
     errors: dict[str, str] | None = None,
+    earlier: dict[str, dict[str, object]] | None = None,
 ) -> list[PatchReport]:
     """Detect every patch on ``workspace``; one patch's problem never hides another's report.
 
@@ -136,7 +159,10 @@ def detect_all(
             )
             continue
         try:
-            detection = patch.detect(workspace)
+            if patch.is_data():
+                detection = detect_data(patch, workspace, (earlier or {}).get(patch.ID))
+            else:
+                detection = patch.detect(workspace)
         except ConfigError as exc:  # a parameter that does not fit this release: this patch only
             detection = Detection(State.UNKNOWN_SHAPE, str(exc), config_error=True)
         out_of_range = _version_ok(patch, version)
@@ -152,6 +178,177 @@ def detect_all(
                 detection = replace(detection, out_of_range=out_of_range, notes=detection.notes + (warning,))
         reports.append(PatchReport(patch, enabled, detection))
     return reports
+
+
+def _detect_one(patch: Patch, workspace: Workspace) -> Detection:
+    return detect_data(patch, workspace) if patch.is_data() else patch.detect(workspace)
+
+
+def _located(patch: Patch, workspace: Workspace) -> object:
+    """``patch.locate`` on the release as shipped, once per workspace and patch class (it ignores parameters)."""
+    pristine = workspace.pristine()
+    cache: dict[type, object] = pristine.__dict__.setdefault("_located", {})
+    kind = type(patch)
+    if kind not in cache:
+        cache[kind] = patch.locate(pristine)
+    return cache[kind]
+
+
+def _splice(workspace: Workspace, patch_id: str, edits: Iterable[Edit]) -> dict[str, str] | str:
+    """File name to the text of ``workspace`` with ``edits`` rendered and inserted, or why an edit has no place."""
+    by_file: dict[str, list[tuple[int, str]]] = {}
+    for edit in edits:
+        src = workspace.source(edit.at.file)
+        where = place(src, edit) if src is not None else None
+        if src is None or where is None:
+            return f"{edit.at.describe()} in {edit.at.file}: the anchor of our {edit.what} is missing"
+        by_file.setdefault(edit.at.file, []).append(
+            (where.line, render(patch_id, edit, where.unit, where.indent, src.newline))
+        )
+    out: dict[str, str] = {}
+    for name, inserts in by_file.items():
+        src = workspace.source(name)
+        assert src is not None
+        pieces, pos = [], 0
+        for line, block in sorted(inserts, key=lambda x: x[0]):
+            at = src.line_starts[min(line, len(src.line_starts)) - 1]
+            pieces += [src.text[pos:at], block]
+            pos = at
+        pieces.append(src.text[pos:])
+        out[name] = "".join(pieces)
+    return out
+
+
+def _outcome(patch: Patch, found: object) -> Change | NotNeeded | BadParams:
+    outcome = patch.edits(found)
+    if not isinstance(outcome, (Change, NotNeeded, BadParams)):
+        raise TypeError(f"patch {patch.ID}: edits() returned {outcome!r}, not a Change, NotNeeded or BadParams")
+    return outcome
+
+
+def detect_data(patch: Patch, workspace: Workspace, earlier: dict[str, object] | None = None) -> Detection:
+    """The state of a patch written as data (:meth:`Patch.locate` / :meth:`Patch.edits`), decided by the engine.
+
+    ``locate`` runs on the release as shipped (every hermes-patch block
+    removed). With none of this patch's blocks in the files, the state is
+    the patch's answer: ``unknown-shape``, ``not-needed`` or ``pending``.
+    With blocks, the file (other patches' blocks removed) is compared with
+    the release plus this patch's rendered edits: equal is ``applied``;
+    equal to the rendering of ``earlier`` parameters (the last apply's, from
+    the ledger) or of the defaults is ``pending`` (re-apply replaces it);
+    anything else is ``drifted``, a hand edit we will not guess about.
+
+    Raises:
+        TargetError: a file cannot be read, or a marker is orphaned.
+    """
+    found = _located(patch, workspace)
+    outcome = BadParams("") if isinstance(found, Unrecognized) else _outcome(patch, found)
+    files = set(workspace.loaded())
+    if isinstance(outcome, Change):
+        files.update(e.at.file for e in outcome.edits)
+    mine = blocks_of(workspace, patch.ID, sorted(f for f in files if workspace.source(f) is not None))
+    if isinstance(found, Unrecognized):
+        if mine:
+            return Detection(State.DRIFTED, found.reason)
+        return Detection(State.UNKNOWN_SHAPE, found.reason)
+    if isinstance(outcome, BadParams):
+        return Detection(State.UNKNOWN_SHAPE, outcome.reason, config_error=True)
+    notes, advice = outcome.notes, outcome.advice
+    if not mine:
+        if isinstance(outcome, NotNeeded):
+            return Detection(State.NOT_NEEDED, outcome.reason, notes=notes, advice=advice)
+        sites = _sites(workspace, outcome.edits)
+        if isinstance(sites, str):
+            return Detection(State.UNKNOWN_SHAPE, sites)
+        return Detection(State.PENDING, outcome.pending, sites=sites, notes=notes, advice=advice)
+    view = _view(workspace, patch.ID, set(mine) | (files & set(workspace.loaded())))
+    pristine = workspace.pristine()
+    if isinstance(outcome, Change):
+        expected = _splice(pristine, patch.ID, outcome.edits)
+        if not isinstance(expected, str) and _same(view, expected, pristine):
+            return Detection(State.APPLIED, outcome.applied, notes=notes, advice=advice)
+    for params in ({} if earlier is None else earlier, {}):
+        try:
+            other = patch.with_params(dict(params))
+        except ConfigError:
+            continue
+        if other.params == patch.params:
+            continue
+        before = _outcome(other, found)
+        if isinstance(before, Change):
+            expected = _splice(pristine, patch.ID, before.edits)
+            if not isinstance(expected, str) and _same(view, expected, pristine):
+                reason = outcome.pending if isinstance(outcome, Change) else outcome.reason
+                return Detection(
+                    State.PENDING,
+                    f"applied with other parameters; now: {reason}",
+                    replace=True,
+                    notes=notes,
+                    advice=advice,
+                )
+    return Detection(State.DRIFTED, _drift(workspace, patch, mine, outcome))
+
+
+def _view(workspace: Workspace, patch_id: str, files: set[str]) -> dict[str, str]:
+    """Text of ``files`` with every block but ``patch_id``'s removed."""
+    out = {}
+    for name in files:
+        src = workspace.source(name)
+        if src is None:
+            continue
+        blocks = find_blocks(src) if "# hermes-patch: " in src.text else []
+        assert not isinstance(blocks, str)  # blocks_of raised for an orphaned marker
+        others = [b for b in blocks if b.patch_id != patch_id]
+        out[name] = remove_blocks(src.text, src.line_starts, others) if others else src.text
+    return out
+
+
+def _same(view: dict[str, str], expected: dict[str, str], pristine: Workspace) -> bool:
+    for name, text in view.items():
+        want = expected.get(name)
+        if want is None:
+            src = pristine.source(name)
+            want = src.text if src is not None else None
+        if text != want:
+            return False
+    return all(name in view for name in expected)
+
+
+def _drift(workspace: Workspace, patch: Patch, mine: dict[str, list[Block]], outcome: object) -> str:
+    """Why our blocks are not what the patch writes (for ``drifted``): the first block that differs."""
+    edits = outcome.edits if isinstance(outcome, Change) else ()
+    count = sum(len(b) for b in mine.values())
+    if count != len(edits):
+        return (
+            f"{count} {patch.ID} block(s) found where the current configuration writes {len(edits)}; "
+            "they were edited or added after hermes-patch wrote them"
+        )
+    pristine = workspace.pristine()
+    for edit in edits:
+        src = pristine.source(edit.at.file)
+        where = place(src, edit) if src is not None else None
+        blocks = mine.get(edit.at.file, [])
+        if where is None or not blocks:
+            return f"our {edit.what} {edit.at.describe()} in {edit.at.file} is missing or no longer has its anchor"
+        text = render(patch.ID, edit, where.unit, where.indent, src.newline)  # type: ignore[union-attr]
+        raw = workspace.source(edit.at.file)
+        assert raw is not None
+        if not any(raw.lines(b.first, b.last) == text for b in blocks):
+            line = blocks[0].marker
+            return f"our {edit.what} {edit.at.describe()} (near line {line} of {edit.at.file}) was edited after hermes-patch wrote it, or no longer sits where it belongs"
+    return "our blocks no longer sit where the patch puts them (the code around them was edited)"
+
+
+def _sites(workspace: Workspace, edits: Iterable[Edit]) -> tuple[Site, ...] | str:
+    """The top-level statements libcst edits for ``edits`` on ``workspace``, or why an anchor is missing."""
+    sites = []
+    for edit in edits:
+        src = workspace.source(edit.at.file)
+        where = place(src, edit) if src is not None else None
+        if where is None:
+            return f"{edit.at.describe()} in {edit.at.file}: the anchor of the {edit.what} is missing"
+        sites.append(Site(edit.at.file, repr(edit), where.first, where.last))
+    return tuple(sites)
 
 
 def blocks_of(workspace: Workspace, patch_id: str, files: Iterable[str] | None = None) -> dict[str, list[Block]]:
@@ -196,7 +393,36 @@ def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _transform(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool) -> dict[str, str]:
+Job = tuple[Site, Callable[[], "libcst.CSTTransformer"]]
+
+
+def _jobs(report: PatchReport, current: Workspace) -> list[Job]:
+    """The (site, transformer) pairs that apply a pending patch on ``current``."""
+    patch = report.patch
+    if not patch.is_data():
+        return [(site, lambda site=site: patch.transformer(site, current)) for site in report.detection.sites]  # type: ignore[misc]
+    from hermes_patch.codemod import transformer_for
+
+    outcome = _outcome(patch, _located(patch, current))
+    assert isinstance(outcome, Change)
+    jobs: list[Job] = []
+    for edit in outcome.edits:
+        src = current.source(edit.at.file)
+        where = place(src, edit) if src is not None else None
+        if where is None:
+            raise RefusedError(
+                f"{patch.ID}: {edit.at.describe()} in {edit.at.file}: the anchor of the {edit.what} is missing"
+            )
+        site = Site(edit.at.file, patch.ID, where.first, where.last)
+
+        def make(edit: Edit = edit, unit: str = where.unit) -> "libcst.CSTTransformer":
+            return transformer_for(edit.at, lambda module: render(patch.ID, edit, unit, "", module.default_newline))
+
+        jobs.append((site, make))
+    return jobs
+
+
+def _transform(workspace: Workspace, jobs: list[Job], fast: bool) -> dict[str, str]:
     """Run each (patch, site) transformer; return new text per changed file.
 
     Raises:
@@ -221,14 +447,12 @@ def _transform(workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool)
         ) from None
 
 
-def _transform_files(
-    workspace: Workspace, jobs: list[tuple[Patch, Site]], fast: bool, current: list[Path]
-) -> dict[str, str]:
+def _transform_files(workspace: Workspace, jobs: list[Job], fast: bool, current: list[Path]) -> dict[str, str]:
     import libcst as cst
 
-    by_file: dict[str, list[tuple[Patch, Site]]] = {}
-    for patch, site in jobs:
-        by_file.setdefault(site.file, []).append((patch, site))
+    by_file: dict[str, list[Job]] = {}
+    for site, make in jobs:
+        by_file.setdefault(site.file, []).append((site, make))
     out: dict[str, str] = {}
     for name, file_jobs in by_file.items():
         src = workspace.source(name)
@@ -236,14 +460,14 @@ def _transform_files(
         current.append(src.path)
         if not fast:
             module = cst.parse_module(src.text)
-            for patch, site in file_jobs:
-                module = module.visit(patch.transformer(site, workspace))
+            for _, make in file_jobs:
+                module = module.visit(make())
             out[name] = module.code
             continue
         # Group jobs by statement; spans of different statements never overlap.
-        spans: dict[tuple[int, int], list[tuple[Patch, Site]]] = {}
-        for patch, site in file_jobs:
-            spans.setdefault((site.first, site.last), []).append((patch, site))
+        spans: dict[tuple[int, int], list[Job]] = {}
+        for site, make in file_jobs:
+            spans.setdefault((site.first, site.last), []).append((site, make))
         ordered = sorted(spans)
         for (a_first, a_last), (b_first, _) in zip(ordered, ordered[1:]):
             if b_first <= a_last:
@@ -255,8 +479,8 @@ def _transform_files(
         for first, last in ordered:
             start, end = src.line_starts[first - 1], src.line_starts[last]
             module = cst.parse_module(src.text[start:end])
-            for patch, site in spans[(first, last)]:
-                module = module.visit(patch.transformer(site, workspace))
+            for _, make in spans[(first, last)]:
+                module = module.visit(make())
             pieces.append(src.text[pos:start])
             pieces.append(module.code)
             pos = end
@@ -269,9 +493,9 @@ def plan_apply(
     workspace: Workspace,
     reports: list[PatchReport],
     only: set[str] | None = None,
-    fast: bool | None = None,
+    fast: bool = True,
     allow_version: bool = False,
-) -> Plan:
+) -> Plan | Refusal:
     """Build the edits that apply every enabled, pending patch (or those in ``only``).
 
     Refuses as a whole when a selected patch is ``unknown-shape`` or
@@ -279,17 +503,17 @@ def plan_apply(
     ``allow_version``: apply is all-or-nothing. Patches not selected (``only``)
     never block.
 
-    Raises:
-        ConfigError: a selected patch's parameters are wrong for this release.
-        RefusedError: a selected patch cannot be applied safely.
+    Returns:
+        The :class:`Plan`, or a :class:`Refusal` (kind ``config``: a selected
+        patch's parameters are wrong for this release; ``refused``: a
+        selected patch cannot be applied safely).
     """
-    fast = fast_path_enabled() if fast is None else fast
     selected = [r for r in reports if (r.id in only if only is not None else r.enabled)]
     misconfigured = [r for r in selected if r.detection.config_error]
     if misconfigured:
         fine = [r.id for r in selected if r not in misconfigured and r.state is State.PENDING]
         others = f" The other patches can be applied alone: `hermes-patch apply {' '.join(fine)}`." if fine else ""
-        raise ConfigError(" ".join(r.detection.reason for r in misconfigured) + others)
+        return Refusal("config", " ".join(r.detection.reason for r in misconfigured) + others)
     blocked = [
         r
         for r in selected
@@ -298,7 +522,7 @@ def plan_apply(
     ]
     if blocked:
         fine = [r.id for r in selected if r not in blocked and r.state is State.PENDING]
-        raise RefusedError(_refusal(blocked, workspace, fine))
+        return Refusal("refused", _refusal(blocked, workspace, fine))
     pending = [r for r in selected if r.state is State.PENDING]
     before = {name: src for name, src in workspace.loaded().items()}
     if not pending:
@@ -309,14 +533,15 @@ def plan_apply(
     if replaced:
         current = workspace.with_edits(_remove(workspace, replaced))
         fresh = [
-            PatchReport(r.patch, r.enabled, r.patch.detect(current)) if r.detection.replace else r for r in pending
+            PatchReport(r.patch, r.enabled, _detect_one(r.patch, current)) if r.detection.replace else r
+            for r in pending
         ]
         odd = [r for r in fresh if r.state not in (State.PENDING, State.NOT_NEEDED)]
         if odd:
-            raise RefusedError(_refusal(odd, workspace, []))
+            return Refusal("refused", _refusal(odd, workspace, []))
         expect = {r.id: State.NOT_NEEDED for r in fresh if r.state is State.NOT_NEEDED}
         pending = [r for r in fresh if r.state is State.PENDING]
-    jobs = [(r.patch, site) for r in pending for site in r.detection.sites]
+    jobs = [job for r in pending for job in _jobs(r, current)]
     edits = _transform(current, jobs, fast)
     merged = {**{n: s.text for n, s in current.loaded().items()}, **edits}
     before = {name: workspace.source(name) for name in merged}  # type: ignore[misc]
@@ -327,7 +552,7 @@ def plan_apply(
 
 def plan_revert(
     workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, force: bool = False
-) -> Plan:
+) -> Plan | Refusal:
     """Build the edits that remove our blocks for the selected patches.
 
     Args:
@@ -335,23 +560,25 @@ def plan_revert(
         force: revert a ``drifted`` patch anyway (only our marked blocks are
             removed; the other hand edits stay).
 
-    Raises:
-        ConfigError: a selected patch's parameters are wrong (fix the configuration first).
-        RefusedError: a selected patch is drifted and ``force`` is off.
+    Returns:
+        The :class:`Plan`, or a :class:`Refusal` (kind ``config``: a selected
+        patch's parameters are wrong; ``refused``: a selected patch is drifted
+        and ``force`` is off).
     """
     selected = [r for r in reports if only is None or r.id in only]
     misconfigured = [r for r in selected if r.detection.config_error]
     if misconfigured:
-        raise ConfigError(" ".join(r.detection.reason for r in misconfigured))
+        return Refusal("config", " ".join(r.detection.reason for r in misconfigured))
     drifted = [r for r in selected if r.state is State.DRIFTED]
     if drifted and not force:
         named = " ".join(r.id for r in drifted)
-        raise RefusedError(
+        return Refusal(
+            "refused",
             f"{named}: the patched code was changed by someone else after hermes-patch applied it "
             f"({'; '.join(r.detection.reason for r in drifted)}). Reverting would remove our block "
             f"but keep their change, which may not be what you want. See what it would do with "
             f"`hermes-patch revert --force --dry-run {named}`, then run `hermes-patch revert --force {named}` "
-            f"to remove our marked blocks, or reinstall the release to start clean."
+            f"to remove our marked blocks, or reinstall the release to start clean.",
         )
     ids = [r.id for r in selected if blocks_of(workspace, r.id)]
     before = {name: src for name, src in workspace.loaded().items()}
@@ -359,12 +586,12 @@ def plan_revert(
     return Plan(before, after, tuple(ids), "revert", tuple(reports))
 
 
-def verify(
+def prove(
     workspace: Workspace,
     plan: Plan,
     patches: list[tuple[Patch, bool]],
     version: str | None,
-    fast: bool | None = None,
+    fast: bool = True,
     errors: dict[str, str] | None = None,
 ) -> list[PatchReport]:
     """Prove a plan before it is written; return the reports of the result.
@@ -410,7 +637,7 @@ def verify(
         if plan.kind == "apply"
         else plan_revert(new_ws, new_reports, only=only, force=True)
     )
-    if not again.empty:
+    if isinstance(again, Refusal) or not again.empty:
         raise VerificationError(_bug(plan, "a second run would change the file again (not idempotent)"))
     if plan.kind == "apply":
         undone = _remove(new_ws, plan.patch_ids)

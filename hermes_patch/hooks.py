@@ -535,11 +535,14 @@ def _check_records(app: Any, hooks: dict[str, Any], dropins: dict[str, Any]) -> 
     hooks_dir = gitint.git_path(root, "hooks") if root is not None and hooks else None
 
     def refuse(what: str, where: Any) -> StateError:
-        ledger = app.state.ledger_path
+        from hermes_patch.messages import forged_record
+
         return StateError(
-            f"the ledger {ledger} records {what} at {where!r}, which is not a file `hermes-patch hook install` writes "
-            "for this target; a record hermes-patch wrote never does, so it was forged or damaged. Nothing was "
-            f"changed. Move the ledger aside (`mv {ledger} {ledger}.bad`) and run `hermes-patch hook show`."
+            forged_record(
+                app.state.ledger_path,
+                f"records {what} at {where!r}, which is not a file `hermes-patch hook install` writes for this target",
+                then="hermes-patch hook show",
+            )
         )
 
     def ancestors_ok(entry: dict[str, Any], folder: Path) -> bool:

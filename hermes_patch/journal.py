@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hermes_patch.errors import StateError, TargetError
+from hermes_patch.messages import forged_record
 from hermes_patch.fileio import Identity, atomic_write, fault_point, identity, read_bytes, stale_temp_files
 from hermes_patch.records import Commit, JournalEntry, Ledger, Pending, load_ledger
 from hermes_patch.source import sha256_hex
@@ -218,9 +219,7 @@ class Journal:
         inside = real.startswith(os.path.realpath(package) + os.sep)
         if ".." in Path(name).parts or Path(name).is_absolute() or not (inside or name == self.target.entry):
             raise StateError(
-                f"the ledger {self.state.ledger_path} names {name!r} for {package}, which is outside that package; "
-                "a record hermes-patch wrote never does, so it was forged or damaged. Nothing was changed. Move the "
-                f"ledger aside (`mv {self.state.ledger_path} {self.state.ledger_path}.bad`) and run `hermes-patch status`."
+                forged_record(self.state.ledger_path, f"names {name!r} for {package}, which is outside that package")
             )
         return path
 

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 from hermes_patch.errors import StateError
 from hermes_patch.fileio import atomic_write, fault_point
+from hermes_patch.messages import RUN_AGAIN, UPGRADE, Failure, lock_held, move_ledger_aside
 from hermes_patch.records import (
     SCHEMA,
     Ledger,
@@ -125,9 +126,13 @@ class StateDir:
 
     def _refuse_link(self, path: Path) -> StateError:
         return StateError(
-            f"{path} is a symlink; hermes-patch never follows links inside its state directory {self.path} "
-            "(one planted there could make it read or overwrite another file). Nothing was changed. Remove the "
-            f"link (`rm {path}`) and run the command again."
+            Failure(
+                f"{path} is a symlink",
+                path,
+                cause=f"hermes-patch never follows links inside its state directory {self.path} "
+                "(one planted there could make it read or overwrite another file)",
+                next_command=f"remove the link (`rm {path}`) and {RUN_AGAIN}",
+            )
         )
 
     def _own_entry(self, path: Path, kind: str) -> None:
@@ -208,27 +213,39 @@ class StateDir:
             return {"schema": SCHEMA, "targets": {}}, Ledger()
         except OSError as exc:
             raise StateError(f"cannot read the ledger {self.ledger_path}: {exc.strerror}.") from None
-        move_aside = (
-            f"Your Hermes files were not touched. Move it aside (`mv {self.ledger_path} {self.ledger_path}.bad`) and "
-            "run `hermes-patch status`: our edits are found by their marker comments without it (backups stay in "
-            "backups/)."
-        )
+        aside = f"{move_ledger_aside(self.ledger_path)}: our edits are found by their marker comments without it (backups stay in backups/)"
         try:
             doc = json.loads(data)
             return doc, load_ledger(doc)
         except NewerSchemaError as exc:
             raise StateError(
-                f"the ledger {self.ledger_path} was written by a newer hermes-patch (schema {exc.schema}, "
-                f"this one reads {SCHEMA}). Upgrade hermes-patch (`pip install -U hermes-patch`), or point "
-                "--state-dir elsewhere."
+                Failure(
+                    f"the ledger {self.ledger_path} was written by a newer hermes-patch (schema {exc.schema}, "
+                    f"this one reads {SCHEMA})",
+                    self.ledger_path,
+                    outcome="",
+                    next_command=f"{UPGRADE}, or point --state-dir elsewhere",
+                )
             ) from None
         except LedgerFormatError as exc:
             raise StateError(
-                f"the ledger {self.ledger_path} is corrupted: {exc}. hermes-patch never writes a record like "
-                f"this, so the file was damaged or edited. {move_aside}"
+                Failure(
+                    f"the ledger {self.ledger_path} is corrupted: {exc}",
+                    self.ledger_path,
+                    cause="hermes-patch never writes a record like this, so the file was damaged or edited",
+                    outcome="Your Hermes files were not touched.",
+                    next_command=aside,
+                )
             ) from None
         except ValueError as exc:
-            raise StateError(f"the ledger {self.ledger_path} is corrupted or truncated ({exc}). {move_aside}") from None
+            raise StateError(
+                Failure(
+                    f"the ledger {self.ledger_path} is corrupted or truncated ({exc})",
+                    self.ledger_path,
+                    outcome="Your Hermes files were not touched.",
+                    next_command=aside,
+                )
+            ) from None
 
     def save(self, ledger: dict[str, Any]) -> None:
         """Write parsed-JSON ``ledger`` (see :meth:`load`) atomically, sorted keys, mode 0600; sets its ``schema``."""
@@ -325,9 +342,7 @@ class StateDir:
             with FileLock(str(path), timeout=timeout):
                 yield
         except Timeout:
-            raise StateError(
-                f"another hermes-patch has held the lock {path} for {timeout:.0f} s; wait for it to finish and run the command again."
-            ) from None
+            raise StateError(lock_held(path, timeout)) from None
 
 
 def _create_private(path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 from hermes_patch.fileio import check_writable
+from hermes_patch.messages import remove_others_write
 
 __all__ = ["Target", "locate", "read_version", "install_method"]
 
@@ -243,7 +244,7 @@ def guard(path: Path, what: str) -> None:
             refusal(
                 what,
                 found,
-                f"Remove the write permission of others (`chmod go-w {found[0].split(' is ')[0]}`), or run hermes-patch as the owner of the install.",
+                f"{remove_others_write(found[0].split(' is ')[0])}, or run hermes-patch as the owner of the install",
             )
         )
 

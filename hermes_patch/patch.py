@@ -1,6 +1,6 @@
 """The codemod base class, its outcomes, and the marker that tags our edits.
 
-A patch is a class in the catalog (``patches/<name>.py``) with metadata as
+A patch is a class in the catalog (``hermes_patch/patches/<name>.py``) with metadata as
 class attributes (validated when the class is defined, as Fixit does for
 lint rules) and two halves kept apart:
 
@@ -35,6 +35,7 @@ from hermes_patch.source import first_line, walk
 if TYPE_CHECKING:  # libcst is imported only by commands that transform
     import libcst
 
+    from hermes_patch.edits import BadParams, Change, Example, NotNeeded
     from hermes_patch.source import Source
     from hermes_patch.workspace import Workspace
 
@@ -337,8 +338,10 @@ _ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 class Patch:
     """Base class of every codemod in the catalog.
 
-    Subclasses set the metadata below and implement :meth:`detect` and
-    :meth:`transformer`. Metadata is checked when the subclass is defined;
+    Subclasses set the metadata below and implement :meth:`locate` and
+    :meth:`edits` (optionally :meth:`checks` and ``EXAMPLES``); the engine
+    does the rest. The older pair :meth:`detect`/:meth:`transformer` is
+    still accepted for user patches. Metadata is checked when the subclass is defined;
     a mistake raises ``TypeError`` at import, never at a user's run.
 
     Class attributes:
@@ -356,7 +359,7 @@ class Patch:
 
     ID: ClassVar[str]
     DESCRIPTION: ClassVar[str]
-    VERSIONS: ClassVar[SpecifierSet]
+    VERSIONS: ClassVar[str | SpecifierSet]
     UPSTREAM: ClassVar[str]
     PARAMS: ClassVar[dict[str, Param]] = {}
     SOURCE: ClassVar[str] = "builtin"
@@ -409,32 +412,79 @@ class Patch:
             else:
                 self.params[name] = param.default
 
-    # -- the two halves ----------------------------------------------------
+    # -- edits as data (the catalog's API) -------------------------------------
+
+    #: Examples that :mod:`hermes_patch.testing` runs as tests (before / params / after or state).
+    EXAMPLES: ClassVar[tuple["Example", ...]] = ()
+
+    def locate(self, workspace: "Workspace") -> Any:
+        """Find the facts of the release this patch needs, or say the shape is unknown.
+
+        Runs on the release as shipped (:meth:`Workspace.pristine`: no
+        hermes-patch block anywhere), reads ``ast`` only and does not depend
+        on the parameters. Returns any object the patch's :meth:`edits` and
+        :meth:`checks` understand, or :class:`~hermes_patch.edits.Unrecognized`.
+        """
+        raise NotImplementedError
+
+    def edits(self, found: Any) -> "Change | NotNeeded | BadParams":
+        """What to insert where for what :meth:`locate` found, with this patch's parameters (pure).
+
+        Returns a :class:`~hermes_patch.edits.Change`, a
+        :class:`~hermes_patch.edits.NotNeeded`, or a
+        :class:`~hermes_patch.edits.BadParams` when a parameter does not fit
+        this release.
+        """
+        raise NotImplementedError
+
+    def checks(self, found: Any) -> tuple[Check, ...]:
+        """The observations that show the patch works, for ``hermes-patch verify`` (default: none)."""
+        return ()
+
+    @classmethod
+    def specifier(cls) -> SpecifierSet:
+        """:attr:`VERSIONS` as a PEP 440 :class:`~packaging.specifiers.SpecifierSet` (checked at class definition)."""
+        assert isinstance(cls.VERSIONS, SpecifierSet)
+        return cls.VERSIONS
+
+    @classmethod
+    def is_data(cls) -> bool:
+        """True for a patch written with :meth:`locate`/:meth:`edits` (the engine decides its state)."""
+        return cls.locate is not Patch.locate
+
+    def with_params(self, params: dict[str, Any] | None) -> "Patch":
+        """The same patch bound to other raw ``params`` (raises ``ConfigError`` like the constructor)."""
+        return type(self)(params)
+
+    # -- the older two-method API (still accepted for user patches) ------------
 
     def detect(self, workspace: "Workspace") -> Detection:
         """Read the target and say what state this patch is in.
 
-        Must not raise for expected situations (unknown shape, drift); may
-        raise :class:`~hermes_patch.errors.ConfigError` when a parameter does
-        not fit this release, and ``TargetError`` when a file cannot be read.
+        Patches written with :meth:`locate`/:meth:`edits` do not implement
+        it: the engine decides their state. Must not raise for expected
+        situations; may raise :class:`~hermes_patch.errors.ConfigError` when a
+        parameter does not fit this release, and ``TargetError`` when a file
+        cannot be read.
         """
         raise NotImplementedError
 
     def transformer(self, site: Site, workspace: "Workspace") -> "libcst.CSTTransformer":
-        """Return a libcst transformer that edits the statement of ``site``.
-
-        The transformer finds its statement by name among the module's
-        top-level statements and must leave everything else as it is.
-        """
+        """Return a libcst transformer that edits the statement of ``site`` (older API only)."""
         raise NotImplementedError
 
     def probe(self, workspace: "Workspace") -> tuple[Check, ...]:
         """The checks that show this patch works, for ``hermes-patch verify``.
 
         Called only when the patch detects as applied (or drifted) on
-        ``workspace``. The default, no checks, makes verify say ``cannot
-        verify``; a patch that changes behaviour should say how to observe it.
+        ``workspace``. For a data patch: :meth:`checks` of what
+        :meth:`locate` finds on the release as shipped.
         """
+        if self.is_data():
+            found = self.locate(workspace.pristine())
+            from hermes_patch.edits import Unrecognized
+
+            return () if isinstance(found, Unrecognized) else self.checks(found)
         return ()
 
     def __repr__(self) -> str:

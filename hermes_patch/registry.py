@@ -1,15 +1,19 @@
 """Find the catalog: built-in patches, a user directory, entry points.
 
-Discovery walks a folder of modules and keeps the concrete
-:class:`~hermes_patch.patch.Patch` subclasses defined there (the pyupgrade /
-Fixit way). The built-in catalog is the ``patches/`` folder of the source
-tree, shipped in the wheel as ``hermes_patch/patches``. Ids must be unique
-across every source; a duplicate is an error, never a silent override.
+The built-in catalog is the subpackage :mod:`hermes_patch.patches`, one
+module per patch, discovered with :mod:`pkgutil` and imported under its own
+name (so each patch class exists once). A user folder (``patch_dirs``) is
+walked the same way, after its trust checks. Discovery keeps the concrete
+:class:`~hermes_patch.patch.Patch` subclasses each module defines (the
+pyupgrade / Fixit way). Ids must be unique across every source; a duplicate
+is an error, never a silent override.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import pkgutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,18 +21,20 @@ from types import ModuleType
 from hermes_patch.errors import ConfigError
 from hermes_patch.patch import Patch
 
-__all__ = ["builtin_catalog_dir", "discover", "ENTRY_POINT_GROUP"]
+__all__ = ["builtin", "discover", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "hermes_patch.patches"
 
 
-def builtin_catalog_dir() -> Path:
-    """The built-in catalog folder: ``hermes_patch/patches`` in a wheel, ``patches/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    shipped = here / "patches"
-    if shipped.is_dir():
-        return shipped
-    return here.parent / "patches"
+def builtin() -> list[type[Patch]]:
+    """The built-in patch classes, sorted by id (every module of :mod:`hermes_patch.patches`)."""
+    from hermes_patch import patches
+
+    found: list[type[Patch]] = []
+    for info in pkgutil.iter_modules(patches.__path__):
+        if not info.name.startswith("_"):
+            found.extend(_patches_in(importlib.import_module(f"{patches.__name__}.{info.name}"), "builtin"))
+    return sorted(found, key=lambda c: c.ID)
 
 
 def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
@@ -39,19 +45,18 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
         name = f"{package}.{path.stem}"
         module = sys.modules.get(name)
         if module is None:
-            if source != "builtin":
-                from hermes_patch.config import guard_path
+            from hermes_patch.config import guard_path
 
-                guard_path(path, f"the patch module {path} ({source})")
-                from hermes_patch.trust import refusal, why_untrusted_bytecode
+            guard_path(path, f"the patch module {path} ({source})")
+            from hermes_patch.trust import refusal, why_untrusted_bytecode
 
-                cached = why_untrusted_bytecode(directory)
-                if cached:
-                    from hermes_patch.errors import RefusedError
+            cached = why_untrusted_bytecode(directory)
+            if cached:
+                from hermes_patch.errors import RefusedError
 
-                    raise RefusedError(
-                        refusal(f"the bytecode cache of the patch modules in {directory} ({source})", cached)
-                    )
+                raise RefusedError(
+                    refusal(f"the bytecode cache of the patch modules in {directory} ({source})", cached)
+                )
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:  # pragma: no cover
                 continue
@@ -96,7 +101,7 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
         ConfigError: a module fails to import, a folder is missing, or two
             patches share an id.
     """
-    classes = sorted(_load_dir(builtin_catalog_dir(), "hermes_patch._catalog", "builtin"), key=lambda c: c.ID)
+    classes = builtin()
     for index, directory in enumerate(user_dirs or []):
         if not directory.is_dir():
             raise ConfigError(

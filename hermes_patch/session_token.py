@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hermes_patch.errors import RefusedError
+from hermes_patch.messages import RUN_AGAIN, Failure, remove_others_write
 
 __all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove"]
 
@@ -129,12 +130,22 @@ def prepare(path: Path) -> TokenFile:
         raise RefusedError(refusal(f"the folder of the session token file {folder}", found))
     if fst.st_mode & 0o022 and not fst.st_mode & stat.S_ISVTX:
         raise RefusedError(
-            f"{folder} is writable by other users (mode {stat.S_IMODE(fst.st_mode):04o}); a session token kept there could be replaced. Nothing was changed. Make the folder writable by its owner only (chmod go-w), then run the command again."
+            Failure(
+                f"{folder} is writable by other users (mode {stat.S_IMODE(fst.st_mode):04o})",
+                folder,
+                cause="a session token kept there could be replaced",
+                next_command=f"{remove_others_write(folder)}, then {RUN_AGAIN}",
+            )
         )
     problem = inspect(path)
     if problem:
         raise RefusedError(
-            f"{path} {problem}; hermes-patch will not use it as the dashboard's session token file. Nothing was changed. Delete or fix it, then run the command again."
+            Failure(
+                f"{path} {problem}",
+                path,
+                cause="hermes-patch will not use it as the dashboard's session token file",
+                next_command=f"delete or fix it, then {RUN_AGAIN}",
+            )
         )
     if path.exists():
         return TokenFile(path, False, _sha(path.read_bytes()))
@@ -161,7 +172,7 @@ def create(token: TokenFile) -> None:
         os.link(tmp, path)  # fails if someone created the name meanwhile: never clobbers
     except FileExistsError:
         raise RefusedError(
-            f"{path} appeared while hermes-patch was creating it; nothing was changed. Run the command again."
+            Failure(f"{path} appeared while hermes-patch was creating it", path, next_command=RUN_AGAIN)
         ) from None
     finally:
         os.unlink(tmp)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from hermes_patch.errors import TargetError
+from hermes_patch.messages import Failure, restore_from_release
 
 __all__ = ["Source", "sha256_hex", "first_line", "walk"]
 
@@ -88,32 +89,42 @@ class Source:
         """
         if not data.strip():
             raise TargetError(
-                f"{path} is empty, so it is not a Hermes dashboard server. "
-                "A Hermes install keeps it at hermes_cli/web_server.py; reinstall "
-                "Hermes (`hermes update` or `pip install --force-reinstall "
-                "hermes-agent`) and run `hermes-patch status` again."
+                Failure(
+                    f"{path} is empty, so it is not a Hermes dashboard server",
+                    path,
+                    cause="a Hermes install keeps it at hermes_cli/web_server.py",
+                    next_command=restore_from_release(path=path),
+                )
             )
         if b"\x00" in data:
             raise TargetError(
-                f"{path} contains NUL bytes, so it is not Python source. "
-                "Point hermes-patch at hermes_cli/web_server.py "
-                "(`hermes-patch status --file PATH`)."
+                Failure(
+                    f"{path} contains NUL bytes, so it is not Python source",
+                    path,
+                    next_command="point hermes-patch at hermes_cli/web_server.py (`hermes-patch status --file PATH`)",
+                )
             )
         try:
             encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
             text = data.decode(encoding)
         except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
             raise TargetError(
-                f"{path} cannot be decoded as Python source ({exc}). Python reads "
-                "UTF-8 unless the file declares another encoding on its first two "
-                "lines (PEP 263), and this file does neither correctly; the "
-                "interpreter would refuse it too. Restore the file from the release "
-                "(`hermes update`, or `pip install --force-reinstall hermes-agent`)."
+                Failure(
+                    f"{path} cannot be decoded as Python source ({exc})",
+                    path,
+                    cause="Python reads UTF-8 unless the file declares another encoding on its first two lines "
+                    "(PEP 263), and this file does neither correctly; the interpreter would refuse it too",
+                    next_command=restore_from_release(path=path),
+                )
             ) from None
         if text.encode(encoding) != data:
             raise TargetError(
-                f"{path} does not round-trip through its encoding {encoding!r}; "
-                "hermes-patch only edits files it can write back byte for byte."
+                Failure(
+                    f"{path} does not round-trip through its encoding {encoding!r}",
+                    path,
+                    cause="hermes-patch only edits files it can write back byte for byte",
+                    next_command=restore_from_release(path=path),
+                )
             )
         return cls(path=path, data=data, encoding=encoding, text=text)
 
@@ -245,20 +256,22 @@ class Source:
             return ast.parse(self.text, filename=str(self.path))
         except SyntaxError as exc:
             raise TargetError(
-                f"{self.path} is not valid Python: {exc.msg} at line {exc.lineno}. "
-                "Hermes could not import it either, so fix or restore the file "
-                "first (`hermes update`, or `pip install --force-reinstall "
-                "hermes-agent`), then run `hermes-patch status`."
+                Failure(
+                    f"{self.path} is not valid Python: {exc.msg} at line {exc.lineno}",
+                    self.path,
+                    cause="Hermes could not import it either",
+                    next_command=restore_from_release(path=self.path, instead="fix it"),
+                )
             ) from None
         except (RecursionError, MemoryError):
             raise TargetError(too_deep(self.path)) from None
 
 
-def too_deep(path: Path) -> str:
-    """The message for a file whose expressions nest deeper than the parsers' recursion allows."""
-    return (
-        f"{path} holds an expression nested too deeply for hermes-patch's parsers (Python's own recursion limit); "
-        "no Hermes release has one, so the file was changed by something else. Nothing was changed. Restore the "
-        "file from the release (`hermes update`, or `pip install --force-reinstall --no-deps hermes-agent==<version>`), "
-        "then run `hermes-patch status`."
+def too_deep(path: Path) -> Failure:
+    """The failure for a file whose expressions nest deeper than the parsers' recursion allows."""
+    return Failure(
+        f"{path} holds an expression nested too deeply for hermes-patch's parsers (Python's own recursion limit)",
+        path,
+        cause="no Hermes release has one, so the file was changed by something else",
+        next_command=restore_from_release(path=path),
     )

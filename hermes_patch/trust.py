@@ -127,22 +127,16 @@ def run_as_owner_hint(uid: int | None) -> str:
 def refusal(what: str, found: tuple[str, int | None], advice: str = "") -> str:
     """The one-paragraph message for an untrusted ``what`` (``found`` from :func:`why_untrusted`).
 
+    The text lives in :func:`hermes_patch.messages.untrusted`; this is its string.
+
     Args:
         what: what it is for people ("the Hermes install", "the state directory").
         found: the reason and the foreign owner's uid.
         advice: the next step when the reason is a write bit rather than an owner.
     """
-    reason, uid = found
-    me = owner_name(os.geteuid())
-    head = (
-        f"{reason}, so {what} is not under {me}'s sole control; hermes-patch running as {me} will not let "
-        "another user's files steer it (their git configuration, an interpreter's .pth files, a file swapped "
-        "for a symlink, a forged record could each run code or write files as "
-        f"{me}). Nothing was changed."
-    )
-    if uid is not None:
-        return f"{head} Run it as that user: `{run_as_owner_hint(uid)}`."
-    return f"{head} {advice}".rstrip()
+    from hermes_patch.messages import untrusted
+
+    return str(untrusted(what, found, advice))
 
 
 def why_untrusted_bytecode(folder: Path) -> tuple[str, int | None] | None:

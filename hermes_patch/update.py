@@ -193,10 +193,12 @@ def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None],
             f"after this update the dashboard will run WITHOUT {', '.join(r.id for r in bad)} ({why}). Going on, as asked (--go-on)."
         )
         return True
+    from hermes_patch.messages import NOTHING_CHANGED, UPGRADE
+
     error(
         f"hermes-patch update stopped before running `hermes update`: on the incoming code ({ref}) "
         f"{', '.join(r.id for r in bad)} cannot be applied ({why}), so the dashboard would end up unpatched. "
-        "Nothing was changed. Upgrade hermes-patch (`pip install -U hermes-patch`), switch the patch off "
+        f"{NOTHING_CHANGED} {UPGRADE}, switch the patch off "
         "(`enabled = false` under [patches.<id>]), or update anyway with `hermes-patch update --go-on`."
     )
     return False

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 from hermes_patch.fileio import read_bytes
+from hermes_patch.messages import Failure, restore_from_release
 from hermes_patch.source import Source, first_line
 
 __all__ = ["Workspace", "Binding", "first_line"]
@@ -72,6 +73,30 @@ class Workspace:
         self._edited: dict[tuple[tuple[str, str], ...], Workspace] = {}
         self._index: dict[str, dict[str, list[int]]] = {}
         self._modules: list[str] | None = None
+        self._pristine: Workspace | None = None
+        # Texts this workspace's family already parsed (the sources an edit replaced): the pristine view of a
+        # result whose blocks are removed again is usually one of them, and is not parsed twice.
+        self._known: dict[str, Source] = {}
+        self._raw: Workspace | None = None
+
+    def pristine(self) -> "Workspace":
+        """This workspace as the release shipped it: every file without any hermes-patch block.
+
+        Files are read through this workspace and stripped of our marked
+        blocks (:func:`hermes_patch.patch.remove_blocks`, the generic undo)
+        on first use; a file without a marker is the very same
+        :class:`Source`, so it is parsed once. ``locate()`` runs here, so a
+        patch never sees its own (or another patch's) edits.
+
+        Raises:
+            TargetError: a file cannot be read, or holds an orphaned marker.
+        """
+        if self._raw is not None:
+            return self
+        if self._pristine is None:
+            self._pristine = Workspace(self.package_dir, self.entry, files=self._files)
+            self._pristine._raw = self
+        return self._pristine
 
     def with_edits(self, edits: dict[str, str]) -> "Workspace":
         """A new workspace that sees ``edits`` (file name to text) instead of the disk.
@@ -90,7 +115,9 @@ class Workspace:
             base = self.source(name)
             assert base is not None
             sources[name] = Source(path=base.path, data=base.encode(text), encoding=base.encoding, text=text)
-        return Workspace(self.package_dir, self.entry, sources=sources, files=self._files)
+        new = Workspace(self.package_dir, self.entry, sources=sources, files=self._files)
+        new._known = {**self._known, **{src.text: src for src in self._sources.values()}}
+        return new
 
     def path(self, name: str) -> Path:
         """Absolute path of module file ``name`` in the package."""
@@ -106,6 +133,8 @@ class Workspace:
             return self._sources[name]
         if name in self._missing:
             return None
+        if self._raw is not None:
+            return self._stripped(name)
         path = self.path(name)
         if self._files is not None:
             if name not in self._files:
@@ -123,12 +152,39 @@ class Workspace:
         text = src.text
         if "\r" in text and "\n" not in text:
             raise TargetError(
-                f"{path} ends its lines with a lone carriage return (classic Mac OS style), which no Hermes "
-                "release ships; hermes-patch edits LF and CRLF files only. Restore the file from the release "
-                "(`hermes update`, or `pip install --force-reinstall --no-deps hermes-agent==<version>`), then "
-                "run `hermes-patch status`."
+                Failure(
+                    f"{path} ends its lines with a lone carriage return (classic Mac OS style)",
+                    path,
+                    cause="no Hermes release ships one; hermes-patch edits LF and CRLF files only",
+                    next_command=restore_from_release(path=path),
+                )
             )
 
+        self._sources[name] = src
+        return src
+
+    def _stripped(self, name: str) -> Source | None:
+        from hermes_patch.patch import MARKER_PREFIX, find_blocks, remove_blocks
+
+        assert self._raw is not None
+        raw = self._raw.source(name)
+        if raw is None:
+            self._missing.add(name)
+            return None
+        if MARKER_PREFIX not in raw.text:
+            self._sources[name] = raw
+            return raw
+        blocks = find_blocks(raw)
+        if isinstance(blocks, str):
+            raise TargetError(
+                f"{raw.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, "
+                "or restore the file from the release (`hermes update`, or `pip install --force-reinstall --no-deps "
+                "hermes-agent==<version>`), then run `hermes-patch status`."
+            )
+        text = remove_blocks(raw.text, raw.line_starts, blocks)
+        src = self._raw._known.get(text) if self._raw._known else None
+        if src is None:
+            src = Source(path=raw.path, data=raw.encode(text), encoding=raw.encoding, text=text)
         self._sources[name] = src
         return src
 
