@@ -9,8 +9,6 @@ transaction under a lock. Commands in :mod:`hermes_patch.cli` stay thin.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
 
     from hermes_patch.journal import Journal
     from hermes_patch.patch import Patch
-    from hermes_patch.records import Commit, JournalEntry, Ledger, TargetRecord
+    from hermes_patch.records import Commit, JournalEntry, Ledger, ReportRecord, TargetRecord
 
 __all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
 
@@ -52,6 +50,27 @@ class ReportView:
             "notes": list(self.notes),
             "advice": list(self.advice),
         }
+
+    def record(self) -> ReportRecord:
+        """This view as a snapshot keeps it (:class:`~hermes_patch.records.ReportRecord`)."""
+        from hermes_patch.records import ReportRecord
+
+        return ReportRecord(
+            self.id, self.state, self.reason, self.enabled, tuple(self.notes), tuple(self.advice), self.config_error
+        )
+
+    @classmethod
+    def of(cls, record: ReportRecord) -> ReportView:
+        """The view a snapshot's ``record`` keeps (no advice, no config flag in an older snapshot)."""
+        return cls(
+            record.id,
+            record.state,
+            record.reason,
+            record.enabled,
+            record.notes,
+            bool(record.config_error),
+            tuple(record.advice or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -242,20 +261,12 @@ class App:
 
     @cached_property
     def config_key(self) -> str:
-        """Hash of everything besides the files that decides the reports."""
-        blob = json.dumps(
-            {
-                "tool": __version__,
-                "views": 2,  # snapshots of views without `advice` are not reused
-                "patches": [
-                    [p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}]
-                    for p, enabled in self.patches
-                ],
-                "errors": self.param_errors,
-            },
-            sort_keys=True,
+        """Hash of everything besides the files that decides the reports (:func:`hermes_patch.snapshot.config_key`)."""
+        from hermes_patch.snapshot import config_key
+
+        return config_key(
+            __version__, [(p.ID, p.SOURCE, enabled, p.params) for p, enabled in self.patches], self.param_errors
         )
-        return hashlib.sha256(blob.encode()).hexdigest()
 
     def record(self, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
         """This target's ledger record as parsed JSON (``{}`` when none), for the integrations (git, hooks, restart).
@@ -310,28 +321,28 @@ class App:
         return out
 
     def status(self) -> StatusResult:
-        """Detect every patch; use the ledger's snapshot when nothing changed since our last write."""
+        """Detect every patch; use the ledger's snapshot when nothing changed since our last write.
+
+        Raises:
+            TargetError, StateError, ConfigError: no target, a damaged ledger, a bad configuration.
+        """
+        from hermes_patch.snapshot import reusable
+
         target = self.target
         record = self.state.read().target(self.key)
         notes = list(self._record_notes(record))
-        snap = record.snapshot
-        if snap and snap.config_key == self.config_key and not record.pending and target.entry in snap.inputs:
-            datas = {name: _file_bytes(target.package_dir / name) for name in snap.inputs}
-            if all(data is not None and sha256_hex(data) == snap.inputs[name] for name, data in datas.items()):
-                views = tuple(
-                    ReportView(v.id, v.state, v.reason, v.enabled, v.notes, bool(v.config_error), tuple(v.advice or ()))
-                    for v in snap.reports
-                )
-                notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
-                return StatusResult(
-                    target,
-                    snap.inputs[target.entry],
-                    views,
-                    tuple(notes),
-                    warm=True,
-                    advice=self._config_advice() + tuple(self._gate_note()),
-                    config=self.config,
-                )
+        warm = reusable(record, self.config_key, target.package_dir, target.entry)
+        if warm is not None:
+            notes.extend(self._foreign_note(dict(warm.files)))
+            return StatusResult(
+                target,
+                warm.entry_sha256,
+                tuple(ReportView.of(r) for r in warm.reports),
+                tuple(notes),
+                warm=True,
+                advice=self._config_advice() + tuple(self._gate_note()),
+                config=self.config,
+            )
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
@@ -633,7 +644,7 @@ class App:
     def _commit_record(self, new_ws, new_reports, journal: Mapping[str, JournalEntry]) -> Commit:
         """What a write of ``new_ws`` records: the files' hashes, each applied patch, the snapshot for ``status``."""
         from hermes_patch.patch import State
-        from hermes_patch.records import Commit, FileHashes, PatchRecord, ReportRecord, Snapshot
+        from hermes_patch.records import Commit, FileHashes, PatchRecord, Snapshot
 
         patches = {
             r.id: PatchRecord(
@@ -643,10 +654,7 @@ class App:
             for r in new_reports
             if r.state is State.APPLIED
         }
-        reports = tuple(
-            ReportRecord(v.id, v.state, v.reason, v.enabled, tuple(v.notes), tuple(v.advice), r.detection.config_error)
-            for r, v in ((r, _view(r)) for r in new_reports)
-        )
+        reports = tuple(_view(r).record() for r in new_reports)
         return Commit(
             self.target.version,
             {name: FileHashes(j.original, j.after) for name, j in journal.items()},
@@ -699,13 +707,6 @@ def _bound_name(stmt) -> str | None:
     if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
         return stmt.target.id
     return None
-
-
-def _file_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
 
 
 class _null:
