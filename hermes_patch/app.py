@@ -22,9 +22,14 @@ from hermes_patch.source import sha256_hex
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from hermes_patch.config import Config
+    from hermes_patch.incoming import Incoming
     from hermes_patch.journal import Journal
-    from hermes_patch.patch import Patch
+    from hermes_patch.ledger import StateDir
+    from hermes_patch.locate import Target
+    from hermes_patch.patch import Patch, State
     from hermes_patch.records import Commit, JournalEntry, Ledger, ReportRecord, TargetRecord
+    from hermes_patch.workspace import Workspace
 
 __all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
 
@@ -34,7 +39,7 @@ class ReportView:
     """A patch report as ``status`` shows it (also rebuilt from the ledger)."""
 
     id: str
-    state: str
+    state: State
     reason: str
     enabled: bool
     notes: tuple[str, ...] = ()
@@ -44,7 +49,7 @@ class ReportView:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "state": self.state,
+            "state": self.state.value,
             "reason": self.reason,
             "enabled": self.enabled,
             "notes": list(self.notes),
@@ -56,20 +61,13 @@ class ReportView:
         from hermes_patch.records import ReportRecord
 
         return ReportRecord(
-            self.id, self.state, self.reason, self.enabled, tuple(self.notes), tuple(self.advice), self.config_error
-        )
-
-    @classmethod
-    def of(cls, record: ReportRecord) -> ReportView:
-        """The view a snapshot's ``record`` keeps (no advice, no config flag in an older snapshot)."""
-        return cls(
-            record.id,
-            record.state,
-            record.reason,
-            record.enabled,
-            record.notes,
-            bool(record.config_error),
-            tuple(record.advice or ()),
+            self.id,
+            self.state.value,
+            self.reason,
+            self.enabled,
+            tuple(self.notes),
+            tuple(self.advice),
+            self.config_error,
         )
 
 
@@ -82,13 +80,13 @@ class StatusResult:
     information (no proxy setting configured yet).
     """
 
-    target: Any
+    target: Target | Incoming
     sha256: str
     reports: tuple[ReportView, ...]
     notes: tuple[str, ...] = ()
     warm: bool = False
     advice: tuple[str, ...] = ()
-    config: Any = None
+    config: Config | None = None
 
     @property
     def warnings(self) -> bool:
@@ -103,10 +101,12 @@ class StatusResult:
     @property
     def exit_code(self) -> int:
         """0 all applied/not-needed, 1 any pending/drifted, 2 any unknown-shape (enabled patches)."""
+        from hermes_patch.patch import State
+
         states = {r.state for r in self.reports if r.enabled}
-        if "unknown-shape" in states:
+        if State.UNKNOWN_SHAPE in states:
             return 2
-        if states & {"pending", "drifted"}:
+        if states & {State.PENDING, State.DRIFTED}:
             return 1
         return 0
 
@@ -150,7 +150,7 @@ class WriteResult:
 
 def _view(report) -> ReportView:
     d = report.detection
-    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes, d.config_error, d.advice)
+    return ReportView(report.id, d.state, d.reason, report.enabled, d.notes, d.config_error, d.advice)
 
 
 class App:
@@ -190,7 +190,7 @@ class App:
     # -- inputs --------------------------------------------------------------
 
     @cached_property
-    def config(self):
+    def config(self) -> Config:
         from hermes_patch.config import load_config
 
         return load_config(self._config_path)
@@ -205,7 +205,7 @@ class App:
         return classes
 
     @cached_property
-    def patches(self) -> list[tuple[Any, bool]]:
+    def patches(self) -> list[tuple[Patch, bool]]:
         """(patch instance, enabled) in catalog order.
 
         A patch whose parameters are wrong is built with its defaults and
@@ -235,7 +235,7 @@ class App:
         return self._allow_version or self.config.allow_version
 
     @cached_property
-    def target(self):
+    def target(self) -> Target:
         from hermes_patch.locate import guard_target, locate
 
         target = locate(self._file, self._python, self._root)
@@ -243,7 +243,7 @@ class App:
         return target
 
     @cached_property
-    def state(self):
+    def state(self) -> StateDir:
         from hermes_patch.ledger import StateDir, default_state_dir
 
         return StateDir(self._state_dir or default_state_dir(), tree_root=self.target.tree_root)
@@ -254,10 +254,13 @@ class App:
 
         return target_key(self.target.package_dir)
 
-    def workspace(self):
+    def workspace(self) -> Workspace:
         from hermes_patch.workspace import Workspace
 
-        return Workspace(self.target.package_dir, entry=self.target.entry)
+        from hermes_patch.fileio import DiskFiles
+
+        package = self.target.package_dir
+        return Workspace(package, entry=self.target.entry, files=DiskFiles(package, self.target.entry))
 
     @cached_property
     def config_key(self) -> str:
@@ -332,12 +335,13 @@ class App:
         record = self.state.read().target(self.key)
         notes = list(self._record_notes(record))
         warm = reusable(record, self.config_key, target.package_dir, target.entry)
-        if warm is not None:
+        views = _snapshot_views(warm.reports) if warm is not None else None
+        if warm is not None and views is not None:
             notes.extend(self._foreign_note(dict(warm.files)))
             return StatusResult(
                 target,
                 warm.entry_sha256,
-                tuple(ReportView.of(r) for r in warm.reports),
+                views,
                 tuple(notes),
                 warm=True,
                 advice=self._config_advice() + tuple(self._gate_note()),
@@ -670,14 +674,27 @@ class _GitWrite:
         self.app, self.written = app, written
 
     def before_write(self, ledger: dict[str, Any], record: dict[str, Any], names: list[str], kind: str) -> None:
-        from hermes_patch import gitint
+        from hermes_patch import git_filter
 
-        gitint.prepare_write(self.app, ledger, record, names, kind)  # git installs: hide our edits from git first
+        git_filter.prepare_write(self.app, ledger, record, names, kind)  # git installs: hide our edits from git first
 
     def after_write(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
-        from hermes_patch import gitint
+        from hermes_patch import git_filter
 
-        gitint.finish_write(self.app, ledger, record, self.written)
+        git_filter.finish_write(self.app, ledger, record, self.written)
+
+
+def _snapshot_views(reports: tuple[ReportRecord, ...]) -> tuple[ReportView, ...] | None:
+    """The views a snapshot recorded, or ``None`` when one names a state this release does not know."""
+    from hermes_patch.patch import State
+
+    try:
+        return tuple(
+            ReportView(r.id, State(r.state), r.reason, r.enabled, r.notes, bool(r.config_error), tuple(r.advice or ()))
+            for r in reports
+        )
+    except ValueError:
+        return None
 
 
 def owned_statements(ws, patch_id: str) -> dict[str, tuple[str, int]]:

@@ -18,6 +18,7 @@ removing our blocks gives back the original bytes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -29,7 +30,7 @@ from packaging.version import InvalidVersion, Version
 
 from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
 from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
-from hermes_patch.patch import Block, Detection, Patch, Site, State, find_blocks, remove_blocks
+from hermes_patch.patch import Block, Detection, AnyPatch, Site, State, find_blocks, remove_blocks
 from hermes_patch.source import Source
 from hermes_patch.workspace import Workspace
 
@@ -68,7 +69,7 @@ class Refusal:
 class PatchReport:
     """One patch's detection, with whether the configuration enables it."""
 
-    patch: Patch
+    patch: AnyPatch
     enabled: bool
     detection: Detection
 
@@ -112,7 +113,7 @@ class Plan:
         return {name: self.before[name].encode(text) for name, text in self.after.items()}
 
 
-def _version_ok(patch: Patch, version: str | None) -> str | None:
+def _version_ok(patch: AnyPatch, version: str | None) -> str | None:
     if version is None:
         return None
     try:
@@ -126,7 +127,7 @@ def _version_ok(patch: Patch, version: str | None) -> str | None:
 
 def detect_all(
     workspace: Workspace,
-    patches: Iterable[tuple[Patch, bool]],
+    patches: Iterable[tuple[AnyPatch, bool]],
     version: str | None,
     errors: dict[str, str] | None = None,
     earlier: dict[str, dict[str, object]] | None = None,
@@ -180,11 +181,11 @@ def detect_all(
     return reports
 
 
-def _detect_one(patch: Patch, workspace: Workspace) -> Detection:
+def _detect_one(patch: AnyPatch, workspace: Workspace) -> Detection:
     return detect_data(patch, workspace) if patch.is_data() else patch.detect(workspace)
 
 
-def _located(patch: Patch, workspace: Workspace) -> object:
+def _located(patch: AnyPatch, workspace: Workspace) -> object:
     """``patch.locate`` on the release as shipped, once per workspace and patch class (it ignores parameters)."""
     pristine = workspace.pristine()
     cache: dict[type, object] = pristine.__dict__.setdefault("_located", {})
@@ -219,14 +220,14 @@ def _splice(workspace: Workspace, patch_id: str, edits: Iterable[Edit]) -> dict[
     return out
 
 
-def _outcome(patch: Patch, found: object) -> Change | NotNeeded | BadParams:
+def _outcome(patch: AnyPatch, found: object) -> Change | NotNeeded | BadParams:
     outcome = patch.edits(found)
     if not isinstance(outcome, (Change, NotNeeded, BadParams)):
         raise TypeError(f"patch {patch.ID}: edits() returned {outcome!r}, not a Change, NotNeeded or BadParams")
     return outcome
 
 
-def detect_data(patch: Patch, workspace: Workspace, earlier: dict[str, object] | None = None) -> Detection:
+def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object] | None = None) -> Detection:
     """The state of a patch written as data (:meth:`Patch.locate` / :meth:`Patch.edits`), decided by the engine.
 
     ``locate`` runs on the release as shipped (every hermes-patch block
@@ -278,15 +279,34 @@ def detect_data(patch: Patch, workspace: Workspace, earlier: dict[str, object] |
         if isinstance(before, Change):
             expected = _splice(pristine, patch.ID, before.edits)
             if not isinstance(expected, str) and _same(view, expected, pristine):
-                reason = outcome.pending if isinstance(outcome, Change) else outcome.reason
+                changed = [name for name in patch.params if other.params.get(name) != patch.params[name]]
+                then, now = _settings(other.params, changed), _settings(patch.params, changed)
+                todo = (
+                    "and `hermes-patch apply` rewrites the edit"
+                    if isinstance(outcome, Change)
+                    else "which needs no edit: `hermes-patch apply` removes it"
+                )
                 return Detection(
                     State.PENDING,
-                    f"applied with other parameters; now: {reason}",
+                    f"applied with {then}; the configuration now has {now}, {todo}",
                     replace=True,
                     notes=notes,
                     advice=advice,
                 )
     return Detection(State.DRIFTED, _drift(workspace, patch, mine, outcome))
+
+
+def _settings(params: dict[str, object], names: list[str]) -> str:
+    """``hosts = ["a", "b"]``: parameters as the configuration file spells them, for reasons."""
+
+    def toml(value: object) -> str:
+        if isinstance(value, (tuple, list)):
+            return "[" + ", ".join(toml(v) for v in value) + "]"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return json.dumps(value) if isinstance(value, (str, int, float)) else repr(value)
+
+    return ", ".join(f"{name} = {toml(params.get(name))}" for name in names)
 
 
 def _view(workspace: Workspace, patch_id: str, files: set[str]) -> dict[str, str]:
@@ -314,7 +334,7 @@ def _same(view: dict[str, str], expected: dict[str, str], pristine: Workspace) -
     return all(name in view for name in expected)
 
 
-def _drift(workspace: Workspace, patch: Patch, mine: dict[str, list[Block]], outcome: object) -> str:
+def _drift(workspace: Workspace, patch: AnyPatch, mine: dict[str, list[Block]], outcome: object) -> str:
     """Why our blocks are not what the patch writes (for ``drifted``): the first block that differs."""
     edits = outcome.edits if isinstance(outcome, Change) else ()
     count = sum(len(b) for b in mine.values())
@@ -589,7 +609,7 @@ def plan_revert(
 def prove(
     workspace: Workspace,
     plan: Plan,
-    patches: list[tuple[Patch, bool]],
+    patches: list[tuple[AnyPatch, bool]],
     version: str | None,
     fast: bool = True,
     errors: dict[str, str] | None = None,

@@ -31,9 +31,11 @@ __all__ = [
     "move_ledger_aside",
     "forged_record",
     "lock_held",
+    "orphaned_marker",
     "untrusted",
     "UPGRADE",
     "RUN_AGAIN",
+    "report_bug",
     "remove_others_write",
 ]
 
@@ -205,6 +207,16 @@ def restore_from_release(
     return Restore(what=what, then=then, path=path, version=version, method=method, instead=instead)
 
 
+def report_bug(attach: str, culprit: str = "") -> str:
+    """``"this is a bug[ in CULPRIT]; please report it with ATTACH"``: the next step when hermes-patch itself is wrong.
+
+    Args:
+        attach: what the report needs (``"the traceback printed on stderr"``).
+        culprit: whose bug, when known (``"the patch(es) trusted-hosts"``).
+    """
+    return f"this is a bug{f' in {culprit}' if culprit else ''}; please report it with {attach}"
+
+
 def remove_others_write(path: Path | str) -> str:
     """``"remove the write permission of others (`chmod go-w PATH`)"``: for a file or folder others could change."""
     return f"remove the write permission of others (`chmod go-w {path}`)"
@@ -233,6 +245,16 @@ def forged_record(ledger: Path | str, names: str, then: str = STATUS) -> Failure
         path=ledger,
         cause="a record hermes-patch wrote never does, so it was forged or damaged",
         next_command=move_ledger_aside(ledger, then),
+    )
+
+
+def orphaned_marker(path: Path | str, problem: str) -> Failure:
+    """A ``# hermes-patch:`` marker comment that no block of ours follows (``problem`` from ``find_blocks``)."""
+    return Failure(
+        f"{path}: {problem}",
+        path,
+        cause="hermes-patch will not guess",
+        next_command=restore_from_release(path=path, instead="delete that comment line if it is not ours"),
     )
 
 

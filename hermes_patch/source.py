@@ -39,7 +39,7 @@ def sha256_hex(data: bytes) -> str:
 
 def first_line(node: ast.stmt) -> int:
     """First line of a statement, decorators included (ast's ``lineno`` is the ``def``)."""
-    decorators = getattr(node, "decorator_list", None)
+    decorators: list[ast.expr] | None = getattr(node, "decorator_list", None)
     if decorators:
         return min(d.lineno for d in decorators)
     return node.lineno

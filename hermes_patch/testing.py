@@ -25,7 +25,7 @@ from pathlib import Path
 
 from hermes_patch.edits import Example
 from hermes_patch.engine import Refusal, detect_all, plan_apply, prove
-from hermes_patch.patch import Patch
+from hermes_patch.patch import AnyPatch
 from hermes_patch.workspace import Workspace
 
 __all__ = ["check_example", "check_examples", "ExampleFailed"]
@@ -41,7 +41,7 @@ def _files(value: str | dict[str, str]) -> dict[str, str]:
     return {ENTRY: value} if isinstance(value, str) else dict(value)
 
 
-def check_example(patch_class: type[Patch], example: Example, index: int = 0) -> None:
+def check_example(patch_class: type[AnyPatch], example: Example, index: int = 0) -> None:
     """Run one example of ``patch_class``.
 
     Raises:
@@ -86,7 +86,7 @@ def check_example(patch_class: type[Patch], example: Example, index: int = 0) ->
             raise ExampleFailed(f"{label}: apply wrote other text in {name}:\n{diff}")
 
 
-def check_examples(patch_class: type[Patch]) -> int:
+def check_examples(patch_class: type[AnyPatch]) -> int:
     """Run every example of ``patch_class``; return how many ran (raises on the first that fails)."""
     for index, example in enumerate(patch_class.EXAMPLES):
         check_example(patch_class, example, index)

@@ -161,3 +161,21 @@ def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp
     }[method]
     assert "is empty, so it is not a Hermes dashboard server" in result.stderr
     assert f"Restore the file from the release ({expected}), then run `hermes-patch status`." in result.stderr
+
+
+def test_an_orphaned_marker_says_delete_it_or_restore_the_file():
+    text = str(m.orphaned_marker("/w.py", "the marker comment for x on line 3 is not followed by a statement"))
+    assert text == (
+        "/w.py: the marker comment for x on line 3 is not followed by a statement; hermes-patch will not guess. "
+        "Nothing was changed. Delete that comment line if it is not ours, or restore the file from the release "
+        f"({m.reinstall_commands()}), then run `hermes-patch status`."
+    )
+
+
+def test_a_bug_says_whose_and_what_to_attach():
+    assert m.report_bug("the traceback printed on stderr") == (
+        "this is a bug; please report it with the traceback printed on stderr"
+    )
+    assert m.report_bug("`hermes-patch status --json`", "the patch(es) x") == (
+        "this is a bug in the patch(es) x; please report it with `hermes-patch status --json`"
+    )
