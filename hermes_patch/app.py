@@ -334,7 +334,7 @@ class App:
         target = self.target
         record = self.state.read().target(self.key)
         notes = list(self._record_notes(record))
-        warm = reusable(record, self.config_key, target.package_dir, target.entry)
+        warm = reusable(record, lambda: self.config_key, target.package_dir, target.entry)
         views = _snapshot_views(warm.reports) if warm is not None else None
         if warm is not None and views is not None:
             notes.extend(self._foreign_note(dict(warm.files)))

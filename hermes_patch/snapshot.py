@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,16 +65,20 @@ class Reusable:
     files: Mapping[str, bytes]
 
 
-def reusable(record: TargetRecord, key: str, package_dir: Path, entry: str) -> Reusable | None:
+def reusable(record: TargetRecord, key: Callable[[], str], package_dir: Path, entry: str) -> Reusable | None:
     """The snapshot of ``record`` when it still holds for the files in ``package_dir``, else ``None``.
 
-    It holds when it was taken under ``key`` (:func:`config_key` of this run),
-    no write is pending, it covers the ``entry`` module, and every file it
-    covers has the bytes it had. Never raises: an unreadable file means the
-    snapshot does not hold.
+    It holds when it was taken under ``key()`` (:func:`config_key` of this
+    run; called only when there is a snapshot, since it reads the
+    configuration and its errors belong to the runs that need it), no write
+    is pending, it covers the ``entry`` module, and every file it covers has
+    the bytes it had. An unreadable file means the snapshot does not hold.
+
+    Raises:
+        whatever ``key()`` raises.
     """
     snap = record.snapshot
-    if snap is None or snap.config_key != key or record.pending is not None or entry not in snap.inputs:
+    if snap is None or snap.config_key != key() or record.pending is not None or entry not in snap.inputs:
         return None
     files: dict[str, bytes] = {}
     for name, sha in snap.inputs.items():

@@ -31,7 +31,7 @@ def _record(**inputs: bytes) -> TargetRecord:
 
 
 def test_a_snapshot_of_these_bytes_is_reused(package: Path):
-    warm = reusable(_record(web_server=b"A = 1\n", ws_policy=b"B = 2\n"), "key", package, "web_server.py")
+    warm = reusable(_record(web_server=b"A = 1\n", ws_policy=b"B = 2\n"), lambda: "key", package, "web_server.py")
     assert warm is not None
     assert warm.reports == (REPORT,) and warm.entry_sha256 == _sha(b"A = 1\n")
     assert warm.files == {"web_server.py": b"A = 1\n", "ws_policy.py": b"B = 2\n"}
@@ -60,11 +60,11 @@ CHANGES = {
 def test_a_snapshot_is_not_reused_when_anything_it_came_from_changed(case, package: Path):
     record = _record(web_server=b"A = 1\n", ws_policy=b"B = 2\n")
     key, record = CHANGES[case](record, package)
-    assert reusable(record, key, package, "web_server.py") is None
+    assert reusable(record, lambda: key, package, "web_server.py") is None
 
 
 def test_a_snapshot_without_the_entry_is_not_reused(package: Path):
-    assert reusable(_record(ws_policy=b"B = 2\n"), "key", package, "web_server.py") is None
+    assert reusable(_record(ws_policy=b"B = 2\n"), lambda: "key", package, "web_server.py") is None
 
 
 def test_the_key_changes_with_every_input_and_hashes_tuples_as_lists():
@@ -78,3 +78,12 @@ def test_the_key_changes_with_every_input_and_hashes_tuples_as_lists():
         config_key("0.1.0", [("p", "builtin", True, {"hosts": ("a",)})], {"p": "bad"}),
     ]
     assert len({base, *others}) == 6
+
+
+def test_without_a_snapshot_the_key_is_never_computed(package: Path):
+    """The key reads the configuration: a run that cannot reuse anything must not fail on it first."""
+
+    def key() -> str:
+        raise AssertionError("the key was computed")
+
+    assert reusable(TargetRecord(), key, package, "web_server.py") is None
