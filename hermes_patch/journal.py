@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hermes_patch.errors import StateError, TargetError
-from hermes_patch.messages import forged_record
 from hermes_patch.fileio import Identity, atomic_write, fault_point, identity, read_bytes, stale_temp_files
+from hermes_patch.ledger import KEEP_WRITES, StateDir
+from hermes_patch.messages import forged_record
 from hermes_patch.records import Commit, JournalEntry, Ledger, Pending, load_ledger
 from hermes_patch.source import sha256_hex
 
 if TYPE_CHECKING:
-    from hermes_patch.ledger import StateDir
     from hermes_patch.locate import Target
 
 __all__ = ["FileWrite", "Integration", "Journal", "Written"]
@@ -116,8 +116,6 @@ class Journal:
             StateError: the same, but even undoing failed: the journal stays,
                 and the next ``apply`` or ``revert`` completes the write.
         """
-        from hermes_patch.ledger import KEEP_WRITES
-
         previous = ledger.target(self.key)
         record = replace(previous, files=previous.known_files)
         journal: dict[str, JournalEntry] = {}
@@ -135,7 +133,7 @@ class Journal:
             ledger = self._integrate(ledger, lambda doc, rec: integration.before_write(doc, rec, names, which))
             record = ledger.target(self.key)
         pending = Pending(kind, journal, commit(journal))
-        backups = ((*(record.backups or ()), tuple(sorted(set(shas)))))[-KEEP_WRITES:]
+        backups = (*(record.backups or ()), tuple(sorted(set(shas))))[-KEEP_WRITES:]
         ledger = ledger.with_target(self.key, replace(record, pending=pending, backups=backups))
         self.state.write(ledger)
         fault_point("after-ledger-pending")
