@@ -190,7 +190,9 @@ class DurableActionResult(Patch):
     EXAMPLES = (
         Example(_BEFORE, _AFTER),
         Example("import os\n", state="not-needed", reason="keeps no action process handles"),
-        Example("from hermes_cli.actions import _ACTION_PROCS\n", state="unknown-shape", reason="one top-level assignment"),
+        Example(
+            "from hermes_cli.actions import _ACTION_PROCS\n", state="unknown-shape", reason="one top-level assignment"
+        ),
         Example(_BEFORE.replace("import os\n", ""), state="unknown-shape", reason="`import os`"),
         Example(_BEFORE.replace("Popen(cmd)", "Popen(cmd[0])"), state="unknown-shape", reason="subprocess.Popen(cmd"),
     )
@@ -219,9 +221,9 @@ class DurableActionResult(Patch):
         for name in (SPAWN, STATUS):
             bindings = ws.binding(name)
             fn = bindings[0].node if len(bindings) == 1 else None
-            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or "name" not in [
-                a.arg for a in fn.args.args
-            ]:
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or all(
+                a.arg != "name" for a in fn.args.args
+            ):
                 return Unrecognized(
                     f"looked for one top-level def {name}(..., name) in {file}; found {len(bindings)} binding(s) ({ws.closest(name)})"
                 )
@@ -246,26 +248,17 @@ class DurableActionResult(Patch):
 
 
 def _assigns(stmt: ast.stmt, name: str) -> bool:
-    return (
-        isinstance(stmt, ast.Assign)
-        and len(stmt.targets) == 1
-        and isinstance(stmt.targets[0], ast.Name)
-        and stmt.targets[0].id == name
-    )
+    return isinstance(stmt, ast.Assign) and [ast.unparse(t) for t in stmt.targets] == [name]
 
 
 def _is_procs_get(stmt: ast.stmt) -> bool:
     """``proc = _ACTION_PROCS.get(name)``."""
-    value = stmt.value if isinstance(stmt, ast.Assign) and _assigns(stmt, "proc") else None
+    call = stmt.value if isinstance(stmt, ast.Assign) and _assigns(stmt, "proc") else None
     return (
-        isinstance(value, ast.Call)
-        and isinstance(value.func, ast.Attribute)
-        and value.func.attr == "get"
-        and isinstance(value.func.value, ast.Name)
-        and value.func.value.id == PROCS
-        and len(value.args) == 1
-        and isinstance(value.args[0], ast.Name)
-        and value.args[0].id == "name"
+        isinstance(call, ast.Call)
+        and ast.unparse(call.func) == f"{PROCS}.get"
+        and len(call.args) == 1
+        and _first_arg(call, "name")
     )
 
 
@@ -275,8 +268,10 @@ def _popen_of_cmd(fn: ast.AST) -> bool:
         isinstance(n, ast.Call)
         and isinstance(n.func, ast.Attribute)
         and n.func.attr == "Popen"
-        and n.args
-        and isinstance(n.args[0], ast.Name)
-        and n.args[0].id == "cmd"
+        and _first_arg(n, "cmd")
         for n in ast.walk(fn)
     )
+
+
+def _first_arg(call: ast.Call, name: str) -> bool:
+    return bool(call.args) and isinstance(call.args[0], ast.Name) and call.args[0].id == name

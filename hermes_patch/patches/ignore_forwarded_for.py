@@ -96,14 +96,10 @@ class IgnoreForwardedFor(Patch):
         if twice:
             return Unrecognized(twice)
         fn = b.node
-        for node in walk(fn.body):
-            if (
-                isinstance(node, ast.Call)
-                and _dotted(node.func) in UVICORN_CALLS
-                and any(k.arg == KEYWORD for k in node.keywords)
-            ):
-                return Found(b.file, None)
-        runs = [s for s in walk(fn.body) if isinstance(s, ast.Expr) and _is_run(s)]
+        calls = [n for n in walk(fn.body) if isinstance(n, ast.Call) and ast.unparse(n.func) in UVICORN_CALLS]
+        if any(k.arg == KEYWORD for call in calls for k in call.keywords):
+            return Found(b.file, None)
+        runs = [s for s in walk(fn.body) if isinstance(s, ast.Expr) and _is_run(s.value)]
         if len(runs) != 1 or runs[0] is not fn.body[-1]:
             return Unrecognized(f"{FUNCTION}() does not end with its only uvicorn.run(...) call")
         if not any(
@@ -181,18 +177,8 @@ class IgnoreForwardedFor(Patch):
         )
 
 
-def _dotted(node: ast.AST) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr}" if base else ""
-    return ""
-
-
-def _is_run(stmt: ast.stmt) -> bool:
-    """``uvicorn.run(...)`` as an expression statement."""
-    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and _dotted(stmt.value.func) == "uvicorn.run"
+def _is_run(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and ast.unparse(node.func) == "uvicorn.run"
 
 
 def _call_text(src: Source, stmt: ast.stmt) -> str:
