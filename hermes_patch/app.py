@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +23,12 @@ from hermes_patch.fileio import atomic_write, fault_point, identity, read_bytes
 from hermes_patch.source import sha256_hex
 
 if TYPE_CHECKING:
-    from hermes_patch.patch import Patch
+    from hermes_patch.config import Config
+    from hermes_patch.incoming import Incoming
+    from hermes_patch.ledger import StateDir
+    from hermes_patch.locate import Target
+    from hermes_patch.patch import Patch, State
+    from hermes_patch.workspace import Workspace
 
 __all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
 
@@ -32,7 +38,7 @@ class ReportView:
     """A patch report as ``status`` shows it (also rebuilt from the ledger)."""
 
     id: str
-    state: str
+    state: State
     reason: str
     enabled: bool
     notes: tuple[str, ...] = ()
@@ -42,7 +48,7 @@ class ReportView:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "state": self.state,
+            "state": self.state.value,
             "reason": self.reason,
             "enabled": self.enabled,
             "notes": list(self.notes),
@@ -59,13 +65,13 @@ class StatusResult:
     information (no proxy setting configured yet).
     """
 
-    target: Any
+    target: Target | Incoming
     sha256: str
     reports: tuple[ReportView, ...]
     notes: tuple[str, ...] = ()
     warm: bool = False
     advice: tuple[str, ...] = ()
-    config: Any = None
+    config: Config | None = None
 
     @property
     def warnings(self) -> bool:
@@ -80,10 +86,12 @@ class StatusResult:
     @property
     def exit_code(self) -> int:
         """0 all applied/not-needed, 1 any pending/drifted, 2 any unknown-shape (enabled patches)."""
+        from hermes_patch.patch import State
+
         states = {r.state for r in self.reports if r.enabled}
-        if "unknown-shape" in states:
+        if State.UNKNOWN_SHAPE in states:
             return 2
-        if states & {"pending", "drifted"}:
+        if states & {State.PENDING, State.DRIFTED}:
             return 1
         return 0
 
@@ -127,7 +135,7 @@ class WriteResult:
 
 def _view(report) -> ReportView:
     d = report.detection
-    return ReportView(report.id, d.state.value, d.reason, report.enabled, d.notes, d.config_error, d.advice)
+    return ReportView(report.id, d.state, d.reason, report.enabled, d.notes, d.config_error, d.advice)
 
 
 class App:
@@ -167,7 +175,7 @@ class App:
     # -- inputs --------------------------------------------------------------
 
     @cached_property
-    def config(self):
+    def config(self) -> Config:
         from hermes_patch.config import load_config
 
         return load_config(self._config_path)
@@ -182,7 +190,7 @@ class App:
         return classes
 
     @cached_property
-    def patches(self) -> list[tuple[Any, bool]]:
+    def patches(self) -> list[tuple[Patch, bool]]:
         """(patch instance, enabled) in catalog order.
 
         A patch whose parameters are wrong is built with its defaults and
@@ -212,7 +220,7 @@ class App:
         return self._allow_version or self.config.allow_version
 
     @cached_property
-    def target(self):
+    def target(self) -> Target:
         from hermes_patch.locate import guard_target, locate
 
         target = locate(self._file, self._python, self._root)
@@ -220,7 +228,7 @@ class App:
         return target
 
     @cached_property
-    def state(self):
+    def state(self) -> StateDir:
         from hermes_patch.ledger import StateDir, default_state_dir
 
         return StateDir(self._state_dir or default_state_dir(), tree_root=self.target.tree_root)
@@ -231,10 +239,13 @@ class App:
 
         return target_key(self.target.package_dir)
 
-    def workspace(self):
+    def workspace(self) -> Workspace:
         from hermes_patch.workspace import Workspace
 
-        return Workspace(self.target.package_dir, entry=self.target.entry)
+        from hermes_patch.fileio import DiskFiles
+
+        package = self.target.package_dir
+        return Workspace(package, entry=self.target.entry, files=DiskFiles(package, self.target.entry))
 
     @cached_property
     def config_key(self) -> str:
@@ -303,19 +314,10 @@ class App:
         snap = record.get("snapshot")
         if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
             datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
-            if all(data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()):
-                views = tuple(
-                    ReportView(
-                        v["id"],
-                        v["state"],
-                        v["reason"],
-                        v["enabled"],
-                        tuple(v.get("notes", ())),
-                        bool(v.get("config_error")),
-                        tuple(v.get("advice", ())),
-                    )
-                    for v in snap["reports"]
-                )
+            views = _snapshot_views(snap["reports"])
+            if views is not None and all(
+                data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()
+            ):
                 notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
                 return StatusResult(
                     target,
@@ -496,8 +498,8 @@ class App:
             ws = self.workspace()
             record = self.record()
             reports = self.detect(ws, record)
-            plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
-            new_reports = self._verify(ws, plan)
+            plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
+            new_reports = self._prove(ws, plan)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             return self._result(plan, reports, new_reports, dry_run=True, notes=notes)
         self._guard_writable()
@@ -507,8 +509,8 @@ class App:
             ledger = self.state.load()
             record = self.record(ledger)
             reports = self.detect(ws, record)
-            plan = plan_apply(ws, reports, only=set(ids) if ids else None, allow_version=self.allow_version)
-            new_reports = self._verify(ws, plan)
+            plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
+            new_reports = self._prove(ws, plan)
             notes = tuple(
                 self._replaced_note(record, ws.entry_source().sha256, reports)
             )  # before _write updates the record
@@ -533,8 +535,8 @@ class App:
             ledger = self.state.load()
             record = self.record(ledger)
             reports = self.detect(ws, record)
-            plan = plan_revert(ws, reports, only=set(ids) if ids else None, force=force)
-            new_reports = self._verify(ws, plan)
+            plan = self._planned(plan_revert(ws, reports, only=set(ids) if ids else None, force=force))
+            new_reports = self._prove(ws, plan)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             if plan.empty or dry_run:
                 return self._result(plan, reports, new_reports, dry_run=dry_run, notes=notes)
@@ -581,10 +583,24 @@ class App:
                 f"no patch has the id {', '.join(unknown)}. Known ids: {', '.join(sorted(known))} (`hermes-patch list`)."
             )
 
-    def _verify(self, ws, plan):
-        from hermes_patch.engine import verify
+    @property
+    def fast(self) -> bool:
+        """The engine's fast path (libcst on the edited statements only); ``HERMES_PATCH_NO_FAST_PATH=1`` turns it off."""
+        return not os.environ.get("HERMES_PATCH_NO_FAST_PATH")
 
-        return verify(ws, plan, self.patches, self.target.version, errors=self.param_errors)
+    @staticmethod
+    def _planned(plan):
+        """``plan``, or the exception of the engine's :class:`~hermes_patch.engine.Refusal`."""
+        from hermes_patch.engine import Refusal
+
+        if isinstance(plan, Refusal):
+            raise plan.error()
+        return plan
+
+    def _prove(self, ws, plan):
+        from hermes_patch.engine import prove
+
+        return prove(ws, plan, self.patches, self.target.version, self.fast, errors=self.param_errors)
 
     def _diff(self, plan) -> str:
         out: list[str] = []
@@ -623,9 +639,9 @@ class App:
                 "original": entry.get("original", before.sha256),
             }
         fault_point("after-backup")
-        from hermes_patch import gitint
+        from hermes_patch import git_filter
 
-        gitint.prepare_write(
+        git_filter.prepare_write(
             self, ledger, record, list(new_bytes), plan.kind
         )  # git installs: hide our edits from git first
         new_ws = ws.with_edits(plan.after)
@@ -650,7 +666,7 @@ class App:
                 ledger, previous, [(plan.before[n].path, plan.before[n].data, now) for n, now in written], exc
             ) from None
         fault_point("after-ledger-commit")
-        gitint.finish_write(self, ledger, record, new_ws)
+        git_filter.finish_write(self, ledger, record, new_ws)
         self.pruned = self.state.prune(ledger)
         return tuple(plan.before[name].path for name, _ in written)
 
@@ -763,6 +779,27 @@ class App:
                 forged_record(self.state.ledger_path, f"names {name!r} for {package}, which is outside that package")
             )
         return path
+
+
+def _snapshot_views(reports: list[dict[str, Any]]) -> tuple[ReportView, ...] | None:
+    """The views a snapshot recorded, or ``None`` when one names a state this release does not know."""
+    from hermes_patch.patch import State
+
+    try:
+        return tuple(
+            ReportView(
+                v["id"],
+                State(v["state"]),
+                v["reason"],
+                v["enabled"],
+                tuple(v.get("notes", ())),
+                bool(v.get("config_error")),
+                tuple(v.get("advice", ())),
+            )
+            for v in reports
+        )
+    except ValueError:
+        return None
 
 
 def owned_statements(ws, patch_id: str) -> dict[str, tuple[str, int]]:

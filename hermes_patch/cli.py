@@ -16,12 +16,15 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from hermes_patch import __version__
 from hermes_patch.errors import HermesPatchError
+
+if TYPE_CHECKING:
+    from hermes_patch.app import App, StatusResult, WriteResult
 
 __all__ = ["main", "cli"]
 
@@ -54,13 +57,38 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Where the ledger and backups live. Default: $HERMES_PATCH_STATE_DIR or ~/.local/state/hermes-patch.",
     )
     @functools.wraps(fn)
-    def wrapper(file, python, root, config, state_dir, **kwargs):
+    def wrapper(
+        file: Path | None,
+        python: Path | None,
+        root: Path | None,
+        config: Path | None,
+        state_dir: Path | None,
+        **kwargs: Any,
+    ) -> Any:
         from hermes_patch.app import App
 
         app = App(file=file, python=python, root=root, config_path=config, state_dir=state_dir)
-        return fn(app, **kwargs)
+        try:
+            return fn(app, **kwargs)
+        except HermesPatchError as exc:
+            raise _for_install(exc, vars(app).get("target")) from None  # only a target already located
 
     return wrapper
+
+
+def _for_install(exc: HermesPatchError, target: Any) -> HermesPatchError:
+    """``exc`` with its "restore from the release" advice written for the target's install method and release."""
+    from hermes_patch.messages import Failure
+
+    failure = exc.args[0] if len(exc.args) == 1 else None
+    if target is None or not isinstance(failure, Failure):
+        return exc
+    written = failure.for_install(target.version, target.install_method, target.interpreter)
+    if written is failure:
+        return exc
+    new = type(exc)(written)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 class _Group(click.Group):
@@ -174,7 +202,7 @@ def _default_text(default: Any) -> str:
     is_flag=True,
     help="Exit 1 on warnings too (a sensitive action made public, a suffix in hosts, a dashboard running old code); advice never counts.",
 )
-def status(app, as_json: bool, strict: bool) -> None:
+def status(app: App, as_json: bool, strict: bool) -> None:
     """Show each patch's state: applied, pending, not-needed, unknown-shape, drifted."""
     from hermes_patch import report
     from hermes_patch.status import build_status
@@ -184,7 +212,7 @@ def status(app, as_json: bool, strict: bool) -> None:
     sys.exit(_print_status(result, as_json, strict))
 
 
-def _print_status(result, as_json: bool, strict: bool) -> int:
+def _print_status(result: StatusResult, as_json: bool, strict: bool) -> int:
     """Print a status result (table, or the schema-1 JSON document); return its exit code.
 
     A patch whose parameters are wrong is bad input: its paragraph goes to
@@ -227,7 +255,7 @@ def _print_status(result, as_json: bool, strict: bool) -> int:
 @click.option("--no-fetch", is_flag=True, help="With --ref: do not run `git fetch` first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status --json document for that code on stdout.")
 @click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
-def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: bool, strict: bool) -> None:
+def check(app: App, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: bool, strict: bool) -> None:
     """Each patch's state on incoming code (a git ref, a wheel), as `status` would show it after the update.
 
     Reads the code without checking it out or writing anything (git's object
@@ -277,7 +305,7 @@ def check(app, ref: str | None, wheel: Path | None, no_fetch: bool, as_json: boo
     help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails; the patches stay written).",
 )
 def apply(
-    app,
+    app: App,
     ids: tuple[str, ...],
     dry_run: bool,
     drop_stash: bool | None,
@@ -288,7 +316,7 @@ def apply(
     restart: bool,
 ) -> None:
     """Apply the pending patches (all enabled ones, or IDS), then say which running dashboard to restart."""
-    from hermes_patch import gitint, report
+    from hermes_patch import git_filter, report
     from hermes_patch.console import note, print_write
 
     app._allow_version = app._allow_version or allow_version
@@ -306,7 +334,7 @@ def apply(
         if not as_json:
             print_write("apply", result, show_diff=dry_run or check)
         if not (dry_run or check):
-            gitint.sync(app)
+            git_filter.sync(app)
             _offer_stash_drop(app, drop_stash, notes.append if as_json else note, interactive=not as_json)
             restarted = _after_write(app, result, restart, notes.append if as_json else None)
         if as_json:
@@ -314,7 +342,7 @@ def apply(
     sys.exit(report.write_exit_code(result, check) if restarted else 2)
 
 
-def _after_write(app, result, restart: bool, sink: Callable[[str], None] | None = None) -> bool:
+def _after_write(app: App, result: WriteResult, restart: bool, sink: Callable[[str], None] | None = None) -> bool:
     """After a write: which dashboards run the old code and how to restart them (``--restart``: do it).
 
     Lines go to stdout, or to ``sink`` (the JSON document's notes). Returns
@@ -335,7 +363,7 @@ def _after_write(app, result, restart: bool, sink: Callable[[str], None] | None 
     return ok
 
 
-def _auto_refused(app, source: str, exc: Exception) -> None:
+def _auto_refused(app: App, source: str, exc: Exception) -> None:
     """An automatic apply refused: record it for `status`, say so where the operator looks (stderr: journal, git pull)."""
     message = str(exc)
     try:
@@ -349,13 +377,14 @@ def _auto_refused(app, source: str, exc: Exception) -> None:
     )
 
 
-def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], interactive: bool = True) -> None:
-    from hermes_patch import gitint
+def _offer_stash_drop(app: App, drop: bool | None, note: Callable[[str], None], interactive: bool = True) -> None:
+    from hermes_patch.git_repo import repo_root
+    from hermes_patch.git_stash import drop_stashes, our_stashes
 
-    root = gitint.repo_root(app.target)
+    root = repo_root(app.target)
     if root is None:
         return
-    stashes = gitint.our_stashes(root, app.target.package_dir.name)
+    stashes = our_stashes(root, app.target.package_dir.name)
     if not stashes:
         return
     listing = ", ".join(f"{s.selector} ({s.subject})" for s in stashes)
@@ -364,7 +393,7 @@ def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], inter
             f"{listing}: left by an earlier update, holding only hermes-patch's own edits. Drop?", default=False
         )
     if drop:
-        note(f"dropped {', '.join(gitint.drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
+        note(f"dropped {', '.join(drop_stashes(root, stashes))}: they held only hermes-patch's own edits")
     else:
         note(
             f"{listing} holds only hermes-patch's own edits (left by an earlier update); kept. `hermes-patch apply --drop-our-stash` drops it"
@@ -374,7 +403,7 @@ def _offer_stash_drop(app, drop: bool | None, note: Callable[[str], None], inter
 @cli.command()
 @target_options
 @click.argument("ids", nargs=-1)
-def diff(app, ids: tuple[str, ...]) -> None:
+def diff(app: App, ids: tuple[str, ...]) -> None:
     """Print the unified diff that `apply` would write (coloured on a terminal)."""
     from hermes_patch.console import print_diff
 
@@ -408,7 +437,7 @@ def diff(app, ids: tuple[str, ...]) -> None:
     help="Restart the systemd unit(s) that run this install's dashboard after writing (exit 2 if systemctl fails).",
 )
 def revert(
-    app,
+    app: App,
     ids: tuple[str, ...],
     force: bool,
     dry_run: bool,
@@ -430,13 +459,13 @@ def revert(
         if not as_json:
             print_write("revert", result, show_diff=dry_run or check)
         if not (dry_run or check):
-            from hermes_patch import gitint
+            from hermes_patch import git_filter
 
-            gitint.sync(app)
+            git_filter.sync(app)
             if not ids:
-                from hermes_patch.hooks import forget_session_token
+                from hermes_patch.session_token import forget
 
-                for line in forget_session_token(app, keep_session_token):
+                for line in forget(app, keep_session_token):
                     click.echo(line, err=as_json)  # stdout holds only the JSON document with --json
             restarted = _after_write(app, result, restart, notes.append if as_json else None)
         if as_json:
@@ -458,7 +487,7 @@ def revert(
 )
 @click.option("--yes", "-y", is_flag=True, help="Write without asking (on a terminal).")
 @click.option("--dry-run", is_flag=True, help="Show the configuration change and the resulting states; write nothing.")
-def setup(app, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry_run: bool) -> None:
+def setup(app: App, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry_run: bool) -> None:
     """Write the proxy settings (hosts, origins, trusted_proxies) from the dashboard's public URL.
 
     Asks on a terminal; scripts pass --url (and --proxy-address). Adds to the
@@ -482,7 +511,7 @@ def setup(app, url: str | None, proxy_addresses: tuple[str, ...], yes: bool, dry
     "--allow-version", is_flag=True, help="Re-apply known shapes on a release outside a patch's version range."
 )
 @click.argument("hermes_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- HERMES_ARGS...]")
-def update(app, hermes_args: tuple[str, ...], go_on: bool, allow_version: bool) -> None:
+def update(app: App, hermes_args: tuple[str, ...], go_on: bool, allow_version: bool) -> None:
     """Check the incoming code, revert our edits, run `hermes update` (with HERMES_ARGS), re-apply, show status.
 
     On a git install the incoming code (the checkout's upstream branch, after
@@ -534,10 +563,10 @@ def hook() -> None:
     help="The HERMES_HOME the dashboard runs with (for --session-token). Default: $HERMES_HOME, else ~/.hermes.",
 )
 def hook_install(
-    app, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None
+    app: App, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None
 ) -> None:
     """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit), session token file (--session-token)."""
-    from hermes_patch import hooks
+    from hermes_patch import auto_apply
     from hermes_patch.console import print_lines
 
     token = None
@@ -545,7 +574,7 @@ def hook_install(
         from hermes_patch.session_token import default_path
 
         token = default_path(hermes_home)
-    print_lines(hooks.install(app, unit, "user" if user_scope else "system", unit_dir, token))
+    print_lines(auto_apply.install(app, unit, "user" if user_scope else "system", unit_dir, token))
 
 
 @hook.command("uninstall")
@@ -555,28 +584,28 @@ def hook_install(
     is_flag=True,
     help="Keep the session token file (deleted by default when hermes-patch created it).",
 )
-def hook_uninstall(app, keep_session_token: bool) -> None:
+def hook_uninstall(app: App, keep_session_token: bool) -> None:
     """Remove exactly what `hook install` added (an earlier hook of yours is put back)."""
-    from hermes_patch import hooks
+    from hermes_patch import auto_apply
     from hermes_patch.console import print_lines
 
-    print_lines(hooks.uninstall(app, keep_session_token))
+    print_lines(auto_apply.uninstall(app, keep_session_token))
 
 
 @hook.command("show")
 @target_options
-def hook_show(app) -> None:
+def hook_show(app: App) -> None:
     """Print what is installed for this target, where, and whether it is still as installed."""
-    from hermes_patch import hooks
+    from hermes_patch import auto_apply
     from hermes_patch.console import print_installed
 
-    print_installed(hooks.show(app), app.target)
+    print_installed(auto_apply.show(app), app.target)
 
 
 @cli.command("git-clean-filter", hidden=True)
 def git_clean_filter() -> None:
     """Git's clean filter (registered by apply on git installs): stdin without our marked blocks, on stdout."""
-    from hermes_patch.gitint import clean
+    from hermes_patch.git_clean import clean
 
     sys.stdout.buffer.write(clean(sys.stdin.buffer.read()))
     sys.stdout.buffer.flush()
@@ -597,7 +626,7 @@ def git_clean_filter() -> None:
     help="The name browsers use to reach the proxy, sent as Host and Origin in the topology check.",
 )
 @target_options
-def verify(app, proxies: tuple[str, ...], public_host: str | None) -> None:
+def verify(app: App, proxies: tuple[str, ...], public_host: str | None) -> None:
     """Check, with Hermes's own interpreter and server, that each applied patch has its effect.
 
     Starts the release's own server (uvicorn with that release's settings)

@@ -7,7 +7,16 @@ rich is imported only here and only when a command prints for people, so
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hermes_patch.app import StatusResult, WriteResult
+    from hermes_patch.incoming import Incoming
+    from hermes_patch.installed import Installed
+    from hermes_patch.locate import Target
+    from hermes_patch.verify import VerifyResult
 
 __all__ = [
     "print_status",
@@ -35,7 +44,7 @@ _STYLE = {
 }
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
@@ -72,7 +81,7 @@ def print_lines(lines: list[str]) -> None:
         console.print(_escape(line))
 
 
-def print_installed(items: list[Any], target: Any) -> None:
+def print_installed(items: list[Installed], target: Target) -> None:
     """``hook show``: each installed piece, its file, its state, and what it holds."""
     console = _console()
     if not [i for i in items if i.kind != "command path"]:
@@ -92,7 +101,7 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def describe_target(target: Any) -> str:
+def describe_target(target: Target | Incoming) -> str:
     """One line: release, install method, writable, how found."""
     parts = [
         f"release {target.version or 'unknown'}",
@@ -105,37 +114,37 @@ def describe_target(target: Any) -> str:
     return " · ".join(parts)
 
 
-def print_status(result: Any) -> None:
+def print_status(result: StatusResult) -> None:
     """The ``status`` table: target lines, one row per patch, a summary line."""
     console = _console()
     console.print(f"[bold]target[/] {_escape(str(result.target.file))}")
     console.print(f"       {_escape(describe_target(result.target))}")
-    config = getattr(result, "config", None)
+    config = result.config
     if config is not None:
         console.print(
             f"[bold]config[/] {_escape(str(config.path)) if config.exists else 'none: defaults (' + _escape(str(config.path)) + ' does not exist)'}"
         )
     width = max((len(r.id) for r in result.reports), default=0)
     for r in result.reports:
-        state = f"[{_STYLE.get(r.state, '')}]{r.state:<13}[/]"
+        state = f"[{_STYLE.get(r.state.value, '')}]{r.state.value:<13}[/]"
         off = "" if r.enabled else " [dim](disabled)[/]"
         console.print(f"{r.id:<{width}}  {state}  {_escape(r.reason)}{off}")
         for note in r.notes:
             console.print(f"{'':<{width}}  [yellow]{'warning':<13}[/]  {_escape(note)}")
-        for advice in getattr(r, "advice", ()):
+        for advice in r.advice:
             console.print(f"{'':<{width}}  [cyan]{'note':<13}[/]  {_escape(advice)}")
     for note in result.notes:
         console.print(f"[yellow]warning:[/] {_escape(note)}")
-    for advice in getattr(result, "advice", ()):
+    for advice in result.advice:
         console.print(f"[cyan]note:[/] {_escape(advice)}")
     console.print(_summary(result))
 
 
-def _summary(result: Any) -> str:
+def _summary(result: StatusResult) -> str:
     enabled = [r for r in result.reports if r.enabled]
     counts: dict[str, int] = {}
     for r in enabled:
-        counts[r.state] = counts.get(r.state, 0) + 1
+        counts[r.state.value] = counts.get(r.state.value, 0) + 1
     text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no enabled patches"
     code = result.exit_code
     if code == 0:
@@ -189,7 +198,7 @@ def print_diff(diff: str) -> None:
     _console().print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
 
 
-def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
+def print_write(verb: str, result: WriteResult, show_diff: bool = False) -> None:
     """One line per patch written, then a summary line."""
     console = _console()
     for note in result.notes:
@@ -205,7 +214,7 @@ def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
     files = ", ".join(str(p) for p in result.written)
     past = {"apply": "applied", "revert": "reverted"}[verb]
     console.print(f"[green]{past}[/] {', '.join(result.patch_ids)} → {_escape(files)}")
-    if getattr(result, "pruned", 0):
+    if result.pruned:
         from hermes_patch.ledger import KEEP_WRITES
 
         console.print(
@@ -213,7 +222,7 @@ def print_write(verb: str, result: Any, show_diff: bool = False) -> None:
         )
 
 
-def print_verify(result: Any) -> None:
+def print_verify(result: VerifyResult) -> None:
     """``verify``: the target and interpreter, then ``<id>  <outcome>[: reason]`` per patch."""
     console = _console()
     console.print(f"[bold]target[/] {_escape(str(result.target.file))}")

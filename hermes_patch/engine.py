@@ -1,19 +1,23 @@
-"""The pure core: detect, transform, verify. Text in, text out; no writes.
+"""The core: detect, plan, prove. Text in, outcomes out; no writes, no environment.
 
 The fast path (default) hands libcst only the top-level statements a patch
 edits, found with the standard ``ast`` module, and splices the results back
 by line; ``HERMES_PATCH_NO_FAST_PATH=1`` (or ``fast=False``) parses whole
-modules with libcst instead. Both must give identical bytes; the test suite
-checks that on every real release.
+modules with libcst instead (the shell reads that variable and passes
+``fast``). Both must give identical bytes; the test suite checks that on
+every real release.
 
-Every plan is proven before the shell may write it (:func:`verify`): the
+A refusal (a drifted or unknown-shape patch, a parameter that does not fit)
+is an outcome, :class:`Refusal`, not an exception; exceptions are for input
+we cannot read and for a failed proof (a bug).
+
+Every plan is proven before the shell may write it (:func:`prove`): the
 result compiles, detects as applied, a second run changes nothing, and
 removing our blocks gives back the original bytes.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -25,7 +29,7 @@ from packaging.version import InvalidVersion, Version
 
 from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
 from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
-from hermes_patch.patch import Block, Detection, Patch, Site, State, find_blocks, remove_blocks
+from hermes_patch.patch import Block, Detection, AnyPatch, Site, State, find_blocks, remove_blocks
 from hermes_patch.source import Source
 from hermes_patch.workspace import Workspace
 
@@ -35,22 +39,36 @@ __all__ = [
     "detect_all",
     "plan_apply",
     "plan_revert",
-    "verify",
+    "prove",
+    "Refusal",
     "blocks_of",
-    "fast_path_enabled",
 ]
 
 
-def fast_path_enabled() -> bool:
-    """False when ``HERMES_PATCH_NO_FAST_PATH`` is set to a non-empty value."""
-    return not os.environ.get("HERMES_PATCH_NO_FAST_PATH")
+@dataclass(frozen=True)
+class Refusal:
+    """An expected "no" from :func:`plan_apply` or :func:`plan_revert`; nothing may be written.
+
+    Attributes:
+        kind: ``"config"`` (a selected patch's parameters do not fit this
+            release) or ``"refused"`` (a patch is drifted, of unknown shape,
+            or outside its version range).
+        message: the one-paragraph explanation with the next command.
+    """
+
+    kind: str
+    message: str
+
+    def error(self) -> ConfigError | RefusedError:
+        """The exception the CLI reports for this refusal (exit 2)."""
+        return ConfigError(self.message) if self.kind == "config" else RefusedError(self.message)
 
 
 @dataclass(frozen=True)
 class PatchReport:
     """One patch's detection, with whether the configuration enables it."""
 
-    patch: Patch
+    patch: AnyPatch
     enabled: bool
     detection: Detection
 
@@ -94,7 +112,7 @@ class Plan:
         return {name: self.before[name].encode(text) for name, text in self.after.items()}
 
 
-def _version_ok(patch: Patch, version: str | None) -> str | None:
+def _version_ok(patch: AnyPatch, version: str | None) -> str | None:
     if version is None:
         return None
     try:
@@ -108,7 +126,7 @@ def _version_ok(patch: Patch, version: str | None) -> str | None:
 
 def detect_all(
     workspace: Workspace,
-    patches: Iterable[tuple[Patch, bool]],
+    patches: Iterable[tuple[AnyPatch, bool]],
     version: str | None,
     errors: dict[str, str] | None = None,
     earlier: dict[str, dict[str, object]] | None = None,
@@ -162,11 +180,11 @@ def detect_all(
     return reports
 
 
-def _detect_one(patch: Patch, workspace: Workspace) -> Detection:
+def _detect_one(patch: AnyPatch, workspace: Workspace) -> Detection:
     return detect_data(patch, workspace) if patch.is_data() else patch.detect(workspace)
 
 
-def _located(patch: Patch, workspace: Workspace) -> object:
+def _located(patch: AnyPatch, workspace: Workspace) -> object:
     """``patch.locate`` on the release as shipped, once per workspace and patch class (it ignores parameters)."""
     pristine = workspace.pristine()
     cache: dict[type, object] = pristine.__dict__.setdefault("_located", {})
@@ -201,14 +219,14 @@ def _splice(workspace: Workspace, patch_id: str, edits: Iterable[Edit]) -> dict[
     return out
 
 
-def _outcome(patch: Patch, found: object) -> Change | NotNeeded | BadParams:
+def _outcome(patch: AnyPatch, found: object) -> Change | NotNeeded | BadParams:
     outcome = patch.edits(found)
     if not isinstance(outcome, (Change, NotNeeded, BadParams)):
         raise TypeError(f"patch {patch.ID}: edits() returned {outcome!r}, not a Change, NotNeeded or BadParams")
     return outcome
 
 
-def detect_data(patch: Patch, workspace: Workspace, earlier: dict[str, object] | None = None) -> Detection:
+def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object] | None = None) -> Detection:
     """The state of a patch written as data (:meth:`Patch.locate` / :meth:`Patch.edits`), decided by the engine.
 
     ``locate`` runs on the release as shipped (every hermes-patch block
@@ -296,7 +314,7 @@ def _same(view: dict[str, str], expected: dict[str, str], pristine: Workspace) -
     return all(name in view for name in expected)
 
 
-def _drift(workspace: Workspace, patch: Patch, mine: dict[str, list[Block]], outcome: object) -> str:
+def _drift(workspace: Workspace, patch: AnyPatch, mine: dict[str, list[Block]], outcome: object) -> str:
     """Why our blocks are not what the patch writes (for ``drifted``): the first block that differs."""
     edits = outcome.edits if isinstance(outcome, Change) else ()
     count = sum(len(b) for b in mine.values())
@@ -479,9 +497,9 @@ def plan_apply(
     workspace: Workspace,
     reports: list[PatchReport],
     only: set[str] | None = None,
-    fast: bool | None = None,
+    fast: bool = True,
     allow_version: bool = False,
-) -> Plan:
+) -> Plan | Refusal:
     """Build the edits that apply every enabled, pending patch (or those in ``only``).
 
     Refuses as a whole when a selected patch is ``unknown-shape`` or
@@ -489,17 +507,17 @@ def plan_apply(
     ``allow_version``: apply is all-or-nothing. Patches not selected (``only``)
     never block.
 
-    Raises:
-        ConfigError: a selected patch's parameters are wrong for this release.
-        RefusedError: a selected patch cannot be applied safely.
+    Returns:
+        The :class:`Plan`, or a :class:`Refusal` (kind ``config``: a selected
+        patch's parameters are wrong for this release; ``refused``: a
+        selected patch cannot be applied safely).
     """
-    fast = fast_path_enabled() if fast is None else fast
     selected = [r for r in reports if (r.id in only if only is not None else r.enabled)]
     misconfigured = [r for r in selected if r.detection.config_error]
     if misconfigured:
         fine = [r.id for r in selected if r not in misconfigured and r.state is State.PENDING]
         others = f" The other patches can be applied alone: `hermes-patch apply {' '.join(fine)}`." if fine else ""
-        raise ConfigError(" ".join(r.detection.reason for r in misconfigured) + others)
+        return Refusal("config", " ".join(r.detection.reason for r in misconfigured) + others)
     blocked = [
         r
         for r in selected
@@ -508,7 +526,7 @@ def plan_apply(
     ]
     if blocked:
         fine = [r.id for r in selected if r not in blocked and r.state is State.PENDING]
-        raise RefusedError(_refusal(blocked, workspace, fine))
+        return Refusal("refused", _refusal(blocked, workspace, fine))
     pending = [r for r in selected if r.state is State.PENDING]
     before = {name: src for name, src in workspace.loaded().items()}
     if not pending:
@@ -524,7 +542,7 @@ def plan_apply(
         ]
         odd = [r for r in fresh if r.state not in (State.PENDING, State.NOT_NEEDED)]
         if odd:
-            raise RefusedError(_refusal(odd, workspace, []))
+            return Refusal("refused", _refusal(odd, workspace, []))
         expect = {r.id: State.NOT_NEEDED for r in fresh if r.state is State.NOT_NEEDED}
         pending = [r for r in fresh if r.state is State.PENDING]
     jobs = [job for r in pending for job in _jobs(r, current)]
@@ -538,7 +556,7 @@ def plan_apply(
 
 def plan_revert(
     workspace: Workspace, reports: list[PatchReport], only: set[str] | None = None, force: bool = False
-) -> Plan:
+) -> Plan | Refusal:
     """Build the edits that remove our blocks for the selected patches.
 
     Args:
@@ -546,23 +564,25 @@ def plan_revert(
         force: revert a ``drifted`` patch anyway (only our marked blocks are
             removed; the other hand edits stay).
 
-    Raises:
-        ConfigError: a selected patch's parameters are wrong (fix the configuration first).
-        RefusedError: a selected patch is drifted and ``force`` is off.
+    Returns:
+        The :class:`Plan`, or a :class:`Refusal` (kind ``config``: a selected
+        patch's parameters are wrong; ``refused``: a selected patch is drifted
+        and ``force`` is off).
     """
     selected = [r for r in reports if only is None or r.id in only]
     misconfigured = [r for r in selected if r.detection.config_error]
     if misconfigured:
-        raise ConfigError(" ".join(r.detection.reason for r in misconfigured))
+        return Refusal("config", " ".join(r.detection.reason for r in misconfigured))
     drifted = [r for r in selected if r.state is State.DRIFTED]
     if drifted and not force:
         named = " ".join(r.id for r in drifted)
-        raise RefusedError(
+        return Refusal(
+            "refused",
             f"{named}: the patched code was changed by someone else after hermes-patch applied it "
             f"({'; '.join(r.detection.reason for r in drifted)}). Reverting would remove our block "
             f"but keep their change, which may not be what you want. See what it would do with "
             f"`hermes-patch revert --force --dry-run {named}`, then run `hermes-patch revert --force {named}` "
-            f"to remove our marked blocks, or reinstall the release to start clean."
+            f"to remove our marked blocks, or reinstall the release to start clean.",
         )
     ids = [r.id for r in selected if blocks_of(workspace, r.id)]
     before = {name: src for name, src in workspace.loaded().items()}
@@ -570,12 +590,12 @@ def plan_revert(
     return Plan(before, after, tuple(ids), "revert", tuple(reports))
 
 
-def verify(
+def prove(
     workspace: Workspace,
     plan: Plan,
-    patches: list[tuple[Patch, bool]],
+    patches: list[tuple[AnyPatch, bool]],
     version: str | None,
-    fast: bool | None = None,
+    fast: bool = True,
     errors: dict[str, str] | None = None,
 ) -> list[PatchReport]:
     """Prove a plan before it is written; return the reports of the result.
@@ -621,7 +641,7 @@ def verify(
         if plan.kind == "apply"
         else plan_revert(new_ws, new_reports, only=only, force=True)
     )
-    if not again.empty:
+    if isinstance(again, Refusal) or not again.empty:
         raise VerificationError(_bug(plan, "a second run would change the file again (not idempotent)"))
     if plan.kind == "apply":
         undone = _remove(new_ws, plan.patch_ids)

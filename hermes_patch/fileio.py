@@ -315,3 +315,36 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class DiskFiles:
+    """The module files of an installed package, read from the disk (:class:`hermes_patch.workspace.Files`).
+
+    ``read`` goes through :func:`read_bytes` (the real file, opened with
+    ``O_NOFOLLOW``, its identity remembered for the write); a module other
+    than the entry that is not a regular file is missing. ``names`` lists
+    ``*.py`` two levels deep, skipping ``__pycache__``, hidden folders and
+    symbolic links to folders.
+    """
+
+    def __init__(self, package_dir: Path, entry: str = "web_server.py") -> None:
+        self.package_dir = package_dir
+        self.entry = entry
+
+    def read(self, name: str) -> bytes | None:
+        path = self.package_dir / name
+        if name != self.entry and not path.is_file():
+            return None
+        return read_bytes(path)
+
+    def names(self) -> list[str]:
+        found = []
+        for path in sorted(self.package_dir.glob("*.py")) + sorted(self.package_dir.glob("*/*.py")):
+            rel = path.relative_to(self.package_dir)
+            if any(part.startswith((".", "__pycache__")) for part in rel.parts[:-1]) or (
+                len(rel.parts) > 1 and path.parent.is_symlink()
+            ):
+                continue
+            if path.is_file():
+                found.append(rel.as_posix())
+        return found

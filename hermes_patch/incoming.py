@@ -24,9 +24,14 @@ import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from hermes_patch.context import Catalog
 from hermes_patch.errors import TargetError
+from hermes_patch.git_repo import git, git_env
+
+if TYPE_CHECKING:
+    from hermes_patch.app import StatusResult
 
 __all__ = ["Incoming", "check", "git_package_files", "wheel_package_files", "upstream_ref"]
 
@@ -64,11 +69,9 @@ class Incoming:
 
 
 def _git(root: Path, *args: str, input: bytes | None = None) -> bytes:
-    from hermes_patch import gitint
-
     if input is None:
-        return gitint.git(root, *args, text=False).stdout
-    env = {k: v for k, v in __import__("os").environ.items() if k not in gitint._GIT_ENV}
+        return git(root, *args, text=False).stdout
+    env = git_env()
     proc = subprocess.run(["git", "-C", str(root), *args], input=input, capture_output=True, env=env, check=False)
     if proc.returncode != 0:
         last = proc.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -78,9 +81,7 @@ def _git(root: Path, *args: str, input: bytes | None = None) -> bytes:
 
 def upstream_ref(root: Path) -> str | None:
     """The branch ``git pull`` (and so ``hermes update``) merges: ``@{upstream}`` of HEAD, e.g. ``origin/main``; ``None`` if none."""
-    from hermes_patch import gitint
-
-    proc = gitint.git(root, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}", check=False)
+    proc = git(root, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}", check=False)
     name = proc.stdout.strip()
     return name if proc.returncode == 0 and name else None
 
@@ -189,12 +190,12 @@ def wheel_package_files(wheel: Path, package: str) -> tuple[str | None, dict[str
     return version, files
 
 
-def check(app: Any, ref: str | None = None, wheel: Path | None = None, fetch: bool = True):
+def check(app: Catalog, ref: str | None = None, wheel: Path | None = None, fetch: bool = True) -> StatusResult:
     """Each patch's state on the incoming code, as a :class:`~hermes_patch.app.StatusResult`.
 
     Args:
-        app: the :class:`~hermes_patch.app.App` (catalog, configuration; and,
-            for ``ref``, the installed git checkout whose repository is read).
+        app: the catalog and configuration of this run (and, for ``ref``, the
+            installed git checkout whose repository is read).
         ref: a git ref of that checkout (``origin/main``, a tag, a commit).
         wheel: a downloaded hermes-agent wheel.
         fetch: ``git fetch`` before reading ``ref``.

@@ -142,9 +142,13 @@ class StateDir:
         if not is_kind or problem:
             why = problem[0] if problem else f"{path} is not a {'folder' if kind == 'dir' else 'regular file'}"
             raise StateError(
-                f"{why}, inside the state directory {self.path}; hermes-patch acts on what it finds there, so it "
-                f"must be yours alone. Nothing was changed. Move the state directory aside (`mv {self.path} "
-                f"{self.path}.suspect`) and check it, or use another with --state-dir."
+                Failure(
+                    f"{why}, inside the state directory {self.path}",
+                    path,
+                    cause="hermes-patch acts on what it finds there, so it must be yours alone",
+                    next_command=f"move the state directory aside (`mv {self.path} {self.path}.suspect`) and check "
+                    "it, or use another with --state-dir",
+                )
             )
 
     def _ensure(self, sub: str | None = None) -> Path:

@@ -16,7 +16,7 @@ here once, as constants and small functions, so it reads the same everywhere.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = [
@@ -26,13 +26,16 @@ __all__ = [
     "STATUS",
     "run",
     "reinstall_commands",
+    "Restore",
     "restore_from_release",
     "move_ledger_aside",
     "forged_record",
     "lock_held",
+    "orphaned_marker",
     "untrusted",
     "UPGRADE",
     "RUN_AGAIN",
+    "report_bug",
     "remove_others_write",
 ]
 
@@ -68,7 +71,8 @@ class Failure:
         cause: why it matters or what likely caused it: clauses that follow
             the headline after a semicolon.
         next_command: what to do now, with the exact command in backticks
-            (``"run `hermes-patch status`"``); its own sentence.
+            (``"run `hermes-patch status`"``), or a :class:`Restore`; its own
+            sentence.
         facts: name/value pairs shown after the headline in parentheses
             (``(("patch", "public-action-status"), ("installed", "0.19.0"))``).
         outcome: what happened to the files (:data:`NOTHING_CHANGED` by
@@ -80,7 +84,7 @@ class Failure:
     headline: str
     path: Path | str | None = None
     cause: str = ""
-    next_command: str = ""
+    next_command: str | Restore = ""
     facts: tuple[tuple[str, str], ...] = ()
     outcome: str = NOTHING_CHANGED
 
@@ -92,8 +96,21 @@ class Failure:
             head = head.rstrip(".") + " (" + ", ".join(f"{name} {value}" for name, value in self.facts) + ")"
         if self.cause.strip():
             head = head.rstrip(".") + "; " + self.cause.strip()
-        rest = [_sentence(p) for p in (self.outcome, self.next_command) if p.strip()]
+        rest = [_sentence(p) for p in (self.outcome, str(self.next_command)) if p.strip()]
         return " ".join([_sentence(head, capital=False), *rest])
+
+    def for_install(self, version: str | None, method: str | None, python: Path | str | None = None) -> Failure:
+        """This failure with its :class:`Restore` advice written for the install (itself without one).
+
+        Args:
+            version: the installed release, if known.
+            method: the install method (:func:`hermes_patch.locate.install_method`).
+            python: the interpreter Hermes runs with, if known.
+        """
+        if not isinstance(self.next_command, Restore):
+            return self
+        restore = replace(self.next_command, version=version, method=method, python=python)
+        return replace(self, next_command=restore)
 
 
 def run(command: str) -> str:
@@ -101,48 +118,103 @@ def run(command: str) -> str:
     return f"run `{command}`"
 
 
-def reinstall_commands(version: str | None = None, method: str | None = None) -> str:
+def reinstall_commands(
+    version: str | None = None,
+    method: str | None = None,
+    path: Path | str | None = None,
+    python: Path | str | None = None,
+) -> str:
     """The commands that put back the release's own files, for the install ``method``.
 
     Args:
         version: the installed release (``"0.19.0"``); ``<version>`` when unknown.
         method: the install method from :func:`hermes_patch.locate.install_method`
-            (``git``, ``pip``, ``uv``, ``uv-tool``, ``pipx``, ...); ``None`` when
-            unknown gives the two commands that cover git and pip installs.
+            (``git``, ``pip``, ``uv``, ``uv-tool``, ``pipx``, ...); ``None`` (or a
+            method without its own command) gives the two commands that cover
+            git and pip installs.
+        path: the file to restore; a git install restores it from the checkout
+            (``hermes update`` would stash a local change and put it back).
+        python: the interpreter Hermes runs with, when known: pip and uv
+            then install into its environment, not whichever ``pip`` is first
+            on ``PATH``.
 
     Returns:
         Backticked commands for a sentence, e.g. ``"`hermes update`, or `pip
         install --force-reinstall --no-deps hermes-agent==<version>`"``.
     """
     pin = f"hermes-agent=={version or '<version>'}"
+    if method == "git":
+        where = Path(path) if path is not None else None
+        return f"`git -C {where.parent} checkout -- {where.name}`" if where else "`git checkout -- hermes_cli`"
+    pip = f"{python} -m pip" if python else "pip"
+    uv = f"uv pip install --python {python}" if python else "uv pip install"
     by_method = {
-        "git": "`hermes update`",
-        "pip": f"`pip install --force-reinstall --no-deps {pin}`",
-        "uv": f"`uv pip install --reinstall --no-deps {pin}`",
+        "pip": f"`{pip} install --force-reinstall --no-deps {pin}`",
+        "uv": f"`{uv} --reinstall --no-deps {pin}`",
         "uv-tool": f"`uv tool install --reinstall {pin}`",
         "pipx": f"`pipx install --force {pin}`",
     }
-    if method in by_method:
-        return by_method[method]
-    return f"`hermes update`, or `pip install --force-reinstall --no-deps {pin}`"
+    return by_method.get(method or "", f"`hermes update`, or `pip install --force-reinstall --no-deps {pin}`")
+
+
+@dataclass(frozen=True)
+class Restore:
+    """The next step "restore the file from the release, then run ``hermes-patch status``".
+
+    A value rather than a string so that whoever knows the install can name
+    its own command: :meth:`Failure.for_install` fills in ``version`` and
+    ``method`` once the target is known.
+
+    Attributes:
+        what: what to restore, for people (``"the file"``, ``"the Hermes files"``).
+        then: the command to run afterwards (``""`` for none).
+        path: the file to restore, when there is one.
+        version: the installed release, when known (see :func:`reinstall_commands`).
+        method: the install method, when known.
+        python: the interpreter Hermes runs with, when known.
+        instead: another way out, offered first (``"fix it"``).
+    """
+
+    what: str = "the file"
+    then: str = STATUS
+    path: Path | str | None = None
+    version: str | None = None
+    method: str | None = None
+    python: Path | str | None = None
+    instead: str = ""
+
+    def __str__(self) -> str:
+        text = f"restore {self.what} from the release ({reinstall_commands(self.version, self.method, self.path, self.python)})"
+        text = f"{self.instead}, or {text}" if self.instead else text
+        return f"{text}, then {run(self.then)}" if self.then else text
 
 
 def restore_from_release(
-    version: str | None = None, method: str | None = None, *, what: str = "the file", then: str = STATUS
-) -> str:
+    version: str | None = None,
+    method: str | None = None,
+    *,
+    what: str = "the file",
+    then: str = STATUS,
+    path: Path | str | None = None,
+    instead: str = "",
+) -> Restore:
     """The next step for a file hermes-patch cannot work with: put the release's file back, then look again.
 
-    Args:
-        version: the installed release, when known (see :func:`reinstall_commands`).
-        method: the install method, when known.
-        what: what to restore, for people (``"the file"``, ``"the Hermes files"``).
-        then: the command to run afterwards (``""`` for none).
-
-    Returns:
-        ``"restore the file from the release (`hermes update`, or ...), then run `hermes-patch status`"``.
+    ``str()`` of the result reads ``"restore the file from the release
+    (`hermes update`, or ...), then run `hermes-patch status`"``; see
+    :class:`Restore` for the arguments.
     """
-    text = f"restore {what} from the release ({reinstall_commands(version, method)})"
-    return f"{text}, then {run(then)}" if then else text
+    return Restore(what=what, then=then, path=path, version=version, method=method, instead=instead)
+
+
+def report_bug(attach: str, culprit: str = "") -> str:
+    """``"this is a bug[ in CULPRIT]; please report it with ATTACH"``: the next step when hermes-patch itself is wrong.
+
+    Args:
+        attach: what the report needs (``"the traceback printed on stderr"``).
+        culprit: whose bug, when known (``"the patch(es) trusted-hosts"``).
+    """
+    return f"this is a bug{f' in {culprit}' if culprit else ''}; please report it with {attach}"
 
 
 def remove_others_write(path: Path | str) -> str:
@@ -173,6 +245,16 @@ def forged_record(ledger: Path | str, names: str, then: str = STATUS) -> Failure
         path=ledger,
         cause="a record hermes-patch wrote never does, so it was forged or damaged",
         next_command=move_ledger_aside(ledger, then),
+    )
+
+
+def orphaned_marker(path: Path | str, problem: str) -> Failure:
+    """A ``# hermes-patch:`` marker comment that no block of ours follows (``problem`` from ``find_blocks``)."""
+    return Failure(
+        f"{path}: {problem}",
+        path,
+        cause="hermes-patch will not guess",
+        next_command=restore_from_release(path=path, instead="delete that comment line if it is not ours"),
     )
 
 

@@ -25,7 +25,7 @@ import bisect
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, TypeVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -35,7 +35,7 @@ from hermes_patch.source import first_line, walk
 if TYPE_CHECKING:  # libcst is imported only by commands that transform
     import libcst
 
-    from hermes_patch.edits import BadParams, Change, Example, NotNeeded
+    from hermes_patch.edits import BadParams, Change, Example, NotNeeded, Unrecognized
     from hermes_patch.source import Source
     from hermes_patch.workspace import Workspace
 
@@ -47,6 +47,7 @@ __all__ = [
     "Param",
     "Check",
     "Patch",
+    "AnyPatch",
     "MARKER_PREFIX",
     "marker_line",
     "find_blocks",
@@ -335,7 +336,10 @@ def remove_blocks(text: str, line_starts: tuple[int, ...], blocks: Iterable[Bloc
 _ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
-class Patch:
+Found = TypeVar("Found")
+
+
+class Patch(Generic[Found]):
     """Base class of every codemod in the catalog.
 
     Subclasses set the metadata below and implement :meth:`locate` and
@@ -417,17 +421,18 @@ class Patch:
     #: Examples that :mod:`hermes_patch.testing` runs as tests (before / params / after or state).
     EXAMPLES: ClassVar[tuple["Example", ...]] = ()
 
-    def locate(self, workspace: "Workspace") -> Any:
+    def locate(self, workspace: "Workspace") -> "Found | Unrecognized":
         """Find the facts of the release this patch needs, or say the shape is unknown.
 
         Runs on the release as shipped (:meth:`Workspace.pristine`: no
         hermes-patch block anywhere), reads ``ast`` only and does not depend
-        on the parameters. Returns any object the patch's :meth:`edits` and
-        :meth:`checks` understand, or :class:`~hermes_patch.edits.Unrecognized`.
+        on the parameters. Returns what the patch's :meth:`edits` and
+        :meth:`checks` take (the type parameter: ``class MyPatch(Patch[MyFacts])``),
+        or :class:`~hermes_patch.edits.Unrecognized`.
         """
         raise NotImplementedError
 
-    def edits(self, found: Any) -> "Change | NotNeeded | BadParams":
+    def edits(self, found: Found) -> "Change | NotNeeded | BadParams":
         """What to insert where for what :meth:`locate` found, with this patch's parameters (pure).
 
         Returns a :class:`~hermes_patch.edits.Change`, a
@@ -437,7 +442,7 @@ class Patch:
         """
         raise NotImplementedError
 
-    def checks(self, found: Any) -> tuple[Check, ...]:
+    def checks(self, found: Found) -> tuple[Check, ...]:
         """The observations that show the patch works, for ``hermes-patch verify`` (default: none)."""
         return ()
 
@@ -452,7 +457,7 @@ class Patch:
         """True for a patch written with :meth:`locate`/:meth:`edits` (the engine decides its state)."""
         return cls.locate is not Patch.locate
 
-    def with_params(self, params: dict[str, Any] | None) -> "Patch":
+    def with_params(self, params: dict[str, Any] | None) -> "Patch[Found]":
         """The same patch bound to other raw ``params`` (raises ``ConfigError`` like the constructor)."""
         return type(self)(params)
 
@@ -489,3 +494,7 @@ class Patch:
 
     def __repr__(self) -> str:
         return f"<patch {self.ID} {self.params!r}>"
+
+
+#: A patch whatever it finds: the engine, the registry and the shell never look inside ``found``.
+AnyPatch = Patch[Any]

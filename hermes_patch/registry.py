@@ -19,26 +19,26 @@ from pathlib import Path
 from types import ModuleType
 
 from hermes_patch.errors import ConfigError
-from hermes_patch.patch import Patch
+from hermes_patch.patch import AnyPatch, Patch
 
 __all__ = ["builtin", "discover", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "hermes_patch.patches"
 
 
-def builtin() -> list[type[Patch]]:
+def builtin() -> list[type[AnyPatch]]:
     """The built-in patch classes, sorted by id (every module of :mod:`hermes_patch.patches`)."""
     from hermes_patch import patches
 
-    found: list[type[Patch]] = []
+    found: list[type[AnyPatch]] = []
     for info in pkgutil.iter_modules(patches.__path__):
         if not info.name.startswith("_"):
             found.extend(_patches_in(importlib.import_module(f"{patches.__name__}.{info.name}"), "builtin"))
     return sorted(found, key=lambda c: c.ID)
 
 
-def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
-    found: list[type[Patch]] = []
+def _load_dir(directory: Path, package: str, source: str) -> list[type[AnyPatch]]:
+    found: list[type[AnyPatch]] = []
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
@@ -71,7 +71,7 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[Patch]]:
     return found
 
 
-def _patches_in(module: ModuleType, source: str) -> list[type[Patch]]:
+def _patches_in(module: ModuleType, source: str) -> list[type[AnyPatch]]:
     out = []
     for value in vars(module).values():
         if (
@@ -86,7 +86,7 @@ def _patches_in(module: ModuleType, source: str) -> list[type[Patch]]:
     return out
 
 
-def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> list[type[Patch]]:
+def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> list[type[AnyPatch]]:
     """Every patch class: built-in first, then user directories, then entry points.
 
     Args:
@@ -94,7 +94,7 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
         entry_points: also load the ``hermes_patch.patches`` entry point group.
 
     Returns:
-        Patch classes in catalog order (built-in sorted by id, then the rest
+        AnyPatch classes in catalog order (built-in sorted by id, then the rest
         in the order found).
 
     Raises:
@@ -126,7 +126,7 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
                         f" from {dist.name} {dist.version}" if dist is not None else ""
                     )
                     classes.append(item)
-    seen: dict[str, type[Patch]] = {}
+    seen: dict[str, type[AnyPatch]] = {}
     for cls in classes:
         if cls.ID in seen:
             raise ConfigError(

@@ -20,9 +20,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
-from typing import Any, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 from hermes_patch.errors import HermesPatchError
+
+if TYPE_CHECKING:
+    from hermes_patch.app import App, WriteResult
 
 __all__ = ["SCHEMA", "write_document", "error_document", "machine_errors", "check_writable", "write_exit_code", "emit"]
 
@@ -39,9 +43,14 @@ def error_document(command: str, exc: BaseException) -> dict[str, Any]:
     from hermes_patch.jsondoc import error_document as document
 
     if not isinstance(exc, HermesPatchError):
+        from hermes_patch.messages import Failure, report_bug
+
         exc = HermesPatchError(
-            f"hermes-patch stopped on an unexpected {type(exc).__name__}: {exc}. Nothing was written unless the "
-            f"ledger says so (`hermes-patch status`). This is a bug; please report it with the traceback printed on stderr."
+            Failure(
+                f"hermes-patch stopped on an unexpected {type(exc).__name__}: {exc}",
+                outcome="Nothing was written unless the ledger says so (`hermes-patch status`).",
+                next_command=report_bug("the traceback printed on stderr"),
+            )
         )
     return document(command, exc)
 
@@ -87,7 +96,7 @@ def _fail(command: str, exc: BaseException, as_json: bool) -> None:
     sys.exit(2)
 
 
-def check_writable(app: Any, result: Any) -> None:
+def check_writable(app: App, result: WriteResult) -> None:
     """For ``--check``: refuse (as the real run would) when files would change but the target is read-only.
 
     Raises:
@@ -97,20 +106,20 @@ def check_writable(app: Any, result: Any) -> None:
         app._guard_writable()
 
 
-def write_exit_code(result: Any, check: bool) -> int:
+def write_exit_code(result: WriteResult, check: bool) -> int:
     """0 done (or nothing to do); with ``check``, 1 when something would change."""
     return 1 if check and result.files else 0
 
 
 def write_document(
-    command: str, app: Any, result: Any, check: bool, notes: list[str] | tuple[str, ...] = ()
+    command: str, app: App, result: WriteResult, check: bool, notes: list[str] | tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """The ``apply --json`` / ``revert --json`` document (``docs/apply-schema.json``).
 
     Args:
         command: ``apply`` or ``revert``.
-        app: the :class:`~hermes_patch.app.App` the command ran with (its target).
-        result: the command's :class:`~hermes_patch.app.WriteResult`.
+        app: the application the command ran with (its target).
+        result: the command's result.
         check: whether this was ``--check`` (nothing written; ``changed`` is
             "would change").
         notes: notes gathered while the command ran (git stash, filter).
@@ -131,8 +140,8 @@ def write_document(
                 "id": r.id,
                 "enabled": r.enabled,
                 "changed": r.id in changed_ids,
-                "before": {"state": b.state, "reason": b.reason},
-                "after": {"state": r.state, "reason": r.reason},
+                "before": {"state": b.state.value, "reason": b.reason},
+                "after": {"state": r.state.value, "reason": r.reason},
                 "notes": list(r.notes),
             }
         )
@@ -162,7 +171,7 @@ def write_document(
     }
 
 
-def _sha(path: Any) -> str:
+def _sha(path: Path) -> str:
     from hermes_patch.source import sha256_hex
 
     with open(path, "rb") as fh:

@@ -31,7 +31,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
+
+from hermes_patch.context import Context
+
+if TYPE_CHECKING:
+    from hermes_patch.locate import Target
 
 __all__ = [
     "Dashboard",
@@ -130,7 +135,7 @@ def _launcher_index(argv: list[str]) -> int | None:
     return None
 
 
-def _bin_dirs(target: Any) -> set[Path]:
+def _bin_dirs(target: Target) -> set[Path]:
     """The ``bin/`` folders whose interpreter imports this target's ``hermes_cli``."""
     dirs: list[Path] = []
     if target.interpreter is not None:
@@ -172,10 +177,10 @@ def _started(stat: bytes) -> float | None:
     return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
 
 
-def find_dashboards(target: Any, proc: Path = PROC) -> list[Dashboard]:
+def find_dashboards(target: Target, proc: Path = PROC) -> list[Dashboard]:
     """The running ``hermes dashboard`` processes of ``target``'s install (empty where there is no ``/proc``)."""
     bins = _bin_dirs(target)
-    launcher = Path(target.launcher).resolve() if getattr(target, "launcher", None) else None
+    launcher = Path(target.launcher).resolve() if target.launcher else None
     if not bins and launcher is None:
         return []
     try:
@@ -225,7 +230,7 @@ def find_dashboards(target: Any, proc: Path = PROC) -> list[Dashboard]:
     return [d for pid, (d, ppid) in sorted(found.items()) if ppid not in found]
 
 
-def last_written(app: Any) -> float | None:
+def last_written(app: Context) -> float | None:
     """The latest modification time of the target's files that hermes-patch writes (``web_server.py`` and recorded siblings)."""
     names = {app.target.entry, *app.record().get("files", {}).keys()}
     times = []
@@ -237,7 +242,7 @@ def last_written(app: Any) -> float | None:
     return max(times) if times else None
 
 
-def stale_dashboards(app: Any, dashboards: Iterable[Dashboard]) -> list[Dashboard]:
+def stale_dashboards(app: Context, dashboards: Iterable[Dashboard]) -> list[Dashboard]:
     """The dashboards that started before the target's files were last written (they run the old code)."""
     written = last_written(app)
     if written is None:
@@ -245,7 +250,7 @@ def stale_dashboards(app: Any, dashboards: Iterable[Dashboard]) -> list[Dashboar
     return [d for d in dashboards if d.started < written - _SLACK]
 
 
-def recorded_units(app: Any) -> list[Unit]:
+def recorded_units(app: Context) -> list[Unit]:
     """The units ``hook install --systemd-unit`` recorded for this target (they run its dashboard)."""
     units = []
     for entry in app.record().get("integrations", {}).get("systemd", {}).values():
@@ -260,7 +265,7 @@ def _shell(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-def stale_note(app: Any) -> list[str]:
+def stale_note(app: Context) -> list[str]:
     """``status`` warnings: each dashboard of this install that started before the files were last written."""
     try:
         stale = stale_dashboards(app, find_dashboards(app.target))
@@ -287,7 +292,7 @@ class Plan:
     units: tuple[tuple[Unit, str], ...]  # (unit, "restart" or "try-restart")
 
 
-def plan(app: Any) -> Plan:
+def plan(app: Context) -> Plan:
     """The dashboards running old code, and the systemd units that restart them (plus units ``hook install`` recorded)."""
     stale = stale_dashboards(app, find_dashboards(app.target))
     units: dict[tuple[str, str, int | None], tuple[Unit, str]] = {}
@@ -300,7 +305,7 @@ def plan(app: Any) -> Plan:
     return Plan(tuple(stale), tuple(units.values()))
 
 
-def after_write(app: Any, restart: bool, say_none: bool = True) -> tuple[list[str], bool]:
+def after_write(app: Context, restart: bool, say_none: bool = True) -> tuple[list[str], bool]:
     """Lines for people after ``apply``/``revert`` wrote files; with ``restart``, restart the units.
 
     ``say_none``: also say so when no dashboard of this install runs (the

@@ -32,11 +32,15 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hermes_patch.errors import RefusedError
 from hermes_patch.messages import RUN_AGAIN, Failure, remove_others_write
 
-__all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove"]
+if TYPE_CHECKING:
+    from hermes_patch.context import Context
+
+__all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove", "forget"]
 
 ENV = "HERMES_DASHBOARD_SESSION_TOKEN"
 FILE_NAME = "dashboard-session-token.env"
@@ -112,14 +116,22 @@ def prepare(path: Path) -> TokenFile:
         fst = os.stat(folder)
     except OSError:
         raise RefusedError(
-            f"{folder} does not exist, so the session token file {path.name} cannot be kept there. Nothing was changed. "
-            "Pass the dashboard's Hermes home with --hermes-home DIR (the HERMES_HOME the dashboard runs with)."
+            Failure(
+                f"{folder} does not exist, so the session token file {path.name} cannot be kept there",
+                folder,
+                next_command="pass the dashboard's Hermes home with --hermes-home DIR (the HERMES_HOME the dashboard "
+                "runs with)",
+            )
         ) from None
     if os.path.realpath(folder) != os.path.abspath(folder):
         raise RefusedError(
-            f"{folder} goes through a symbolic link (to {os.path.realpath(folder)}), and whoever controls that link decides "
-            "where the session token file (and the drop-in's EnvironmentFile=) really is. Nothing was changed. "
-            "Pass the real folder with --hermes-home, then run the command again."
+            Failure(
+                f"{folder} goes through a symbolic link (to {os.path.realpath(folder)})",
+                folder,
+                cause="whoever controls that link decides where the session token file (and the drop-in's "
+                "EnvironmentFile=) really is",
+                next_command=f"pass the real folder with --hermes-home, then {RUN_AGAIN}",
+            )
         )
     from hermes_patch.trust import refusal, why_untrusted
 
@@ -201,3 +213,31 @@ def remove(path: Path, sha256: str) -> str:
         return f"session token file {path}: changed since hermes-patch created it, kept (delete it yourself if it is no longer used)"
     path.unlink()
     return f"removed the session token file {path}"
+
+
+def forget(ctx: Context, keep: bool, release: bool = False) -> list[str]:
+    """Delete the session token file hermes-patch created for this target (unless ``keep``); one line per thing done.
+
+    Called by ``hook uninstall`` (``release``: a kept file is yours from
+    then on, no later command deletes it) and by a full ``revert`` (a kept
+    file stays recorded, for the drop-in that still loads it). A file
+    changed since it was created, or one hermes-patch did not create, is
+    kept.
+    """
+    if not ctx.record().get("integrations", {}).get("session-token"):
+        return []  # the common case: nothing recorded, nothing to lock or write
+    with ctx.state.lock(ctx.key):
+        ledger = ctx.state.load()
+        integ = ledger["targets"].get(ctx.key, {}).get("integrations", {})
+        token = integ.get("session-token")
+        if not token:
+            return []
+        if keep:
+            if release:
+                integ.pop("session-token", None)
+                ctx.state.save(ledger)
+            return [f"session token file {token['path']}: kept (--keep-session-token)"]
+        line = remove(Path(token["path"]), token["sha256"])
+        integ.pop("session-token", None)
+        ctx.state.save(ledger)
+    return [line]

@@ -28,18 +28,26 @@ import os
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hermes_patch.errors import ConfigError
+from hermes_patch.messages import NOTHING_WRITTEN, Failure
+
+if TYPE_CHECKING:
+    from hermes_patch.app import App
+    from hermes_patch.config import Config
+    from hermes_patch.patch import AnyPatch
 
 __all__ = ["PROXY_SETTINGS", "proxy_settings_configured", "Proposal", "propose", "merge", "write_config"]
 
 # (patch id, parameter) of every setting a proxied dashboard may need.
 PROXY_SETTINGS = (("trusted-hosts", "hosts"), ("cors-origins", "origins"), ("relax-ws-peer-check", "trusted_proxies"))
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+#: The next step for a configuration setup cannot merge into.
+_FIX_FIRST = "fix it first (`hermes-patch status` shows the error), then run `hermes-patch setup` again"
 
 
-def proxy_settings_configured(config: Any) -> bool:
+def proxy_settings_configured(config: Config) -> bool:
     """Whether the configuration sets any of :data:`PROXY_SETTINGS` to a non-empty list."""
     return any(config.patches.get(pid, {}).get(key) for pid, key in PROXY_SETTINGS)
 
@@ -97,7 +105,11 @@ def propose(url: str, proxy_addresses: list[str]) -> Proposal:
         )
     except ValueError as exc:
         raise ConfigError(
-            f"--url {url!r}: {exc}. Nothing was written; run `hermes-patch setup` again with the URL as the browser shows it."
+            Failure(
+                f"--url {url!r}: {exc}",
+                outcome=NOTHING_WRITTEN,
+                next_command="run `hermes-patch setup` again with the URL as the browser shows it",
+            )
         ) from None
     if host in _LOOPBACK_NAMES:
         p.explain.append(f"hosts: {host} is a loopback name, which the dashboard accepts already; nothing to add")
@@ -150,7 +162,7 @@ class Merge:
     added: tuple[tuple[str, str, str], ...]
 
 
-def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, Any]) -> Merge:
+def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, type[AnyPatch]]) -> Merge:
     """Add the proposal's values to the TOML ``text``; everything else stays byte for byte.
 
     ``catalog`` maps patch id to its class: existing entries are compared in
@@ -166,7 +178,7 @@ def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, Any]) ->
         doc = tomlkit.parse(text) if text.strip() else tomlkit.document()
     except TOMLKitError as exc:
         raise ConfigError(
-            f"{path} is not valid TOML ({exc}); fix it first (`hermes-patch status` shows the error). Nothing was written."
+            Failure(f"{path} is not valid TOML ({exc})", path, outcome=NOTHING_WRITTEN, next_command=_FIX_FIRST)
         ) from None
     added = []
     for (pid, key), values in proposal.values.items():
@@ -183,12 +195,21 @@ def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, Any]) ->
             current = tomlkit.array()
             table[key] = current
         if not isinstance(current, list):
-            raise ConfigError(f"{path}: [patches.{pid}] {key} is not a list; fix it first. Nothing was written.")
+            raise ConfigError(
+                Failure(
+                    f"{path}: [patches.{pid}] {key} is not a list",
+                    path,
+                    outcome=NOTHING_WRITTEN,
+                    next_command=_FIX_FIRST,
+                )
+            )
         parse = catalog[pid].PARAMS[key].parse
         try:
             have = set(parse([str(v) for v in current]))
         except ValueError as exc:
-            raise ConfigError(f"{path}: [patches.{pid}] {key}: {exc}. Fix it first; nothing was written.") from None
+            raise ConfigError(
+                Failure(f"{path}: [patches.{pid}] {key}: {exc}", path, outcome=NOTHING_WRITTEN, next_command=_FIX_FIRST)
+            ) from None
         for value in values:
             if value not in have:
                 current.append(value)
@@ -222,7 +243,12 @@ def write_config(path: Path, data: bytes) -> None:
         real.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise TargetError(
-            f"cannot create {real.parent} for the configuration: {exc.strerror}. Nothing was written; pass --config PATH."
+            Failure(
+                f"cannot create {real.parent} for the configuration: {exc.strerror}",
+                real.parent,
+                outcome=NOTHING_WRITTEN,
+                next_command="pass --config PATH",
+            )
         ) from None
     finally:
         os.umask(old)
@@ -230,11 +256,13 @@ def write_config(path: Path, data: bytes) -> None:
         try:
             os.chmod(real, 0o600)
         except OSError as exc:
-            raise TargetError(f"cannot make {real} owner-only: {exc.strerror}. Nothing was written.") from None
+            raise TargetError(
+                Failure(f"cannot make {real} owner-only: {exc.strerror}", real, outcome=NOTHING_WRITTEN)
+            ) from None
     atomic_write(real, data, mode=0o600)
 
 
-def run_setup(app: Any, url: str | None, proxy_addresses: list[str], yes: bool, dry_run: bool) -> int:
+def run_setup(app: App, url: str | None, proxy_addresses: list[str], yes: bool, dry_run: bool) -> int:
     """The ``setup`` command: ask (on a terminal) or take the flags, show, validate, write. Returns the exit code.
 
     On a terminal, missing answers are asked with click prompts and the

@@ -39,7 +39,7 @@ def sha256_hex(data: bytes) -> str:
 
 def first_line(node: ast.stmt) -> int:
     """First line of a statement, decorators included (ast's ``lineno`` is the ``def``)."""
-    decorators = getattr(node, "decorator_list", None)
+    decorators: list[ast.expr] | None = getattr(node, "decorator_list", None)
     if decorators:
         return min(d.lineno for d in decorators)
     return node.lineno
@@ -93,7 +93,7 @@ class Source:
                     f"{path} is empty, so it is not a Hermes dashboard server",
                     path,
                     cause="a Hermes install keeps it at hermes_cli/web_server.py",
-                    next_command=restore_from_release(),
+                    next_command=restore_from_release(path=path),
                 )
             )
         if b"\x00" in data:
@@ -114,7 +114,7 @@ class Source:
                     path,
                     cause="Python reads UTF-8 unless the file declares another encoding on its first two lines "
                     "(PEP 263), and this file does neither correctly; the interpreter would refuse it too",
-                    next_command=restore_from_release(),
+                    next_command=restore_from_release(path=path),
                 )
             ) from None
         if text.encode(encoding) != data:
@@ -123,7 +123,7 @@ class Source:
                     f"{path} does not round-trip through its encoding {encoding!r}",
                     path,
                     cause="hermes-patch only edits files it can write back byte for byte",
-                    next_command=restore_from_release(),
+                    next_command=restore_from_release(path=path),
                 )
             )
         return cls(path=path, data=data, encoding=encoding, text=text)
@@ -260,7 +260,7 @@ class Source:
                     f"{self.path} is not valid Python: {exc.msg} at line {exc.lineno}",
                     self.path,
                     cause="Hermes could not import it either",
-                    next_command="fix it, or " + restore_from_release(),
+                    next_command=restore_from_release(path=self.path, instead="fix it"),
                 )
             ) from None
         except (RecursionError, MemoryError):
@@ -273,5 +273,5 @@ def too_deep(path: Path) -> Failure:
         f"{path} holds an expression nested too deeply for hermes-patch's parsers (Python's own recursion limit)",
         path,
         cause="no Hermes release has one, so the file was changed by something else",
-        next_command=restore_from_release(),
+        next_command=restore_from_release(path=path),
     )

@@ -11,24 +11,35 @@ setting configured yet, a release that offers upstream's
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hermes_patch.context import Context
+
+if TYPE_CHECKING:
+    from hermes_patch.app import StatusResult
 
 __all__ = ["build_status", "status_document", "STATUS_SCHEMA"]
 
 STATUS_SCHEMA = 1
 
 
-def build_status(app: Any) -> Any:
-    """``app.status()`` plus the git notes and the running-dashboard warnings (a :class:`~hermes_patch.app.StatusResult`)."""
-    from hermes_patch import gitint
+class Observed(Context, Protocol):
+    """A context that can also detect every patch (``status`` on the installed target)."""
+
+    def status(self) -> StatusResult: ...
+
+
+def build_status(app: Observed) -> StatusResult:
+    """``app.status()`` plus the git notes and the running-dashboard warnings."""
+    from hermes_patch.git_filter import with_status_notes
     from hermes_patch.restart import stale_note
 
-    result = gitint.with_status_notes(app, app.status())
+    result = with_status_notes(app, app.status())
     stale = stale_note(app)
     return replace(result, notes=result.notes + tuple(stale)) if stale else result
 
 
-def status_document(result: Any, exit_code: int) -> dict[str, Any]:
+def status_document(result: StatusResult, exit_code: int) -> dict[str, Any]:
     """The ``status --json`` document (schema 1, see ``docs/status-schema.json``)."""
     t = result.target
     config = result.config

@@ -24,8 +24,8 @@ import difflib
 from pathlib import Path
 
 from hermes_patch.edits import Example
-from hermes_patch.engine import detect_all, plan_apply, verify
-from hermes_patch.patch import Patch
+from hermes_patch.engine import Refusal, detect_all, plan_apply, prove
+from hermes_patch.patch import AnyPatch
 from hermes_patch.workspace import Workspace
 
 __all__ = ["check_example", "check_examples", "ExampleFailed"]
@@ -41,7 +41,7 @@ def _files(value: str | dict[str, str]) -> dict[str, str]:
     return {ENTRY: value} if isinstance(value, str) else dict(value)
 
 
-def check_example(patch_class: type[Patch], example: Example, index: int = 0) -> None:
+def check_example(patch_class: type[AnyPatch], example: Example, index: int = 0) -> None:
     """Run one example of ``patch_class``.
 
     Raises:
@@ -65,7 +65,9 @@ def check_example(patch_class: type[Patch], example: Example, index: int = 0) ->
             raise ExampleFailed(f"{label}: a pending example must say what apply writes (after=...)")
         return
     plan = plan_apply(ws, [report])
-    reports = verify(ws, plan, pairs, None)
+    if isinstance(plan, Refusal):
+        raise plan.error()
+    reports = prove(ws, plan, pairs, None)
     if reports[0].state.value != "applied":
         raise ExampleFailed(f"{label}: after apply the state is {reports[0].state.value}")
     got = {name: plan.after.get(name, text) for name, text in before.items()}
@@ -84,7 +86,7 @@ def check_example(patch_class: type[Patch], example: Example, index: int = 0) ->
             raise ExampleFailed(f"{label}: apply wrote other text in {name}:\n{diff}")
 
 
-def check_examples(patch_class: type[Patch]) -> int:
+def check_examples(patch_class: type[AnyPatch]) -> int:
     """Run every example of ``patch_class``; return how many ran (raises on the first that fails)."""
     for index, example in enumerate(patch_class.EXAMPLES):
         check_example(patch_class, example, index)

@@ -13,7 +13,7 @@ Four steps, each of which either completes or changes nothing:
 4. show ``status``.
 
 The lock is not held while ``hermes update`` runs: a post-merge hook
-(:mod:`hermes_patch.hooks`) may re-apply in the middle, and step 3 then has
+(:mod:`hermes_patch.git_hooks`) may re-apply in the middle, and step 3 then has
 nothing left to do.
 """
 
@@ -22,15 +22,22 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from hermes_patch import gitint
+from hermes_patch import git_filter
+from hermes_patch.context import Session
 from hermes_patch.errors import HermesPatchError, TargetError
+from hermes_patch.git_repo import git, repo_root
+from hermes_patch.patch import State
+
+if TYPE_CHECKING:
+    from hermes_patch.app import StatusResult
+    from hermes_patch.locate import Target
 
 __all__ = ["UpdateOutcome", "hermes_update_command", "run_update"]
 
 
-def _interpreter(target: Any) -> Path | None:
+def _interpreter(target: Target) -> Path | None:
     if target.interpreter is not None:
         return Path(target.interpreter)
     root = target.root
@@ -43,7 +50,7 @@ def _interpreter(target: Any) -> Path | None:
     return next((c for c in candidates if c.exists()), None)
 
 
-def hermes_update_command(target: Any, args: Sequence[str] = ()) -> list[str]:
+def hermes_update_command(target: Target, args: Sequence[str] = ()) -> list[str]:
     """The argv that runs ``hermes update ARGS`` for ``target``.
 
     Raises:
@@ -68,22 +75,25 @@ class UpdateOutcome:
     Attributes:
         exit_code: 0 done; 2 when ``hermes update`` failed or the re-apply
             was refused; else the final status's code.
-        status: the final :class:`~hermes_patch.app.StatusResult`, or ``None``
-            when even ``status`` failed.
+        status: the final status, or ``None`` when even ``status`` failed.
     """
 
     exit_code: int
-    status: Any
+    status: StatusResult | None
 
 
 def run_update(
-    app: Any, hermes_args: Sequence[str], say: Callable[[str], None], error: Callable[[str], None], go_on: bool = False
+    app: Session,
+    hermes_args: Sequence[str],
+    say: Callable[[str], None],
+    error: Callable[[str], None],
+    go_on: bool = False,
 ) -> UpdateOutcome:
     """Revert, run ``hermes update``, re-apply, and return the final status.
 
     Args:
-        app: the :class:`~hermes_patch.app.App` of the command; after step 2
-            a fresh one is built (:meth:`App.fresh`), since the release changed.
+        app: the command's session; after step 2 a fresh one is built
+            (:meth:`~hermes_patch.context.Session.fresh`), since the release changed.
         hermes_args: passed to ``hermes update`` unchanged.
         say, error: print a progress line / an error paragraph.
         go_on: run ``hermes update`` even when the check of the incoming
@@ -100,7 +110,7 @@ def run_update(
     say(f"→ reverting hermes-patch's edits of {app.target.file} (release {before})")
     try:
         reverted = app.revert()
-        gitint.sync(app)
+        git_filter.sync(app)
     except HermesPatchError as exc:
         raise type(exc)(f"hermes-patch update stopped before running `hermes update`: {exc}") from None
     say("  reverted " + ", ".join(reverted.patch_ids) if reverted.patch_ids else "  nothing to revert")
@@ -123,7 +133,7 @@ def run_update(
     )
     try:
         applied = app.apply()
-        gitint.sync(app)
+        git_filter.sync(app)
         say("  applied " + ", ".join(applied.patch_ids) if applied.patch_ids else "  nothing to apply")
     except HermesPatchError as exc:
         error(
@@ -134,7 +144,7 @@ def run_update(
         failed = True
     try:
         status = app.status()
-        status = gitint.with_status_notes(app, status)
+        status = git_filter.with_status_notes(app, status)
     except HermesPatchError as exc:
         error(str(exc))
         return UpdateOutcome(2, None)
@@ -142,10 +152,10 @@ def run_update(
 
 
 #: States of an enabled patch after which the dashboard would run unpatched.
-_UNPATCHABLE = ("unknown-shape", "drifted")
+_UNPATCHABLE = (State.UNKNOWN_SHAPE, State.DRIFTED)
 
 
-def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None], go_on: bool = False) -> bool:
+def precheck(app: Session, say: Callable[[str], None], error: Callable[[str], None], go_on: bool = False) -> bool:
     """Step 0: on a git install, check the code ``hermes update`` will bring before Hermes is touched.
 
     Reads the upstream branch of the checkout (``@{upstream}``, else
@@ -158,7 +168,7 @@ def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None],
     from hermes_patch.incoming import check, upstream_ref
 
     target = app.target
-    root = gitint.repo_root(target)
+    root = repo_root(target)
     if root is None:
         say(
             f"→ {target.install_method} install: the incoming release cannot be read before the update "
@@ -167,7 +177,7 @@ def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None],
         return True
     ref = upstream_ref(root)
     if ref is None:
-        probe = gitint.git(root, "rev-parse", "--verify", "--quiet", "origin/main^{commit}", check=False)
+        probe = git(root, "rev-parse", "--verify", "--quiet", "origin/main^{commit}", check=False)
         ref = "origin/main" if probe.returncode == 0 else None
     if ref is None:
         say("→ the checkout follows no upstream branch; skipping the check of the incoming code")
@@ -181,7 +191,7 @@ def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None],
     enabled = [r for r in result.reports if r.enabled]
     say(
         f"  {result.target.found_by}, release {result.target.version or 'unknown'}: "
-        + ", ".join(f"{r.id} {r.state}" for r in enabled)
+        + ", ".join(f"{r.id} {r.state.value}" for r in enabled)
     )
     bad = [r for r in enabled if r.state in _UNPATCHABLE]
     if not bad:
@@ -193,10 +203,12 @@ def precheck(app: Any, say: Callable[[str], None], error: Callable[[str], None],
             f"after this update the dashboard will run WITHOUT {', '.join(r.id for r in bad)} ({why}). Going on, as asked (--go-on)."
         )
         return True
+    from hermes_patch.messages import NOTHING_CHANGED, UPGRADE
+
     error(
         f"hermes-patch update stopped before running `hermes update`: on the incoming code ({ref}) "
         f"{', '.join(r.id for r in bad)} cannot be applied ({why}), so the dashboard would end up unpatched. "
-        "Nothing was changed. Upgrade hermes-patch (`pip install -U hermes-patch`), switch the patch off "
+        f"{NOTHING_CHANGED} {UPGRADE}, switch the patch off "
         "(`enabled = false` under [patches.<id>]), or update anyway with `hermes-patch update --go-on`."
     )
     return False

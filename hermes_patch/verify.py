@@ -32,9 +32,14 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from hermes_patch.patch import Check
+from hermes_patch.context import Inspection
+from hermes_patch.patch import Check, State
+
+if TYPE_CHECKING:
+    from hermes_patch.locate import Target
+    from hermes_patch.workspace import Workspace
 
 __all__ = ["Verdict", "VerifyResult", "verify_patches", "judge", "PROBE_TIMEOUT"]
 
@@ -79,7 +84,7 @@ class Verdict:
 class VerifyResult:
     """Every verdict, the target and the interpreter that was asked."""
 
-    target: Any
+    target: Target
     interpreter: Path | None
     verdicts: tuple[Verdict, ...]
 
@@ -122,7 +127,15 @@ def _probe_source() -> str:
     return (Path(__file__).with_name("probe.py")).read_text(encoding="utf-8")
 
 
-def run_probe(interpreter: Path, checks: dict[str, list[Check]], timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
+class ProbeResult(TypedDict):
+    """The probes' answers merged: the module file they imported, why they failed, each patch's observations."""
+
+    file: str | None
+    error: str | None
+    results: dict[str, list[dict[str, str]]]
+
+
+def run_probe(interpreter: Path, checks: dict[str, list[Check]], timeout: float = PROBE_TIMEOUT) -> ProbeResult:
     """Start the target's server once per bound address and return the merged JSON document.
 
     Checks are grouped by ``bound_host``; each group gets its own probe
@@ -156,22 +169,22 @@ def run_probe(interpreter: Path, checks: dict[str, list[Check]], timeout: float 
             )
             procs.append((host, _spawn(interpreter, payload, Path(tmp) / f"probe-{n}")))
         docs = [(host, _collect(interpreter, proc, timeout)) for host, proc in procs]
-    merged: dict[str, Any] = {"file": None, "error": None, "results": {}}
+    file: str | None = None
     slots: dict[str, dict[int, dict[str, str]]] = {}
     for host, doc in docs:
         if isinstance(doc, str):
             return {"file": None, "error": doc, "results": {}}
         if doc.get("error"):
             return {"file": doc.get("file"), "error": f"{doc['error']} (dashboard on {host})", "results": {}}
-        merged["file"] = merged["file"] or doc.get("file")
+        file = file or doc.get("file")
         for pid, pairs in doc.get("results", {}).items():
             for index, observation in pairs:
                 slots.setdefault(pid, {})[int(index)] = observation
-    merged["results"] = {
+    results = {
         pid: [slots.get(pid, {}).get(i, {"outcome": "other", "detail": "not observed"}) for i in range(len(items))]
         for pid, items in checks.items()
     }
-    return merged
+    return {"file": file, "error": None, "results": results}
 
 
 def _spawn(interpreter: Path, payload: str, tmp: Path) -> subprocess.Popen[str] | str:
@@ -216,7 +229,8 @@ def _collect(interpreter: Path, proc: subprocess.Popen[str] | str, timeout: floa
         _kill(proc)
     for line in reversed(out.splitlines()):
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER) :])
+            doc: dict[str, Any] = json.loads(line[len(MARKER) :])  # the probe's JSON object
+            return doc
     tail = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
     return f"the probe gave no answer ({tail})"
 
@@ -323,11 +337,11 @@ class Topology:
 TOPOLOGY = "topology"
 
 
-def verify_patches(app: Any, topology: Topology | None = None) -> VerifyResult:
+def verify_patches(app: Inspection, topology: Topology | None = None) -> VerifyResult:
     """Verify every enabled patch of ``app``'s target (see the module docstring).
 
     Args:
-        app: a :class:`hermes_patch.app.App`.
+        app: the command's catalog and target (a :class:`~hermes_patch.app.App`).
         topology: the operator's path (``verify --proxy``); adds a
             ``topology`` line judged like a patch, whose failure exits 1.
 
@@ -340,21 +354,23 @@ def verify_patches(app: Any, topology: Topology | None = None) -> VerifyResult:
     verdicts: dict[str, Verdict] = {}
     todo: dict[str, list[Check]] = {}
     patches = {p.ID: p for p, _ in app.patches}
-    ws = None
+    ws: Workspace | None = None
     for report in status.reports:
+        state = report.state.value
         if not report.enabled:
-            verdicts[report.id] = Verdict(report.id, "disabled", "", report.state)
-        elif report.state == "not-needed":
-            verdicts[report.id] = Verdict(report.id, "not-needed", "", report.state)
-        elif report.state == "pending":
-            verdicts[report.id] = Verdict(report.id, NOT_APPLIED, report.reason, report.state)
-        elif report.state in ("applied", "drifted"):
+            verdicts[report.id] = Verdict(report.id, "disabled", "", state)
+        elif report.state is State.NOT_NEEDED:
+            verdicts[report.id] = Verdict(report.id, "not-needed", "", state)
+        elif report.state is State.PENDING:
+            verdicts[report.id] = Verdict(report.id, NOT_APPLIED, report.reason, state)
+        elif report.state in (State.APPLIED, State.DRIFTED):
             if ws is None:
                 ws = app.workspace()
             todo[report.id] = list(patches[report.id].probe(ws))
         else:
-            verdicts[report.id] = Verdict(report.id, CANNOT_VERIFY, f"{report.state}: {report.reason}", report.state)
-    states = {r.id: r.state for r in status.reports}
+            verdicts[report.id] = Verdict(report.id, CANNOT_VERIFY, f"{state}: {report.reason}", state)
+    states = {r.id: r.state.value for r in status.reports}
+    drifted = {r.id for r in status.reports if r.state is State.DRIFTED}
     if topology is not None:
         todo[TOPOLOGY] = topology.checks()
         states[TOPOLOGY] = "your proxy"
@@ -365,7 +381,7 @@ def verify_patches(app: Any, topology: Topology | None = None) -> VerifyResult:
                 outcome, reason = CANNOT_VERIFY, results
             else:
                 outcome, reason = judge(checks, results.get(pid, []) if isinstance(results, dict) else [])
-            if states[pid] == "drifted" and outcome != CANNOT_VERIFY:
+            if pid in drifted and outcome != CANNOT_VERIFY:
                 reason += " (status: drifted, the code changed after hermes-patch wrote it)"
             verdicts[pid] = Verdict(pid, outcome, reason, states[pid])
     order = [r.id for r in status.reports] + ([TOPOLOGY] if topology is not None else [])
@@ -373,7 +389,7 @@ def verify_patches(app: Any, topology: Topology | None = None) -> VerifyResult:
 
 
 def _observe(
-    target: Any, interpreter: Path | None, checks: dict[str, list[Check]]
+    target: Target, interpreter: Path | None, checks: dict[str, list[Check]]
 ) -> dict[str, list[dict[str, str]]] | str:
     """The probe's observations per patch id, or why there are none."""
     if not checks:
@@ -386,4 +402,4 @@ def _observe(
     file = doc.get("file")
     if not file or Path(file).resolve() != Path(target.file).resolve():
         return f"{interpreter} imports {MODULE} from {file}, not from the target {target.file}"
-    return doc.get("results", {})
+    return doc["results"]

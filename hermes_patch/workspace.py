@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from typing import Mapping, Protocol
 from pathlib import Path
 
 from hermes_patch.errors import TargetError
-from hermes_patch.fileio import read_bytes
-from hermes_patch.messages import Failure, restore_from_release
+from hermes_patch.messages import Failure, orphaned_marker, restore_from_release
 from hermes_patch.source import Source, first_line
 
 __all__ = ["Workspace", "Binding", "first_line"]
@@ -39,6 +39,38 @@ class Binding:
     last: int
 
 
+class Files(Protocol):
+    """Where a workspace's module files come from; the shell decides (the disk, a git ref, a wheel, strings).
+
+    The core never opens a file itself: :class:`Workspace` asks this object.
+    """
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes of module file ``name`` (relative to the package), ``None`` when it does not exist.
+
+        Raises:
+            TargetError: the file exists but cannot be read.
+        """
+        ...
+
+    def names(self) -> list[str]:
+        """Every module file of the package, relative names, sorted (two levels deep)."""
+        ...
+
+
+class MemoryFiles:
+    """:class:`Files` held in memory: module name to bytes (``check --ref/--wheel``, tests, EXAMPLES)."""
+
+    def __init__(self, files: Mapping[str, bytes]) -> None:
+        self.files = dict(files)
+
+    def read(self, name: str) -> bytes | None:
+        return self.files.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(n for n in self.files if n.endswith(".py") and n.count("/") <= 1)
+
+
 class Workspace:
     """Module files of one package, read on demand.
 
@@ -46,29 +78,33 @@ class Workspace:
         package_dir: the ``hermes_cli`` directory.
         entry: the module patches start from; normally ``web_server.py``,
             but ``--file`` may name a file with another name.
-        overrides: file name to replacement text, for re-detection of an
-            edit that is not written yet.
     """
 
     def __init__(
         self,
         package_dir: Path,
         entry: str = "web_server.py",
-        overrides: dict[str, str] | None = None,
         sources: dict[str, Source] | None = None,
-        files: dict[str, bytes] | None = None,
+        files: Files | Mapping[str, bytes] | None = None,
     ) -> None:
-        """See the class docstring; ``files`` (module name to bytes) replaces the disk.
+        """See the class docstring.
 
-        ``files`` is how ``hermes-patch check`` reads code that is not
-        installed (a git ref, a wheel): the package's module files by name
-        relative to the package, nothing read from or written to the disk.
+        ``files`` says where module files come from: a :class:`Files` (the
+        shell passes :class:`hermes_patch.fileio.DiskFiles` for an install),
+        or a mapping of module name to bytes (code that is not installed: a
+        git ref, a wheel, an example). ``None`` reads ``package_dir`` from
+        the disk (a convenience for tests and scripts).
         """
         self.package_dir = package_dir
         self.entry = entry
-        self._files = files
+        if files is None:
+            from hermes_patch.fileio import DiskFiles
+
+            files = DiskFiles(package_dir, entry)
+        elif isinstance(files, Mapping):
+            files = MemoryFiles(files)
+        self._files: Files = files
         self._sources: dict[str, Source] = dict(sources or {})
-        self._overrides = dict(overrides or {})
         self._missing: set[str] = set()
         self._edited: dict[tuple[tuple[str, str], ...], Workspace] = {}
         self._index: dict[str, dict[str, list[int]]] = {}
@@ -136,18 +172,12 @@ class Workspace:
         if self._raw is not None:
             return self._stripped(name)
         path = self.path(name)
-        if self._files is not None:
-            if name not in self._files:
-                if name == self.entry:
-                    raise TargetError(f"{path} does not exist in that code, so it holds no Hermes dashboard server.")
-                self._missing.add(name)
-                return None
-            data = self._files[name]
-        elif name != self.entry and not path.is_file():
+        data = self._files.read(name)
+        if data is None:
+            if name == self.entry:
+                raise TargetError(f"{path} does not exist in that code, so it holds no Hermes dashboard server.")
             self._missing.add(name)
             return None
-        else:
-            data = read_bytes(path)
         src = Source.from_bytes(data, path)
         text = src.text
         if "\r" in text and "\n" not in text:
@@ -156,7 +186,7 @@ class Workspace:
                     f"{path} ends its lines with a lone carriage return (classic Mac OS style)",
                     path,
                     cause="no Hermes release ships one; hermes-patch edits LF and CRLF files only",
-                    next_command=restore_from_release(),
+                    next_command=restore_from_release(path=path),
                 )
             )
 
@@ -176,11 +206,7 @@ class Workspace:
             return raw
         blocks = find_blocks(raw)
         if isinstance(blocks, str):
-            raise TargetError(
-                f"{raw.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, "
-                "or restore the file from the release (`hermes update`, or `pip install --force-reinstall --no-deps "
-                "hermes-agent==<version>`), then run `hermes-patch status`."
-            )
+            raise TargetError(orphaned_marker(raw.path, blocks))
         text = remove_blocks(raw.text, raw.line_starts, blocks)
         src = self._raw._known.get(text) if self._raw._known else None
         if src is None:
@@ -311,19 +337,8 @@ class Workspace:
         Two levels deep (upstream keeps its route modules in one sub-package);
         ``__pycache__``, hidden folders and symbolic links to folders are skipped.
         """
-        if self._modules is None and self._files is not None:
-            self._modules = sorted(n for n in self._files if n.endswith(".py") and n.count("/") <= 1)
         if self._modules is None:
-            found = []
-            for path in sorted(self.package_dir.glob("*.py")) + sorted(self.package_dir.glob("*/*.py")):
-                rel = path.relative_to(self.package_dir)
-                if any(part.startswith((".", "__pycache__")) for part in rel.parts[:-1]) or (
-                    len(rel.parts) > 1 and path.parent.is_symlink()
-                ):
-                    continue
-                if path.is_file():
-                    found.append(rel.as_posix())
-            self._modules = found
+            self._modules = self._files.names()
         return list(self._modules)
 
     def files_mentioning(self, text: str) -> list[str]:
@@ -340,10 +355,10 @@ class Workspace:
                     out.append(name)
                 continue
             try:
-                data = self._files[name] if self._files is not None else self.path(name).read_bytes()
-            except (OSError, KeyError):
+                data = self._files.read(name)
+            except TargetError:
                 continue
-            if needle in data:
+            if data is not None and needle in data:
                 out.append(name)
         return out
 

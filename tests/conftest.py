@@ -1,18 +1,25 @@
-"""Shared test helpers: the installed command, fixture copies, real releases.
+"""Shared test helpers: the command runner, fixture copies, real releases.
 
 Tests run the *installed* ``hermes-patch`` (``pip install .`` into the test
-venv; ``scripts/test`` does it). Real hermes-agent wheels are downloaded at
+venv; ``scripts/test`` does it): in-process through click's ``CliRunner``
+(:class:`Runner`, the ``run`` fixture), or as its own process where the
+process boundary is what a test studies (``@pytest.mark.process``,
+``Runner(..., process=True)``). Real hermes-agent wheels are downloaded at
 test time into ``.cache/`` (gitignored) and never committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import locale
 import os
 import shutil
 import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -60,12 +67,23 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 class Runner:
-    """Runs the installed command with an isolated state dir and config."""
+    """Runs ``hermes-patch`` with an isolated state dir and config, in-process or as its own process.
 
-    def __init__(self, tmp: Path) -> None:
+    In-process (the ``run`` fixture's default) it calls the click group through
+    :class:`click.testing.CliRunner` with the environment, ``argv`` and
+    streams the installed command would get, so a command costs what its
+    work costs (about 0.05 s on a miniature) rather than an interpreter
+    start and the imports (0.3-1 s). ``process=True`` runs the installed
+    script instead: for tests where the process boundary is what is studied
+    (kill points and faults, concurrency and locks, a second user, what git
+    and systemd run). Both return a :class:`subprocess.CompletedProcess`.
+    """
+
+    def __init__(self, tmp: Path, process: bool = False) -> None:
         self.state = tmp / "state"
         self.config = tmp / "config.toml"
         self.config.write_text("")
+        self.process = process
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_PATCH_")}
         self.env["NO_COLOR"] = "1"
         self.env["COLUMNS"] = "200"
@@ -82,19 +100,49 @@ class Runner:
         """The isolating options every target command gets."""
         return ["--state-dir", str(self.state), "--config", str(self.config)]
 
-    def __call__(
-        self, *args: str, env: dict[str, str] | None = None, check: int | None = None, input: str | None = None
-    ) -> subprocess.CompletedProcess:
-        cmd = [hermes_patch_exe(), *args]
+    def argv(self, *args: str) -> list[str]:
+        """The arguments after ``hermes-patch``, with :attr:`common` where the command takes a target."""
+        argv = list(args)
         takes_target = args and args[0] not in ("list", "--help", "--version", "git-clean-filter", "hook")
         if args[:1] == ("hook",) and args[1:2] in (("install",), ("uninstall",), ("show",)):
             takes_target = True
         if takes_target:
-            cut = 1 + args.index("--") if "--" in args else len(cmd)  # before `--`: the rest goes to hermes
-            cmd[cut:cut] = self.common
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=300, input=input
-        )
+            cut = args.index("--") if "--" in args else len(argv)  # before `--`: the rest goes to hermes
+            argv[cut:cut] = self.common
+        return argv
+
+    def __call__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        check: int | None = None,
+        input: str | bytes | None = None,
+        process: bool | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run ``hermes-patch *args`` with :attr:`common` added where the command takes a target."""
+        return self.raw(*self.argv(*args), env=env, check=check, input=input, process=process)
+
+    def raw(
+        self,
+        *argv: str,
+        env: dict[str, str] | None = None,
+        check: int | None = None,
+        input: str | bytes | None = None,
+        process: bool | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run ``hermes-patch *argv`` as given; ``process`` overrides :attr:`process` for this call (a call that is killed)."""
+        full_env = {**self.env, **(env or {})}
+        if self.process if process is None else process:
+            proc = subprocess.run(
+                [hermes_patch_exe(), *argv],
+                capture_output=True,
+                text=not isinstance(input, bytes),
+                env=full_env,
+                timeout=300,
+                input=input,
+            )
+        else:
+            proc = invoke(list(argv), full_env, input)
         if check is not None:
             assert proc.returncode == check, (
                 f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -105,6 +153,89 @@ class Runner:
         proc = self("status", "--json", *target, env=env)
         assert proc.stdout, proc.stderr
         return proc.returncode, json.loads(proc.stdout)
+
+
+def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = None) -> subprocess.CompletedProcess:
+    """Run ``hermes-patch *argv`` in this interpreter, as the installed script would run in a process.
+
+    What a process would start fresh is set for the call and put back after
+    it: ``os.environ`` is exactly ``env``, ``sys.argv`` is the script's,
+    stdin/stdout/stderr are pipes (not terminals), click's help width comes
+    from ``COLUMNS``; module state that outlives a call (the patch modules
+    loaded from patch_dirs, the identities of the files read, fault
+    counters) is dropped. Output is decoded as ``subprocess.run(text=True)``
+    does (universal newlines); bytes ``input`` gives bytes output. An
+    exception that escapes the command is a traceback on stderr and exit 1,
+    as in a process.
+    """
+    import click.formatting
+    from click.testing import CliRunner
+
+    from hermes_patch import fileio
+    from hermes_patch.cli import cli
+
+    fault = env.get("HERMES_PATCH_FAULT", "")
+    if fault and not fault.endswith(":enospc"):  # fileio's fault points kill or stop the process they run in
+        pytest.fail(f"HERMES_PATCH_FAULT={fault} would kill pytest: run that call with process=True")
+    for name in {*env, *os.environ}:
+        if name.startswith("PYTHON") and env.get(name) != os.environ.get(name):
+            pytest.fail(f"{name} is read when an interpreter starts: mark the test @pytest.mark.process")
+
+    class _Runner(CliRunner):
+        @contextlib.contextmanager
+        def isolation(self, *args, **kwargs):
+            with super().isolation(*args, **kwargs) as streams, warnings.catch_warnings():
+                click.formatting.FORCED_WIDTH = None  # as a process: the width comes from COLUMNS (restored after)
+                _process_warnings()
+                yield streams
+
+    def forget() -> None:
+        """Drop the module state a new process would not have."""
+        for name in [n for n in sys.modules if n.startswith("hermes_patch._user")]:
+            del sys.modules[name]  # patch_dirs modules: a process imports them afresh
+        fileio._READ.clear()
+        fileio._fault_counts.clear()
+
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    argv0 = sys.argv
+    sys.argv = [hermes_patch_exe(), *argv]
+    forget()
+    try:
+        result = _Runner().invoke(cli, argv, input=input, env=overrides, prog_name="hermes-patch")
+    finally:
+        sys.argv = argv0
+        forget()
+    stdout, stderr = result.stdout_bytes, result.stderr_bytes
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        trace = "".join(traceback.format_exception(result.exception)).encode()
+        stderr += trace
+    code = result.exit_code
+    if isinstance(input, bytes):
+        return subprocess.CompletedProcess([hermes_patch_exe(), *argv], code, stdout, stderr)
+    return subprocess.CompletedProcess([hermes_patch_exe(), *argv], code, _text(stdout), _text(stderr))
+
+
+def _process_warnings() -> None:
+    """Warnings as a new interpreter shows them: Python's default filters, printed on (the captured) stderr.
+
+    Under pytest a warning is collected by pytest; a process prints it on
+    stderr, where the tests that want an empty stderr see it.
+    """
+    warnings.resetwarnings()
+    for category in (ResourceWarning, ImportWarning, PendingDeprecationWarning, DeprecationWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+
+
+def _text(data: bytes) -> str:
+    """What ``subprocess.run(text=True)`` makes of ``data``: decoded, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
 
 
 TALLY: list[dict[str, str]] = []
@@ -131,8 +262,9 @@ def states(doc: dict) -> dict[str, str]:
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Runner:
-    return Runner(tmp_path)
+def run(request, tmp_path: Path) -> Runner:
+    """A :class:`Runner` in-process; as its own process for tests marked ``process``."""
+    return Runner(tmp_path, process=request.node.get_closest_marker("process") is not None)
 
 
 def copy_fixture(name: str, dest: Path) -> Path:
@@ -250,8 +382,11 @@ FORWARDED_OLD, FORWARDED_NEW = {"ignore-forwarded-for": "pending"}, {"ignore-for
 def pytest_collection_modifyitems(items) -> None:
     """``real`` and ``live`` tests are slow by nature (downloads, venvs, servers): mark them ``slow`` too.
 
-    So ``-m "not live and not slow"`` (docs/testing.md's inner loop) skips them.
+    So ``-m "not live and not slow"`` (docs/testing.md's inner loop) skips them. ``live`` tests also run
+    hermes-patch as its own process (``process``).
     """
     for item in items:
         if item.get_closest_marker("real") or item.get_closest_marker("live"):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("live"):  # the operator's commands beside a live dashboard: their own processes
+            item.add_marker(pytest.mark.process)

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CACHE, REPO, wheel
-from live.harness import free_port
+from live.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Runner, copy_fixture, hermes_patch_exe
-from hermes_patch.gitint import clean
+from conftest import FIXTURES, Runner, copy_fixture
+from hermes_patch.git_clean import clean
 
 WEB = "hermes_cli/web_server.py"
 
@@ -21,7 +20,7 @@ def test_clean_gives_back_upstream_bytes(tmp_path: Path, run: Runner, shape: str
     patched = (root / WEB).read_bytes()
     assert patched != (FIXTURES / shape / WEB).read_bytes()
     assert clean(patched) == (FIXTURES / shape / WEB).read_bytes()
-    proc = subprocess.run([hermes_patch_exe(), "git-clean-filter"], input=patched, capture_output=True, check=True)
+    proc = run("git-clean-filter", input=patched, check=0)
     assert proc.stdout == (FIXTURES / shape / WEB).read_bytes() and proc.stderr == b""
 
 
@@ -37,9 +36,9 @@ def test_clean_gives_back_upstream_bytes(tmp_path: Path, run: Runner, shape: str
     ],
     ids=["empty", "no-marker", "orphan-marker", "syntax-error", "undecodable", "nul-byte"],
 )
-def test_what_it_cannot_read_passes_through_unchanged(data: bytes):
+def test_what_it_cannot_read_passes_through_unchanged(data: bytes, run: Runner):
     assert clean(data) == data
-    proc = subprocess.run([hermes_patch_exe(), "git-clean-filter"], input=data, capture_output=True)
+    proc = run("git-clean-filter", input=data)
     assert proc.returncode == 0 and proc.stdout == data
 
 

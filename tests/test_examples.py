@@ -1,18 +1,22 @@
 """Every patch's ``EXAMPLES`` run as tests (hermes_patch.testing), with no test code per patch.
 
-The catalog is discovered as the CLI discovers it (built-in patches and
-installed entry points); a patch without examples fails here, so a new
-patch cannot land without them.
+The catalog is discovered as the CLI discovers it: the built-in patches,
+installed entry points, and a user folder (``patch_dirs``) holding the
+example patch of docs/writing-a-patch.md. A patch without examples fails
+here, so a new patch cannot land without them.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from hermes_patch.registry import discover
 from hermes_patch.testing import check_example
 
-CATALOG = discover()
+USER_DIR = Path(__file__).resolve().parent / "plugins" / "hermes_patch_example"
+CATALOG = discover([USER_DIR])
 CASES = [(cls, index) for cls in CATALOG for index in range(len(cls.EXAMPLES))]
 
 

@@ -113,7 +113,7 @@ def test_kill_at_every_step_leaves_whole_files_and_the_next_command_completes(na
     for step, nth in points:
         label = f"{step}:{nth}"
         root, run = scenario.fresh(label.replace(":", "-"))
-        killed = run(scenario.command, "--root", str(root), env={"HERMES_PATCH_FAULT": label})
+        killed = run(scenario.command, "--root", str(root), env={"HERMES_PATCH_FAULT": label}, process=True)
         if killed.returncode != -signal.SIGKILL:
             problems.append(f"{label}: not killed (exit {killed.returncode}) {killed.stderr}")
             continue
@@ -175,8 +175,8 @@ def test_a_crash_after_a_crash_still_completes(tmp_path):
     for step, nth in points:
         label = f"{step}:{nth}"
         root, run = scenario.fresh(label.replace(":", "-"))
-        first = run("apply", "--root", str(root), env={"HERMES_PATCH_FAULT": label})
-        second = run("apply", "--root", str(root), env={"HERMES_PATCH_FAULT": "after-ledger-pending"})
+        first = run("apply", "--root", str(root), env={"HERMES_PATCH_FAULT": label}, process=True)
+        second = run("apply", "--root", str(root), env={"HERMES_PATCH_FAULT": "after-ledger-pending"}, process=True)
         third = run("apply", "--root", str(root))
         if (first.returncode, second.returncode) != (-signal.SIGKILL, -signal.SIGKILL):
             problems.append(f"{label}: not killed twice ({first.returncode}, {second.returncode})")

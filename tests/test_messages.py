@@ -47,7 +47,7 @@ def test_a_failure_raises_as_its_paragraph():
     [
         (None, None, "`hermes update`, or `pip install --force-reinstall --no-deps hermes-agent==<version>`"),
         ("file", "0.19.0", "`hermes update`, or `pip install --force-reinstall --no-deps hermes-agent==0.19.0`"),
-        ("git", "0.19.0", "`hermes update`"),
+        ("git", "0.19.0", "`git checkout -- hermes_cli`"),
         ("pip", "0.19.0", "`pip install --force-reinstall --no-deps hermes-agent==0.19.0`"),
         ("uv", "0.19.0", "`uv pip install --reinstall --no-deps hermes-agent==0.19.0`"),
         ("uv-tool", None, "`uv tool install --reinstall hermes-agent==<version>`"),
@@ -57,12 +57,39 @@ def test_a_failure_raises_as_its_paragraph():
 )
 def test_restore_from_the_release_names_the_command_of_the_install_method(method, version, commands):
     assert m.reinstall_commands(version, method) == commands
-    assert m.restore_from_release(version, method) == (
+    assert str(m.restore_from_release(version, method)) == (
         f"restore the file from the release ({commands}), then run `hermes-patch status`"
     )
-    assert m.restore_from_release(version, method, what="the Hermes files", then="") == (
+    assert str(m.restore_from_release(version, method, what="the Hermes files", then="")) == (
         f"restore the Hermes files from the release ({commands})"
     )
+
+
+def test_restore_names_the_interpreter_and_the_checkout_file_when_known():
+    python, web = "/srv/hermes/venv/bin/python", "/srv/hermes/hermes_cli/web_server.py"
+    assert m.reinstall_commands("0.19.0", "pip", web, python) == (
+        "`/srv/hermes/venv/bin/python -m pip install --force-reinstall --no-deps hermes-agent==0.19.0`"
+    )
+    assert m.reinstall_commands("0.19.0", "uv", web, python) == (
+        "`uv pip install --python /srv/hermes/venv/bin/python --reinstall --no-deps hermes-agent==0.19.0`"
+    )
+    # `hermes update` would stash the damaged file and put it back: a checkout restores it from git
+    assert m.reinstall_commands("0.19.0", "git", web) == "`git -C /srv/hermes/hermes_cli checkout -- web_server.py`"
+    assert m.reinstall_commands(None, "git") == "`git checkout -- hermes_cli`"
+
+
+def test_a_failure_is_written_for_the_install_once_it_is_known():
+    generic = m.Failure("/w.py is empty", "/w.py", next_command=m.restore_from_release(path="/w.py", instead="fix it"))
+    assert str(generic).endswith(
+        f"Fix it, or restore the file from the release ({m.reinstall_commands()}), then run `hermes-patch status`."
+    )
+    known = generic.for_install("0.16.0", "pipx")
+    assert str(known).endswith(
+        "Fix it, or restore the file from the release (`pipx install --force hermes-agent==0.16.0`), then run "
+        "`hermes-patch status`."
+    )
+    plain = m.Failure("x failed", next_command="run `hermes-patch status`")
+    assert plain.for_install("0.16.0", "pip") is plain
 
 
 def test_a_forged_record_names_the_ledger_and_the_way_out():
@@ -103,6 +130,52 @@ def test_a_file_that_cannot_be_read_as_python_says_restore_it_from_the_release(d
 def test_the_same_advice_is_written_the_same_way_for_every_file_it_applies_to():
     with pytest.raises(TargetError) as err:
         _ = Source.from_bytes(b"def broken(:\n", Path("/w.py")).tree
-    restore = m.restore_from_release()
+    restore = str(m.restore_from_release())
     assert str(err.value).endswith(f"Fix it, or {restore}.")
     assert str(too_deep(Path("/w.py"))).endswith(f"Nothing was changed. {restore[0].upper()}{restore[1:]}.")
+
+
+@pytest.mark.parametrize("method", ["pip", "git"])
+def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp_path, method):
+    from click.testing import CliRunner
+
+    from conftest import copy_fixture
+    from hermes_patch.cli import cli
+
+    root = copy_fixture("r0_15", tmp_path / ("site-packages" if method == "pip" else "checkout"))
+    if method == "pip":
+        (root / "hermes_agent-0.15.2.dist-info").mkdir()
+        (root / "hermes_agent-0.15.2.dist-info/INSTALLER").write_text("pip\n")
+    else:
+        (root / ".git").mkdir()
+    web = root / "hermes_cli/web_server.py"
+    web.write_bytes(b"")
+    state, config = tmp_path / "state", tmp_path / "config.toml"
+    result = CliRunner().invoke(
+        cli, ["status", "--root", str(root), "--state-dir", str(state), "--config", str(config)]
+    )
+    assert result.exit_code == 2, result.output
+    expected = {
+        "pip": "`pip install --force-reinstall --no-deps hermes-agent==0.15.2`",
+        "git": f"`git -C {web.parent} checkout -- web_server.py`",
+    }[method]
+    assert "is empty, so it is not a Hermes dashboard server" in result.stderr
+    assert f"Restore the file from the release ({expected}), then run `hermes-patch status`." in result.stderr
+
+
+def test_an_orphaned_marker_says_delete_it_or_restore_the_file():
+    text = str(m.orphaned_marker("/w.py", "the marker comment for x on line 3 is not followed by a statement"))
+    assert text == (
+        "/w.py: the marker comment for x on line 3 is not followed by a statement; hermes-patch will not guess. "
+        "Nothing was changed. Delete that comment line if it is not ours, or restore the file from the release "
+        f"({m.reinstall_commands()}), then run `hermes-patch status`."
+    )
+
+
+def test_a_bug_says_whose_and_what_to_attach():
+    assert m.report_bug("the traceback printed on stderr") == (
+        "this is a bug; please report it with the traceback printed on stderr"
+    )
+    assert m.report_bug("`hermes-patch status --json`", "the patch(es) x") == (
+        "this is a bug in the patch(es) x; please report it with `hermes-patch status --json`"
+    )

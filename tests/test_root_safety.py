@@ -200,7 +200,7 @@ STATE_SETUPS = [
 def test_a_state_dir_another_user_can_write_is_refused(setup, tmp_path, intruder):
     root = copy_fixture("r0_15", tmp_path / "sp")
     target = victim(tmp_path)
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     run.configure(PROXY)
     if setup.startswith("state dir owned"):
         run.state = intruder.folder("state")
@@ -384,7 +384,7 @@ def test_a_checkout_owned_by_another_user_is_refused_and_its_git_config_never_ru
     canary = intruder.home / "fsmonitor-ran"
     target = victim(tmp_path)
     checkout = _user_checkout(intruder, canary, target)
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     run.configure(PROXY)
     before = digest(checkout, target)
     procs = [
@@ -428,7 +428,7 @@ def _user_venv(intruder: Intruder, canary: Path) -> Path:
 def test_an_interpreter_owned_by_another_user_never_runs_as_root(how, tmp_path, intruder):
     canary = intruder.home / f"pth-ran-{how.split()[0]}-{how.split()[-1]}"
     venv = _user_venv(intruder, canary)
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     before = digest(venv)
     if "launcher" in how:
         bindir = intruder.folder("bin")
@@ -587,7 +587,7 @@ def test_a_command_in_a_user_writable_venv_is_never_stored_for_root(tmp_path, in
     (units / "hermes-dashboard.service").write_text(
         "[Service]\nExecStart=/bin/true\n"
     )  # hook install wants the unit to exist
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     run.configure(PROXY)
     before = digest(checkout, units)
     procs = [
@@ -674,7 +674,7 @@ CONFIG_CASES = [
 def test_configuration_and_patch_dirs_another_user_can_write_are_refused(case, tmp_path, intruder):
     root = copy_fixture("r0_15", tmp_path / "sp")
     canary = intruder.home / f"patch-module-ran-{case.split()[0]}-{case.split()[-4]}"
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     folder = intruder.folder("patches") if "folder owned" in case else tmp_path / "patches"
     folder.mkdir(exist_ok=True)
     module = folder / "evil.py"
@@ -815,7 +815,7 @@ def test_a_bytecode_cache_of_another_user_in_patch_dirs_is_refused(tmp_path, int
         importlib.util.MAGIC_NUMBER + struct.pack("<III", 0, int(st.st_mtime), st.st_size) + marshal.dumps(code)
     )
     intruder.own(cache)
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     run.configure(f"patch_dirs = [{str(folder)!r}]\n")
     before = digest(root)
     procs = [run("status", "--root", str(root)), run("apply", "--root", str(root))]
@@ -837,7 +837,7 @@ def test_a_session_token_folder_of_another_user_or_behind_a_link_is_refused(tmp_
     link = intruder.folder("links") / "home"
     link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (tmp_path / "elsewhere").mkdir()
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     procs = []
     for home in (theirs, link):
         procs.append(
@@ -879,7 +879,7 @@ def test_git_configuration_reached_indirectly_is_checked_too(how, tmp_path, intr
         inc.write_text(f"[core]\n\tfsmonitor = touch {canary}; false\n")
         intruder.own(inc)
         subprocess.run(["git", "-C", str(checkout), "config", "include.path", str(inc)], check=True)
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # root's own process against the other user's files
     before = digest(checkout / "hermes_cli")
     procs = [run("apply", "--root", str(checkout)), run("hook", "install", "--root", str(checkout))]
     judge(f"git configuration reached through {how}", procs, digest(checkout / "hermes_cli") == before, canary=canary)

@@ -12,7 +12,6 @@ import os
 import pty
 import select
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -161,20 +160,8 @@ def test_a_missing_config_file_is_created_owner_only(tmp_path: Path, run: Runner
     root = copy_fixture("r0_16", tmp_path / "sp")
     cfg = tmp_path / "fresh" / "dir" / "config.toml"
     env = {"HERMES_PATCH_CONFIG": str(cfg)}
-    proc = subprocess.run(
-        [
-            hermes_patch_exe(),
-            "setup",
-            "--root",
-            str(root),
-            "--state-dir",
-            str(run.state),
-            "--url",
-            "https://hermes.example.com",
-        ],
-        capture_output=True,
-        text=True,
-        env={**run.env, **env},
+    proc = run.raw(
+        "setup", "--root", str(root), "--state-dir", str(run.state), "--url", "https://hermes.example.com", env=env
     )
     assert proc.returncode == 0, proc.stderr
     assert f"configuration {cfg} (new file)" in proc.stdout
@@ -248,20 +235,15 @@ def test_status_names_the_configuration_and_advises_setup(tmp_path: Path, run: R
     root = copy_fixture("r0_16", tmp_path / "sp")
     missing = tmp_path / "nowhere" / "config.toml"
     env = {"HERMES_PATCH_CONFIG": str(missing)}
-    base = [hermes_patch_exe(), "status", "--root", str(root), "--state-dir", str(run.state)]
-    human = subprocess.run(base, capture_output=True, text=True, env={**run.env, **env})
+    base = ["status", "--root", str(root), "--state-dir", str(run.state)]  # no --config: the environment names it
+    human = run.raw(*base, env=env)
     assert f"config none: defaults ({missing} does not exist)" in human.stdout.splitlines()
     assert "note: no proxy setting is configured" in human.stdout and "`hermes-patch setup --url" in human.stdout
-    doc = json.loads(subprocess.run([*base, "--json"], capture_output=True, text=True, env={**run.env, **env}).stdout)
+    doc = json.loads(run.raw(*base, "--json", env=env).stdout)
     assert doc["config"] == {"path": str(missing), "exists": False}
     assert any("no proxy setting is configured" in a for a in doc["advice"]) and doc["notes"] == []
-    subprocess.run(
-        [hermes_patch_exe(), "apply", "--root", str(root), "--state-dir", str(run.state)],
-        check=True,
-        capture_output=True,
-        env={**run.env, **env},
-    )
-    strict = subprocess.run([*base, "--strict"], capture_output=True, text=True, env={**run.env, **env})
+    run.raw("apply", "--root", str(root), "--state-dir", str(run.state), env=env, check=0)
+    strict = run.raw(*base, "--strict", env=env)
     assert strict.returncode == 0, strict.stdout  # advice is not a warning
 
     run.configure('[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n')

@@ -19,6 +19,8 @@ from conftest import FORWARDED_OLD, UNCONFIGURED, REPO, Runner, copy_fixture, st
 PLUGINS = REPO / "tests" / "plugins"
 EXAMPLE = PLUGINS / "hermes_patch_example" / "forwarded_prefix.py"
 ENTRY_POINT = {"PYTHONPATH": str(PLUGINS)}
+# The entry point is found on sys.path, which PYTHONPATH sets when an interpreter starts: those runs are processes.
+BY_ENTRY_POINT = pytest.mark.process
 PAS, WS, RP = "public-action-status", "relax-ws-peer-check", "forwarded-prefix"
 
 
@@ -33,7 +35,7 @@ def _list_sources(run: Runner, env: dict | None = None) -> dict[str, str]:
     return {line.split()[0]: line[line.rindex("  (") + 3 : -1] for line in lines}
 
 
-@pytest.mark.parametrize("source", ["patch_dirs", "entry-point"])
+@pytest.mark.parametrize("source", ["patch_dirs", pytest.param("entry-point", marks=BY_ENTRY_POINT)])
 @pytest.mark.slow
 def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner, source: str):
     env = ENTRY_POINT if source == "entry-point" else None
@@ -86,6 +88,7 @@ def test_a_user_patch_parameter_is_validated(tmp_path: Path, run: Runner):
     )
 
 
+@BY_ENTRY_POINT
 def test_two_sources_with_one_id_are_refused(tmp_path: Path, run: Runner):
     run.configure(f'patch_dirs = ["{EXAMPLE.parent}"]\n')
     proc = run("list", "--config", str(run.config), env=ENTRY_POINT, check=2)

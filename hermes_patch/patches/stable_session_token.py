@@ -36,7 +36,7 @@ EDIT = Edit(
 )
 
 
-class StableSessionToken(Patch):
+class StableSessionToken(Patch[str]):
     ID = "stable-session-token"
     DESCRIPTION = "Read the session token from HERMES_DASHBOARD_SESSION_TOKEN when set (0.16.0's rule, backported), so an open page survives a dashboard restart."
     VERSIONS = ">=0.13.0"

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from .harness import NginxUnavailable, ensure_nginx, hermes_venv
+from .nginx import ensure_nginx, NginxUnavailable
+from .venvs import hermes_venv
 
 #: The releases the live tests run; their venvs are built while other tests run.
 LIVE_VERSIONS = ("0.14.0", "0.19.0")

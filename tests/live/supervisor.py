@@ -47,7 +47,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .harness import _kill_group, _wait_for, free_port, http_get, installed_version
+from .clients import http_get
+from .processes import free_port, kill_group, wait_for
+from .venvs import installed_version
 
 __all__ = ["SupervisedDashboard", "SITECUSTOMIZE", "SUPERVISOR_SH"]
 
@@ -207,7 +209,7 @@ class SupervisedDashboard:
         with contextlib.suppress(OSError):
             (self.workdir / "stop").touch()
         if self.proc is not None:
-            _kill_group(self.proc)
+            kill_group(self.proc)
         self._final_log = self.log()
         with contextlib.suppress(OSError):
             self._tmp.cleanup()
@@ -245,7 +247,7 @@ class SupervisedDashboard:
             code = self.proc.poll()
             return None if code is None else f"supervisor exited ({code}):\n{self.log()[-4000:]}"
 
-        _wait_for(
+        wait_for(
             lambda: self.starts() > after_starts and self.token() is not None,
             self.timeout,
             f"hermes {self.version} dashboard under the supervisor",

@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import (
-    PROXY_PEER,
-    Dashboard,
-    DashboardStartError,
-    Nginx,
+from .clients import http_get, ws_handshake, ws_stays_open
+from .dashboard import Dashboard, DashboardStartError
+from .nginx import Nginx, PROXY_PEER
+from .venvs import (
     fresh_web_server,
     hermes_venv,
-    http_get,
     record_digest,
     session_header_name,
     web_server_path,
     wheel_record_hashes,
-    ws_handshake,
-    ws_stays_open,
 )
 
 pytestmark = pytest.mark.live

@@ -22,18 +22,10 @@ import pytest
 
 from conftest import Runner
 
-from .harness import (
-    Dashboard,
-    Nginx,
-    NginxUnavailable,
-    ensure_nginx,
-    fresh_web_server,
-    hermes_venv,
-    record_digest,
-    wheel_record_hashes,
-    ws_handshake,
-    ws_stays_open,
-)
+from .clients import ws_handshake, ws_stays_open
+from .dashboard import Dashboard
+from .nginx import ensure_nginx, Nginx, NginxUnavailable
+from .venvs import fresh_web_server, hermes_venv, record_digest, wheel_record_hashes
 
 pytestmark = pytest.mark.live
 
@@ -103,7 +95,7 @@ def observe(venv) -> dict[str, object]:
 
 def test_listed_host_and_origin_before_apply_after_apply_after_revert(nginx_binary, tmp_path):
     venv = hermes_venv(VERSION)
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # as the operator runs it beside a live dashboard
     run.configure(CONFIG)
     python = str(venv / "bin" / "python")
     with fresh_web_server(venv) as web:

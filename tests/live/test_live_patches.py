@@ -22,19 +22,16 @@ import pytest
 
 from conftest import UNCONFIGURED, Runner, states, update_button_states
 
-from .harness import (
-    PROXY_PEER,
-    Dashboard,
-    Nginx,
+from .clients import http_get, ws_handshake, ws_stays_open
+from .dashboard import Dashboard
+from .nginx import Nginx, PROXY_PEER
+from .venvs import (
     fresh_web_server,
     hermes_venv,
     installed_version,
-    http_get,
     record_digest,
     session_header_name,
     wheel_record_hashes,
-    ws_handshake,
-    ws_stays_open,
 )
 
 pytestmark = pytest.mark.live

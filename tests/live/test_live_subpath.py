@@ -19,14 +19,17 @@ import pytest
 from conftest import REPO, Runner
 
 from live.browser import PageRecord, browser, screenshot
-from live.harness import Dashboard, Nginx, fresh_web_server, hermes_venv, http_get
+from live.clients import http_get
+from live.dashboard import Dashboard
+from live.nginx import Nginx
+from live.venvs import fresh_web_server, hermes_venv
 
 EXAMPLE_DIR = REPO / "tests" / "plugins" / "hermes_patch_example"
 PREFIX = "/hermes"
 
 
 class StrippingNginx(Nginx):
-    """The harness's nginx, with its location moved to ``/hermes/`` and the prefix stripped (a URI on proxy_pass)."""
+    """tests/live/nginx.py's proxy, with its location moved to ``/hermes/`` and the prefix stripped (a URI on proxy_pass)."""
 
     def render_config(self) -> str:
         upstream = f"{self.upstream_host}:{self.upstream_port}"

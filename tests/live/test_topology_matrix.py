@@ -50,7 +50,11 @@ import pytest
 from conftest import Runner
 
 from .browser import PageRecord, browser, screenshot
-from .harness import Dashboard, Nginx, free_port, fresh_web_server, hermes_venv, http_get, ws_handshake
+from .clients import http_get, ws_handshake
+from .dashboard import Dashboard
+from .nginx import Nginx
+from .processes import free_port
+from .venvs import fresh_web_server, hermes_venv
 
 pytestmark = [pytest.mark.live, pytest.mark.browser, pytest.mark.slow]
 

@@ -37,7 +37,9 @@ import pytest
 from conftest import Runner
 from .browser import browser, screenshot
 from .conftest import LIVE_VERSIONS
-from .harness import Nginx, dashboard_flags, fresh_web_server, hermes_venv
+from .dashboard import dashboard_flags
+from .nginx import Nginx
+from .venvs import fresh_web_server, hermes_venv
 from .supervisor import SupervisedDashboard
 
 pytestmark = [pytest.mark.live, pytest.mark.browser, pytest.mark.slow]
@@ -114,7 +116,7 @@ def click_update(ctx, nginx: Nginx, sup: SupervisedDashboard, shot: str, settle:
 
 
 def run_of(tmp_path: Path, config: str = "") -> Runner:
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, process=True)  # as the operator runs it beside a live dashboard
     run.configure(config)
     return run
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import Runner, copy_fixture
 
-from .harness import _site_packages, hermes_venv
+from .venvs import hermes_venv, site_packages
 
 pytestmark = pytest.mark.live
 
@@ -26,10 +26,10 @@ PROXY = '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
 
 def fixture_python(tmp: Path, root: Path) -> Path:
     """An interpreter whose ``hermes_cli`` is the miniature at ``root``, with fastapi from the 0.19.0 venv."""
-    deps = _site_packages(hermes_venv("0.19.0"))
+    deps = site_packages(hermes_venv("0.19.0"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    (_site_packages(venv) / "hermes_patch_fixture.pth").write_text(f"{root}\n{deps}\n")
+    (site_packages(venv) / "hermes_patch_fixture.pth").write_text(f"{root}\n{deps}\n")
     return venv / "bin" / "python"
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import Runner
 
-from .harness import fresh_web_server, hermes_venv
+from .venvs import fresh_web_server, hermes_venv
 
 pytestmark = pytest.mark.live
 

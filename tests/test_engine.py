@@ -1,0 +1,137 @@
+"""The engine on plain strings: how it decides a data patch's state, plans, refuses and proves.
+
+A tiny patch defined here (one insertion after ``_TABLE``, parameter
+``names``) is enough: the decisions are the engine's, not the patch's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hermes_patch.edits import After, AtTop, Change, Edit, NotNeeded, Unrecognized
+from hermes_patch.engine import Refusal, detect_all, plan_apply, plan_revert, prove
+from hermes_patch.errors import VerificationError
+from hermes_patch.patch import Param, Patch, State
+from hermes_patch.workspace import Workspace
+
+
+class Extend(Patch[str]):
+    ID = "extend-table"
+    DESCRIPTION = "Extend _TABLE (test patch)."
+    VERSIONS = ">=0.13.0"
+    UPSTREAM = "none: a test"
+    PARAMS = {"names": Param(default=("a",), parse=lambda v: tuple(v), doc="names")}
+
+    def locate(self, ws: Workspace) -> str | Unrecognized:
+        if len(ws.binding("_TABLE")) != 1:
+            return Unrecognized("no _TABLE")
+        return ws.entry_source().lines(ws.binding("_TABLE")[0].first, ws.binding("_TABLE")[0].last)
+
+    def edits(self, found: str) -> Change | NotNeeded:
+        names = self.params["names"]
+        if not names:
+            return NotNeeded("no names configured")
+        code = "_TABLE = _TABLE | {" + ", ".join(repr(n) for n in names) + "}"
+        return Change((Edit(After("_TABLE"), code, note="test"),), pending="to extend", applied="extended")
+
+
+SOURCE = "import os\n_TABLE = {'x'}\n\n\ndef f():\n    return _TABLE\n"
+
+
+def ws_of(text: str) -> Workspace:
+    return Workspace(Path("/t/hermes_cli"), files={"web_server.py": text.encode()})
+
+
+def state(text: str, params: dict | None = None, earlier: dict | None = None) -> tuple[State, str]:
+    (report,) = detect_all(
+        ws_of(text), [(Extend(params), True)], None, earlier={"extend-table": earlier} if earlier else None
+    )
+    return report.state, report.detection.reason
+
+
+def applied(text: str, params: dict | None = None) -> str:
+    ws = ws_of(text)
+    pairs = [(Extend(params), True)]
+    plan = plan_apply(ws, detect_all(ws, pairs, None))
+    assert not isinstance(plan, Refusal)
+    prove(ws, plan, pairs, None)
+    return plan.after.get("web_server.py", text)
+
+
+def test_pending_then_applied_with_the_marker_and_the_files_newline():
+    assert state(SOURCE)[0] is State.PENDING
+    out = applied(SOURCE)
+    assert out == SOURCE.replace(
+        "_TABLE = {'x'}\n", "_TABLE = {'x'}\n# hermes-patch: extend-table (test)\n_TABLE = _TABLE | {'a'}\n"
+    )
+    assert state(out) == (State.APPLIED, "extended")
+    crlf = applied(SOURCE.replace("\n", "\r\n"))
+    assert "# hermes-patch: extend-table (test)\r\n_TABLE = _TABLE | {'a'}\r\n" in crlf
+
+
+def test_not_needed_and_unknown_shape_come_from_the_patch():
+    assert state(SOURCE, {"names": []}) == (State.NOT_NEEDED, "no names configured")
+    assert state("x = 1\n") == (State.UNKNOWN_SHAPE, "no _TABLE")
+
+
+def test_a_block_from_other_parameters_is_pending_only_when_they_are_known():
+    out = applied(SOURCE, {"names": ["b"]})
+    # no ledger: the defaults' rendering is known, ["b"] is not -> a hand edit as far as we can tell
+    assert state(out)[0] is State.DRIFTED
+    # the ledger says the last apply used ["b"]: ours, to be replaced
+    assert state(out, earlier={"names": ["b"]})[0] is State.PENDING
+    # written with the defaults and now configured otherwise: pending without any ledger
+    assert state(applied(SOURCE), {"names": ["c"]})[0] is State.PENDING
+
+
+def test_a_hand_edit_of_our_block_is_drift_and_blocks_apply_and_revert():
+    edited = applied(SOURCE).replace("{'a'}", "{'a', 'evil'}")
+    found, reason = state(edited)
+    assert found is State.DRIFTED and "edited" in reason
+    ws = ws_of(edited)
+    reports = detect_all(ws, [(Extend(), True)], None)
+    refused = plan_apply(ws, reports)
+    assert isinstance(refused, Refusal) and refused.kind == "refused" and "drifted" in refused.message
+    assert isinstance(plan_revert(ws, reports), Refusal)
+    forced = plan_revert(ws, reports, force=True)
+    assert not isinstance(forced, Refusal) and forced.after["web_server.py"] == SOURCE
+
+
+def test_a_block_moved_away_from_its_anchor_is_drift():
+    out = applied(SOURCE)
+    block = "# hermes-patch: extend-table (test)\n_TABLE = _TABLE | {'a'}\n"
+    moved = out.replace(block, "") + block
+    assert state(moved)[0] is State.DRIFTED
+
+
+def test_an_orphaned_marker_is_an_error_naming_the_line():
+    from hermes_patch.errors import TargetError
+
+    with pytest.raises(TargetError, match="line 3"):
+        state(SOURCE.replace("\n\n\ndef", "\n# hermes-patch: extend-table\n\n\ndef"))
+
+
+def test_revert_gives_back_the_original_bytes():
+    out = applied(SOURCE)
+    ws = ws_of(out)
+    plan = plan_revert(ws, detect_all(ws, [(Extend(), True)], None))
+    assert not isinstance(plan, Refusal) and plan.after["web_server.py"] == SOURCE
+
+
+class Broken(Extend):
+    ID = "broken-edit"
+
+    def edits(self, found: str) -> Change:
+        # libcst parses it; Python's compiler refuses it (no binding for nonlocal)
+        return Change((Edit(AtTop("f"), "nonlocal zzz"),), pending="p", applied="a")
+
+
+def test_a_proof_that_fails_is_a_verification_error_and_nothing_is_planned_to_write():
+    ws = ws_of(SOURCE)
+    pairs = [(Broken(), True)]
+    plan = plan_apply(ws, detect_all(ws, pairs, None))
+    assert not isinstance(plan, Refusal) and "nonlocal zzz" in plan.after["web_server.py"]
+    with pytest.raises(VerificationError, match="does not compile"):
+        prove(ws, plan, pairs, None)

@@ -1,0 +1,46 @@
+"""The catalog: built-in patches found with pkgutil (each class once), user folders, duplicate ids."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from hermes_patch.errors import ConfigError
+from hermes_patch.patch import Patch
+from hermes_patch.registry import builtin, discover
+
+
+def test_every_builtin_module_is_imported_under_its_own_name_once():
+    classes = builtin()
+    assert [c.ID for c in classes] == sorted(c.ID for c in classes) and len(classes) >= 7
+    for cls in classes:
+        assert cls.__module__.startswith("hermes_patch.patches.")
+        assert getattr(importlib.import_module(cls.__module__), cls.__name__) is cls
+    assert discover(entry_points=False) == classes  # the same class objects, not copies
+
+
+def test_a_user_folder_joins_after_the_builtins_and_a_duplicate_id_is_refused(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "extra.py").write_text(
+        "from hermes_patch.patch import Patch\n"
+        "class Extra(Patch):\n"
+        "    ID = 'extra-one'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n"
+    )
+    found = discover([folder], entry_points=False)
+    assert found[-1].ID == "extra-one" and found[-1].SOURCE == f"patch_dirs {folder}"
+    (folder / "dup.py").write_text(
+        "from hermes_patch.patch import Patch\n"
+        "class Dup(Patch):\n"
+        "    ID = 'trusted-hosts'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n"
+    )
+    with pytest.raises(ConfigError, match="two patches share the id 'trusted-hosts'"):
+        discover([folder], entry_points=False)
+
+
+def test_metadata_mistakes_fail_when_the_class_is_defined():
+    with pytest.raises(TypeError, match="PEP 440"):
+        type("Bad", (Patch,), {"ID": "bad", "DESCRIPTION": "x", "VERSIONS": "not a spec", "UPSTREAM": "x"})
+    with pytest.raises(TypeError, match="lower-case"):
+        type("Bad", (Patch,), {"ID": "Bad_Id", "DESCRIPTION": "x", "VERSIONS": ">=1", "UPSTREAM": "x"})
