@@ -177,12 +177,14 @@ _AFTER = (
 )
 
 
-class Found(NamedTuple):
+class Handles(NamedTuple):
+    """Whether the entry module (``file``) keeps the actions' Popen handles in ``_ACTION_PROCS``."""
+
     file: str
-    keeps_handles: bool
+    kept: bool
 
 
-class DurableActionResult(Patch):
+class DurableActionResult(Patch[Handles]):
     ID = "durable-action-result"
     DESCRIPTION = "Dashboard actions (the Update button) write their exit code into their own log; a restarted dashboard's status poll reports it instead of 'exit ?'."
     VERSIONS = ">=0.13.0"
@@ -197,7 +199,7 @@ class DurableActionResult(Patch):
         Example(_BEFORE.replace("Popen(cmd)", "Popen(cmd[0])"), state="unknown-shape", reason="subprocess.Popen(cmd"),
     )
 
-    def locate(self, ws: Workspace) -> Found | Unrecognized:
+    def locate(self, ws: Workspace) -> Handles | Unrecognized:
         """Whether the release keeps its actions' Popen handles in ``_ACTION_PROCS`` (the three anchors checked)."""
         src = ws.entry_source()
         file = src.path.name
@@ -207,7 +209,7 @@ class DurableActionResult(Patch):
                 return Unrecognized(
                     f"{PROCS} is imported into {file} from another module; this patch knows the releases that keep it in web_server.py"
                 )
-            return Found(file, keeps_handles=False)
+            return Handles(file, kept=False)
         if len(procs) != 1 or not isinstance(procs[0].node, (ast.Assign, ast.AnnAssign)):
             return Unrecognized(
                 f"looked for one top-level assignment of {PROCS} in {file}; found {len(procs)} binding(s)"
@@ -233,12 +235,12 @@ class DurableActionResult(Patch):
             return Unrecognized(f"{SPAWN}() does not build one `cmd = [...]` and pass it to subprocess.Popen(cmd, ...)")
         if sum(_is_procs_get(s) for s in status.body) != 1:
             return Unrecognized(f"{STATUS}() does not read its handle with one `proc = {PROCS}.get(name)`")
-        return Found(file, keeps_handles=True)
+        return Handles(file, kept=True)
 
-    def edits(self, found: Found) -> Change | NotNeeded:
-        if not found.keeps_handles:
+    def edits(self, handles: Handles) -> Change | NotNeeded:
+        if not handles.kept:
             return NotNeeded(
-                f"{found.file} keeps no action process handles ({PROCS} is not bound): a restart loses no result"
+                f"{handles.file} keeps no action process handles ({PROCS} is not bound): a restart loses no result"
             )
         return Change(
             EDITS,

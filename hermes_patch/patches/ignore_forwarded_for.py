@@ -52,14 +52,14 @@ _BEFORE = "def start_server(host):\n    import uvicorn\n\n    uvicorn.run(app, h
 _MARKER = f"# hermes-patch: ignore-forwarded-for ({NOTE})"
 
 
-class Found(NamedTuple):
+class Run(NamedTuple):
     """Where ``start_server()`` is, and upstream's final ``uvicorn.run(...)`` as written (None: it passes proxy_headers)."""
 
     file: str
     call: str | None
 
 
-class IgnoreForwardedFor(Patch):
+class IgnoreForwardedFor(Patch[Run]):
     ID = "ignore-forwarded-for"
     DESCRIPTION = "0.13/0.14: uvicorn no longer replaces the peer with X-Forwarded-For outside the gated mode (0.15 rule, backported)."
     VERSIONS = ">=0.13.0"
@@ -85,7 +85,7 @@ class IgnoreForwardedFor(Patch):
         Example(_BEFORE.replace("host=host)", "**options)"), state="unknown-shape", reason="**kwargs"),
     )
 
-    def locate(self, ws: Workspace) -> Found | Unrecognized:
+    def locate(self, ws: Workspace) -> Run | Unrecognized:
         """``start_server()`` where the release keeps it (the entry module, or a sibling it imports it from)."""
         b = ws.resolve(FUNCTION)
         if b is None or not isinstance(b.node, ast.FunctionDef):
@@ -98,7 +98,7 @@ class IgnoreForwardedFor(Patch):
         fn = b.node
         calls = [n for n in walk(fn.body) if isinstance(n, ast.Call) and ast.unparse(n.func) in UVICORN_CALLS]
         if any(k.arg == KEYWORD for call in calls for k in call.keywords):
-            return Found(b.file, None)
+            return Run(b.file, None)
         runs = [s for s in walk(fn.body) if isinstance(s, ast.Expr) and _is_run(s.value)]
         if len(runs) != 1 or runs[0] is not fn.body[-1]:
             return Unrecognized(f"{FUNCTION}() does not end with its only uvicorn.run(...) call")
@@ -115,19 +115,19 @@ class IgnoreForwardedFor(Patch):
             )
         src = ws.source(b.file)
         assert src is not None
-        return Found(b.file, _call_text(src, runs[0]))
+        return Run(b.file, _call_text(src, runs[0]))
 
-    def edits(self, found: Found) -> Change | NotNeeded:
-        if found.call is None:
+    def edits(self, run: Run) -> Change | NotNeeded:
+        if run.call is None:
             return NotNeeded(
                 f"{FUNCTION}() already passes {KEYWORD} to uvicorn (upstream 0.15.0+): no forwarded-header rewriting in loopback / --insecure mode"
             )
-        head = found.call[: found.call.rindex(")")].rstrip()
+        head = run.call[: run.call.rindex(")")].rstrip()
         sep = "" if head.endswith("(") else " " if head.endswith(",") else ", "
         return Change(
             (
                 Edit(
-                    BeforeLast(FUNCTION, file=found.file),
+                    BeforeLast(FUNCTION, file=run.file),
                     f"return {head}{sep}{KEYWORD}={RULE})",
                     note=NOTE,
                     what="copy of upstream's call",
@@ -139,7 +139,7 @@ class IgnoreForwardedFor(Patch):
             applied=f"{FUNCTION}() runs uvicorn with {KEYWORD}={RULE}",
         )
 
-    def checks(self, found: Found) -> tuple[Check, ...]:
+    def checks(self, run: Run) -> tuple[Check, ...]:
         """A browser behind a same-host proxy keeps the proxy's peer; a forged header gains nothing.
 
         Real ``/api/events`` handshakes through the release's own uvicorn:
