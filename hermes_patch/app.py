@@ -484,9 +484,17 @@ class App:
         t = self.target
         if t.read_only:
             managed = {"nix": "NixOS", "homebrew": "Homebrew"}.get(t.install_method)
-            extra = f" This is a {managed}-managed install; change it through {managed} instead." if managed else ""
+            from hermes_patch.messages import RUN_AS_OWNER, Failure
+
             raise RefusedError(
-                f"cannot write {t.file}: {t.read_only}. Nothing was changed.{extra} Run as the install's owner, or use `hermes-patch diff` to see the edit."
+                Failure(
+                    f"cannot write {t.file}: {t.read_only}",
+                    t.file,
+                    cause=f"this is a {managed}-managed install; change it through {managed} instead"
+                    if managed
+                    else "",
+                    next_command=f"{RUN_AS_OWNER}, or use `hermes-patch diff` to see the edit",
+                )
             )
 
     def apply(self, ids: list[str] | None = None, dry_run: bool = False) -> WriteResult:

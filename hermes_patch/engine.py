@@ -18,6 +18,7 @@ removing our blocks gives back the original bytes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -278,15 +279,34 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
         if isinstance(before, Change):
             expected = _splice(pristine, patch.ID, before.edits)
             if not isinstance(expected, str) and _same(view, expected, pristine):
-                reason = outcome.pending if isinstance(outcome, Change) else outcome.reason
+                changed = [name for name in patch.params if other.params.get(name) != patch.params[name]]
+                then, now = _settings(other.params, changed), _settings(patch.params, changed)
+                todo = (
+                    "and `hermes-patch apply` rewrites the edit"
+                    if isinstance(outcome, Change)
+                    else "which needs no edit: `hermes-patch apply` removes it"
+                )
                 return Detection(
                     State.PENDING,
-                    f"applied with other parameters; now: {reason}",
+                    f"applied with {then}; the configuration now has {now}, {todo}",
                     replace=True,
                     notes=notes,
                     advice=advice,
                 )
     return Detection(State.DRIFTED, _drift(workspace, patch, mine, outcome))
+
+
+def _settings(params: dict[str, object], names: list[str]) -> str:
+    """``hosts = ["a", "b"]``: parameters as the configuration file spells them, for reasons."""
+
+    def toml(value: object) -> str:
+        if isinstance(value, (tuple, list)):
+            return "[" + ", ".join(toml(v) for v in value) + "]"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return json.dumps(value) if isinstance(value, (str, int, float)) else repr(value)
+
+    return ", ".join(f"{name} = {toml(params.get(name))}" for name in names)
 
 
 def _view(workspace: Workspace, patch_id: str, files: set[str]) -> dict[str, str]:

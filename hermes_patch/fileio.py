@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hermes_patch.errors import TargetError
+from hermes_patch.messages import RUN_AS_OWNER, Failure, target_is_a_directory, target_missing
 
 __all__ = [
     "read_bytes",
@@ -128,20 +129,12 @@ def read_bytes(path: Path) -> bytes:
         finally:
             os.close(fd)
     except FileNotFoundError:
-        raise TargetError(
-            f"{path} does not exist. Check the path, or let hermes-patch find the "
-            "install by itself: `hermes-patch status` (or `--python "
-            "/path/to/venv/bin/python`)."
-        ) from None
+        raise TargetError(target_missing(path)) from None
     except IsADirectoryError:
-        raise TargetError(
-            f"{path} is a directory. --file takes the file "
-            "hermes_cli/web_server.py; for a checkout or a site-packages "
-            f"directory use `hermes-patch status --root {path}`."
-        ) from None
+        raise TargetError(target_is_a_directory(path)) from None
     except PermissionError:
         raise TargetError(
-            f"{path} cannot be read (permission denied). Run hermes-patch as the user who owns the Hermes install."
+            Failure(f"{path} cannot be read (permission denied)", path, outcome="", next_command=RUN_AS_OWNER)
         ) from None
     except OSError as exc:
         raise TargetError(

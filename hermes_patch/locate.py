@@ -25,7 +25,14 @@ from pathlib import Path
 
 from hermes_patch.errors import TargetError
 from hermes_patch.fileio import check_writable
-from hermes_patch.messages import remove_others_write
+from hermes_patch.messages import (
+    FIND_BY_PYTHON,
+    RUN_AS_OWNER,
+    Failure,
+    remove_others_write,
+    target_is_a_directory,
+    target_missing,
+)
 
 __all__ = ["Target", "locate", "read_version", "install_method"]
 
@@ -142,15 +149,9 @@ def _target(file: Path, found_by: str, interpreter: Path | None = None) -> Targe
             f"--file at the real hermes_cli/{ENTRY}, or let hermes-patch find the install: `hermes-patch status`."
         ) from None
     if real.is_dir():
-        raise TargetError(
-            f"{given} is a directory. --file takes the file hermes_cli/{ENTRY}; "
-            f"for a checkout or site-packages use `hermes-patch status --root {given}`."
-        )
+        raise TargetError(target_is_a_directory(given))
     if not real.exists():
-        raise TargetError(
-            f"{given} does not exist. Check the path, or let hermes-patch find the install "
-            "by itself: `hermes-patch status` (or `--python /path/to/venv/bin/python`)."
-        )
+        raise TargetError(target_missing(given))
     package_dir = real.parent
     if given.is_symlink() and (given.parent / "__init__.py").is_file():
         package_dir = given.parent.resolve()  # a linked module: its package is where the link is
@@ -172,8 +173,13 @@ def _from_root(root: Path, found_by: str, interpreter: Path | None = None) -> Ta
     root = root.expanduser()
     if not root.exists():
         raise TargetError(
-            f"{root} does not exist. --root takes a Hermes git checkout or a site-packages directory; "
-            "to let the interpreter say where Hermes is, run `hermes-patch status --python /path/to/venv/bin/python`."
+            Failure(
+                f"{root} does not exist",
+                root,
+                cause="--root takes a Hermes git checkout or a site-packages directory",
+                outcome="",
+                next_command=f"to let the interpreter say where Hermes is, run {FIND_BY_PYTHON}",
+            )
         )
     for candidate in (root / PACKAGE / ENTRY, root / ENTRY):
         if candidate.is_file():
@@ -181,9 +187,15 @@ def _from_root(root: Path, found_by: str, interpreter: Path | None = None) -> Ta
     raise TargetError(
         f"{root} holds no {PACKAGE}/{ENTRY}. --root takes a Hermes git checkout (the folder with "
         f"{PACKAGE}/ in it, e.g. ~/.hermes/hermes-agent) or the site-packages directory Hermes is "
-        "installed in. Try `hermes-patch status --python /path/to/hermes/venv/bin/python`."
+        f"installed in. Try {FIND_BY_PYTHON}."
     )
 
+
+#: The next step when the interpreter named (or found) cannot say where Hermes is.
+_OTHER_PYTHON = (
+    "check that it runs (`PYTHON -V`), or name the interpreter Hermes runs with: "
+    "`hermes-patch status --python PYTHON` (`head -1 $(command -v hermes)` shows it)"
+)
 
 _FIND_SPEC = (
     "import importlib.util, json, sys\n"
@@ -213,10 +225,13 @@ def _from_python(python: Path, found_by: str) -> Target:
                 check=False,
             )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(f"could not run {exe} to find Hermes ({exc}).") from None
-    if out.returncode != 0:
         raise TargetError(
-            f"{exe} failed while looking for hermes_cli: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}."
+            Failure(f"could not run {exe} to find Hermes ({exc})", exe, outcome="", next_command=_OTHER_PYTHON)
+        ) from None
+    if out.returncode != 0:
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode
+        raise TargetError(
+            Failure(f"{exe} failed while looking for hermes_cli: {last}", exe, outcome="", next_command=_OTHER_PYTHON)
         )
     info = json.loads(out.stdout.strip().splitlines()[-1])
     locations = info.get("locations") or []
@@ -244,7 +259,7 @@ def guard(path: Path, what: str) -> None:
             refusal(
                 what,
                 found,
-                f"{remove_others_write(found[0].split(' is ')[0])}, or run hermes-patch as the owner of the install",
+                f"{remove_others_write(found[0].split(' is ')[0])}, or {RUN_AS_OWNER}",
             )
         )
 
@@ -389,6 +404,6 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
     tried.append(f"{install_dir} (no {PACKAGE}/{ENTRY})")
     raise TargetError(
         "no Hermes install found. Tried " + "; ".join(tried) + ". Name it explicitly: "
-        "`hermes-patch status --python /path/to/venv/bin/python`, `--root /path/to/hermes-agent`, "
+        f"{FIND_BY_PYTHON}, `--root /path/to/hermes-agent`, "
         "or `--file /path/to/hermes_cli/web_server.py`."
     )

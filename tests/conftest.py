@@ -22,7 +22,9 @@ import traceback
 import warnings
 from pathlib import Path
 
+import click.formatting
 import pytest
+from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures" / "releases"
@@ -64,6 +66,11 @@ def tree_digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and "__pycache__" not in p.parts
     }
+
+
+#: ``HERMES_PATCH_TEST_PROCESSES=1`` runs every command as its own process, as before issue 10: the same tests
+#: passing both ways shows the in-process runner hides nothing (and gives the before/after timing).
+ALL_PROCESSES = os.environ.get("HERMES_PATCH_TEST_PROCESSES") == "1"
 
 
 class Runner:
@@ -132,7 +139,7 @@ class Runner:
     ) -> subprocess.CompletedProcess:
         """Run ``hermes-patch *argv`` as given; ``process`` overrides :attr:`process` for this call (a call that is killed)."""
         full_env = {**self.env, **(env or {})}
-        if self.process if process is None else process:
+        if (self.process if process is None else process) or ALL_PROCESSES:
             proc = subprocess.run(
                 [hermes_patch_exe(), *argv],
                 capture_output=True,
@@ -168,9 +175,6 @@ def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = Non
     exception that escapes the command is a traceback on stderr and exit 1,
     as in a process.
     """
-    import click.formatting
-    from click.testing import CliRunner
-
     from hermes_patch import fileio
     from hermes_patch.cli import cli
 
@@ -180,14 +184,6 @@ def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = Non
     for name in {*env, *os.environ}:
         if name.startswith("PYTHON") and env.get(name) != os.environ.get(name):
             pytest.fail(f"{name} is read when an interpreter starts: mark the test @pytest.mark.process")
-
-    class _Runner(CliRunner):
-        @contextlib.contextmanager
-        def isolation(self, *args, **kwargs):
-            with super().isolation(*args, **kwargs) as streams, warnings.catch_warnings():
-                click.formatting.FORCED_WIDTH = None  # as a process: the width comes from COLUMNS (restored after)
-                _process_warnings()
-                yield streams
 
     def forget() -> None:
         """Drop the module state a new process would not have."""
@@ -202,7 +198,7 @@ def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = Non
     sys.argv = [hermes_patch_exe(), *argv]
     forget()
     try:
-        result = _Runner().invoke(cli, argv, input=input, env=overrides, prog_name="hermes-patch")
+        result = _AsAProcess().invoke(cli, argv, input=input, env=overrides, prog_name="hermes-patch")
     finally:
         sys.argv = argv0
         forget()
@@ -214,6 +210,17 @@ def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = Non
     if isinstance(input, bytes):
         return subprocess.CompletedProcess([hermes_patch_exe(), *argv], code, stdout, stderr)
     return subprocess.CompletedProcess([hermes_patch_exe(), *argv], code, _text(stdout), _text(stderr))
+
+
+class _AsAProcess(CliRunner):
+    """click's CliRunner, with what its isolation leaves out: the help width and the warnings of a process."""
+
+    @contextlib.contextmanager
+    def isolation(self, *args, **kwargs):
+        with super().isolation(*args, **kwargs) as streams, warnings.catch_warnings():
+            click.formatting.FORCED_WIDTH = None  # as a process: the width comes from COLUMNS (restored after)
+            _process_warnings()
+            yield streams
 
 
 def _process_warnings() -> None:

@@ -116,7 +116,6 @@ def test_bad_target_file_is_refused(case, tmp_path, run: Runner):
     assert needle in message
 
 
-@pytest.mark.slow
 def test_missing_file_and_directory_are_refused(tmp_path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     missing = root / "hermes_cli/nope.py"
@@ -227,7 +226,6 @@ def _decodes(data: bytes) -> bool:
 
 @pytest.mark.parametrize("shape", ["r0_15", "r0_20_moved"])
 @pytest.mark.parametrize("case", list(VARIANTS))
-@pytest.mark.slow
 def test_unusual_but_valid_files_are_patched_exactly(case, shape, tmp_path, run: Runner):
     run.configure(PROXY)
     fast, slow = copy_fixture(shape, tmp_path / "fast"), copy_fixture(shape, tmp_path / "slow")
@@ -253,7 +251,6 @@ def test_crlf_and_bom_on_a_real_release(tmp_path, run: Runner):
 # -- symlinks -------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_symlinked_target_edits_the_real_file_and_keeps_the_link(tmp_path, run: Runner):
     """Policy: follow the link, edit the file it points to, keep the link, say so in status."""
     root = copy_fixture("r0_20_moved", tmp_path / "sp")
@@ -405,7 +402,6 @@ def _edit_record(data: bytes, change) -> bytes:
 
 
 @pytest.mark.parametrize("case", list(LEDGERS))
-@pytest.mark.slow
 def test_corrupted_ledger_is_refused(case, tmp_path, run: Runner):
     root = _applied(tmp_path, run)
     ledger = run.state / "ledger.json"
@@ -460,7 +456,6 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("case", list(CONFIGS))
-@pytest.mark.slow
 def test_bad_configuration_is_refused(case, tmp_path, run: Runner):
     text, needle = CONFIGS[case]
     root = _applied(tmp_path, run) if "release" not in case else copy_fixture("r0_15", tmp_path / "sp")

@@ -329,7 +329,7 @@ def test_changed_configuration_reapplies_in_place(tmp_path, patch_id, other):
     original = tree_digest(root)
     make_app(tmp_path, root, CONFIG[patch_id]).apply()
     report = reports(make_app(tmp_path, root, other))[patch_id]
-    assert report.state == "pending" and "now lists" in report.reason
+    assert report.state == "pending" and "the configuration now has" in report.reason
     assert make_app(tmp_path, root, other).apply().patch_ids == (patch_id,)
     text = "".join((root / "hermes_cli" / f).read_text() for f in ("web_server.py", "ws_policy.py"))
     written = (lambda name: name) if patch_id == TH else re.escape

@@ -36,7 +36,6 @@ def test_the_schemas_are_valid_json_schemas():
         jsonschema.Draft202012Validator.check_schema(validator.schema)
 
 
-@pytest.mark.slow
 def test_check_apply_revert_round_trip(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_15", tmp_path / "sp")
     web = (root / WEB).resolve()

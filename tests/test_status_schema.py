@@ -26,7 +26,6 @@ def _status(run: Runner, root: Path, *extra: str) -> dict:
     return doc
 
 
-@pytest.mark.slow
 def test_every_state_and_note_validates(tmp_path: Path, run: Runner):
     root = copy_fixture("r0_16", tmp_path / "sp")
     assert {p["state"] for p in _status(run, root)["patches"]} == {"pending", "not-needed"}

@@ -85,7 +85,8 @@ def test_release_actions_are_read_through_the_import_and_the_comprehension(tmp_p
     from hermes_patch.patches.public_action_status import PublicActionStatus
 
     patch = PublicActionStatus()
-    assert patch._release_actions(ws) == [
+    found = patch.locate(ws)
+    assert list(found.table) == [
         "gateway-restart",
         "gateway-stop",
         "hermes-update",
@@ -95,7 +96,7 @@ def test_release_actions_are_read_through_the_import_and_the_comprehension(tmp_p
         "skills-update",
         "dump",
     ]
-    assert patch.actions(ws) == ("hermes-update", "gateway-restart")
+    assert patch.actions(found) == ("hermes-update", "gateway-restart")
 
 
 def test_status_route_module_is_followed_when_web_server_does_not_import_the_table(tmp_path):
@@ -145,7 +146,6 @@ def test_routes_taking_the_policy_from_two_modules_is_unknown_shape(tmp_path):
 # -- defaults that fit the release -----------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["xiaoban-update", "fabric-update"])
 def test_renamed_update_action_works_with_an_empty_configuration(tmp_path, run: Runner, name):
     root = copy_fixture("r0_21_main", tmp_path / "t")
@@ -173,7 +173,6 @@ def test_a_release_without_an_update_action_is_not_a_configuration_error(tmp_pat
     assert "names no update or gateway-restart action" in {p["id"]: p["reason"] for p in doc["patches"]}[PAS]
 
 
-@pytest.mark.slow
 def test_one_patch_s_parameter_error_leaves_status_whole_and_apply_id_of_another(tmp_path, run: Runner):
     root = copy_fixture("r0_21_main", tmp_path / "t")
     run.configure(PROXY + '[patches.public-action-status]\nactions = ["hermes-update", "no-such-action"]\n')
@@ -199,7 +198,6 @@ def test_one_patch_s_parameter_error_leaves_status_whole_and_apply_id_of_another
     assert states(doc)[WS] == "applied" and states(doc)[PAS] == "unknown-shape"
 
 
-@pytest.mark.slow
 def test_a_bad_cidr_is_that_patch_s_report(tmp_path, run: Runner):
     root = copy_fixture("r0_20_split", tmp_path / "t")
     run.configure('[patches.relax-ws-peer-check]\ntrusted_proxies = ["not-a-cidr"]\n')
@@ -212,7 +210,6 @@ def test_a_bad_cidr_is_that_patch_s_report(tmp_path, run: Runner):
 # -- the version range is a fact ------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_known_shape_outside_the_version_range_warns_and_applies_on_request(tmp_path, run: Runner):
     """Main carried __version__ = "0.12.0" with 0.13+ shapes for days (REAL_TARGETS)."""
     root = copy_fixture("r0_16", tmp_path / "t")
@@ -450,7 +447,6 @@ def test_update_stops_before_hermes_is_touched_when_the_incoming_code_would_run_
 # -- automatic refusals are visible afterwards ------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_refused_automatic_apply_is_recorded_and_shown_until_an_apply_succeeds(tmp_path, run: Runner):
     root = copy_fixture("r0_21_main", tmp_path / "t")
     web = root / "hermes_cli/web_server.py"

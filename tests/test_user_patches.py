@@ -35,8 +35,9 @@ def _list_sources(run: Runner, env: dict | None = None) -> dict[str, str]:
     return {line.split()[0]: line[line.rindex("  (") + 3 : -1] for line in lines}
 
 
-@pytest.mark.parametrize("source", ["patch_dirs", pytest.param("entry-point", marks=BY_ENTRY_POINT)])
-@pytest.mark.slow
+@pytest.mark.parametrize(
+    "source", ["patch_dirs", pytest.param("entry-point", marks=[BY_ENTRY_POINT, pytest.mark.slow])]
+)
 def test_a_user_patch_is_listed_applied_and_reverted(tmp_path: Path, run: Runner, source: str):
     env = ENTRY_POINT if source == "entry-point" else None
     folder = f'patch_dirs = ["{EXAMPLE.parent}"]\n' if source == "patch_dirs" else ""

@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from hermes_patch.engine import blocks_of
+from hermes_patch.edits import AfterCall, BadParams, Change, Edit, Example, NotNeeded, Unrecognized
 from hermes_patch.hostnames import parse_origin
-from hermes_patch.patch import MARKER_PREFIX, Check, Detection, Param, Patch, Site, State
-from hermes_patch.workspace import Workspace, first_line
+from hermes_patch.patch import Check, Param, Patch
+from hermes_patch.workspace import Workspace
 
 MIDDLEWARE = "CORSMiddleware"
 METHOD = "add_middleware"
 KEYWORD = "allow_origin_regex"
-# Site.name for the anchor: the call binds no name, so this label stands for it.
-ANCHOR = f"{METHOD}({MIDDLEWARE})"
 LOOP_VAR = "_hermes_patch_cors"
 NOTE = "the dashboard's CORS rule also allows the configured origins"
 
@@ -58,11 +57,6 @@ def _parse_origins(value: Any) -> tuple[str, ...]:
 def origins_regex(origins: tuple[str, ...]) -> str:
     """The anchored alternative for ``origins``: ``\\A(?:<escaped>|...)\\Z``."""
     return r"\A(?:" + "|".join(re.escape(o) for o in origins) + r")\Z"
-
-
-def combined_regex(upstream: str, origins: tuple[str, ...]) -> str:
-    """The ``allow_origin_regex`` the patched dashboard runs with (what the inserted code computes)."""
-    return f"(?:{upstream})|{origins_regex(origins)}"
 
 
 def _raw_literal(pattern: str) -> str:
@@ -79,89 +73,34 @@ def _raw_literal(pattern: str) -> str:
     return literal
 
 
-def render(app: str, origins: tuple[str, ...], unit: str, newline: str) -> str:
-    """The statement inserted after ``<app>.add_middleware(CORSMiddleware, ...)``, indented with ``unit``."""
-    i, ii, iii = unit, unit * 2, unit * 3
-    lines = [
-        f"{MARKER_PREFIX}cors-origins ({NOTE})",
-        f"for {LOOP_VAR} in {app}.user_middleware:",
-        f"{i}if {LOOP_VAR}.cls is {MIDDLEWARE}:",
-        f"{ii}# Starlette keeps a middleware's keyword arguments in .kwargs (0.35+), in .options before.",
-        f'{ii}{LOOP_VAR}_options = getattr({LOOP_VAR}, "kwargs", None) or {LOOP_VAR}.options',
-        f'{ii}{LOOP_VAR}_options["{KEYWORD}"] = "(?:%s)|%s" % (',
-        f'{iii}{LOOP_VAR}_options["{KEYWORD}"],',
-        f"{iii}{_raw_literal(origins_regex(origins))},",
-        f"{ii})",
-        f"{ii}break",
-    ]
-    return newline.join(lines) + newline
+def code(app: str, literal: str) -> str:
+    """The statement inserted after ``<app>.add_middleware(CORSMiddleware, ...)``."""
+    return f"""\
+for {LOOP_VAR} in {app}.user_middleware:
+    if {LOOP_VAR}.cls is {MIDDLEWARE}:
+        # Starlette keeps a middleware's keyword arguments in .kwargs (0.35+), in .options before.
+        {LOOP_VAR}_options = getattr({LOOP_VAR}, "kwargs", None) or {LOOP_VAR}.options
+        {LOOP_VAR}_options["{KEYWORD}"] = "(?:%s)|%s" % (
+            {LOOP_VAR}_options["{KEYWORD}"],
+            {literal},
+        )
+        break
+"""
 
 
-def _origins_of(node: ast.stmt) -> tuple[str, ...] | None:
-    """The origins a block we wrote earlier holds (un-escaping our own ``re.escape``)."""
-    for n in ast.walk(node):
-        if (
-            isinstance(n, ast.Constant)
-            and isinstance(n.value, str)
-            and n.value.startswith(r"\A(?:")
-            and n.value.endswith(r")\Z")
-        ):
-            inner = n.value[len(r"\A(?:") : -len(r")\Z")]
-            return tuple(re.sub(r"\\(.)", r"\1", part) for part in re.split(r"(?<!\\)\|", inner))
-    return None
+@dataclass(frozen=True)
+class Found:
+    """Upstream's ``<app>.add_middleware(CORSMiddleware, allow_origin_regex="<regex>", ...)``."""
+
+    app: str
+    regex: str
 
 
-class _Anchor:
-    """The upstream ``<app>.add_middleware(CORSMiddleware, allow_origin_regex="...")`` statement."""
-
-    def __init__(self, node: ast.Expr, app: str, regex: str) -> None:
-        self.node, self.app, self.regex = node, app, regex
-        self.first, self.last = first_line(node), node.end_lineno or node.lineno
-
-
-def _find_anchor(ws: Workspace) -> _Anchor | str:
-    src = ws.entry_source()
-    found: list[ast.Expr] = []
-    for stmt in src.tree.body:
-        call = stmt.value if isinstance(stmt, ast.Expr) else None
-        if (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
-            and call.func.attr == METHOD
-            and isinstance(call.func.value, ast.Name)
-            and call.args
-            and isinstance(call.args[0], ast.Name)
-            and call.args[0].id == MIDDLEWARE
-        ):
-            found.append(stmt)  # type: ignore[arg-type]
-    if len(found) != 1:
-        return f"looked for one top-level `app.{METHOD}({MIDDLEWARE}, ...)` in {src.path.name}; found {len(found)}"
-    stmt = found[0]
-    call = stmt.value
-    assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)
-    regex = next((k.value for k in call.keywords if k.arg == KEYWORD), None)
-    if not isinstance(regex, ast.Constant) or not isinstance(regex.value, str):
-        return f"the {MIDDLEWARE} call (line {stmt.lineno}) has no string {KEYWORD}= argument"
-    return _Anchor(stmt, call.func.value.id, regex.value)
-
-
-def _unit(ws: Workspace) -> str:
-    """The module's indent unit, from the first indented block at top level."""
-    src = ws.entry_source()
-    for stmt in src.tree.body:
-        if (
-            isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.Try))
-            and stmt.body
-        ):
-            line = src.lines(stmt.body[0].lineno, stmt.body[0].lineno)
-            indent = line[: len(line) - len(line.lstrip(" \t"))]
-            if indent:
-                return indent
-    return "    "
+BEFORE = 'app.add_middleware(CORSMiddleware, allow_origin_regex=r"^https?://localhost(:\\d+)?$")\n'
 
 
 class CorsOrigins(Patch):
-    """Codemod: one statement after ``app.add_middleware(CORSMiddleware, ...)`` (see the module docstring).
+    """One statement after ``app.add_middleware(CORSMiddleware, ...)`` (see the module docstring).
 
     Parameter ``origins``: normalized ``scheme://host[:port]`` strings
     (:func:`hermes_patch.hostnames.parse_origin`); empty means ``not-needed``.
@@ -178,65 +117,72 @@ class CorsOrigins(Patch):
             doc="exact origins (scheme://host[:port]) whose pages may call the dashboard API from a browser",
         )
     }
+    EXAMPLES = (
+        Example(
+            BEFORE,
+            BEFORE + f"# hermes-patch: cors-origins ({NOTE})\n" + code("app", r'r"\A(?:https://proxy\.example)\Z"'),
+            params={"origins": ["https://proxy.example"]},
+        ),
+        Example(BEFORE, params={"origins": ["http://localhost:5173"]}, state="not-needed", reason="already allows"),
+        Example(BEFORE, state="not-needed", reason="no origins configured"),
+        Example(
+            BEFORE.replace('r"^https', 'r"(?i)^https'),
+            params={"origins": ["https://proxy.example"]},
+            state="unknown-shape",
+            reason="cannot be extended",
+        ),
+    )
 
-    def detect(self, ws: Workspace) -> Detection:
-        anchor = _find_anchor(ws)
-        if isinstance(anchor, str):
-            return Detection(State.UNKNOWN_SHAPE, anchor)
-        origins: tuple[str, ...] = self.params["origins"]
-        try:
-            upstream = re.compile(anchor.regex)
-            re.compile(combined_regex(anchor.regex, origins or ("http://x",)))
+    def locate(self, ws: Workspace) -> Found | Unrecognized:
+        src = ws.entry_source()
+        found: list[tuple[ast.stmt, str, ast.Call]] = []
+        for stmt in src.mentioning(MIDDLEWARE):
+            call = stmt.value if isinstance(stmt, ast.Expr) else None
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == METHOD
+                and isinstance(call.func.value, ast.Name)
+                and call.args
+                and isinstance(call.args[0], ast.Name)
+                and call.args[0].id == MIDDLEWARE
+            ):
+                found.append((stmt, call.func.value.id, call))
+        if len(found) != 1:
+            return Unrecognized(
+                f"looked for one top-level `app.{METHOD}({MIDDLEWARE}, ...)` in {src.path.name}; found {len(found)}"
+            )
+        stmt, app, call = found[0]
+        regex = next((k.value for k in call.keywords if k.arg == KEYWORD), None)
+        if not isinstance(regex, ast.Constant) or not isinstance(regex.value, str):
+            return Unrecognized(f"the {MIDDLEWARE} call (line {stmt.lineno}) has no string {KEYWORD}= argument")
+        try:  # our origins are re.escape-d literals: if one compiles with upstream's, all do
+            re.compile(f"(?:{regex.value})|{origins_regex(('http://x',))}")
         except re.error as exc:
-            return Detection(
-                State.UNKNOWN_SHAPE, f"the {MIDDLEWARE} {KEYWORD} (line {anchor.node.lineno}) cannot be extended: {exc}"
-            )
-        blocks = blocks_of(ws, self.ID, [ws.entry]).get(ws.entry, [])
-        if blocks:
-            return self._detect_applied(ws, anchor, blocks, origins)
+            return Unrecognized(f"the {MIDDLEWARE} {KEYWORD} (line {stmt.lineno}) cannot be extended: {exc}")
+        return Found(app, regex.value)
+
+    def edits(self, found: Found) -> Change | NotNeeded | BadParams:
+        origins: tuple[str, ...] = self.params["origins"]
         if not origins:
-            return Detection(
-                State.NOT_NEEDED,
+            return NotNeeded(
                 f"no origins configured, nothing to do; to let a page on another origin call the API add "
-                f'origins = ["https://proxy.example"] under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`',
+                f'origins = ["https://proxy.example"] under [patches.{self.ID}] in the configuration, then run `hermes-patch apply`'
             )
-        missing = [o for o in origins if not upstream.fullmatch(o)]
+        missing = [o for o in origins if not re.fullmatch(found.regex, o)]
         if not missing:
-            return Detection(State.NOT_NEEDED, f"the release's CORS rule already allows {', '.join(origins)}")
-        return Detection(
-            State.PENDING,
-            f"the CORS rule allows localhost origins only; the edit adds {', '.join(missing)}",
-            sites=(Site(ws.entry, ANCHOR, anchor.first, anchor.last),),
+            return NotNeeded(f"the release's CORS rule already allows {', '.join(origins)}")
+        try:
+            literal = _raw_literal(origins_regex(origins))
+        except ValueError as exc:
+            return BadParams(f"[patches.{self.ID}] origins: {exc}")
+        return Change(
+            (Edit(AfterCall(f"{found.app}.{METHOD}", MIDDLEWARE), code(found.app, literal), NOTE),),
+            pending=f"the CORS rule allows localhost origins only; the edit adds {', '.join(missing)}",
+            applied=f"the CORS rule also allows {', '.join(origins)}",
         )
 
-    def _detect_applied(self, ws: Workspace, anchor: _Anchor, blocks, origins: tuple[str, ...]) -> Detection:
-        src = ws.entry_source()
-        if len(blocks) != 1:
-            return Detection(State.DRIFTED, f"{len(blocks)} cors-origins blocks found; expected one")
-        block = blocks[0]
-        if block.first != anchor.last + 1:
-            return Detection(State.DRIFTED, f"our block (line {block.marker}) no longer follows the {MIDDLEWARE} call")
-        body = src.lines(block.first, block.last)
-        unit = _unit(ws)
-        parsed = {n.value for n in ast.walk(block.node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-        if origins and body == render(anchor.app, origins, unit, src.newline) and origins_regex(origins) in parsed:
-            return Detection(State.APPLIED, f"the CORS rule also allows {', '.join(origins)}")
-        old = _origins_of(block.node)
-        if old and body == render(anchor.app, old, unit, src.newline):
-            if not origins:
-                return Detection(
-                    State.PENDING,
-                    f"the CORS rule still allows {', '.join(old)}, but the configuration lists no origins any more; `hermes-patch apply` removes the edit",
-                    replace=True,
-                )
-            return Detection(
-                State.PENDING,
-                f"applied for {', '.join(old)}; the configuration now lists {', '.join(origins)}",
-                replace=True,
-            )
-        return Detection(State.DRIFTED, f"the block at line {block.marker} was edited after hermes-patch wrote it")
-
-    def probe(self, workspace: Workspace) -> tuple[Check, ...]:
+    def checks(self, found: Found) -> tuple[Check, ...]:
         """A CORS preflight from each configured origin passes; a look-alike origin's does not.
 
         ``OPTIONS /api/status`` with ``Origin`` and
@@ -271,14 +217,3 @@ class CorsOrigins(Patch):
         if other not in origins:
             checks.append(preflight(f"CORS preflight from {other} (other scheme)", other, "refused"))
         return tuple(checks)
-
-    def transformer(self, site: Site, workspace: Workspace):
-        from hermes_patch.codemod import InsertAfter, is_call_statement
-
-        anchor = _find_anchor(workspace)
-        assert isinstance(anchor, _Anchor)
-        origins, unit, app = self.params["origins"], _unit(workspace), anchor.app
-        return InsertAfter(
-            lambda stmt: is_call_statement(stmt, f"{app}.{METHOD}", MIDDLEWARE),
-            lambda module: render(app, origins, unit, module.default_newline),
-        )
