@@ -356,7 +356,11 @@ def _drift(workspace: Workspace, patch: AnyPatch, mine: dict[str, list[Block]], 
         assert raw is not None
         if not any(raw.lines(b.first, b.last) == text for b in blocks):
             line = blocks[0].marker
-            return f"our {edit.what} {edit.at.describe()} (near line {line} of {edit.at.file}) was edited after hermes-patch wrote it, or no longer sits where it belongs"
+            return (
+                f"our {edit.what} {edit.at.describe()} (near line {line} of {edit.at.file}) differs from what "
+                "hermes-patch writes there now: it was edited after hermes-patch wrote it, the code it is made from "
+                "changed, or it no longer sits where it belongs"
+            )
     return "our blocks no longer sit where the patch puts them (the code around them was edited)"
 
 
