@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -20,15 +21,16 @@ from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError
 from hermes_patch.source import sha256_hex
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from hermes_patch.config import Config
+    from hermes_patch.engine import PatchReport, Plan, Refusal
     from hermes_patch.incoming import Incoming
     from hermes_patch.journal import Journal
     from hermes_patch.ledger import StateDir
     from hermes_patch.locate import Target
-    from hermes_patch.patch import Patch, State
-    from hermes_patch.records import Commit, JournalEntry, Ledger, ReportRecord, TargetRecord
+    from hermes_patch.patch import AnyPatch, State
+    from hermes_patch.records import Commit, JournalEntry, JSONObject, Ledger, ReportRecord, TargetRecord
     from hermes_patch.workspace import Workspace
 
 __all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
@@ -46,7 +48,7 @@ class ReportView:
     config_error: bool = False
     advice: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "id": self.id,
             "state": self.state.value,
@@ -148,7 +150,7 @@ class WriteResult:
         return self.make_diff()
 
 
-def _view(report) -> ReportView:
+def _view(report: PatchReport) -> ReportView:
     d = report.detection
     return ReportView(report.id, d.state, d.reason, report.enabled, d.notes, d.config_error, d.advice)
 
@@ -181,7 +183,7 @@ class App:
         """A new App with the same options and nothing cached (after ``hermes update`` changed the release)."""
         return App(self._file, self._python, self._root, self._config_path, self._state_dir, self._allow_version)
 
-    def with_config(self, config) -> "App":
+    def with_config(self, config: Config) -> "App":
         """A new App with the same options that uses ``config`` (a :class:`~hermes_patch.config.Config`) instead of reading one."""
         app = self.fresh()
         app.__dict__["config"] = config
@@ -196,7 +198,7 @@ class App:
         return load_config(self._config_path)
 
     @cached_property
-    def catalog(self) -> list[type[Patch]]:
+    def catalog(self) -> list[type[AnyPatch]]:
         from hermes_patch.config import check_ids
         from hermes_patch.registry import discover
 
@@ -205,7 +207,7 @@ class App:
         return classes
 
     @cached_property
-    def patches(self) -> list[tuple[Patch, bool]]:
+    def patches(self) -> list[tuple[AnyPatch, bool]]:
         """(patch instance, enabled) in catalog order.
 
         A patch whose parameters are wrong is built with its defaults and
@@ -213,7 +215,7 @@ class App:
         reports ``unknown-shape`` (a configuration error) on its own, and the
         other patches are detected and applied as usual.
         """
-        out = []
+        out: list[tuple[AnyPatch, bool]] = []
         errors: dict[str, str] = {}
         for cls in self.catalog:
             try:
@@ -278,7 +280,8 @@ class App:
             StateError: the ledger is unreadable or damaged (see :meth:`~hermes_patch.ledger.StateDir.load`).
         """
         ledger = ledger if ledger is not None else self.state.load()
-        return ledger["targets"].get(self.key, {})
+        targets: dict[str, dict[str, Any]] = ledger["targets"]
+        return targets.get(self.key, {})
 
     @cached_property
     def journal(self) -> Journal:
@@ -289,10 +292,9 @@ class App:
 
     # -- detection -----------------------------------------------------------
 
-    def detect(self, ws, record: TargetRecord) -> list:
+    def detect(self, ws: Workspace, record: TargetRecord) -> list[PatchReport]:
         """Reports for ``ws``, with ``drifted`` for applied patches whose owned statements changed."""
-        from hermes_patch.engine import PatchReport, detect_all
-        from hermes_patch.patch import Detection, State
+        from hermes_patch.engine import PatchReport, detect_all, statement_drift
 
         earlier: dict[str, dict[str, object]] = {pid: dict(rec.params) for pid, rec in (record.patches or {}).items()}
         reports = detect_all(ws, self.patches, self.target.version, self.param_errors, earlier)
@@ -302,26 +304,7 @@ class App:
             else r
             for r in reports
         ]
-        recorded = record.patches or {}
-        out = []
-        for r in reports:
-            if r.state is State.APPLIED and r.id in recorded:
-                owned = owned_statements(ws, r.id)
-                for key, sha in sorted(recorded[r.id].statements.items()):
-                    if key in owned and owned[key][0] != sha:
-                        file, name = key.split(":", 1)
-                        r = PatchReport(
-                            r.patch,
-                            r.enabled,
-                            Detection(
-                                State.DRIFTED,
-                                f"{name} in {file} (line {owned[key][1]}) was changed after hermes-patch applied it",
-                                notes=r.detection.notes,
-                            ),
-                        )
-                        break
-            out.append(r)
-        return out
+        return statement_drift(ws, reports, {pid: rec.statements for pid, rec in (record.patches or {}).items()})
 
     def status(self) -> StatusResult:
         """Detect every patch; use the ledger's snapshot when nothing changed since our last write.
@@ -470,7 +453,7 @@ class App:
             )
         return notes
 
-    def _replaced_note(self, record: TargetRecord, sha: str, reports) -> list[str]:
+    def _replaced_note(self, record: TargetRecord, sha: str, reports: Sequence[PatchReport]) -> list[str]:
         from hermes_patch.patch import State
 
         entry = record.known_files.get(self.target.entry)
@@ -543,7 +526,8 @@ class App:
         self._check_ids(ids)
         if not dry_run:
             self._guard_writable()
-        with self.state.lock(self.key) if not dry_run else _null():
+        lock: AbstractContextManager[None] = self.state.lock(self.key) if not dry_run else nullcontext()
+        with lock:
             if not dry_run:
                 self.journal.recover()
             ws = self.workspace()
@@ -560,9 +544,9 @@ class App:
 
     def _result(
         self,
-        plan,
-        reports,
-        new_reports,
+        plan: Plan,
+        reports: Sequence[PatchReport],
+        new_reports: Sequence[PatchReport],
         written: tuple[Path, ...] = (),
         dry_run: bool = False,
         notes: tuple[str, ...] = (),
@@ -604,7 +588,7 @@ class App:
         return not os.environ.get("HERMES_PATCH_NO_FAST_PATH")
 
     @staticmethod
-    def _planned(plan):
+    def _planned(plan: Plan | Refusal) -> Plan:
         """``plan``, or the exception of the engine's :class:`~hermes_patch.engine.Refusal`."""
         from hermes_patch.engine import Refusal
 
@@ -612,12 +596,12 @@ class App:
             raise plan.error()
         return plan
 
-    def _prove(self, ws, plan):
+    def _prove(self, ws: Workspace, plan: Plan) -> list[PatchReport]:
         from hermes_patch.engine import prove
 
         return prove(ws, plan, self.patches, self.target.version, self.fast, errors=self.param_errors)
 
-    def _diff(self, plan) -> str:
+    def _diff(self, plan: Plan) -> str:
         out: list[str] = []
         for name, new in sorted(plan.after.items()):
             old = plan.before[name].text
@@ -634,7 +618,7 @@ class App:
             line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in out
         )
 
-    def _write(self, ws, plan, new_reports, ledger: Ledger) -> tuple[Path, ...]:
+    def _write(self, ws: Workspace, plan: Plan, new_reports: Sequence[PatchReport], ledger: Ledger) -> tuple[Path, ...]:
         """Write ``plan`` as a journaled transaction (:meth:`hermes_patch.journal.Journal.write`); sets :attr:`pruned`."""
         from hermes_patch.journal import FileWrite
 
@@ -653,8 +637,11 @@ class App:
         self.pruned = done.pruned
         return done.paths
 
-    def _commit_record(self, new_ws, new_reports, journal: Mapping[str, JournalEntry]) -> Commit:
+    def _commit_record(
+        self, new_ws: Workspace, new_reports: Sequence[PatchReport], journal: Mapping[str, JournalEntry]
+    ) -> Commit:
         """What a write of ``new_ws`` records: the files' hashes, each applied patch, the snapshot for ``status``."""
+        from hermes_patch.engine import owned_statements
         from hermes_patch.patch import State
         from hermes_patch.records import Commit, FileHashes, PatchRecord, Snapshot
 
@@ -678,7 +665,7 @@ class App:
 class _GitWrite:
     """The git integration's part in a write (:class:`hermes_patch.journal.Integration`)."""
 
-    def __init__(self, app: App, written) -> None:
+    def __init__(self, app: App, written: Workspace) -> None:
         self.app, self.written = app, written
 
     def before_write(self, ledger: dict[str, Any], record: dict[str, Any], names: list[str], kind: str) -> None:
@@ -703,40 +690,3 @@ def _snapshot_views(reports: tuple[ReportRecord, ...]) -> tuple[ReportView, ...]
         )
     except ValueError:
         return None
-
-
-def owned_statements(ws, patch_id: str) -> dict[str, tuple[str, int]]:
-    """``file:name`` → (sha256 of the text, first line) of each top-level statement holding our blocks."""
-    from hermes_patch.engine import blocks_of
-    from hermes_patch.workspace import first_line
-
-    out: dict[str, tuple[str, int]] = {}
-    for name, blocks in blocks_of(ws, patch_id).items():
-        src = ws.source(name)
-        for block in blocks:
-            for stmt in src.tree.body:
-                first, last = first_line(stmt), stmt.end_lineno or stmt.lineno
-                if first <= block.marker + 1 <= last:
-                    label = getattr(stmt, "name", None) or _bound_name(stmt) or f"line{first}"
-                    text = src.lines(min(first, block.first), last)
-                    out[f"{name}:{label}"] = (sha256_hex(text.encode("utf-8", "surrogatepass")), first)
-                    break
-    return out
-
-
-def _bound_name(stmt) -> str | None:
-    import ast
-
-    if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
-        return stmt.targets[0].id
-    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-        return stmt.target.id
-    return None
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

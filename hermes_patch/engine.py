@@ -18,10 +18,11 @@ removing our blocks gives back the original bytes.
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping
 
 if TYPE_CHECKING:
     import libcst
@@ -32,7 +33,7 @@ from hermes_patch.messages import NOTHING_CHANGED, UPGRADE, orphaned_marker, rep
 from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
 from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
 from hermes_patch.patch import Block, Detection, AnyPatch, Site, State, find_blocks, remove_blocks
-from hermes_patch.source import Source
+from hermes_patch.source import Source, first_line, sha256_hex
 from hermes_patch.workspace import Workspace
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "prove",
     "Refusal",
     "blocks_of",
+    "owned_statements",
+    "statement_drift",
 ]
 
 
@@ -101,7 +104,7 @@ class Plan:
     before: dict[str, Source]
     after: dict[str, str]
     patch_ids: tuple[str, ...]
-    kind: str = "apply"
+    kind: Literal["apply", "revert"] = "apply"
     reports: tuple[PatchReport, ...] = field(default=())
     expect: dict[str, State] = field(default_factory=dict)
 
@@ -394,6 +397,75 @@ def blocks_of(workspace: Workspace, patch_id: str, files: Iterable[str] | None =
         if blocks:
             found[name] = blocks
     return found
+
+
+def owned_statements(workspace: Workspace, patch_id: str) -> dict[str, tuple[str, int]]:
+    """``file:name`` → (sha256 of the text, first line) of each top-level statement holding our blocks.
+
+    Raises:
+        TargetError: as :func:`blocks_of`.
+    """
+    out: dict[str, tuple[str, int]] = {}
+    for name, blocks in blocks_of(workspace, patch_id).items():
+        src = workspace.source(name)
+        assert src is not None  # blocks_of found blocks in it
+        for block in blocks:
+            for stmt in src.tree.body:
+                first, last = first_line(stmt), stmt.end_lineno or stmt.lineno
+                if first <= block.marker + 1 <= last:
+                    label = _statement_name(stmt) or f"line{first}"
+                    text = src.lines(min(first, block.first), last)
+                    out[f"{name}:{label}"] = (sha256_hex(text.encode("utf-8", "surrogatepass")), first)
+                    break
+    return out
+
+
+def _statement_name(stmt: ast.stmt) -> str | None:
+    """The name a top-level statement defines or binds (``def``, ``class``, ``NAME = ...``), if any."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return stmt.name
+    if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+        return stmt.target.id
+    return None
+
+
+def statement_drift(
+    workspace: Workspace, reports: Iterable[PatchReport], recorded: Mapping[str, Mapping[str, str]]
+) -> list[PatchReport]:
+    """``reports``, with ``drifted`` for each applied patch whose owned statements changed since they were recorded.
+
+    The second drift check, for edits a patch's own detection cannot see (a
+    hand edit elsewhere in a function that holds our block).
+
+    Args:
+        recorded: patch id to what the last write recorded for it: ``file:name``
+            to the sha256 of each statement it owned (:func:`owned_statements`;
+            the ledger's :attr:`~hermes_patch.records.PatchRecord.statements`).
+
+    Raises:
+        TargetError: as :func:`blocks_of`.
+    """
+    out = []
+    for r in reports:
+        if r.state is State.APPLIED and r.id in recorded:
+            owned = owned_statements(workspace, r.id)
+            for key, sha in sorted(recorded[r.id].items()):
+                if key in owned and owned[key][0] != sha:
+                    file, name = key.split(":", 1)
+                    r = PatchReport(
+                        r.patch,
+                        r.enabled,
+                        Detection(
+                            State.DRIFTED,
+                            f"{name} in {file} (line {owned[key][1]}) was changed after hermes-patch applied it",
+                            notes=r.detection.notes,
+                        ),
+                    )
+                    break
+        out.append(r)
+    return out
 
 
 def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
