@@ -59,15 +59,35 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # the aliases exist for mypy only: the probe runs on the target's (older) Python
+    from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+    from types import ModuleType
+
+    import uvicorn.config
+
+    #: A value of the JSON argument (verify.py's checks) or of the JSON document the probe prints.
+    JSON = Any
+    #: One check, :class:`hermes_patch.patch.Check` as a dict.
+    Check = dict[str, JSON]
+    #: Patch id to its checks' observations as ``[index, {"outcome", "detail"}]``.
+    Results = dict[str, list[list[JSON]]]
+    # ASGI's own types (as starlette.types spells them): its scope and messages are dicts of mixed values.
+    Scope = MutableMapping[str, Any]
+    Message = MutableMapping[str, Any]
+    Receive = Callable[[], Awaitable[Message]]
+    Send = Callable[[Message], Awaitable[None]]
+    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MARKER = "HERMES-PATCH-PROBE "
 PROBE_HEADER = "x-hermes-patch-probe"
-_INJECT: dict = {}  # (source host, source port) -> the peer the connection stands for
-_SEEN: dict = {}  # probe request number -> the client host the dashboard saw
+_INJECT: dict[tuple[str, int], str] = {}  # (source host, source port) -> the peer the connection stands for
+_SEEN: dict[str, str | None] = {}  # probe request number -> the client host the dashboard saw
 _LOCK = threading.Lock()
 
 
-def _emit(doc):
+def _emit(doc: dict[str, JSON]) -> NoReturn:
     with _LOCK:
         sys.stdout.write("\n" + MARKER + json.dumps(doc) + "\n")
         sys.stdout.flush()
@@ -75,11 +95,11 @@ def _emit(doc):
         os._exit(0)
 
 
-def _hostport(host, port):
+def _hostport(host: str, port: int) -> str:
     return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
-def _fill(text, values):
+def _fill(text: str, values: Mapping[str, str]) -> str:
     for key, value in values.items():
         text = text.replace("{" + key + "}", value)
     return text
@@ -91,10 +111,10 @@ def _fill(text, values):
 class _Inject(object):
     """Outermost ASGI wrapper: a connection registered in _INJECT gets that peer, as if it came from there."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
         if client and (client[0], client[1]) in _INJECT:
             scope = dict(scope)
@@ -105,10 +125,10 @@ class _Inject(object):
 class _Seen(object):
     """Innermost ASGI wrapper: remembers the peer the dashboard app receives."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope.get("headers") or ():
             if name == PROBE_HEADER.encode("latin-1"):
                 client = scope.get("client")
@@ -116,12 +136,12 @@ class _Seen(object):
         return await self.app(scope, receive, send)
 
 
-def _hook_uvicorn():
+def _hook_uvicorn() -> None:
     import uvicorn.config
 
     original = uvicorn.config.Config.load
 
-    def load(self):
+    def load(self: uvicorn.config.Config) -> None:
         original(self)
         if not isinstance(self.loaded_app, _Inject):
             inner = self.loaded_app
@@ -141,16 +161,17 @@ def _hook_uvicorn():
 # -- the server -------------------------------------------------------------------
 
 
-def _free_port(host):
+def _free_port(host: str) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def _start_kwargs(fn, host, port):
+def _start_kwargs(fn: Callable[..., object], host: str, port: int) -> dict[str, object]:
     params = inspect.signature(fn).parameters
-    kwargs = {"host": host, "port": port}
+    kwargs: dict[str, object] = {"host": host, "port": port}
     for name, value in (("open_browser", False), ("allow_public", True), ("embedded_chat", True)):
         if name in params:
             kwargs[name] = value
@@ -160,7 +181,7 @@ def _start_kwargs(fn, host, port):
 # -- the client -------------------------------------------------------------------
 
 
-def _loopback(addr):
+def _loopback(addr: str) -> bool:
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
@@ -168,7 +189,7 @@ def _loopback(addr):
     return ip.is_loopback
 
 
-def _connect(peer, host, port, timeout):
+def _connect(peer: str, host: str, port: int, timeout: float) -> socket.socket:
     """A TCP connection to the dashboard whose peer, as uvicorn sees it, is ``peer``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -190,7 +211,7 @@ def _connect(peer, host, port, timeout):
     return sock
 
 
-def _request(check, values, number, kind):
+def _request(check: Check, values: Mapping[str, str], number: int, kind: str) -> bytes:
     path = _fill(check["target"], values)
     headers = [(_fill(n, values), _fill(v, values)) for n, v in check.get("headers", ())]
     if not any(n.lower() == "host" for n, _ in headers):
@@ -211,7 +232,7 @@ def _request(check, values, number, kind):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _read_head(sock, timeout, want_body):
+def _read_head(sock: socket.socket, timeout: float, want_body: bool) -> tuple[int | None, dict[str, str], bytes]:
     deadline = time.monotonic() + timeout
     data = b""
     while b"\r\n\r\n" not in data:
@@ -236,19 +257,21 @@ def _read_head(sock, timeout, want_body):
         status = int(lines[0].split()[1])
     except (IndexError, ValueError):
         return None, {}, body
-    headers = {}
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, body
 
 
-def _snippet(body):
+def _snippet(body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip().replace("\n", " ")
     return text[:80]
 
 
-def _wire(check, values, number, timeout, host, port):
+def _wire(
+    check: Check, values: Mapping[str, str], number: int, timeout: float, host: str, port: int
+) -> tuple[str, str]:
     kind = check["kind"]
     sock = _connect(check["peer"], host, port, timeout)
     try:
@@ -275,7 +298,7 @@ def _wire(check, values, number, timeout, host, port):
     return "other", detail
 
 
-async def _call(module, check, values, port):
+async def _call(module: ModuleType, check: Check, values: Mapping[str, str], port: int) -> tuple[str, str]:
     from starlette.websockets import WebSocket
 
     fn = getattr(module, check["target"], None)
@@ -303,10 +326,10 @@ async def _call(module, check, values, port):
         "app": module.app,
     }
 
-    async def receive():
+    async def receive() -> Message:
         return {"type": "websocket.connect"}
 
-    async def send(message):
+    async def send(message: Message) -> None:
         pass
 
     result = fn(WebSocket(scope, receive, send))
@@ -319,7 +342,7 @@ async def _call(module, check, values, port):
     return "other", "returned %r" % (result,)
 
 
-def _describe_peer(check, number, detail):
+def _describe_peer(check: Check, number: int, detail: str) -> str:
     seen = _SEEN.get(str(number))
     if seen is not None and seen != check["peer"]:
         detail += "; the dashboard saw peer %s, not %s" % (seen, check["peer"])
@@ -328,14 +351,16 @@ def _describe_peer(check, number, detail):
     return detail
 
 
-def _run_checks(module, checks, timeout, host, port):
+def _run_checks(
+    module: ModuleType, checks: dict[str, list[list[JSON]]], timeout: float, host: str, port: int
+) -> Results:
     values = {
         "token": str(getattr(module, "_SESSION_TOKEN", "")),
         "session_header": str(getattr(module, "_SESSION_HEADER_NAME", "X-Hermes-Session-Token")),
         "port": str(port),
         "bound": _hostport(host, port),
     }
-    results = {}
+    results: Results = {}
     number = 0
     for patch_id, indexed in checks.items():
         out = results[patch_id] = []
@@ -357,7 +382,7 @@ def _run_checks(module, checks, timeout, host, port):
     return results
 
 
-def _wait_listening(host, port, deadline):
+def _wait_listening(host: str, port: int, deadline: float) -> bool:
     while time.monotonic() < deadline:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -370,7 +395,7 @@ def _wait_listening(host, port, deadline):
     return False
 
 
-def main():
+def main() -> None:
     args = json.loads(sys.argv[1])
     name = args["module"]
     host = args.get("bound_host") or "127.0.0.1"
@@ -404,7 +429,7 @@ def main():
     except OSError as exc:
         _emit({"file": file, "error": "cannot listen on %s: %s" % (host, exc), "results": {}})
 
-    def prober():
+    def prober() -> None:
         try:
             if not _wait_listening(host, port, time.monotonic() + start_timeout):
                 _emit(
