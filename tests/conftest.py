@@ -167,11 +167,10 @@ def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = Non
 
     What a process would start fresh is set for the call and put back after
     it: ``os.environ`` is exactly ``env``, ``sys.argv`` is the script's, the
-    working directory and umask are restored,
-    stdin/stdout/stderr are pipes (not terminals), click's help width comes
-    from ``COLUMNS``; module state that outlives a call (the patch modules
-    loaded from patch_dirs, the identities of the files read, fault
-    counters) is dropped. Output is decoded as ``subprocess.run(text=True)``
+    working directory and umask are restored, stdin/stdout/stderr are pipes
+    (not terminals), click's help width comes from ``COLUMNS``; module state
+    that outlives a call (the patch modules loaded from patch_dirs, the
+    identities of the files read, fault counters) is dropped. Output is decoded as ``subprocess.run(text=True)``
     does (universal newlines); bytes ``input`` gives bytes output. An
     exception that escapes the command is a traceback on stderr and exit 1,
     as in a process.
