@@ -9,25 +9,26 @@ transaction under a lock. Commands in :mod:`hermes_patch.cli` stay thin.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from hermes_patch import __version__
-from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError, StateError, TargetError
-from hermes_patch.fileio import atomic_write, fault_point, identity, read_bytes
+from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError
 from hermes_patch.source import sha256_hex
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from hermes_patch.config import Config
     from hermes_patch.incoming import Incoming
+    from hermes_patch.journal import Journal
     from hermes_patch.ledger import StateDir
     from hermes_patch.locate import Target
     from hermes_patch.patch import Patch, State
+    from hermes_patch.records import Commit, JournalEntry, Ledger, ReportRecord, TargetRecord
     from hermes_patch.workspace import Workspace
 
 __all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
@@ -54,6 +55,20 @@ class ReportView:
             "notes": list(self.notes),
             "advice": list(self.advice),
         }
+
+    def record(self) -> ReportRecord:
+        """This view as a snapshot keeps it (:class:`~hermes_patch.records.ReportRecord`)."""
+        from hermes_patch.records import ReportRecord
+
+        return ReportRecord(
+            self.id,
+            self.state.value,
+            self.reason,
+            self.enabled,
+            tuple(self.notes),
+            tuple(self.advice),
+            self.config_error,
+        )
 
 
 @dataclass(frozen=True)
@@ -249,35 +264,37 @@ class App:
 
     @cached_property
     def config_key(self) -> str:
-        """Hash of everything besides the files that decides the reports."""
-        blob = json.dumps(
-            {
-                "tool": __version__,
-                "views": 2,  # snapshots of views without `advice` are not reused
-                "patches": [
-                    [p.ID, p.SOURCE, enabled, {k: list(v) if isinstance(v, tuple) else v for k, v in p.params.items()}]
-                    for p, enabled in self.patches
-                ],
-                "errors": self.param_errors,
-            },
-            sort_keys=True,
+        """Hash of everything besides the files that decides the reports (:func:`hermes_patch.snapshot.config_key`)."""
+        from hermes_patch.snapshot import config_key
+
+        return config_key(
+            __version__, [(p.ID, p.SOURCE, enabled, p.params) for p, enabled in self.patches], self.param_errors
         )
-        return hashlib.sha256(blob.encode()).hexdigest()
 
     def record(self, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
+        """This target's ledger record as parsed JSON (``{}`` when none), for the integrations (git, hooks, restart).
+
+        Raises:
+            StateError: the ledger is unreadable or damaged (see :meth:`~hermes_patch.ledger.StateDir.load`).
+        """
         ledger = ledger if ledger is not None else self.state.load()
         return ledger["targets"].get(self.key, {})
 
+    @cached_property
+    def journal(self) -> Journal:
+        """Journaled writes to this target and their recovery."""
+        from hermes_patch.journal import Journal
+
+        return Journal(self.state, self.key, self.target)
+
     # -- detection -----------------------------------------------------------
 
-    def detect(self, ws, record: dict[str, Any]) -> list:
+    def detect(self, ws, record: TargetRecord) -> list:
         """Reports for ``ws``, with ``drifted`` for applied patches whose owned statements changed."""
-        from dataclasses import replace
-
         from hermes_patch.engine import PatchReport, detect_all
         from hermes_patch.patch import Detection, State
 
-        earlier = {pid: rec.get("params", {}) for pid, rec in record.get("patches", {}).items()}
+        earlier: dict[str, dict[str, object]] = {pid: dict(rec.params) for pid, rec in (record.patches or {}).items()}
         reports = detect_all(ws, self.patches, self.target.version, self.param_errors, earlier)
         reports = [
             PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(self.config.error(r.detection.reason))))
@@ -285,12 +302,12 @@ class App:
             else r
             for r in reports
         ]
-        recorded = record.get("patches", {})
+        recorded = record.patches or {}
         out = []
         for r in reports:
             if r.state is State.APPLIED and r.id in recorded:
                 owned = owned_statements(ws, r.id)
-                for key, sha in sorted(recorded[r.id].get("statements", {}).items()):
+                for key, sha in sorted(recorded[r.id].statements.items()):
                     if key in owned and owned[key][0] != sha:
                         file, name = key.split(":", 1)
                         r = PatchReport(
@@ -307,27 +324,29 @@ class App:
         return out
 
     def status(self) -> StatusResult:
-        """Detect every patch; use the ledger's snapshot when nothing changed since our last write."""
+        """Detect every patch; use the ledger's snapshot when nothing changed since our last write.
+
+        Raises:
+            TargetError, StateError, ConfigError: no target, a damaged ledger, a bad configuration.
+        """
+        from hermes_patch.snapshot import reusable
+
         target = self.target
-        record = self.record()
+        record = self.state.read().target(self.key)
         notes = list(self._record_notes(record))
-        snap = record.get("snapshot")
-        if snap and snap.get("config_key") == self.config_key and not record.get("pending"):
-            datas = {name: _file_bytes(target.package_dir / name) for name in snap["inputs"]}
-            views = _snapshot_views(snap["reports"])
-            if views is not None and all(
-                data is not None and sha256_hex(data) == snap["inputs"][name] for name, data in datas.items()
-            ):
-                notes.extend(self._foreign_note(datas))  # type: ignore[arg-type]
-                return StatusResult(
-                    target,
-                    snap["inputs"][target.entry],
-                    views,
-                    tuple(notes),
-                    warm=True,
-                    advice=self._config_advice() + tuple(self._gate_note()),
-                    config=self.config,
-                )
+        warm = reusable(record, lambda: self.config_key, target.package_dir, target.entry)
+        views = _snapshot_views(warm.reports) if warm is not None else None
+        if warm is not None and views is not None:
+            notes.extend(self._foreign_note(dict(warm.files)))
+            return StatusResult(
+                target,
+                warm.entry_sha256,
+                views,
+                tuple(notes),
+                warm=True,
+                advice=self._config_advice() + tuple(self._gate_note()),
+                config=self.config,
+            )
         ws = self.workspace()
         src = ws.entry_source()
         reports = self.detect(ws, record)
@@ -412,66 +431,54 @@ class App:
         """
         import datetime
 
+        from hermes_patch.records import AutoRefusal
+
         try:
             with self.state.lock(self.key):
-                ledger = self.state.load()
-                record = ledger["targets"].setdefault(self.key, {})
+                ledger = self.state.read()
                 when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-                record["auto_refusal"] = {
-                    "when": when,
-                    "source": source,
-                    "message": message,
-                    "version": self.target.version,
-                }
-                self.state.save(ledger)
+                refusal = AutoRefusal(when, source, message, self.target.version)
+                self.state.write(ledger.with_target(self.key, replace(ledger.target(self.key), auto_refusal=refusal)))
         except HermesPatchError:
             pass
 
     def _clear_auto_refusal(self) -> None:
         """Forget a recorded automatic refusal (an apply succeeded); call with the lock held."""
-        ledger = self.state.load()
-        record = ledger["targets"].get(self.key)
-        if record and record.pop("auto_refusal", None) is not None:
-            self.state.save(ledger)
+        ledger = self.state.read()
+        record = ledger.targets.get(self.key)
+        if record is not None and record.auto_refusal is not None:
+            self.state.write(ledger.with_target(self.key, replace(record, auto_refusal=None)))
 
-    def _record_notes(self, record: dict[str, Any]) -> list[str]:
+    def _record_notes(self, record: TargetRecord) -> list[str]:
         notes = []
-        refusal = record.get("auto_refusal")
+        refusal = record.auto_refusal
         if refusal:
             notes.append(
-                f"the last automatic apply ({refusal.get('when')}, from {refusal.get('source')}) refused: "
-                f"{refusal.get('message')} The dashboard runs without these patches until `hermes-patch apply` succeeds."
+                f"the last automatic apply ({refusal.when}, from {refusal.source}) refused: "
+                f"{refusal.message} The dashboard runs without these patches until `hermes-patch apply` succeeds."
             )
-        if record.get("pending"):
+        if record.pending:
             notes.append(
-                f"an interrupted {record['pending'].get('kind', 'write')} was found in the ledger; "
+                f"an interrupted {record.pending.kind} was found in the ledger; "
                 "`hermes-patch apply` or `hermes-patch revert` completes it"
             )
         if self.target.read_only:
             notes.append(f"read-only: {self.target.read_only}")
-        for tmp in self._stale_temp_files():
+        for tmp in self.journal.stale_temp_files():
             notes.append(
                 f"{tmp} is a temporary file left by an interrupted hermes-patch write; `hermes-patch apply` or `hermes-patch revert` removes it"
             )
         return notes
 
-    def _stale_temp_files(self) -> list[Path]:
-        from hermes_patch.fileio import stale_temp_files
-
-        return [
-            p for d in dict.fromkeys((self.target.package_dir, self.target.file.parent)) for p in stale_temp_files(d)
-        ]
-
-    def _replaced_note(self, record: dict[str, Any], sha: str, reports) -> list[str]:
+    def _replaced_note(self, record: TargetRecord, sha: str, reports) -> list[str]:
         from hermes_patch.patch import State
 
-        files = record.get("files", {})
-        entry = files.get(self.target.entry)
-        if not entry or entry.get("patched") in (None, sha):
+        entry = record.known_files.get(self.target.entry)
+        if not entry or entry.patched == sha:
             return []
         if any(r.state in (State.APPLIED, State.DRIFTED) for r in reports):
             return []
-        old = record.get("version")
+        old = record.known_version
         return [
             f"{self.target.entry} was replaced since hermes-patch last wrote it"
             + (f" (release {old} → {self.target.version})" if old and old != self.target.version else "")
@@ -484,9 +491,17 @@ class App:
         t = self.target
         if t.read_only:
             managed = {"nix": "NixOS", "homebrew": "Homebrew"}.get(t.install_method)
-            extra = f" This is a {managed}-managed install; change it through {managed} instead." if managed else ""
+            from hermes_patch.messages import RUN_AS_OWNER, Failure
+
             raise RefusedError(
-                f"cannot write {t.file}: {t.read_only}. Nothing was changed.{extra} Run as the install's owner, or use `hermes-patch diff` to see the edit."
+                Failure(
+                    f"cannot write {t.file}: {t.read_only}",
+                    t.file,
+                    cause=f"this is a {managed}-managed install; change it through {managed} instead"
+                    if managed
+                    else "",
+                    next_command=f"{RUN_AS_OWNER}, or use `hermes-patch diff` to see the edit",
+                )
             )
 
     def apply(self, ids: list[str] | None = None, dry_run: bool = False) -> WriteResult:
@@ -496,7 +511,7 @@ class App:
         self._check_ids(ids)
         if dry_run:
             ws = self.workspace()
-            record = self.record()
+            record = self.state.read().target(self.key)
             reports = self.detect(ws, record)
             plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
             new_reports = self._prove(ws, plan)
@@ -504,10 +519,10 @@ class App:
             return self._result(plan, reports, new_reports, dry_run=True, notes=notes)
         self._guard_writable()
         with self.state.lock(self.key):
-            self._recover()
+            self.journal.recover()
             ws = self.workspace()
-            ledger = self.state.load()
-            record = self.record(ledger)
+            ledger = self.state.read()
+            record = ledger.target(self.key)
             reports = self.detect(ws, record)
             plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
             new_reports = self._prove(ws, plan)
@@ -530,10 +545,10 @@ class App:
             self._guard_writable()
         with self.state.lock(self.key) if not dry_run else _null():
             if not dry_run:
-                self._recover()
+                self.journal.recover()
             ws = self.workspace()
-            ledger = self.state.load()
-            record = self.record(ledger)
+            ledger = self.state.read()
+            record = ledger.target(self.key)
             reports = self.detect(ws, record)
             plan = self._planned(plan_revert(ws, reports, only=set(ids) if ids else None, force=force))
             new_reports = self._prove(ws, plan)
@@ -619,184 +634,72 @@ class App:
             line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in out
         )
 
-    def _write(self, ws, plan, new_reports, ledger: dict[str, Any]) -> tuple[Path, ...]:
-        """Journaled write: backups, pending record, atomic file writes, commit record."""
-        record = ledger["targets"].setdefault(self.key, {})
-        previous = json.loads(json.dumps(record))
-        new_bytes = plan.new_bytes()
-        files = record.setdefault("files", {})
-        journal = {}
-        shas = []
-        for name, data in new_bytes.items():
-            before = plan.before[name]
-            shas += [self.state.backup(before.data), self.state.backup(data)]
-            entry = files.get(name, {})
-            if entry.get("patched") != before.sha256:
-                entry = {"original": before.sha256}  # a fresh release (or first write)
-            journal[name] = {
-                "before": before.sha256,
-                "after": sha256_hex(data),
-                "original": entry.get("original", before.sha256),
-            }
-        fault_point("after-backup")
+    def _write(self, ws, plan, new_reports, ledger: Ledger) -> tuple[Path, ...]:
+        """Write ``plan`` as a journaled transaction (:meth:`hermes_patch.journal.Journal.write`); sets :attr:`pruned`."""
+        from hermes_patch.journal import FileWrite
+
+        new_ws = ws.with_edits(plan.after)
+        files = [
+            FileWrite(name, plan.before[name].path, plan.before[name].data, data, plan.before[name].sha256)
+            for name, data in plan.new_bytes().items()
+        ]
+        done = self.journal.write(
+            ledger,
+            plan.kind,
+            files,
+            lambda journal: self._commit_record(new_ws, new_reports, journal),
+            _GitWrite(self, new_ws),
+        )
+        self.pruned = done.pruned
+        return done.paths
+
+    def _commit_record(self, new_ws, new_reports, journal: Mapping[str, JournalEntry]) -> Commit:
+        """What a write of ``new_ws`` records: the files' hashes, each applied patch, the snapshot for ``status``."""
+        from hermes_patch.patch import State
+        from hermes_patch.records import Commit, FileHashes, PatchRecord, Snapshot
+
+        patches = {
+            r.id: PatchRecord(
+                {k: list(v) if isinstance(v, tuple) else v for k, v in r.patch.params.items()},
+                {k: v[0] for k, v in owned_statements(new_ws, r.id).items()},
+            )
+            for r in new_reports
+            if r.state is State.APPLIED
+        }
+        reports = tuple(_view(r).record() for r in new_reports)
+        return Commit(
+            self.target.version,
+            {name: FileHashes(j.original, j.after) for name, j in journal.items()},
+            patches,
+            Snapshot(self.config_key, {name: src.sha256 for name, src in new_ws.loaded().items()}, reports),
+        )
+
+
+class _GitWrite:
+    """The git integration's part in a write (:class:`hermes_patch.journal.Integration`)."""
+
+    def __init__(self, app: App, written) -> None:
+        self.app, self.written = app, written
+
+    def before_write(self, ledger: dict[str, Any], record: dict[str, Any], names: list[str], kind: str) -> None:
         from hermes_patch import git_filter
 
-        git_filter.prepare_write(
-            self, ledger, record, list(new_bytes), plan.kind
-        )  # git installs: hide our edits from git first
-        new_ws = ws.with_edits(plan.after)
-        commit = self._commit_record(new_ws, new_reports, journal)
-        record["pending"] = {"kind": plan.kind, "files": journal, "commit": commit}
-        from hermes_patch.ledger import KEEP_WRITES
+        git_filter.prepare_write(self.app, ledger, record, names, kind)  # git installs: hide our edits from git first
 
-        record["backups"] = (record.get("backups", []) + [sorted(set(shas))])[-KEEP_WRITES:]
-        self.state.save(ledger)
-        fault_point("after-ledger-pending")
-        written: list[tuple[str, Any]] = []
-        try:
-            for name, data in new_bytes.items():
-                before = plan.before[name]
-                # Written only if the file is still the one we read (a concurrent upgrade is left alone).
-                now = atomic_write(before.path, data, expect=identity(before.path, before.sha256))
-                written.append((name, now))
-                fault_point("after-target-write")
-            self._commit(ledger, record)
-        except TargetError as exc:  # a full disk, a file replaced meanwhile: put back what was written
-            raise self._roll_back(
-                ledger, previous, [(plan.before[n].path, plan.before[n].data, now) for n, now in written], exc
-            ) from None
-        fault_point("after-ledger-commit")
-        git_filter.finish_write(self, ledger, record, new_ws)
-        self.pruned = self.state.prune(ledger)
-        return tuple(plan.before[name].path for name, _ in written)
+    def after_write(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
+        from hermes_patch import git_filter
 
-    def _roll_back(
-        self, ledger: dict[str, Any], previous: dict[str, Any], written: list[tuple[Path, bytes, Any]], exc: TargetError
-    ) -> Exception:
-        """Undo a write that failed half way (files already replaced, ledger record); return the error to raise.
-
-        When even that fails, the journal stays so that the next ``apply`` or
-        ``revert`` completes the write, and the error says so.
-        """
-        try:
-            for path, data, now in reversed(written):
-                atomic_write(path, data, expect=now)
-            ledger["targets"][self.key] = previous
-            self.state.save(ledger)
-        except TargetError:
-            return StateError(
-                f"{exc} The write stopped half way and could not be undone, so its journal was kept in "
-                f"{self.state.ledger_path}; once the cause is fixed, `hermes-patch apply` (or `hermes-patch revert`) completes it."
-            )
-        return exc
-
-    def _commit_record(self, new_ws, new_reports, journal) -> dict[str, Any]:
-        from hermes_patch.patch import State
-
-        patches = {}
-        for r in new_reports:
-            if r.state is State.APPLIED:
-                patches[r.id] = {
-                    "params": {k: list(v) if isinstance(v, tuple) else v for k, v in r.patch.params.items()},
-                    "statements": {k: v[0] for k, v in owned_statements(new_ws, r.id).items()},
-                }
-        inputs = {name: src.sha256 for name, src in new_ws.loaded().items()}
-        return {
-            "version": self.target.version,
-            "files": {name: {"original": j["original"], "patched": j["after"]} for name, j in journal.items()},
-            "patches": patches,
-            "snapshot": {
-                "config_key": self.config_key,
-                "inputs": inputs,
-                "reports": [{**_view(r).to_json(), "config_error": r.detection.config_error} for r in new_reports],
-            },
-        }
-
-    def _commit(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
-        pending = record.pop("pending")
-        commit = pending["commit"]
-        record.setdefault("files", {}).update(commit["files"])
-        record["version"] = commit["version"]
-        record["patches"] = commit["patches"]
-        record["snapshot"] = commit["snapshot"]
-        self.state.save(ledger)
-
-    def _recover(self) -> None:
-        """Complete a write that a crash interrupted (roll forward), or refuse if files moved on."""
-        for tmp in self._stale_temp_files():  # ours by name; no other hermes-patch writes here while we hold the lock
-            tmp.unlink(missing_ok=True)
-        ledger = self.state.load()
-        record = self.record(ledger)
-        pending = record.get("pending")
-        if not pending:
-            return
-        todo = {}
-        for name, j in pending["files"].items():
-            path = self._confined(name)
-            try:
-                current = sha256_hex(read_bytes(path))
-            except TargetError:
-                current = None
-            if current == j["after"]:
-                continue
-            if current != j["before"]:
-                raise StateError(
-                    f"an interrupted hermes-patch write left a journal for {path}, but the file has changed since "
-                    f"(it is neither the bytes before nor after that write). Nothing was touched. Check the file, "
-                    f"then remove the `pending` entry of this target from {self.state.ledger_path} and run `hermes-patch status`."
-                )
-            data = self.state.read_backup(j["after"])
-            if data is None:
-                raise StateError(
-                    f"the journal of an interrupted write names a backup {j['after']} that is missing from {self.state.path}/backups; the file {path} is unchanged. Remove the `pending` entry from {self.state.ledger_path} and run the command again."
-                )
-            todo[path] = (data, identity(path, j["before"]))
-        for path, (data, expect) in todo.items():
-            atomic_write(path, data, expect=expect)
-        self._commit(ledger, record)
-
-    def _confined(self, name: str) -> Path:
-        """The path of module file ``name`` of the target package, refusing any that leads out of it.
-
-        The ledger was validated on load (plain relative ``.py`` names); this
-        also refuses a name whose real path leaves the package through a link,
-        except the entry module itself (a symlinked ``web_server.py`` is
-        followed by policy, see ``--file``).
-
-        Raises:
-            StateError: the record names a file outside the package.
-        """
-        import os
-
-        package = self.target.package_dir
-        path = package / name
-        real = os.path.realpath(path)
-        inside = real.startswith(os.path.realpath(package) + os.sep)
-        if ".." in Path(name).parts or Path(name).is_absolute() or not (inside or name == self.target.entry):
-            from hermes_patch.messages import forged_record
-
-            raise StateError(
-                forged_record(self.state.ledger_path, f"names {name!r} for {package}, which is outside that package")
-            )
-        return path
+        git_filter.finish_write(self.app, ledger, record, self.written)
 
 
-def _snapshot_views(reports: list[dict[str, Any]]) -> tuple[ReportView, ...] | None:
+def _snapshot_views(reports: tuple[ReportRecord, ...]) -> tuple[ReportView, ...] | None:
     """The views a snapshot recorded, or ``None`` when one names a state this release does not know."""
     from hermes_patch.patch import State
 
     try:
         return tuple(
-            ReportView(
-                v["id"],
-                State(v["state"]),
-                v["reason"],
-                v["enabled"],
-                tuple(v.get("notes", ())),
-                bool(v.get("config_error")),
-                tuple(v.get("advice", ())),
-            )
-            for v in reports
+            ReportView(r.id, State(r.state), r.reason, r.enabled, r.notes, bool(r.config_error), tuple(r.advice or ()))
+            for r in reports
         )
     except ValueError:
         return None
@@ -829,13 +732,6 @@ def _bound_name(stmt) -> str | None:
     if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
         return stmt.target.id
     return None
-
-
-def _file_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
 
 
 class _null:

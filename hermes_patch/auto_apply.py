@@ -29,7 +29,18 @@ from hermes_patch import git_filter, git_hooks, systemd
 from hermes_patch.context import Context
 from hermes_patch.errors import RefusedError, StateError
 from hermes_patch.git_repo import git_path, repo_root
-from hermes_patch.installed import Installed, Write, changed_since_install, file_state, read_file, sha, write_file
+from hermes_patch.installed import (
+    DropinEntry,
+    HookEntry,
+    Installed,
+    Integrations,
+    Write,
+    changed_since_install,
+    file_state,
+    read_file,
+    sha,
+    write_file,
+)
 from hermes_patch.stored_command import apply_command, command_problem, self_command
 
 if TYPE_CHECKING:
@@ -84,19 +95,23 @@ def install(
     with ctx.state.lock(ctx.key):
         ledger = ctx.state.load()
         record = ledger["targets"].setdefault(ctx.key, {})
-        integ = record.setdefault("integrations", {})
-        writes: list[Write] = []
+        integ: Integrations = record.setdefault("integrations", {})
+        hook_writes: list[Write[HookEntry]] = []
         moves: list[tuple[Path, Path]] = []
         if root is not None:
-            writes, moves = git_hooks.plan_install(root, command, integ.get("git-hooks", {}))
+            hook_writes, moves = git_hooks.plan_install(root, command, integ.get("git-hooks", {}))
+        dropin = None
         if unit is not None:
             env_file = token.path if token else None
-            writes.append(systemd.plan_dropin(unit, scope, unit_directory, command, env_file, integ.get("systemd", {})))
+            dropin = systemd.plan_dropin(unit, scope, unit_directory, command, env_file, integ.get("systemd", {}))
         # Record first, then write: the ledger always knows what we touched.
         if token is not None and token.created:
             integ["session-token"] = {"path": str(token.path), "sha256": token.sha256}
-        for w in writes:
-            integ.setdefault(w.section, {})[w.name] = w.entry
+        for hook in hook_writes:
+            integ.setdefault("git-hooks", {})[hook.name] = hook.entry
+        if dropin is not None:
+            integ.setdefault("systemd", {})[dropin.name] = dropin.entry
+        writes: list[Write[HookEntry] | Write[DropinEntry]] = [*hook_writes, *([dropin] if dropin else [])]
         ctx.state.save(ledger)
         for src, dst in moves:
             os.rename(src, dst)
@@ -134,7 +149,7 @@ def uninstall(ctx: Context, keep_session_token: bool = False) -> list[str]:
     with ctx.state.lock(ctx.key):
         ledger = ctx.state.load()
         record = ledger["targets"].get(ctx.key, {})
-        integ = record.get("integrations", {})
+        integ: Integrations = record.get("integrations", {})
         hooks = integ.get("git-hooks", {})
         dropins = integ.get("systemd", {})
         if not hooks and not dropins and not integ.get("session-token"):
@@ -188,7 +203,7 @@ def _refuse_record(ctx: Context) -> Refuse:
 
 def show(ctx: Context) -> list[Installed]:
     """What is installed for this target, from the ledger, checked against the files."""
-    integ = ctx.record().get("integrations", {})
+    integ: Integrations = ctx.record().get("integrations", {})
     items: list[Installed] = []
     root = repo_root(ctx.target)
     filt = integ.get("git-filter")

@@ -66,29 +66,15 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         **kwargs: Any,
     ) -> Any:
         from hermes_patch.app import App
+        from hermes_patch.messages import for_target
 
         app = App(file=file, python=python, root=root, config_path=config, state_dir=state_dir)
         try:
             return fn(app, **kwargs)
         except HermesPatchError as exc:
-            raise _for_install(exc, vars(app).get("target")) from None  # only a target already located
+            raise for_target(exc, vars(app).get("target")) from None  # only a target already located
 
     return wrapper
-
-
-def _for_install(exc: HermesPatchError, target: Any) -> HermesPatchError:
-    """``exc`` with its "restore from the release" advice written for the target's install method and release."""
-    from hermes_patch.messages import Failure
-
-    failure = exc.args[0] if len(exc.args) == 1 else None
-    if target is None or not isinstance(failure, Failure):
-        return exc
-    written = failure.for_install(target.version, target.install_method, target.interpreter)
-    if written is failure:
-        return exc
-    new = type(exc)(written)
-    new.__dict__.update(exc.__dict__)
-    return new
 
 
 class _Group(click.Group):
@@ -207,7 +193,7 @@ def status(app: App, as_json: bool, strict: bool) -> None:
     from hermes_patch import report
     from hermes_patch.status import build_status
 
-    with report.machine_errors("status", as_json):
+    with report.machine_errors("status", as_json, app=app):
         result = build_status(app)
     sys.exit(_print_status(result, as_json, strict))
 
@@ -322,7 +308,7 @@ def apply(
     app._allow_version = app._allow_version or allow_version
     notes: list[str] = []
     restarted = True
-    with report.machine_errors("apply", as_json, check):
+    with report.machine_errors("apply", as_json, check, app=app):
         try:
             result = app.apply(list(ids) or None, dry_run=dry_run or check)
         except HermesPatchError as exc:
@@ -452,7 +438,7 @@ def revert(
 
     notes: list[str] = []
     restarted = True
-    with report.machine_errors("revert", as_json, check):
+    with report.machine_errors("revert", as_json, check, app=app):
         result = app.revert(list(ids) or None, force=force, dry_run=dry_run or check)
         if check:
             report.check_writable(app, result)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hermes_patch.incoming import Incoming
     from hermes_patch.installed import Installed
     from hermes_patch.locate import Target
+    from hermes_patch.patch import State
     from hermes_patch.verify import VerifyResult
 
 __all__ = [
@@ -31,17 +32,27 @@ __all__ = [
     "error",
 ]
 
-_STYLE = {
-    "applied": "green",
+#: The colour of each ``verify`` outcome (:class:`~hermes_patch.verify.Verdict`).
+_OUTCOME_STYLE = {
     "not-needed": "cyan",
-    "pending": "yellow",
-    "drifted": "magenta",
-    "unknown-shape": "red",
     "effective": "green",
     "not effective": "red",
     "cannot verify": "yellow",
     "not applied": "yellow",
 }
+
+
+def _state_style(state: State) -> str:
+    """The colour of a detection state in the ``status`` table."""
+    from hermes_patch.patch import State
+
+    return {
+        State.APPLIED: "green",
+        State.NOT_NEEDED: "cyan",
+        State.PENDING: "yellow",
+        State.DRIFTED: "magenta",
+        State.UNKNOWN_SHAPE: "red",
+    }[state]
 
 
 def _console(stderr: bool = False) -> Console:
@@ -126,7 +137,7 @@ def print_status(result: StatusResult) -> None:
         )
     width = max((len(r.id) for r in result.reports), default=0)
     for r in result.reports:
-        state = f"[{_STYLE.get(r.state.value, '')}]{r.state.value:<13}[/]"
+        state = f"[{_state_style(r.state)}]{r.state.value:<13}[/]"
         off = "" if r.enabled else " [dim](disabled)[/]"
         console.print(f"{r.id:<{width}}  {state}  {_escape(r.reason)}{off}")
         for note in r.notes:
@@ -141,17 +152,19 @@ def print_status(result: StatusResult) -> None:
 
 
 def _summary(result: StatusResult) -> str:
+    from hermes_patch.patch import State
+
     enabled = [r for r in result.reports if r.enabled]
-    counts: dict[str, int] = {}
+    counts: dict[State, int] = {}
     for r in enabled:
-        counts[r.state.value] = counts.get(r.state.value, 0) + 1
-    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no enabled patches"
+        counts[r.state] = counts.get(r.state, 0) + 1
+    text = ", ".join(f"{counts[s]} {s.value}" for s in sorted(counts, key=lambda s: s.value)) or "no enabled patches"
     code = result.exit_code
     if code == 0:
         return f"[green]ok[/]: {text}"
     if code == 1:
-        hint = "run `hermes-patch apply`" if "pending" in counts else ""
-        if "drifted" in counts:
+        hint = "run `hermes-patch apply`" if State.PENDING in counts else ""
+        if State.DRIFTED in counts:
             hint += (
                 "; " if hint else ""
             ) + "drifted code changed after we patched it: see `hermes-patch diff` and `hermes-patch revert --help`"
@@ -230,6 +243,6 @@ def print_verify(result: VerifyResult) -> None:
     console.print(f"       interpreter {_escape(interp)}")
     width = max((len(v.id) for v in result.verdicts), default=0)
     for v in result.verdicts:
-        style = _STYLE.get(v.outcome, "")
+        style = _OUTCOME_STYLE.get(v.outcome, "")
         head = f"[{style}]{v.outcome}[/]" if style else v.outcome
         console.print(f"{v.id:<{width}}  {head}{': ' + _escape(v.reason) if v.reason else ''}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hermes_patch.errors import TargetError
-from hermes_patch.messages import target_is_a_directory, target_missing
+from hermes_patch.messages import RUN_AS_OWNER, Failure, target_is_a_directory, target_missing
 
 __all__ = [
     "read_bytes",
@@ -134,7 +134,7 @@ def read_bytes(path: Path) -> bytes:
         raise TargetError(target_is_a_directory(path)) from None
     except PermissionError:
         raise TargetError(
-            f"{path} cannot be read (permission denied). Run hermes-patch as the user who owns the Hermes install."
+            Failure(f"{path} cannot be read (permission denied)", path, outcome="", next_command=RUN_AS_OWNER)
         ) from None
     except OSError as exc:
         raise TargetError(

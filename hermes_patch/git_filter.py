@@ -39,6 +39,7 @@ from hermes_patch.errors import RefusedError
 from hermes_patch.git_clean import MARKER
 from hermes_patch.git_index import refresh_index
 from hermes_patch.git_repo import git, git_path, rel_path, repo_root
+from hermes_patch.installed import FilterEntry, Integrations
 from hermes_patch.patch import State, find_blocks, remove_blocks
 from hermes_patch.stored_command import self_command, stored_command
 
@@ -110,8 +111,8 @@ def _current(root: Path) -> str | None:
     return git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
 
 
-def _integrations(record: dict[str, Any]) -> dict[str, Any]:
-    integ: dict[str, Any] = record.setdefault("integrations", {})
+def _integrations(record: dict[str, Any]) -> Integrations:
+    integ: Integrations = record.setdefault("integrations", {})
     return integ
 
 
@@ -119,7 +120,7 @@ def _attr_block(paths: list[str]) -> str:
     return "".join([_ATTR_HEADER + "\n", *(f"/{p} filter={FILTER}\n" for p in sorted(paths))])
 
 
-def _note_facts(root: Path, entry: dict[str, Any]) -> None:
+def _note_facts(root: Path, entry: FilterEntry) -> None:
     """Record, before the first registration, what :func:`_unregister` must remove.
 
     A ``filter.hermes-patch.clean`` value that is not ours is refused rather
@@ -142,7 +143,7 @@ def _note_facts(root: Path, entry: dict[str, Any]) -> None:
         entry["created"] = not git_path(root, "info/attributes").exists()
 
 
-def _register(root: Path, entry: dict[str, Any], paths: list[str]) -> None:
+def _register(root: Path, entry: FilterEntry, paths: list[str]) -> None:
     """Write the config value and our attributes block for ``paths`` (after :func:`_note_facts` was saved)."""
     from hermes_patch.fileio import atomic_write
 
@@ -187,7 +188,7 @@ def _strip_lines(text: str, block: str) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if line.rstrip("\r\n") not in ours)
 
 
-def _unregister(root: Path, entry: dict[str, Any]) -> None:
+def _unregister(root: Path, entry: FilterEntry) -> None:
     """Remove exactly what :func:`_register` added.
 
     A recorded ``previous`` value is never written back (records are not
@@ -211,7 +212,7 @@ def _unregister(root: Path, entry: dict[str, Any]) -> None:
         atomic_write(attributes, text.encode("utf-8"), follow=False)
 
 
-def _registered(root: Path, entry: dict[str, Any]) -> bool:
+def _registered(root: Path, entry: FilterEntry) -> bool:
     state = filter_state(root)
     return state.value == filter_command() and state.paths() == entry.get("paths")
 
@@ -279,11 +280,12 @@ def sync(ctx: Context) -> None:
     with ctx.state.lock(ctx.key):
         ledger = ctx.state.load()
         record = ledger["targets"].get(ctx.key, {})
-        integ = record.get("integrations", {})
+        integ: Integrations = record.get("integrations", {})
         entry = integ.get("git-filter")
         patched = _files_with_blocks(root, ctx.target.package_dir)
         if patched or integ.get("git-hooks"):
-            paths = sorted(set((entry or {}).get("paths", [])) | set(patched) | {rel_path(root, ctx.target.file)})
+            recorded = entry.get("paths", []) if entry is not None else []
+            paths = sorted(set(recorded) | set(patched) | {rel_path(root, ctx.target.file)})
             if entry is None or entry.get("paths") != paths or not _registered(root, entry):
                 stored_command(f"git's filter.{FILTER}.clean of {root}")
                 record = ledger["targets"].setdefault(ctx.key, record)
@@ -310,7 +312,7 @@ def _files_with_blocks(root: Path, package_dir: Path) -> list[str]:
 
 def _settle(root: Path, record: dict[str, Any], cleaned: dict[str, tuple[bytes, bytes]] | None = None) -> bool:
     """Refresh the index for our filtered files; unregister when no block and no hook is left. True if the record changed."""
-    integ = record.get("integrations", {})
+    integ: Integrations = record.get("integrations", {})
     entry = integ.get("git-filter")
     if not entry:
         return False

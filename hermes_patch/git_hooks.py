@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from hermes_patch.errors import RefusedError, StateError
 from hermes_patch.git_repo import git, git_path
 from hermes_patch.installed import (
+    HookEntry,
     Installed,
     Write,
     changed_since_install,
@@ -91,8 +92,8 @@ def _hooks_dir(root: Path) -> Path:
 
 
 def plan_install(
-    root: Path, command: list[str], recorded: dict[str, Any]
-) -> tuple[list[Write], list[tuple[Path, Path]]]:
+    root: Path, command: list[str], recorded: dict[str, HookEntry]
+) -> tuple[list[Write[HookEntry]], list[tuple[Path, Path]]]:
     """The hooks to write for the checkout ``root`` and the existing hooks to keep aside (renames); nothing written.
 
     Args:
@@ -104,7 +105,7 @@ def plan_install(
             cannot be chained, or ``core.hooksPath`` is shared.
     """
     hooks_dir = _hooks_dir(root)
-    writes: list[Write] = []
+    writes: list[Write[HookEntry]] = []
     moves: list[tuple[Path, Path]] = []
     for name in GIT_HOOKS:
         path = hooks_dir / name
@@ -125,17 +126,17 @@ def plan_install(
         else:
             chained = chain.exists() or chain.is_symlink()
         data = hook_script(name, command, chained).encode()
-        entry = {
+        entry: HookEntry = {
             "path": str(path),
             "sha256": sha(data),
             "chained": str(chain) if chained else None,
-            "created_dirs": (rec or {}).get("created_dirs", missing_dirs(hooks_dir)),
+            "created_dirs": rec.get("created_dirs", missing_dirs(hooks_dir)) if rec else missing_dirs(hooks_dir),
         }
-        writes.append(Write(f"git hook {name}", path, data, 0o755, "git-hooks", name, entry))
+        writes.append(Write(f"git hook {name}", path, data, 0o755, name, entry))
     return writes, moves
 
 
-def check_records(root: Path | None, hooks: dict[str, Any], refuse: Callable[[str, object], StateError]) -> None:
+def check_records(root: Path | None, hooks: dict[str, HookEntry], refuse: Callable[[str, object], StateError]) -> None:
     """Refuse hook records that name files ``hook install`` never writes (a forged or damaged ledger).
 
     A git hook record must name ``<hooks dir>/<post-merge|post-checkout>`` of
@@ -156,7 +157,7 @@ def check_records(root: Path | None, hooks: dict[str, Any], refuse: Callable[[st
             raise refuse(f"the folders created for the git hook {name}", entry.get("created_dirs"))
 
 
-def remove(hooks: dict[str, Any]) -> list[str]:
+def remove(hooks: dict[str, HookEntry]) -> list[str]:
     """Remove the recorded hooks (checked already), putting back the hooks they ran first; one line per hook."""
     done = []
     for name, entry in sorted(hooks.items()):
@@ -173,7 +174,7 @@ def remove(hooks: dict[str, Any]) -> list[str]:
     return done
 
 
-def show(hooks: dict[str, Any]) -> list[Installed]:
+def show(hooks: dict[str, HookEntry]) -> list[Installed]:
     """``hook show``'s lines for the recorded hooks: each file's state and the command it runs."""
     items = []
     for name, entry in sorted(hooks.items()):
@@ -182,7 +183,7 @@ def show(hooks: dict[str, Any]) -> list[Installed]:
     return items
 
 
-def _hook_lines(path: Path, entry: dict[str, Any]) -> tuple[str, ...]:
+def _hook_lines(path: Path, entry: HookEntry) -> tuple[str, ...]:
     data = (read_file(path) or b"").decode("utf-8", "replace")
     runs = [
         line.split(" </dev/null")[0].strip()

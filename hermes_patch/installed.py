@@ -2,7 +2,8 @@
 
 Shared by the git hooks (:mod:`hermes_patch.git_hooks`) and the systemd
 drop-ins (:mod:`hermes_patch.systemd`); the command that installs them is
-:mod:`hermes_patch.auto_apply`.
+:mod:`hermes_patch.auto_apply`. The ledger keeps what was installed under a
+target record's ``integrations`` (:class:`Integrations`, parsed JSON).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypedDict, TypeVar
 
 from hermes_patch.fileio import atomic_write
 
 __all__ = [
+    "FilterEntry",
+    "HookEntry",
+    "DropinEntry",
+    "TokenEntry",
+    "Integrations",
     "Installed",
     "Write",
     "read_file",
@@ -27,6 +33,57 @@ __all__ = [
     "created_dirs_ok",
     "file_state",
 ]
+
+
+class FilterEntry(TypedDict, total=False):
+    """``integrations.git-filter``: what :mod:`hermes_patch.git_filter` added to ``.git``."""
+
+    paths: list[str]  # the filtered files, relative to the checkout
+    previous: None  # a value of the filter found before ours: never recorded (issue 13)
+    created: bool  # whether we created .git/info/attributes
+    command: str  # filter.hermes-patch.clean as we set it
+    appended: str  # the block we appended to .git/info/attributes
+
+
+class HookEntry(TypedDict):
+    """``integrations.git-hooks.<name>``: a hook :mod:`hermes_patch.git_hooks` wrote."""
+
+    path: str
+    sha256: str
+    chained: str | None  # the earlier hook, kept as <name>.pre-hermes-patch
+    created_dirs: list[str]  # folders install created, deepest first
+
+
+class DropinEntry(TypedDict):
+    """``integrations.systemd.<path>``: a drop-in :mod:`hermes_patch.systemd` wrote."""
+
+    unit: str
+    scope: str  # user or system
+    sha256: str
+    created_dirs: list[str]
+
+
+class TokenEntry(TypedDict):
+    """``integrations.session-token``: the session token file hermes-patch created (never its content)."""
+
+    path: str
+    sha256: str
+
+
+#: A target record's ``integrations``: everything installed for it outside the Hermes files.
+Integrations = TypedDict(
+    "Integrations",
+    {
+        "git-filter": FilterEntry,
+        "git-hooks": dict[str, HookEntry],
+        "systemd": dict[str, DropinEntry],
+        "session-token": TokenEntry,
+    },
+    total=False,
+)
+
+#: The ledger entry of a file :class:`Write` writes.
+E = TypeVar("E", HookEntry, DropinEntry)
 
 
 @dataclass(frozen=True)
@@ -47,7 +104,7 @@ class Installed:
 
 
 @dataclass(frozen=True)
-class Write:
+class Write(Generic[E]):
     """A file ``hook install`` will write, and its ledger entry (recorded before the write).
 
     Attributes:
@@ -55,19 +112,17 @@ class Write:
         path: the file.
         data: its bytes.
         mode: its permission bits.
-        section: where the entry goes under the record's ``integrations``
-            (``git-hooks`` or ``systemd``).
-        name: the entry's key there (the hook's name, the drop-in's path).
-        entry: the ledger entry (a JSON object).
+        name: the entry's key in its section of ``integrations`` (the hook's
+            name, the drop-in's path).
+        entry: the ledger entry.
     """
 
     kind: str
     path: Path
     data: bytes
     mode: int
-    section: str
     name: str
-    entry: dict[str, Any]
+    entry: E
 
 
 def sha(data: bytes) -> str:
@@ -108,7 +163,7 @@ def missing_dirs(directory: Path) -> list[str]:
     return missing
 
 
-def remove_created_dirs(entry: dict[str, Any]) -> None:
+def remove_created_dirs(entry: HookEntry | DropinEntry) -> None:
     """Remove the folders install created for ``entry`` (deepest first), stopping at one that is not empty."""
     for directory in entry.get("created_dirs", []):
         try:
@@ -117,14 +172,14 @@ def remove_created_dirs(entry: dict[str, Any]) -> None:
             return  # not empty: something else lives there now, and in its parents
 
 
-def created_dirs_ok(entry: dict[str, Any], folder: Path) -> bool:
+def created_dirs_ok(entry: HookEntry | DropinEntry, folder: Path) -> bool:
     """Whether the entry's ``created_dirs`` are ``folder`` and folders above it (what install records)."""
     allowed = {str(d) for d in [folder, *folder.parents][:-1]}
     dirs = entry.get("created_dirs", [])
     return isinstance(dirs, list) and all(isinstance(d, str) and d in allowed for d in dirs)
 
 
-def file_state(path: Path, entry: dict[str, Any]) -> str:
+def file_state(path: Path, entry: HookEntry | DropinEntry | TokenEntry) -> str:
     """``missing``, ``installed`` (the recorded sha256) or ``changed since install``."""
     data = read_file(path)
     if data is None:

@@ -31,10 +31,17 @@ from typing import Any, Iterator
 from hermes_patch.errors import StateError
 from hermes_patch.fileio import atomic_write, fault_point
 from hermes_patch.messages import RUN_AGAIN, UPGRADE, Failure, lock_held, move_ledger_aside
+from hermes_patch.records import (
+    SCHEMA,
+    Ledger,
+    LedgerFormatError,
+    NewerSchemaError,
+    dump_ledger,
+    load_ledger,
+)
 
 __all__ = ["SCHEMA", "KEEP_WRITES", "StateDir", "default_state_dir"]
 
-SCHEMA = 1
 KEEP_WRITES = 5  # backups of the last KEEP_WRITES writes per target are kept; older ones are pruned
 
 
@@ -183,62 +190,83 @@ class StateDir:
             os.close(fd)
 
     def load(self) -> dict[str, Any]:
-        """The ledger as a dict (``{"schema": 1, "targets": {}}`` when none exists).
+        """The ledger as parsed JSON (``{"schema": 1, "targets": {}}`` when none exists), checked by :meth:`read`'s rules.
+
+        For the integrations (:mod:`hermes_patch.gitint`, :mod:`hermes_patch.hooks`),
+        which change their part of a target's record in place and :meth:`save` it.
 
         Raises:
-            StateError: unreadable, not JSON, truncated, or a newer schema.
+            StateError: unreadable, not JSON, truncated, a record shaped unlike
+                ours (the message names the field), or a newer schema.
         """
+        return self._load()[0]
+
+    def read(self) -> Ledger:
+        """The ledger as typed records (an empty :class:`~hermes_patch.records.Ledger` when none exists).
+
+        Raises:
+            StateError: as :meth:`load`.
+        """
+        return self._load()[1]
+
+    def _load(self) -> tuple[dict[str, Any], Ledger]:
         self.check()
         try:
             data = self._read(self.ledger_path)
         except FileNotFoundError:
-            return {"schema": SCHEMA, "targets": {}}
+            return {"schema": SCHEMA, "targets": {}}, Ledger()
         except OSError as exc:
             raise StateError(f"cannot read the ledger {self.ledger_path}: {exc.strerror}.") from None
+        aside = f"{move_ledger_aside(self.ledger_path)}: our edits are found by their marker comments without it (backups stay in backups/)"
         try:
-            ledger = json.loads(data)
-            if (
-                not isinstance(ledger, dict)
-                or not isinstance(ledger.get("targets"), dict)
-                or not isinstance(ledger.get("schema"), int)
-            ):
-                raise ValueError("not a ledger object")
-            if ledger["schema"] <= SCHEMA:
-                for key, record in ledger["targets"].items():
-                    if not _fits(record, _RECORD, optional=True):
-                        raise ValueError(f"the record of {key} is not shaped like a schema-{SCHEMA} record")
-                    bad = _bad_names(record)
-                    if bad:
-                        raise ValueError(
-                            f"the record of {key} names {bad!r}, which is not a module file of the package or not a sha256"
-                        )
+            doc = json.loads(data)
+            return doc, load_ledger(doc)
+        except NewerSchemaError as exc:
+            raise StateError(
+                Failure(
+                    f"the ledger {self.ledger_path} was written by a newer hermes-patch (schema {exc.schema}, "
+                    f"this one reads {SCHEMA})",
+                    self.ledger_path,
+                    outcome="",
+                    next_command=f"{UPGRADE}, or point --state-dir elsewhere",
+                )
+            ) from None
+        except LedgerFormatError as exc:
+            raise StateError(
+                Failure(
+                    f"the ledger {self.ledger_path} is corrupted: {exc}",
+                    self.ledger_path,
+                    cause="hermes-patch never writes a record like this, so the file was damaged or edited",
+                    outcome="Your Hermes files were not touched.",
+                    next_command=aside,
+                )
+            ) from None
         except ValueError as exc:
             raise StateError(
                 Failure(
                     f"the ledger {self.ledger_path} is corrupted or truncated ({exc})",
                     self.ledger_path,
                     outcome="Your Hermes files were not touched.",
-                    next_command=f"{move_ledger_aside(self.ledger_path)}: our edits are found by their marker "
-                    "comments without it (backups stay in backups/)",
+                    next_command=aside,
                 )
             ) from None
-        if ledger["schema"] > SCHEMA:
-            raise StateError(
-                Failure(
-                    f"the ledger {self.ledger_path} was written by a newer hermes-patch (schema {ledger['schema']}, "
-                    f"this one reads {SCHEMA})",
-                    self.ledger_path,
-                    outcome="",
-                    next_command=f"{UPGRADE}, or point --state-dir elsewhere",
-                )
-            )
-        return ledger
 
     def save(self, ledger: dict[str, Any]) -> None:
-        """Write the ledger atomically, sorted keys, mode 0600."""
-        self._ensure()
+        """Write parsed-JSON ``ledger`` (see :meth:`load`) atomically, sorted keys, mode 0600; sets its ``schema``."""
         ledger["schema"] = SCHEMA
-        data = (json.dumps(ledger, indent=2, sort_keys=True) + "\n").encode()
+        self._write_bytes((json.dumps(ledger, indent=2, sort_keys=True) + "\n").encode())
+
+    def write(self, ledger: Ledger) -> None:
+        """Write ``ledger`` atomically (mode 0600) as :func:`~hermes_patch.records.dump_ledger` renders it.
+
+        Raises:
+            StateError: the state directory cannot be created or is not ours alone.
+            TargetError: the write failed (a full disk); the old ledger is intact.
+        """
+        self._write_bytes(dump_ledger(ledger))
+
+    def _write_bytes(self, data: bytes) -> None:
+        self._ensure()
         if os.path.lexists(self.ledger_path):
             self._own_entry(self.ledger_path, "file")
         atomic_write(self.ledger_path, data, mode=0o600, follow=False)
@@ -266,7 +294,7 @@ class StateDir:
             return None
         return data if hashlib.sha256(data).hexdigest() == sha else None
 
-    def prune(self, ledger: dict[str, Any]) -> int:
+    def prune(self, ledger: Ledger) -> int:
         """Remove backups no target needs any more; return how many were removed.
 
         Kept: the backups of each target's last :data:`KEEP_WRITES` writes
@@ -276,13 +304,13 @@ class StateDir:
         target of this state dir.
         """
         keep: set[str] = set()
-        for record in ledger.get("targets", {}).values():
-            for write in record.get("backups", [])[-KEEP_WRITES:]:
+        for record in ledger.targets.values():
+            for write in (record.backups or ())[-KEEP_WRITES:]:
                 keep.update(write)
-            for entry in record.get("files", {}).values():
-                keep.update(v for k, v in entry.items() if k in ("original", "patched"))
-            for entry in record.get("pending", {}).get("files", {}).values():
-                keep.update(entry.values())
+            for entry in record.known_files.values():
+                keep.update((entry.original, entry.patched))
+            for journal in record.pending.files.values() if record.pending else ():
+                keep.update((journal.before, journal.after, journal.original))
         removed = 0
         try:
             names = [p for p in (self.path / "backups").iterdir()]
@@ -319,64 +347,6 @@ class StateDir:
                 yield
         except Timeout:
             raise StateError(lock_held(path, timeout)) from None
-
-
-# The shape of one target's record, as app.App writes it: a dict spec lists
-# required keys ("*" maps any key to one spec), a tuple lists allowed types.
-_COMMITTED = {
-    "version": (str, type(None)),
-    "files": {"*": {"original": str, "patched": str}},
-    "patches": {"*": {"params": dict, "statements": {"*": str}}},
-    "snapshot": {
-        "config_key": str,
-        "inputs": {"*": str},
-        "reports": [{"id": str, "state": str, "reason": str, "enabled": bool, "notes": [str]}],
-    },
-}
-_RECORD = {
-    **_COMMITTED,
-    "backups": [[str]],
-    "pending": {"kind": str, "files": {"*": {"before": str, "after": str, "original": str}}, "commit": _COMMITTED},
-}
-
-
-def _fits(value: Any, spec: Any, optional: bool = False) -> bool:
-    """Whether parsed JSON ``value`` has the shape ``spec`` (``optional``: keys of a dict spec may be absent)."""
-    if isinstance(spec, dict):
-        if not isinstance(value, dict):
-            return False
-        if "*" in spec:
-            return all(isinstance(k, str) and _fits(v, spec["*"]) for k, v in value.items())
-        return all(
-            (key in value and _fits(value[key], sub)) or (optional and key not in value) for key, sub in spec.items()
-        )
-    if isinstance(spec, list):
-        return isinstance(value, list) and all(_fits(v, spec[0]) for v in value)
-    return isinstance(value, spec)
-
-
-# A module file of the hermes_cli package as records name it: relative, no `..`, a .py file.
-MODULE_NAME = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_][A-Za-z0-9_.-]*\.py")
-_SHA = re.compile(r"[0-9a-f]{64}")
-
-
-def _bad_names(record: dict[str, Any]) -> str | None:
-    """The first file name or hash in ``record`` that a record we wrote cannot hold (confinement)."""
-    pending = record.get("pending") or {}
-    tables = [record.get("files", {}), pending.get("files", {}), (pending.get("commit") or {}).get("files", {})]
-    snaps = [record.get("snapshot", {}), (pending.get("commit") or {}).get("snapshot", {})]
-    for table in tables:
-        for name, entry in table.items():
-            if not MODULE_NAME.fullmatch(name) or ".." in name.split("/"):
-                return name
-            for value in entry.values():
-                if not _SHA.fullmatch(value):
-                    return value
-    for snap in snaps:
-        for name, value in (snap or {}).get("inputs", {}).items():
-            if not MODULE_NAME.fullmatch(name) or not _SHA.fullmatch(value):
-                return name
-    return None
 
 
 def _create_private(path: Path) -> None:

@@ -27,6 +27,7 @@ from hermes_patch.errors import TargetError
 from hermes_patch.fileio import check_writable
 from hermes_patch.messages import (
     FIND_BY_PYTHON,
+    RUN_AS_OWNER,
     Failure,
     remove_others_write,
     target_is_a_directory,
@@ -258,7 +259,7 @@ def guard(path: Path, what: str) -> None:
             refusal(
                 what,
                 found,
-                f"{remove_others_write(found[0].split(' is ')[0])}, or run hermes-patch as the owner of the install",
+                f"{remove_others_write(found[0].split(' is ')[0])}, or {RUN_AS_OWNER}",
             )
         )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 __all__ = [
     "Failure",
@@ -28,6 +29,8 @@ __all__ = [
     "reinstall_commands",
     "Restore",
     "restore_from_release",
+    "for_target",
+    "Install",
     "move_ledger_aside",
     "forged_record",
     "lock_held",
@@ -38,6 +41,7 @@ __all__ = [
     "untrusted",
     "UPGRADE",
     "RUN_AGAIN",
+    "RUN_AS_OWNER",
     "report_bug",
     "remove_others_write",
 ]
@@ -52,6 +56,8 @@ STATUS = "hermes-patch status"
 UPGRADE = "Upgrade hermes-patch (`pip install -U hermes-patch`)"
 #: How to let the interpreter Hermes runs with say where Hermes is.
 FIND_BY_PYTHON = "`hermes-patch status --python /path/to/venv/bin/python`"
+#: The way past a file the running user may not read or write (not a trust refusal: nobody else could change it).
+RUN_AS_OWNER = "run hermes-patch as the user who owns the Hermes install"
 #: The next step once the cause is gone, when the command itself is the one to repeat.
 RUN_AGAIN = "run the command again"
 
@@ -210,6 +216,38 @@ def restore_from_release(
     :class:`Restore` for the arguments.
     """
     return Restore(what=what, then=then, path=path, version=version, method=method, instead=instead)
+
+
+class Install(Protocol):
+    """What :func:`for_target` reads of a located target (:class:`hermes_patch.locate.Target`)."""
+
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def install_method(self) -> str: ...
+    @property
+    def interpreter(self) -> Path | None: ...
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def for_target(exc: _E, target: Install | None) -> _E:
+    """``exc`` again, its :class:`Restore` advice written for ``target``'s install (``exc`` itself otherwise).
+
+    An error raised with a :class:`Failure` keeps its parts in ``exc.args[0]``;
+    code deep in the core does not know how Hermes was installed, the command
+    line does, so it rewrites the advice on the way out.
+    """
+    failure = exc.args[0] if len(exc.args) == 1 else None
+    if target is None or not isinstance(failure, Failure):
+        return exc
+    written = failure.for_install(target.version, target.install_method, target.interpreter)
+    if written is failure:
+        return exc
+    new = type(exc)(written)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 def report_bug(attach: str, culprit: str = "") -> str:

@@ -63,7 +63,7 @@ def emit(doc: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def machine_errors(command: str, as_json: bool, check: bool = False) -> Iterator[None]:
+def machine_errors(command: str, as_json: bool, check: bool = False, app: App | None = None) -> Iterator[None]:
     """Turn errors inside the block into the machine contract.
 
     With ``as_json``, a :class:`HermesPatchError` prints its error document on
@@ -71,13 +71,18 @@ def machine_errors(command: str, as_json: bool, check: bool = False) -> Iterator
     to the CLI's one-paragraph handler. With ``as_json`` or ``check``, any
     other exception is also exit 2 (the traceback on stderr): a crash must
     not exit 1, which ``--check`` uses for "would change".
+
+    With ``app``, an error's "restore from the release" advice names the
+    located install's own command (:func:`hermes_patch.messages.for_target`).
     """
     try:
         yield
     except HermesPatchError as exc:
         if not as_json:
             raise
-        _fail(command, exc, as_json)
+        from hermes_patch.messages import for_target
+
+        _fail(command, for_target(exc, vars(app).get("target") if app is not None else None), as_json)
     except Exception as exc:  # noqa: BLE001 - the contract: every failure is exit 2
         if not (as_json or check):
             raise

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Iterable
 from hermes_patch.context import Context
 
 if TYPE_CHECKING:
+    from hermes_patch.installed import Integrations
     from hermes_patch.locate import Target
 
 __all__ = [
@@ -253,7 +254,8 @@ def stale_dashboards(app: Context, dashboards: Iterable[Dashboard]) -> list[Dash
 def recorded_units(app: Context) -> list[Unit]:
     """The units ``hook install --systemd-unit`` recorded for this target (they run its dashboard)."""
     units = []
-    for entry in app.record().get("integrations", {}).get("systemd", {}).values():
+    integ: Integrations = app.record().get("integrations", {})
+    for entry in integ.get("systemd", {}).values():
         name = entry.get("unit", "")
         units.append(Unit(name if name.endswith(".service") else f"{name}.service", entry.get("scope", "user")))
     return units

@@ -39,6 +39,7 @@ from hermes_patch.messages import RUN_AGAIN, Failure, remove_others_write
 
 if TYPE_CHECKING:
     from hermes_patch.context import Context
+    from hermes_patch.installed import Integrations
 
 __all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove", "forget"]
 
@@ -228,7 +229,7 @@ def forget(ctx: Context, keep: bool, release: bool = False) -> list[str]:
         return []  # the common case: nothing recorded, nothing to lock or write
     with ctx.state.lock(ctx.key):
         ledger = ctx.state.load()
-        integ = ledger["targets"].get(ctx.key, {}).get("integrations", {})
+        integ: Integrations = ledger["targets"].get(ctx.key, {}).get("integrations", {})
         token = integ.get("session-token")
         if not token:
             return []

@@ -14,10 +14,11 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from hermes_patch.errors import RefusedError, StateError
 from hermes_patch.installed import (
+    DropinEntry,
     Installed,
     Write,
     changed_since_install,
@@ -183,8 +184,8 @@ def plan_dropin(
     unit_directory: Path | None,
     command: list[str],
     env_file: Path | None,
-    recorded: dict[str, Any],
-) -> Write:
+    recorded: dict[str, DropinEntry],
+) -> Write[DropinEntry]:
     """The drop-in to write for ``unit``; nothing written.
 
     Args:
@@ -207,16 +208,16 @@ def plan_dropin(
             if rec
             else f"{path} exists and was not written by hermes-patch; nothing was changed. Move it aside, or merge its lines into your own drop-in."
         )
-    entry = {
+    entry: DropinEntry = {
         "unit": name,
         "scope": scope,
         "sha256": sha(data),
-        "created_dirs": (rec or {}).get("created_dirs", missing_dirs(directory)),
+        "created_dirs": rec.get("created_dirs", missing_dirs(directory)) if rec else missing_dirs(directory),
     }
-    return Write("systemd drop-in", path, data, 0o644, "systemd", str(path), entry)
+    return Write("systemd drop-in", path, data, 0o644, str(path), entry)
 
 
-def check_records(dropins: dict[str, Any], refuse: Callable[[str, object], StateError]) -> None:
+def check_records(dropins: dict[str, DropinEntry], refuse: Callable[[str, object], StateError]) -> None:
     """Refuse drop-in records that name files ``hook install`` never writes (a forged or damaged ledger).
 
     A drop-in record must name ``<dir>/<unit>.service.d/hermes-patch.conf``;
@@ -243,7 +244,7 @@ def check_records(dropins: dict[str, Any], refuse: Callable[[str, object], State
             raise refuse("the folders created for a systemd drop-in", entry.get("created_dirs"))
 
 
-def remove(dropins: dict[str, Any]) -> tuple[list[str], set[str]]:
+def remove(dropins: dict[str, DropinEntry]) -> tuple[list[str], set[str]]:
     """Remove the recorded drop-ins (checked already); one line per drop-in, and the scopes to reload."""
     done = []
     scopes = set()
@@ -257,7 +258,7 @@ def remove(dropins: dict[str, Any]) -> tuple[list[str], set[str]]:
     return done, scopes
 
 
-def show(dropins: dict[str, Any]) -> list[Installed]:
+def show(dropins: dict[str, DropinEntry]) -> list[Installed]:
     """``hook show``'s lines for the recorded drop-ins: each file's state, its command and environment file."""
     items = []
     for p, entry in sorted(dropins.items()):

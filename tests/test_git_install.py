@@ -34,8 +34,13 @@ def _ident(path: Path) -> None:
 
 def _commit_release(seed: Path, fixture: str, readme: str) -> None:
     shutil.rmtree(seed / "hermes_cli", ignore_errors=True)
+    # shutil.copy, not copytree's copy2: the fixtures' __init__.py files differ only in the version and share
+    # one checkout time, so with copy2's mtime (and a reused inode) `git add` took the new one as unchanged.
     shutil.copytree(
-        FIXTURES / fixture / "hermes_cli", seed / "hermes_cli", ignore=shutil.ignore_patterns("__pycache__")
+        FIXTURES / fixture / "hermes_cli",
+        seed / "hermes_cli",
+        ignore=shutil.ignore_patterns("__pycache__"),
+        copy_function=shutil.copy,
     )
     (seed / "README.md").write_text(readme)
     git(seed, "add", "-A")

@@ -135,8 +135,10 @@ def test_the_same_advice_is_written_the_same_way_for_every_file_it_applies_to():
     assert str(too_deep(Path("/w.py"))).endswith(f"Nothing was changed. {restore[0].upper()}{restore[1:]}.")
 
 
-@pytest.mark.parametrize("method", ["pip", "git"])
-def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp_path, method):
+@pytest.mark.parametrize(("method", "as_json"), [("pip", False), ("git", False), ("pip", True)])
+def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp_path, method, as_json):
+    import json
+
     from click.testing import CliRunner
 
     from conftest import copy_fixture
@@ -151,16 +153,17 @@ def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp
     web = root / "hermes_cli/web_server.py"
     web.write_bytes(b"")
     state, config = tmp_path / "state", tmp_path / "config.toml"
-    result = CliRunner().invoke(
-        cli, ["status", "--root", str(root), "--state-dir", str(state), "--config", str(config)]
-    )
+    args = ["status", "--root", str(root), "--state-dir", str(state), "--config", str(config)]
+    result = CliRunner().invoke(cli, args + (["--json"] if as_json else []))
     assert result.exit_code == 2, result.output
     expected = {
         "pip": "`pip install --force-reinstall --no-deps hermes-agent==0.15.2`",
         "git": f"`git -C {web.parent} checkout -- web_server.py`",
     }[method]
-    assert "is empty, so it is not a Hermes dashboard server" in result.stderr
-    assert f"Restore the file from the release ({expected}), then run `hermes-patch status`." in result.stderr
+    said = f"Restore the file from the release ({expected}), then run `hermes-patch status`."
+    assert "is empty, so it is not a Hermes dashboard server" in result.stderr and said in result.stderr
+    if as_json:  # the error document carries the same paragraph
+        assert json.loads(result.stdout)["error"]["message"] == result.stderr.removeprefix("error: ").rstrip("\n")
 
 
 def test_an_orphaned_marker_says_delete_it_or_restore_the_file():
@@ -190,3 +193,51 @@ def test_a_missing_target_and_a_folder_named_as_the_target_say_what_to_pass():
         "/x/hermes_cli is a directory; --file takes the file hermes_cli/web_server.py. For a checkout or a "
         "site-packages directory use `hermes-patch status --root /x/hermes_cli`."
     )
+
+
+# -- the advice lives in the catalogue only --------------------------------------------
+
+#: A phrase of shared advice, and the catalogue entry that writes it.
+CATALOGUED = {
+    "force-reinstall": "reinstall_commands / restore_from_release",
+    "forged or damaged": "forged_record",
+    "held the lock": "lock_held",
+    "ledger aside": "move_ledger_aside",
+    "sole control": "untrusted",
+    "pip install -U": "UPGRADE",
+    "will not guess": "orphaned_marker",
+    "please report it": "report_bug",
+    "the user who owns the Hermes install": "RUN_AS_OWNER",
+    "`hermes-patch status --python /path/to/venv/bin/python`": "FIND_BY_PYTHON",
+}
+#: Modules that still spell some of it out themselves: engine.py is being redesigned by
+#: its owner, who moves these onto the catalogue (orphaned_marker, restore_from_release,
+#: UPGRADE, report_bug). Shrink this; never grow it.
+NOT_YET = {"engine.py": {"force-reinstall", "pip install -U", "will not guess", "please report it"}}
+
+
+def _message_text(path: Path) -> str:
+    """Every string literal of a module (f-string parts included), docstrings and bare strings left out."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bare = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    return "\n".join(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in bare
+    )
+
+
+def test_shared_advice_is_written_in_the_catalogue_only():
+    package = Path(m.__file__).parent
+    found = {}
+    for module in sorted(package.rglob("*.py")):
+        if module.name == "messages.py":
+            continue
+        text = _message_text(module)
+        name = str(module.relative_to(package))
+        spelled = {phrase for phrase in CATALOGUED if phrase in text} - NOT_YET.get(name, set())
+        if spelled:
+            found[name] = {phrase: CATALOGUED[phrase] for phrase in sorted(spelled)}
+    assert found == {}, f"use hermes_patch.messages instead of spelling these out: {found}"

@@ -85,7 +85,8 @@ def test_release_actions_are_read_through_the_import_and_the_comprehension(tmp_p
     from hermes_patch.patches.public_action_status import PublicActionStatus
 
     patch = PublicActionStatus()
-    assert patch._release_actions(ws) == [
+    found = patch.locate(ws)
+    assert list(found.table) == [
         "gateway-restart",
         "gateway-stop",
         "hermes-update",
@@ -95,7 +96,7 @@ def test_release_actions_are_read_through_the_import_and_the_comprehension(tmp_p
         "skills-update",
         "dump",
     ]
-    assert patch.actions(ws) == ("hermes-update", "gateway-restart")
+    assert patch.actions(found) == ("hermes-update", "gateway-restart")
 
 
 def test_status_route_module_is_followed_when_web_server_does_not_import_the_table(tmp_path):
