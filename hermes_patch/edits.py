@@ -130,6 +130,9 @@ class Edit:
         unit_of: the top-level function whose body's indent is the unit of
             ``code``'s nested lines; default: the function the edit goes
             into, or the module's first indented block.
+        verbatim: keep ``code``'s leading white space as written (only the
+            placement's indent goes in front): for a statement copied from
+            the release, whose continuation lines are not indentation.
     """
 
     at: Where
@@ -138,6 +141,7 @@ class Edit:
     what: str = "block"
     blank_lines: int = 0
     unit_of: str | None = None
+    verbatim: bool = False
 
 
 @dataclass(frozen=True)
@@ -362,14 +366,17 @@ def place(src: Source, edit: Edit) -> Placement | None:
 def render(patch_id: str, edit: Edit, unit: str, indent: str, newline: str) -> str:
     """The lines of ``edit`` as the engine writes them: blank lines, the marker, the code.
 
-    ``code``'s four-space levels become ``unit``; every non-blank line gets
-    ``indent`` in front; lines end with ``newline``.
+    ``code``'s four-space levels become ``unit`` (unless ``edit.verbatim``);
+    every non-blank line gets ``indent`` in front; lines end with ``newline``.
     """
     from hermes_patch.patch import marker_line
 
     lines = [""] * edit.blank_lines + [marker_line(patch_id, edit.note)]
     for line in edit.code.strip("\n").split("\n"):
         stripped = line.lstrip(" ")
+        if edit.verbatim:
+            lines.append(line)
+            continue
         levels, rest = divmod(len(line) - len(stripped), 4)
         lines.append(unit * levels + " " * rest + stripped if stripped else "")
     return newline.join(indent + line if line else line for line in lines) + newline

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 from packaging.version import InvalidVersion, Version
 
+from hermes_patch.messages import NOTHING_CHANGED, UPGRADE, orphaned_marker, report_bug
 from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
 from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
 from hermes_patch.patch import Block, Detection, AnyPatch, Site, State, find_blocks, remove_blocks
@@ -231,9 +232,11 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
     """The state of a patch written as data (:meth:`Patch.locate` / :meth:`Patch.edits`), decided by the engine.
 
     ``locate`` runs on the release as shipped (every hermes-patch block
-    removed). With none of this patch's blocks in the files, the state is
-    the patch's answer: ``unknown-shape``, ``not-needed`` or ``pending``.
-    With blocks, the file (other patches' blocks removed) is compared with
+    removed). A shape ``locate`` does not know is ``unknown-shape`` with or
+    without our blocks (as every patch decided before: an upstream edit
+    after apply is reported as what it is, the shape, not as drift). With
+    none of this patch's blocks in the files, the state is the patch's
+    answer: ``not-needed`` or ``pending``. With blocks, the file (other patches' blocks removed) is compared with
     the release plus this patch's rendered edits: equal is ``applied``;
     equal to the rendering of ``earlier`` parameters (the last apply's, from
     the ledger) or of the defaults is ``pending`` (re-apply replaces it);
@@ -249,8 +252,6 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
         files.update(e.at.file for e in outcome.edits)
     mine = blocks_of(workspace, patch.ID, sorted(f for f in files if workspace.source(f) is not None))
     if isinstance(found, Unrecognized):
-        if mine:
-            return Detection(State.DRIFTED, found.reason)
         return Detection(State.UNKNOWN_SHAPE, found.reason)
     if isinstance(outcome, BadParams):
         return Detection(State.UNKNOWN_SHAPE, outcome.reason, config_error=True)
@@ -355,7 +356,11 @@ def _drift(workspace: Workspace, patch: AnyPatch, mine: dict[str, list[Block]], 
         assert raw is not None
         if not any(raw.lines(b.first, b.last) == text for b in blocks):
             line = blocks[0].marker
-            return f"our {edit.what} {edit.at.describe()} (near line {line} of {edit.at.file}) was edited after hermes-patch wrote it, or no longer sits where it belongs"
+            return (
+                f"our {edit.what} {edit.at.describe()} (near line {line} of {edit.at.file}) differs from what "
+                "hermes-patch writes there now: it was edited after hermes-patch wrote it, the code it is made from "
+                "changed, or it no longer sits where it belongs"
+            )
     return "our blocks no longer sit where the patch puts them (the code around them was edited)"
 
 
@@ -385,11 +390,7 @@ def blocks_of(workspace: Workspace, patch_id: str, files: Iterable[str] | None =
             continue
         blocks = find_blocks(src, patch_id)
         if isinstance(blocks, str):
-            raise TargetError(
-                f"{src.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, "
-                "or restore the file from the release (`hermes update`, or `pip install --force-reinstall --no-deps "
-                "hermes-agent==<version>`), then run `hermes-patch status`."
-            )
+            raise TargetError(orphaned_marker(src.path, blocks))
         if blocks:
             found[name] = blocks
     return found
@@ -404,9 +405,7 @@ def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
             continue
         blocks = find_blocks(src)
         if isinstance(blocks, str):
-            raise TargetError(
-                f"{src.path}: {blocks}; hermes-patch will not guess. Delete that comment line if it is not ours, or restore the file from the release, then run `hermes-patch status`."
-            )
+            raise TargetError(orphaned_marker(src.path, blocks))
         mine = [b for b in blocks if b.patch_id in ids]
         if mine:
             out[name] = remove_blocks(src.text, src.line_starts, mine)
@@ -673,11 +672,11 @@ def prove(
 
 
 def _bug(plan: Plan, what: str) -> str:
-    return (
-        f"hermes-patch refused to write: {what}. Nothing was changed. This is a bug in "
-        f"the patch(es) {', '.join(plan.patch_ids)}; please report it with the output of "
-        f"`hermes-patch status --json` and the release version."
+    bug = report_bug(
+        "the output of `hermes-patch status --json` and the release version",
+        f"the patch(es) {', '.join(plan.patch_ids)}",
     )
+    return f"hermes-patch refused to write: {what}. {NOTHING_CHANGED} {bug[0].upper()}{bug[1:]}."
 
 
 def _refusal(blocked: list[PatchReport], workspace: Workspace, fine: list[str]) -> str:
@@ -696,7 +695,7 @@ def _refusal(blocked: list[PatchReport], workspace: Workspace, fine: list[str]) 
             )
     others = " ".join(r.id for r in blocked)
     if any(r.state is State.UNKNOWN_SHAPE for r in blocked):
-        advice = "If this release is newer than hermes-patch, upgrade it (`pip install -U hermes-patch`); meanwhile "
+        advice = f"If this release is newer than hermes-patch: {UPGRADE}; meanwhile "
     elif all(r.state is State.PENDING for r in blocked):
         advice = "Otherwise "
     else:

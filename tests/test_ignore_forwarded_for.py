@@ -94,7 +94,11 @@ def test_an_edited_block_or_a_changed_call_is_drift(tmp_path):
         )
     )
     found = report(make_app(tmp_path, root))
-    assert found.state == "drifted" and "differs from upstream's call" in found.reason
+    assert found.state == "drifted" and "our copy of upstream's call" in found.reason
+    assert (
+        "differs from what hermes-patch writes there now" in found.reason
+        and "the code it is made from changed" in found.reason
+    )
 
 
 @pytest.mark.parametrize(

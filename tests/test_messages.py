@@ -210,10 +210,8 @@ CATALOGUED = {
     "the user who owns the Hermes install": "RUN_AS_OWNER",
     "`hermes-patch status --python /path/to/venv/bin/python`": "FIND_BY_PYTHON",
 }
-#: Modules that still spell some of it out themselves: engine.py is being redesigned by
-#: its owner, who moves these onto the catalogue (orphaned_marker, restore_from_release,
-#: UPGRADE, report_bug). Shrink this; never grow it.
-NOT_YET = {"engine.py": {"force-reinstall", "pip install -U", "will not guess", "please report it"}}
+#: Modules that still spell some of it out themselves (none left). Never grow it.
+NOT_YET: dict[str, set[str]] = {}
 
 
 def _message_text(path: Path) -> str:

@@ -42,10 +42,11 @@ fault cannot occur there (not-needed).
 from __future__ import annotations
 
 import ast
+from typing import NamedTuple
 
-from hermes_patch.engine import blocks_of
-from hermes_patch.patch import MARKER_PREFIX, Detection, Patch, Site, State
-from hermes_patch.workspace import Binding, Workspace
+from hermes_patch.edits import AfterIn, After, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.patch import Patch
+from hermes_patch.workspace import Workspace
 
 PROCS = "_ACTION_PROCS"
 SPAWN = "_spawn_hermes_action"
@@ -86,113 +87,180 @@ WRAPPER = (
     "sys.exit(code if 0 <= code < 256 else 1)\n"
 )
 
+HELPER_CODE = f'''
+class {HELPER}:
+    """Added by hermes-patch: actions record their exit code in their own log.
 
-def render_helper(unit: str, newline: str) -> str:
-    """The helper class (two blank lines, marker, class) with indent ``unit``."""
-    i, ii, iii = unit, unit * 2, unit * 3
-    lines = [
-        "",
-        "",
-        f"{MARKER_PREFIX}durable-action-result ({NOTE})",
-        f"class {HELPER}:",
-        f'{i}"""Added by hermes-patch: actions record their exit code in their own log.',
-        "",
-        f"{i}A dashboard restarted while (or after) an action ran has no Popen handle;",
-        f"{i}the status endpoint then reads the last run's result from the log instead.",
-        f'{i}"""',
-        "",
-        f"{i}WRAPPER = {WRAPPER!r}",
-        "",
-        f"{i}@staticmethod",
-        f"{i}def command(cmd, name):",
-        f'{ii}"""``cmd`` run through the wrapper that writes the running and finished lines."""',
-        f'{ii}return [cmd[0], "-c", {HELPER}.WRAPPER, name, *cmd]',
-        "",
-        f"{i}@staticmethod",
-        f"{i}def recorded(name):",
-        f'{ii}"""A Popen-like record of the last run of ``name`` found in its log, or None."""',
-        f"{ii}import re",
-        f"{ii}import types",
-        "",
-        f"{ii}try:",
-        f'{iii}with open(_ACTION_LOG_DIR / _ACTION_LOG_FILES[name], "rb") as fh:',
-        f"{iii}{i}fh.seek(0, 2)",
-        f"{iii}{i}fh.seek(max(0, fh.tell() - 262144))",
-        f'{iii}{i}text = fh.read().decode("utf-8", "replace")',
-        f"{ii}except (KeyError, OSError):",
-        f"{iii}return None",
-        f'{ii}start = max(text.rfind("=== %s started " % name), text.rfind("=== %s completed " % name))',
-        f'{ii}if start < 0 or text.startswith("=== %s completed " % name, start):',
-        f"{iii}return None",
-        f'{ii}tag = r"^=== %s %s \\(recorded by hermes-patch\\) ===$"',
-        f'{ii}ran = re.search(tag % (re.escape(name), r"running, pid (\\d+)"), text[start:], re.M)',
-        f'{ii}done = re.search(tag % (re.escape(name), r"finished, exit (-?\\d+)"), text[start:], re.M)',
-        f"{ii}pid = int(ran.group(1)) if ran else None",
-        f"{ii}if done:",
-        f"{iii}code = int(done.group(1))",
-        f'{ii}elif pid is not None and os.name == "posix" and {HELPER}._alive(pid):',
-        f"{iii}code = None",
-        f"{ii}else:",
-        f"{iii}return None",
-        f"{ii}return types.SimpleNamespace(pid=pid, poll=lambda: code, wait=lambda timeout=None: code)",
-        "",
-        f"{i}@staticmethod",
-        f"{i}def _alive(pid):",
-        f'{ii}"""True while ``pid`` runs and (where /proc exists) is our wrapper, not a reused pid."""',
-        f"{ii}try:",
-        f"{iii}os.kill(pid, 0)",
-        f"{ii}except OSError:",
-        f"{iii}return False",
-        f"{ii}try:",
-        f'{iii}with open("/proc/%d/cmdline" % pid, "rb") as fh:',
-        f'{iii}{i}return b"recorded by hermes-patch" in fh.read()',
-        f"{ii}except OSError:",
-        f'{iii}return not os.path.isdir("/proc/self")',
-    ]
-    return newline.join(lines) + newline
+    A dashboard restarted while (or after) an action ran has no Popen handle;
+    the status endpoint then reads the last run's result from the log instead.
+    """
+
+    WRAPPER = {WRAPPER!r}
+
+    @staticmethod
+    def command(cmd, name):
+        """``cmd`` run through the wrapper that writes the running and finished lines."""
+        return [cmd[0], "-c", {HELPER}.WRAPPER, name, *cmd]
+
+    @staticmethod
+    def recorded(name):
+        """A Popen-like record of the last run of ``name`` found in its log, or None."""
+        import re
+        import types
+
+        try:
+            with open(_ACTION_LOG_DIR / _ACTION_LOG_FILES[name], "rb") as fh:
+                fh.seek(0, 2)
+                fh.seek(max(0, fh.tell() - 262144))
+                text = fh.read().decode("utf-8", "replace")
+        except (KeyError, OSError):
+            return None
+        start = max(text.rfind("=== %s started " % name), text.rfind("=== %s completed " % name))
+        if start < 0 or text.startswith("=== %s completed " % name, start):
+            return None
+        tag = r"^=== %s %s \\(recorded by hermes-patch\\) ===$"
+        ran = re.search(tag % (re.escape(name), r"running, pid (\\d+)"), text[start:], re.M)
+        done = re.search(tag % (re.escape(name), r"finished, exit (-?\\d+)"), text[start:], re.M)
+        pid = int(ran.group(1)) if ran else None
+        if done:
+            code = int(done.group(1))
+        elif pid is not None and os.name == "posix" and {HELPER}._alive(pid):
+            code = None
+        else:
+            return None
+        return types.SimpleNamespace(pid=pid, poll=lambda: code, wait=lambda timeout=None: code)
+
+    @staticmethod
+    def _alive(pid):
+        """True while ``pid`` runs and (where /proc exists) is our wrapper, not a reused pid."""
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                return b"recorded by hermes-patch" in fh.read()
+        except OSError:
+            return not os.path.isdir("/proc/self")
+'''
+
+EDITS = (
+    # The helper's nested lines use the spawner's indent unit, as upstream's functions around it do.
+    Edit(After(PROCS), HELPER_CODE, note=NOTE, what="helper", blank_lines=2, unit_of=SPAWN),
+    Edit(AfterIn(SPAWN, "cmd"), f"cmd = {HELPER}.command(cmd, name)", what="wrapped command"),
+    Edit(
+        AfterIn(STATUS, "proc", f"{PROCS}.get("),
+        f"if proc is None:\n    proc = {HELPER}.recorded(name)",
+        what="read of the log",
+    ),
+)
+
+_BEFORE = (
+    "import os\nimport subprocess\n\n_ACTION_PROCS = {}\n\n\n"
+    "def _spawn_hermes_action(subcommand, name):\n"
+    '    cmd = ["python", "-m", "hermes_cli.main", *subcommand]\n'
+    "    _ACTION_PROCS[name] = subprocess.Popen(cmd)\n\n\n"
+    "def get_action_status(name):\n"
+    "    proc = _ACTION_PROCS.get(name)\n"
+    "    return proc and proc.poll()\n"
+)
+_AFTER = (
+    _BEFORE.replace("{}\n", "{}\n\n\n# hermes-patch: durable-action-result (" + NOTE + ")" + HELPER_CODE, 1)
+    .replace(
+        "*subcommand]\n",
+        f"*subcommand]\n    # hermes-patch: durable-action-result\n    cmd = {HELPER}.command(cmd, name)\n",
+    )
+    .replace(
+        ".get(name)\n",
+        f".get(name)\n    # hermes-patch: durable-action-result\n    if proc is None:\n        proc = {HELPER}.recorded(name)\n",
+    )
+)
 
 
-def render_wrap(newline: str) -> str:
-    """The statement after ``cmd = [...]`` in ``_spawn_hermes_action`` (unindented)."""
-    return newline.join([f"{MARKER_PREFIX}durable-action-result", f"cmd = {HELPER}.command(cmd, name)"]) + newline
+class Handles(NamedTuple):
+    """Whether the entry module (``file``) keeps the actions' Popen handles in ``_ACTION_PROCS``."""
+
+    file: str
+    kept: bool
 
 
-def render_read(unit: str, newline: str) -> str:
-    """The statement after ``proc = _ACTION_PROCS.get(name)`` in ``get_action_status`` (unindented)."""
-    return (
-        newline.join(
-            [f"{MARKER_PREFIX}durable-action-result", "if proc is None:", f"{unit}proc = {HELPER}.recorded(name)"]
-        )
-        + newline
+class DurableActionResult(Patch[Handles]):
+    ID = "durable-action-result"
+    DESCRIPTION = "Dashboard actions (the Update button) write their exit code into their own log; a restarted dashboard's status poll reports it instead of 'exit ?'."
+    VERSIONS = ">=0.13.0"
+    UPSTREAM = "hermes-agent#47864, hermes-agent#62118; _ACTION_PROCS holds the only Popen handle in 0.13.0-0.19.0"
+    EXAMPLES = (
+        Example(_BEFORE, _AFTER),
+        Example("import os\n", state="not-needed", reason="keeps no action process handles"),
+        Example(
+            "from hermes_cli.actions import _ACTION_PROCS\n", state="unknown-shape", reason="one top-level assignment"
+        ),
+        Example(_BEFORE.replace("import os\n", ""), state="unknown-shape", reason="`import os`"),
+        Example(_BEFORE.replace("Popen(cmd)", "Popen(cmd[0])"), state="unknown-shape", reason="subprocess.Popen(cmd"),
     )
 
+    def locate(self, ws: Workspace) -> Handles | Unrecognized:
+        """Whether the release keeps its actions' Popen handles in ``_ACTION_PROCS`` (the three anchors checked)."""
+        src = ws.entry_source()
+        file = src.path.name
+        procs = [b for b in ws.binding(PROCS) if not isinstance(b.node, ast.ClassDef)]
+        if not procs:
+            if ws.resolve(PROCS) is not None:
+                return Unrecognized(
+                    f"{PROCS} is imported into {file} from another module; this patch knows the releases that keep it in web_server.py"
+                )
+            return Handles(file, kept=False)
+        if len(procs) != 1 or not isinstance(procs[0].node, (ast.Assign, ast.AnnAssign)):
+            return Unrecognized(
+                f"looked for one top-level assignment of {PROCS} in {file}; found {len(procs)} binding(s)"
+            )
+        if not any(
+            isinstance(s, ast.Import) and any(a.name == "os" and a.asname is None for a in s.names)
+            for s in src.tree.body
+        ):
+            return Unrecognized(f"{file} has no top-level `import os`, which the inserted helper uses")
+        functions = []
+        for name in (SPAWN, STATUS):
+            bindings = ws.binding(name)
+            fn = bindings[0].node if len(bindings) == 1 else None
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or all(
+                a.arg != "name" for a in fn.args.args
+            ):
+                return Unrecognized(
+                    f"looked for one top-level def {name}(..., name) in {file}; found {len(bindings)} binding(s) ({ws.closest(name)})"
+                )
+            functions.append(fn)
+        spawn, status = functions
+        if sum(_assigns(s, "cmd") for s in spawn.body) != 1 or not _popen_of_cmd(spawn):
+            return Unrecognized(f"{SPAWN}() does not build one `cmd = [...]` and pass it to subprocess.Popen(cmd, ...)")
+        if sum(_is_procs_get(s) for s in status.body) != 1:
+            return Unrecognized(f"{STATUS}() does not read its handle with one `proc = {PROCS}.get(name)`")
+        return Handles(file, kept=True)
 
-def _owned_lines(ws: Workspace, patch_id: str) -> set[int]:
-    """Lines of the entry module inside our own blocks."""
-    return {line for b in blocks_of(ws, patch_id, [ws.entry]).get(ws.entry, []) for line in range(b.first, b.last + 1)}
+    def edits(self, handles: Handles) -> Change | NotNeeded:
+        if not handles.kept:
+            return NotNeeded(
+                f"{handles.file} keeps no action process handles ({PROCS} is not bound): a restart loses no result"
+            )
+        return Change(
+            EDITS,
+            pending=f"the status poll reads the exit code only from this process's {PROCS}; a restarted dashboard answers exit_code null",
+            applied=f"actions write their exit code into their log; {STATUS}() reads it when this process has no handle",
+        )
 
 
 def _assigns(stmt: ast.stmt, name: str) -> bool:
-    return (
-        isinstance(stmt, ast.Assign)
-        and len(stmt.targets) == 1
-        and isinstance(stmt.targets[0], ast.Name)
-        and stmt.targets[0].id == name
-    )
+    return isinstance(stmt, ast.Assign) and [ast.unparse(t) for t in stmt.targets] == [name]
 
 
 def _is_procs_get(stmt: ast.stmt) -> bool:
     """``proc = _ACTION_PROCS.get(name)``."""
-    value = stmt.value if _assigns(stmt, "proc") else None  # type: ignore[attr-defined]
+    call = stmt.value if isinstance(stmt, ast.Assign) and _assigns(stmt, "proc") else None
     return (
-        isinstance(value, ast.Call)
-        and isinstance(value.func, ast.Attribute)
-        and value.func.attr == "get"
-        and isinstance(value.func.value, ast.Name)
-        and value.func.value.id == PROCS
-        and len(value.args) == 1
-        and isinstance(value.args[0], ast.Name)
-        and value.args[0].id == "name"
+        isinstance(call, ast.Call)
+        and ast.unparse(call.func) == f"{PROCS}.get"
+        and len(call.args) == 1
+        and _first_arg(call, "name")
     )
 
 
@@ -202,164 +270,10 @@ def _popen_of_cmd(fn: ast.AST) -> bool:
         isinstance(n, ast.Call)
         and isinstance(n.func, ast.Attribute)
         and n.func.attr == "Popen"
-        and n.args
-        and isinstance(n.args[0], ast.Name)
-        and n.args[0].id == "cmd"
+        and _first_arg(n, "cmd")
         for n in ast.walk(fn)
     )
 
 
-def _params(fn: ast.AST) -> list[str]:
-    return [a.arg for a in fn.args.args] if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) else []  # type: ignore[union-attr]
-
-
-def _unit(src, fn: ast.AST) -> str:
-    first = fn.body[0].lineno  # type: ignore[attr-defined]
-    line = src.lines(first, first)
-    return line[: len(line) - len(line.lstrip(" \t"))] or "    "
-
-
-def _indent(code: str, prefix: str) -> str:
-    return "".join(prefix + line if line.strip() else line for line in code.splitlines(keepends=True))
-
-
-class DurableActionResult(Patch):
-    ID = "durable-action-result"
-    DESCRIPTION = "Dashboard actions (the Update button) write their exit code into their own log; a restarted dashboard's status poll reports it instead of 'exit ?'."
-    VERSIONS = ">=0.13.0"
-    UPSTREAM = "hermes-agent#47864, hermes-agent#62118; _ACTION_PROCS holds the only Popen handle in 0.13.0-0.19.0"
-
-    def _shape(self, ws: Workspace) -> tuple[Binding, Binding, Binding] | Detection:
-        """The three anchors (``_ACTION_PROCS``, the spawner, the status route), or the detection that explains their absence."""
-        src = ws.entry_source()
-        owned = _owned_lines(ws, self.ID)
-        procs = [b for b in ws.binding(PROCS) if not (isinstance(b.node, ast.ClassDef))]
-        if not procs:
-            if ws.resolve(PROCS) is not None:
-                return Detection(
-                    State.UNKNOWN_SHAPE,
-                    f"{PROCS} is imported into {src.path.name} from another module; this patch knows the releases that keep it in web_server.py",
-                )
-            return Detection(
-                State.NOT_NEEDED,
-                f"{src.path.name} keeps no action process handles ({PROCS} is not bound): a restart loses no result",
-            )
-        if len(procs) != 1 or not isinstance(procs[0].node, (ast.Assign, ast.AnnAssign)):
-            return Detection(
-                State.UNKNOWN_SHAPE,
-                f"looked for one top-level assignment of {PROCS} in {src.path.name}; found {len(procs)} binding(s)",
-            )
-        if not any(
-            isinstance(s, ast.Import) and any(a.name == "os" and a.asname is None for a in s.names)
-            for s in src.tree.body
-        ):
-            return Detection(
-                State.UNKNOWN_SHAPE, f"{src.path.name} has no top-level `import os`, which the inserted helper uses"
-            )
-        found: dict[str, Binding] = {}
-        for name in (SPAWN, STATUS):
-            bindings = ws.binding(name)
-            if (
-                len(bindings) != 1
-                or not isinstance(bindings[0].node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                or "name" not in _params(bindings[0].node)
-            ):
-                return Detection(
-                    State.UNKNOWN_SHAPE,
-                    f"looked for one top-level def {name}(..., name) in {src.path.name}; found {len(bindings)} binding(s) ({ws.closest(name)})",
-                )
-            found[name] = bindings[0]
-        spawn = found[SPAWN].node
-        if sum(_assigns(s, "cmd") and s.lineno not in owned for s in spawn.body) != 1 or not _popen_of_cmd(spawn):  # type: ignore[attr-defined]
-            return Detection(
-                State.UNKNOWN_SHAPE,
-                f"{SPAWN}() does not build one `cmd = [...]` and pass it to subprocess.Popen(cmd, ...)",
-            )
-        if sum(_is_procs_get(s) for s in found[STATUS].node.body) != 1:  # type: ignore[attr-defined]
-            return Detection(
-                State.UNKNOWN_SHAPE, f"{STATUS}() does not read its handle with one `proc = {PROCS}.get(name)`"
-            )
-        return procs[0], found[SPAWN], found[STATUS]
-
-    def detect(self, ws: Workspace) -> Detection:
-        shape = self._shape(ws)
-        if isinstance(shape, Detection):
-            return shape
-        procs, spawn, status = shape
-        blocks = blocks_of(ws, self.ID, [ws.entry]).get(ws.entry, [])
-        if not blocks:
-            return Detection(
-                State.PENDING,
-                f"the status poll reads the exit code only from this process's {PROCS}; a restarted dashboard answers exit_code null",
-                sites=(
-                    Site(ws.entry, PROCS, procs.first, procs.last),
-                    Site(ws.entry, SPAWN, spawn.first, spawn.last),
-                    Site(ws.entry, STATUS, status.first, status.last),
-                ),
-            )
-        src = ws.entry_source()
-        nl = src.newline
-        if len(blocks) != 3:
-            return Detection(
-                State.DRIFTED, f"found {len(blocks)} {self.ID} blocks; expected 3 (partly applied or edited by hand)"
-            )
-        wrap = read = None
-        for b in blocks:
-            if spawn.first <= b.marker <= spawn.last:
-                wrap = b
-            elif status.first <= b.marker <= status.last:
-                read = b
-        helper = next((b for b in blocks if b is not wrap and b is not read), None)
-        if wrap is None or read is None or helper is None or helper.first != procs.last + 1:
-            return Detection(
-                State.DRIFTED, f"the {self.ID} blocks are no longer after {PROCS}, in {SPAWN}() and in {STATUS}()"
-            )
-        unit = _unit(src, spawn.node)
-        if src.lines(helper.first, helper.last) != render_helper(unit, nl):
-            return Detection(
-                State.DRIFTED, f"the {HELPER} helper (line {helper.marker}) was edited after hermes-patch wrote it"
-            )
-        owned = _owned_lines(ws, self.ID)
-        cmd = next(s for s in spawn.node.body if _assigns(s, "cmd") and s.lineno not in owned)  # type: ignore[attr-defined]
-        get = next(s for s in status.node.body if _is_procs_get(s))  # type: ignore[attr-defined]
-        checks = (
-            (wrap, cmd, render_wrap(nl), SPAWN),
-            (read, get, render_read(_unit(src, status.node), nl), STATUS),
-        )
-        for block, anchor, code, fn in checks:
-            indent = src.lines(anchor.lineno, anchor.lineno)
-            indent = indent[: len(indent) - len(indent.lstrip(" \t"))]
-            if block.marker != (anchor.end_lineno or anchor.lineno) + 1 or src.lines(
-                block.marker, block.last
-            ) != _indent(code, indent):
-                return Detection(
-                    State.DRIFTED,
-                    f"the {self.ID} block in {fn}() (line {block.marker}) was moved or edited after hermes-patch wrote it",
-                )
-        return Detection(
-            State.APPLIED,
-            f"actions write their exit code into their log; {STATUS}() reads it when this process has no handle",
-        )
-
-    def transformer(self, site: Site, workspace: Workspace):
-        from hermes_patch.codemod import InsertAfter, InsertAfterInFunction, binds_name
-
-        src = workspace.entry_source()
-        shape = self._shape(workspace)
-        assert not isinstance(shape, Detection)
-        _, spawn, status = shape
-        if site.name == PROCS:
-            unit = _unit(src, spawn.node)
-            return InsertAfter(PROCS, lambda module: render_helper(unit, module.default_newline))
-        if site.name == SPAWN:
-            return InsertAfterInFunction(
-                SPAWN,
-                lambda module, stmt: binds_name(stmt, "cmd") and HELPER not in module.code_for_node(stmt),
-                lambda module: render_wrap(module.default_newline),
-            )
-        unit = _unit(src, status.node)
-        return InsertAfterInFunction(
-            STATUS,
-            lambda module, stmt: binds_name(stmt, "proc") and f"{PROCS}.get(" in module.code_for_node(stmt),
-            lambda module: render_read(unit, module.default_newline),
-        )
+def _first_arg(call: ast.Call, name: str) -> bool:
+    return bool(call.args) and isinstance(call.args[0], ast.Name) and call.args[0].id == name
