@@ -232,9 +232,11 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
     """The state of a patch written as data (:meth:`Patch.locate` / :meth:`Patch.edits`), decided by the engine.
 
     ``locate`` runs on the release as shipped (every hermes-patch block
-    removed). With none of this patch's blocks in the files, the state is
-    the patch's answer: ``unknown-shape``, ``not-needed`` or ``pending``.
-    With blocks, the file (other patches' blocks removed) is compared with
+    removed). A shape ``locate`` does not know is ``unknown-shape`` with or
+    without our blocks (as every patch decided before: an upstream edit
+    after apply is reported as what it is, the shape, not as drift). With
+    none of this patch's blocks in the files, the state is the patch's
+    answer: ``not-needed`` or ``pending``. With blocks, the file (other patches' blocks removed) is compared with
     the release plus this patch's rendered edits: equal is ``applied``;
     equal to the rendering of ``earlier`` parameters (the last apply's, from
     the ledger) or of the defaults is ``pending`` (re-apply replaces it);
@@ -250,8 +252,6 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
         files.update(e.at.file for e in outcome.edits)
     mine = blocks_of(workspace, patch.ID, sorted(f for f in files if workspace.source(f) is not None))
     if isinstance(found, Unrecognized):
-        if mine:
-            return Detection(State.DRIFTED, found.reason)
         return Detection(State.UNKNOWN_SHAPE, found.reason)
     if isinstance(outcome, BadParams):
         return Detection(State.UNKNOWN_SHAPE, outcome.reason, config_error=True)

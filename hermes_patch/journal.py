@@ -250,10 +250,6 @@ class Journal:
 
     def _integrate(self, ledger: Ledger, step: Callable[[dict[str, Any], dict[str, Any]], None]) -> Ledger:
         """Run an integration's ``step`` on the ledger as JSON; return the ledger with what it changed."""
-        doc = ledger.to_json()
-        targets = doc["targets"]
-        assert isinstance(targets, dict)
-        record = targets[self.key]
-        assert isinstance(record, dict)
-        step(doc, record)
+        doc: dict[str, Any] = ledger.to_json()
+        step(doc, doc["targets"][self.key])  # the record the integration changes in place
         return load_ledger(doc)

@@ -192,7 +192,7 @@ class StateDir:
     def load(self) -> dict[str, Any]:
         """The ledger as parsed JSON (``{"schema": 1, "targets": {}}`` when none exists), checked by :meth:`read`'s rules.
 
-        For the integrations (:mod:`hermes_patch.gitint`, :mod:`hermes_patch.hooks`),
+        For the integrations (:mod:`hermes_patch.git_filter`, :mod:`hermes_patch.auto_apply`, ...),
         which change their part of a target's record in place and :meth:`save` it.
 
         Raises:

@@ -25,8 +25,10 @@ and each target's record holds, all keys optional:
 ``auto_refusal``
     the last automatic ``apply`` that refused (:class:`AutoRefusal`).
 ``integrations``
-    what :mod:`hermes_patch.gitint` and :mod:`hermes_patch.hooks` installed,
-    kept as JSON: those modules check their own records before acting.
+    what the git filter, the git hooks, the systemd drop-ins and the session
+    token file installed, kept here as JSON: their shapes are
+    :class:`hermes_patch.installed.Integrations`, and each integration checks
+    its own record before acting on it.
 
 :func:`load_ledger` turns parsed JSON into these frozen records and, when
 the JSON is not shaped like a record we write, raises

@@ -166,11 +166,11 @@ def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = Non
     """Run ``hermes-patch *argv`` in this interpreter, as the installed script would run in a process.
 
     What a process would start fresh is set for the call and put back after
-    it: ``os.environ`` is exactly ``env``, ``sys.argv`` is the script's,
-    stdin/stdout/stderr are pipes (not terminals), click's help width comes
-    from ``COLUMNS``; module state that outlives a call (the patch modules
-    loaded from patch_dirs, the identities of the files read, fault
-    counters) is dropped. Output is decoded as ``subprocess.run(text=True)``
+    it: ``os.environ`` is exactly ``env``, ``sys.argv`` is the script's, the
+    working directory and umask are restored, stdin/stdout/stderr are pipes
+    (not terminals), click's help width comes from ``COLUMNS``; module state
+    that outlives a call (the patch modules loaded from patch_dirs, the
+    identities of the files read, fault counters) is dropped. Output is decoded as ``subprocess.run(text=True)``
     does (universal newlines); bytes ``input`` gives bytes output. An
     exception that escapes the command is a traceback on stderr and exit 1,
     as in a process.
@@ -194,13 +194,16 @@ def invoke(argv: list[str], env: dict[str, str], input: str | bytes | None = Non
 
     overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
     overrides.update(env)
-    argv0 = sys.argv
+    argv0, cwd, umask = sys.argv, os.getcwd(), os.umask(0o022)
+    os.umask(umask)
     sys.argv = [hermes_patch_exe(), *argv]
     forget()
     try:
         result = _AsAProcess().invoke(cli, argv, input=input, env=overrides, prog_name="hermes-patch")
     finally:
         sys.argv = argv0
+        os.chdir(cwd)  # what a process changes ends with it
+        os.umask(umask)
         forget()
     stdout, stderr = result.stdout_bytes, result.stderr_bytes
     if result.exception is not None and not isinstance(result.exception, SystemExit):
