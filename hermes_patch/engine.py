@@ -31,7 +31,7 @@ from packaging.version import InvalidVersion, Version
 from hermes_patch.messages import NOTHING_CHANGED, UPGRADE, orphaned_marker, report_bug
 from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
 from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
-from hermes_patch.patch import Block, Detection, AnyPatch, Site, State, find_blocks, remove_blocks
+from hermes_patch.patch import AnyPatch, Block, Check, Detection, Site, State, find_blocks, remove_blocks
 from hermes_patch.source import Source
 from hermes_patch.workspace import Workspace
 
@@ -161,10 +161,7 @@ def detect_all(
             )
             continue
         try:
-            if patch.is_data():
-                detection = detect_data(patch, workspace, (earlier or {}).get(patch.ID))
-            else:
-                detection = patch.detect(workspace)
+            detection = detect_data(patch, workspace, (earlier or {}).get(patch.ID))
         except ConfigError as exc:  # a parameter that does not fit this release: this patch only
             detection = Detection(State.UNKNOWN_SHAPE, str(exc), config_error=True)
         out_of_range = _version_ok(patch, version)
@@ -183,7 +180,13 @@ def detect_all(
 
 
 def _detect_one(patch: AnyPatch, workspace: Workspace) -> Detection:
-    return detect_data(patch, workspace) if patch.is_data() else patch.detect(workspace)
+    return detect_data(patch, workspace)
+
+
+def checks_of(patch: AnyPatch, workspace: Workspace) -> tuple[Check, ...]:
+    """The checks ``hermes-patch verify`` runs for ``patch``: :meth:`Patch.checks` of what it finds in the release as shipped."""
+    found = _located(patch, workspace)
+    return () if isinstance(found, Unrecognized) else patch.checks(found)
 
 
 def _located(patch: AnyPatch, workspace: Workspace) -> object:
@@ -418,8 +421,6 @@ Job = tuple[Site, Callable[[], "libcst.CSTTransformer"]]
 def _jobs(report: PatchReport, current: Workspace) -> list[Job]:
     """The (site, transformer) pairs that apply a pending patch on ``current``."""
     patch = report.patch
-    if not patch.is_data():
-        return [(site, lambda site=site: patch.transformer(site, current)) for site in report.detection.sites]  # type: ignore[misc]
     from hermes_patch.codemod import transformer_for
 
     outcome = _outcome(patch, _located(patch, current))

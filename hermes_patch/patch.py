@@ -1,15 +1,18 @@
 """The codemod base class, its outcomes, and the marker that tags our edits.
 
-A patch is a class in the catalog (``hermes_patch/patches/<name>.py``) with metadata as
-class attributes (validated when the class is defined, as Fixit does for
-lint rules) and two halves kept apart:
+A patch is a class in the catalog (``hermes_patch/patches/<name>.py``) with
+metadata as class attributes (validated when the class is defined, as Fixit
+does for lint rules) and two methods that state facts about Hermes:
 
-* :meth:`Patch.detect` reads ``ast`` trees only (fast, no libcst) and returns
-  a :class:`Detection`: one :class:`State` plus a reason and, when pending,
-  the :class:`Site` list that says which top-level statements to transform.
-* :meth:`Patch.transformer` returns a ``libcst`` transformer that edits those
-  statements. It works on a whole module and on a module that holds just
-  one of the statements (the engine's fast path), with identical output.
+* :meth:`Patch.locate` reads the release as shipped (``ast`` only, no
+  libcst) and returns what it found, or
+  :class:`~hermes_patch.edits.Unrecognized`;
+* :meth:`Patch.edits` turns that, with the patch's parameters, into
+  :class:`~hermes_patch.edits.Edit` data (what to insert where), or says why
+  nothing is needed.
+
+The engine (:mod:`hermes_patch.engine`) decides the :class:`State` of every
+patch the same way and does the inserting with libcst.
 
 Every edit is a pure insertion of whole lines: optional blank lines, one
 marker comment naming the patch (:func:`marker_line`), then one statement.
@@ -33,8 +36,6 @@ from hermes_patch.errors import ConfigError
 from hermes_patch.source import first_line, walk
 
 if TYPE_CHECKING:  # libcst is imported only by commands that transform
-    import libcst
-
     from hermes_patch.edits import BadParams, Change, Example, NotNeeded, Unrecognized
     from hermes_patch.source import Source
     from hermes_patch.workspace import Workspace
@@ -73,8 +74,7 @@ class Site:
     Attributes:
         file: module file name inside the ``hermes_cli`` package
             (``"web_server.py"``).
-        name: the name the statement binds (``"_PUBLIC_API_PATHS"``,
-            ``"_ws_client_is_allowed"``); the transformer matches on it.
+        name: the id of the patch that edits it.
         first: first line (1-based, decorators included).
         last: last line (1-based, inclusive).
     """
@@ -87,7 +87,7 @@ class Site:
 
 @dataclass(frozen=True)
 class Detection:
-    """The outcome of :meth:`Patch.detect`.
+    """A patch's state on a workspace, as the engine decides it (:func:`hermes_patch.engine.detect_data`).
 
     Attributes:
         state: one :class:`State`.
@@ -139,7 +139,7 @@ class Param:
 class Check:
     """One observation ``hermes-patch verify`` makes inside the target's interpreter.
 
-    A patch declares its checks in :meth:`Patch.probe`; the probe script
+    A patch declares its checks in :meth:`Patch.checks`; the probe script
     (:mod:`hermes_patch.probe`) runs them against the imported dashboard app
     and :mod:`hermes_patch.verify` judges them. In ``target``, ``headers``
     ``{token}`` and ``{session_header}`` stand for the module's
@@ -344,8 +344,7 @@ class Patch(Generic[Found]):
 
     Subclasses set the metadata below and implement :meth:`locate` and
     :meth:`edits` (optionally :meth:`checks` and ``EXAMPLES``); the engine
-    does the rest. The older pair :meth:`detect`/:meth:`transformer` is
-    still accepted for user patches. Metadata is checked when the subclass is defined;
+    does the rest (:func:`hermes_patch.engine.detect_data`). Metadata is checked when the subclass is defined;
     a mistake raises ``TypeError`` at import, never at a user's run.
 
     Class attributes:
@@ -384,6 +383,8 @@ class Patch(Generic[Found]):
                 raise TypeError(f"patch {cls.ID}: VERSIONS is not a PEP 440 specifier: {exc}") from None
         if not isinstance(cls.VERSIONS, SpecifierSet):
             raise TypeError(f"patch {cls.ID}: VERSIONS must be a PEP 440 specifier string")
+        if cls.locate is Patch.locate or cls.edits is Patch.edits:
+            raise TypeError(f"patch {cls.ID} must define locate() and edits() (see docs/writing-a-patch.md)")
         if not cls.DESCRIPTION or "\n" in cls.DESCRIPTION:
             raise TypeError(f"patch {cls.ID}: DESCRIPTION must be one line")
         for name, param in cls.PARAMS.items():
@@ -452,45 +453,9 @@ class Patch(Generic[Found]):
         assert isinstance(cls.VERSIONS, SpecifierSet)
         return cls.VERSIONS
 
-    @classmethod
-    def is_data(cls) -> bool:
-        """True for a patch written with :meth:`locate`/:meth:`edits` (the engine decides its state)."""
-        return cls.locate is not Patch.locate
-
     def with_params(self, params: dict[str, Any] | None) -> "Patch[Found]":
         """The same patch bound to other raw ``params`` (raises ``ConfigError`` like the constructor)."""
         return type(self)(params)
-
-    # -- the older two-method API (still accepted for user patches) ------------
-
-    def detect(self, workspace: "Workspace") -> Detection:
-        """Read the target and say what state this patch is in.
-
-        Patches written with :meth:`locate`/:meth:`edits` do not implement
-        it: the engine decides their state. Must not raise for expected
-        situations; may raise :class:`~hermes_patch.errors.ConfigError` when a
-        parameter does not fit this release, and ``TargetError`` when a file
-        cannot be read.
-        """
-        raise NotImplementedError
-
-    def transformer(self, site: Site, workspace: "Workspace") -> "libcst.CSTTransformer":
-        """Return a libcst transformer that edits the statement of ``site`` (older API only)."""
-        raise NotImplementedError
-
-    def probe(self, workspace: "Workspace") -> tuple[Check, ...]:
-        """The checks that show this patch works, for ``hermes-patch verify``.
-
-        Called only when the patch detects as applied (or drifted) on
-        ``workspace``. For a data patch: :meth:`checks` of what
-        :meth:`locate` finds on the release as shipped.
-        """
-        if self.is_data():
-            found = self.locate(workspace.pristine())
-            from hermes_patch.edits import Unrecognized
-
-            return () if isinstance(found, Unrecognized) else self.checks(found)
-        return ()
 
     def __repr__(self) -> str:
         return f"<patch {self.ID} {self.params!r}>"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from hermes_patch.context import Inspection
+from hermes_patch.engine import checks_of
 from hermes_patch.patch import Check, State
 
 if TYPE_CHECKING:
@@ -366,7 +367,7 @@ def verify_patches(app: Inspection, topology: Topology | None = None) -> VerifyR
         elif report.state in (State.APPLIED, State.DRIFTED):
             if ws is None:
                 ws = app.workspace()
-            todo[report.id] = list(patches[report.id].probe(ws))
+            todo[report.id] = list(checks_of(patches[report.id], ws))
         else:
             verdicts[report.id] = Verdict(report.id, CANNOT_VERIFY, f"{state}: {report.reason}", state)
     states = {r.id: r.state.value for r in status.reports}

@@ -104,22 +104,17 @@ FLOOR = "import ast,sys; ast.parse(open(sys.argv[1]).read())"
 NAIVE = r"""
 import sys
 from pathlib import Path
-import libcst as cst
 from hermes_patch.config import load_config
+from hermes_patch.engine import detect_all, plan_apply
 from hermes_patch.registry import discover
 from hermes_patch.workspace import Workspace
 
 path = Path(sys.argv[1])
 config = load_config(Path(sys.argv[2]))
 ws = Workspace(path.parent, entry=path.name)
-modules = {}
-for cls in discover():
-    patch = cls(config.params(cls.ID))
-    for site in patch.detect(ws).sites:
-        if site.file not in modules:
-            modules[site.file] = cst.parse_module(ws.source(site.file).text)
-        modules[site.file] = modules[site.file].visit(patch.transformer(site, ws))
-sys.stdout.write(str(sum(len(m.code) for m in modules.values())))
+pairs = [(cls(config.params(cls.ID)), True) for cls in discover()]
+plan = plan_apply(ws, detect_all(ws, pairs, None), fast=False)  # libcst parses and walks the whole module
+sys.stdout.write(str(sum(len(t) for t in plan.after.values())))
 """
 
 COMMANDS = ("F", "status cold", "status warm", "apply", "revert", "naive libcst")

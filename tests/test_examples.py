@@ -22,8 +22,6 @@ CASES = [(cls, index) for cls in CATALOG for index in range(len(cls.EXAMPLES))]
 
 @pytest.mark.parametrize("patch_class", CATALOG, ids=[c.ID for c in CATALOG])
 def test_every_patch_has_examples_of_a_write_and_of_a_refusal(patch_class):
-    if not patch_class.is_data():
-        pytest.skip("MIGRATION: still on the older detect/transformer API")  # removed once the catalog is migrated
     states = {e.state for e in patch_class.EXAMPLES}
     assert "pending" in states and states - {"pending"}, f"{patch_class.ID}: EXAMPLES need a write and a no-write case"
 

@@ -190,15 +190,15 @@ def test_apply_after_an_update_says_the_file_was_replaced(tmp_path: Path, run: R
 
 
 def test_a_crash_under_check_or_json_is_exit_2_never_1(tmp_path: Path, run: Runner):
-    """A bug (here: a user patch whose detect raises) must not read as --check's "would change"."""
+    """A bug (here: a user patch whose locate raises) must not read as --check's "would change"."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "broken.py").write_text(
         "from hermes_patch.patch import Patch\n\n"
         "class Broken(Patch):\n"
         '    ID = "broken"\n    DESCRIPTION = "raises"\n    VERSIONS = ">=0.13.0"\n    UPSTREAM = "none"\n    PARAMS = {}\n\n'
-        "    def detect(self, ws):\n        return 1 / 0\n\n"
-        "    def transformer(self, site, ws):\n        raise AssertionError\n"
+        "    def locate(self, ws):\n        return 1 / 0\n\n"
+        "    def edits(self, found):\n        raise AssertionError\n"
     )
     run.configure(f'patch_dirs = ["{plugins}"]\n')
     root = copy_fixture("r0_14", tmp_path / "sp")

@@ -20,20 +20,23 @@ def test_every_builtin_module_is_imported_under_its_own_name_once():
     assert discover(entry_points=False) == classes  # the same class objects, not copies
 
 
+METHODS = "    def locate(self, ws):\n        return None\n\n    def edits(self, found):\n        return None\n"
+
+
 def test_a_user_folder_joins_after_the_builtins_and_a_duplicate_id_is_refused(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "extra.py").write_text(
         "from hermes_patch.patch import Patch\n"
         "class Extra(Patch):\n"
-        "    ID = 'extra-one'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n"
+        "    ID = 'extra-one'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n" + METHODS
     )
     found = discover([folder], entry_points=False)
     assert found[-1].ID == "extra-one" and found[-1].SOURCE == f"patch_dirs {folder}"
     (folder / "dup.py").write_text(
         "from hermes_patch.patch import Patch\n"
         "class Dup(Patch):\n"
-        "    ID = 'trusted-hosts'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n"
+        "    ID = 'trusted-hosts'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n" + METHODS
     )
     with pytest.raises(ConfigError, match="two patches share the id 'trusted-hosts'"):
         discover([folder], entry_points=False)
@@ -42,5 +45,7 @@ def test_a_user_folder_joins_after_the_builtins_and_a_duplicate_id_is_refused(tm
 def test_metadata_mistakes_fail_when_the_class_is_defined():
     with pytest.raises(TypeError, match="PEP 440"):
         type("Bad", (Patch,), {"ID": "bad", "DESCRIPTION": "x", "VERSIONS": "not a spec", "UPSTREAM": "x"})
+    with pytest.raises(TypeError, match="must define locate"):
+        type("Bad", (Patch,), {"ID": "bad", "DESCRIPTION": "x", "VERSIONS": ">=1", "UPSTREAM": "x"})
     with pytest.raises(TypeError, match="lower-case"):
         type("Bad", (Patch,), {"ID": "Bad_Id", "DESCRIPTION": "x", "VERSIONS": ">=1", "UPSTREAM": "x"})
