@@ -267,11 +267,20 @@ class App:
     @cached_property
     def config_key(self) -> str:
         """Hash of everything besides the files that decides the reports (:func:`hermes_patch.snapshot.config_key`)."""
-        from hermes_patch.snapshot import config_key
+        from hermes_patch.snapshot import catalog_inputs, config_key
 
-        return config_key(
-            __version__, [(p.ID, p.SOURCE, enabled, p.params) for p, enabled in self.patches], self.param_errors
-        )
+        config = self.config
+        catalog = catalog_inputs(config.patch_dirs)
+        if config.patch_dirs or catalog["entry_points"]:
+            self.catalog  # noqa: B018 - user patches: their trust checks and import errors refuse as before
+        settings = {
+            "path": str(config.path),
+            "exists": config.exists,
+            "patch_dirs": [str(d) for d in config.patch_dirs],
+            "allow_version": config.allow_version,
+            "patches": config.patches,
+        }
+        return config_key(__version__, settings, catalog)
 
     def record(self, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
         """This target's ledger record as parsed JSON (``{}`` when none), for the integrations (git, hooks, restart).
@@ -320,14 +329,14 @@ class App:
         warm = reusable(record, lambda: self.config_key, target.package_dir, target.entry)
         views = _snapshot_views(warm.reports) if warm is not None else None
         if warm is not None and views is not None:
-            notes.extend(self._foreign_note(dict(warm.files)))
+            notes.extend(self._foreign_note(dict(warm.files), known={v.id for v in views}))
             return StatusResult(
                 target,
                 warm.entry_sha256,
                 views,
                 tuple(notes),
                 warm=True,
-                advice=self._config_advice() + tuple(self._gate_note()),
+                advice=self._config_advice() + tuple(self._gate_note(_gated_from(views, record, self.config))),
                 config=self.config,
             )
         ws = self.workspace()
@@ -358,7 +367,7 @@ class App:
             "writes them",
         )
 
-    def _gate_note(self) -> list[str]:
+    def _gate_note(self, opened: list[str] | None = None) -> list[str]:
         """Advice when trusted-hosts or cors-origins is configured: the proxy is then the only gate.
 
         Advice, not a warning: it holds for as long as hosts are configured,
@@ -370,12 +379,13 @@ class App:
         token in the page it serves, so whoever the proxy lets through holds
         the token and the whole dashboard (docs/threat-model.md).
         """
-        opened = [
-            f"{p.ID} ({', '.join(p.params[key])})"
-            for p, enabled in self.patches
-            for key in {"trusted-hosts": "hosts", "cors-origins": "origins"}.get(p.ID, "").split() or []
-            if enabled and p.params.get(key)
-        ]
+        if opened is None:
+            opened = [
+                f"{p.ID} ({', '.join(p.params[key])})"
+                for p, enabled in self.patches
+                for key in _GATED.get(p.ID, "").split() or []
+                if enabled and p.params.get(key)
+            ]
         if not opened:
             return []
         return [
@@ -385,11 +395,15 @@ class App:
             "auth gate where the release has one (docs/threat-model.md)"
         ]
 
-    def _foreign_note(self, files: dict[str, bytes]) -> list[str]:
-        """A note for marker comments of patches the catalog does not have (a user patch no longer configured)."""
+    def _foreign_note(self, files: dict[str, bytes], known: set[str] | None = None) -> list[str]:
+        """A note for marker comments of patches the catalog does not have (a user patch no longer configured).
+
+        ``known``: the catalog's ids (default: :attr:`patches`; a warm ``status`` has them from the snapshot).
+        """
         import re
 
-        known = {p.ID for p, _ in self.patches}
+        if known is None:
+            known = {p.ID for p, _ in self.patches}
         found: dict[str, set[str]] = {}
         for name, data in files.items():
             if b"# hermes-patch: " not in data:
@@ -677,6 +691,35 @@ class _GitWrite:
         from hermes_patch import git_filter
 
         git_filter.finish_write(self.app, ledger, record, self.written)
+
+
+#: The patches whose parameter opens the dashboard to the proxy (the gate advice), and that parameter.
+_GATED = {"trusted-hosts": "hosts", "cors-origins": "origins"}
+
+
+def _gated_from(views: tuple[ReportView, ...], record: TargetRecord, config: Config) -> list[str] | None:
+    """The gate advice's patches from a reused snapshot, without loading the catalog; ``None`` when it cannot tell.
+
+    A patch with nothing configured for its parameter has none (a missing
+    or empty value parses to the empty default, a wrong one is replaced by
+    it). Otherwise the normalized value is the one the write that took the
+    snapshot recorded for the applied patch (same key, same configuration);
+    a patch not applied was not recorded, and the catalog answers.
+    """
+    from hermes_patch.patch import State
+
+    opened = []
+    for view in views:
+        key = _GATED.get(view.id)
+        if key is None or not view.enabled or not config.params(view.id).get(key):
+            continue
+        recorded = (record.patches or {}).get(view.id)
+        values = recorded.params.get(key) if recorded is not None and view.state is State.APPLIED else None
+        if not isinstance(values, (list, tuple)):
+            return None
+        if values:
+            opened.append(f"{view.id} ({', '.join(str(v) for v in values)})")
+    return opened
 
 
 def _snapshot_views(reports: tuple[ReportRecord, ...]) -> tuple[ReportView, ...] | None:

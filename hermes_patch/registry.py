@@ -108,7 +108,9 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
                 f"the patch directory {directory} named in the configuration (patch_dirs) does not exist."
             )
         classes.extend(_load_dir(directory, f"hermes_patch._user{index}", f"patch_dirs {directory}"))
-    if entry_points:
+    from hermes_patch.snapshot import entry_point_declarations
+
+    if entry_points and entry_point_declarations():  # importlib.metadata costs a tenth of a warm status
         from importlib.metadata import entry_points as _eps
 
         for ep in _eps(group=ENTRY_POINT_GROUP):

@@ -147,12 +147,20 @@ class Workspace:
 
     def _with_edits(self, edits: dict[str, str]) -> "Workspace":
         sources = {name: src for name, src in self._sources.items() if name not in edits}
+        known = {**self._known, **{src.text: src for src in self._sources.values()}}
+        if self._pristine is not None:
+            # A revert's result is the pristine view of what it reverted: that text was parsed already.
+            known.update({src.text: src for src in self._pristine._sources.values()})
         for name, text in edits.items():
             base = self.source(name)
             assert base is not None
-            sources[name] = Source(path=base.path, data=base.encode(text), encoding=base.encoding, text=text)
+            same = known.get(text)
+            if same is not None and same.path == base.path and same.encoding == base.encoding:
+                sources[name] = same
+            else:
+                sources[name] = Source(path=base.path, data=base.encode(text), encoding=base.encoding, text=text)
         new = Workspace(self.package_dir, self.entry, sources=sources, files=self._files)
-        new._known = {**self._known, **{src.text: src for src in self._sources.values()}}
+        new._known = known
         return new
 
     def path(self, name: str) -> Path:

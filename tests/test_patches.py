@@ -285,15 +285,28 @@ def test_disabled_patch_is_left_alone(tmp_path):
     assert {r.id: (r.state, r.enabled) for r in result.reports}[WS] == ("pending", False)
 
 
-def test_warm_status_matches_cold_status(tmp_path):
+GATED = {
+    "proxy": PROXY,
+    # the gate advice shows the normalized hosts: a warm status takes them from the ledger's record
+    "hosts normalized": '[patches.trusted-hosts]\nhosts = ["Proxy.Example.COM"]\n',
+    "hosts of a disabled patch": '[patches.trusted-hosts]\nhosts = ["proxy.example.com"]\nenabled = false\n',
+    "bad hosts": '[patches.trusted-hosts]\nhosts = "proxy.example.com"\n',
+}
+
+
+@pytest.mark.parametrize("config", list(GATED))
+def test_warm_status_matches_cold_status(tmp_path, config):
     root = copy_fixture("r0_16", tmp_path / "t")
-    make_app(tmp_path, root, PROXY).apply()
-    warm = make_app(tmp_path, root, PROXY).status()
+    make_app(tmp_path, root, GATED[config]).apply(None if config != "bad hosts" else [PAS])
+    warm = make_app(tmp_path, root, GATED[config]).status()
     assert warm.warm
     cold_app = App(root=root, config_path=tmp_path / "config.toml", state_dir=tmp_path / "empty-state")
     cold = cold_app.status()
     assert not cold.warm
     assert warm.reports == cold.reports and warm.sha256 == cold.sha256
+    assert warm.advice == cold.advice and warm.notes == cold.notes
+    if config == "hosts normalized":
+        assert any("trusted-hosts (proxy.example.com)" in a for a in warm.advice)
 
 
 def test_emptying_trusted_proxies_on_a_fixed_release_removes_our_edit(tmp_path):
