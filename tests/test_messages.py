@@ -136,13 +136,10 @@ def test_the_same_advice_is_written_the_same_way_for_every_file_it_applies_to():
 
 
 @pytest.mark.parametrize(("method", "as_json"), [("pip", False), ("git", False), ("pip", True)])
-def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp_path, method, as_json):
+def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp_path, run, method, as_json):
     import json
 
-    from click.testing import CliRunner
-
     from conftest import copy_fixture
-    from hermes_patch.cli import cli
 
     root = copy_fixture("r0_15", tmp_path / ("site-packages" if method == "pip" else "checkout"))
     if method == "pip":
@@ -152,10 +149,7 @@ def test_the_command_line_writes_the_restore_advice_for_the_install_it_found(tmp
         (root / ".git").mkdir()
     web = root / "hermes_cli/web_server.py"
     web.write_bytes(b"")
-    state, config = tmp_path / "state", tmp_path / "config.toml"
-    args = ["status", "--root", str(root), "--state-dir", str(state), "--config", str(config)]
-    result = CliRunner().invoke(cli, args + (["--json"] if as_json else []))
-    assert result.exit_code == 2, result.output
+    result = run("status", "--root", str(root), *(["--json"] if as_json else []), check=2)
     expected = {
         "pip": "`pip install --force-reinstall --no-deps hermes-agent==0.15.2`",
         "git": f"`git -C {web.parent} checkout -- web_server.py`",

@@ -299,7 +299,6 @@ def _git_repo(tmp_path: Path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-@pytest.mark.slow
 def test_check_ref_reports_a_newer_commit_without_touching_the_checkout(tmp_path, run: Runner):
     from hermes_update import git
 
@@ -417,7 +416,6 @@ def test_check_wheel_on_every_registry_release_matches_status(tmp_path, run: Run
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-@pytest.mark.slow
 def test_update_stops_before_hermes_is_touched_when_the_incoming_code_would_run_unpatched(tmp_path, run: Runner):
     from hermes_update import git
     from test_update import Fake
