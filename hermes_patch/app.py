@@ -8,7 +8,6 @@ transaction under a lock. Commands in :mod:`hermes_patch.cli` stay thin.
 
 from __future__ import annotations
 
-import difflib
 import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -616,6 +615,8 @@ class App:
         return prove(ws, plan, self.patches, self.target.version, self.fast, errors=self.param_errors)
 
     def _diff(self, plan: Plan) -> str:
+        import difflib
+
         out: list[str] = []
         for name, new in sorted(plan.after.items()):
             old = plan.before[name].text

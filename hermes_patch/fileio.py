@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
 import signal
 import stat
 from dataclasses import dataclass
@@ -217,7 +216,7 @@ def atomic_write(
         if old is not None and stat.S_ISREG(old.st_mode):
             mode, uid, gid = stat.S_IMODE(old.st_mode), old.st_uid, old.st_gid
         for _ in range(100):
-            candidate = f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+            candidate = f".{name}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
             try:
                 fd = os.open(
                     candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd

@@ -37,13 +37,12 @@ from typing import TYPE_CHECKING, Any
 from hermes_patch.context import Context
 from hermes_patch.errors import RefusedError
 from hermes_patch.git_clean import MARKER
-from hermes_patch.git_index import refresh_index
 from hermes_patch.git_repo import git, git_path, rel_path, repo_root
-from hermes_patch.installed import FilterEntry, Integrations
 from hermes_patch.patch import State, find_blocks, remove_blocks
 from hermes_patch.stored_command import self_command, stored_command
 
 if TYPE_CHECKING:
+    from hermes_patch.installed import FilterEntry, Integrations
     from hermes_patch.app import StatusResult
     from hermes_patch.workspace import Workspace
 
@@ -323,6 +322,8 @@ def _settle(root: Path, record: dict[str, Any], cleaned: dict[str, tuple[bytes, 
             datas[rel] = (root / rel).read_bytes()
         except OSError:
             continue
+    from hermes_patch.git_index import refresh_index  # here: status never refreshes git's index
+
     refresh_index(root, datas, cleaned)
     if any(MARKER in d for d in datas.values()) or integ.get("git-hooks"):
         return False

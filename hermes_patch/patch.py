@@ -30,12 +30,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, TypeVar
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from hermes_patch.errors import ConfigError
 from hermes_patch.source import first_line, walk
 
 if TYPE_CHECKING:  # libcst is imported only by commands that transform
+    from packaging.specifiers import SpecifierSet
+
     from hermes_patch.edits import BadParams, Change, Example, NotNeeded, Unrecognized
     from hermes_patch.source import Source
     from hermes_patch.workspace import Workspace
@@ -376,6 +377,8 @@ class Patch(Generic[Found]):
                 raise TypeError(f"patch {cls.__qualname__} must define {attr}")
         if not isinstance(cls.ID, str) or not _ID_RE.match(cls.ID):
             raise TypeError(f"patch {cls.__qualname__}: ID {cls.ID!r} must be lower-case words joined by '-'")
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet  # here: a warm status defines no patch
+
         if isinstance(cls.VERSIONS, str):
             try:
                 cls.VERSIONS = SpecifierSet(cls.VERSIONS)
@@ -450,6 +453,8 @@ class Patch(Generic[Found]):
     @classmethod
     def specifier(cls) -> SpecifierSet:
         """:attr:`VERSIONS` as a PEP 440 :class:`~packaging.specifiers.SpecifierSet` (checked at class definition)."""
+        from packaging.specifiers import SpecifierSet
+
         assert isinstance(cls.VERSIONS, SpecifierSet)
         return cls.VERSIONS
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -86,6 +85,8 @@ def machine_errors(command: str, as_json: bool, check: bool = False, app: App | 
     except Exception as exc:  # noqa: BLE001 - the contract: every failure is exit 2
         if not (as_json or check):
             raise
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
         _fail(command, exc, as_json)
 

@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -99,6 +98,8 @@ class Dashboard:
         args = list(self.argv)
         at = _launcher_index(args)
         shown = ["hermes", *args[at + 1 :]] if at is not None and not args[at].startswith("-") else args
+        from datetime import datetime
+
         when = datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M:%S")
         return f"pid {self.pid} (`{' '.join(shown)}`, started {when})"
 

@@ -22,8 +22,6 @@ written, and the file is replaced atomically with mode 0600.
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import os
 import urllib.parse
 from dataclasses import dataclass, field
@@ -124,6 +122,8 @@ def propose(url: str, proxy_addresses: list[str]) -> Proposal:
             f"path {path}: the proxy serves the dashboard under a prefix; it must strip {path} and send "
             f"`X-Forwarded-Prefix: {path}` (0.19 builds the page's base path from that header only); see docs/proxies.md"
         )
+    import ipaddress  # here, not at import: status reads this module for its advice only
+
     for text in proxy_addresses:
         raw = text.strip()
         try:
@@ -220,6 +220,8 @@ def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, type[Any
 
 def config_diff(m: Merge, path: Path) -> str:
     """The unified diff of the configuration file (``/dev/null`` when it is new)."""
+    import difflib
+
     old = m.before.splitlines(keepends=True)
     new = m.after.splitlines(keepends=True)
     return "".join(difflib.unified_diff(old, new, str(path) if m.before else "/dev/null", str(path)))
