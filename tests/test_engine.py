@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hermes_patch.edits import After, AtTop, Change, Edit, NotNeeded, Unrecognized
-from hermes_patch.engine import Refusal, detect_all, plan_apply, plan_revert, prove
+from hermes_patch.engine import Refusal, detect_all, owned_statements, plan_apply, plan_revert, prove, statement_drift
 from hermes_patch.errors import VerificationError
 from hermes_patch.patch import Param, Patch, State
 from hermes_patch.workspace import Workspace
@@ -135,3 +135,31 @@ def test_a_proof_that_fails_is_a_verification_error_and_nothing_is_planned_to_wr
     assert not isinstance(plan, Refusal) and "nonlocal zzz" in plan.after["web_server.py"]
     with pytest.raises(VerificationError, match="does not compile"):
         prove(ws, plan, pairs, None)
+
+
+class Guard(Extend):
+    ID = "guard-f"
+
+    def edits(self, found: str) -> Change:
+        return Change((Edit(AtTop("f"), "assert _TABLE"),), pending="p", applied="a")
+
+
+def test_a_hand_edit_elsewhere_in_a_statement_we_own_is_drift_against_the_recorded_hashes():
+    ws = ws_of(SOURCE)
+    pairs = [(Guard(), True)]
+    plan = plan_apply(ws, detect_all(ws, pairs, None))
+    assert not isinstance(plan, Refusal)
+    prove(ws, plan, pairs, None)
+    done = ws.with_edits(plan.after)
+    recorded = {"guard-f": {key: sha for key, (sha, _) in owned_statements(done, "guard-f").items()}}
+    assert list(recorded["guard-f"]) == ["web_server.py:f"]
+    reports = detect_all(done, pairs, None)
+    assert statement_drift(done, reports, recorded) == reports
+    # the patch's own detection still finds its block; only the recorded hash of f tells
+    edited = ws_of(plan.after["web_server.py"].replace("return _TABLE", "return None"))
+    reports = detect_all(edited, pairs, None)
+    assert [r.state for r in reports] == [State.APPLIED]
+    (drifted,) = statement_drift(edited, reports, recorded)
+    assert drifted.state is State.DRIFTED
+    assert drifted.detection.reason == "f in web_server.py (line 5) was changed after hermes-patch applied it"
+    assert statement_drift(edited, reports, {}) == reports  # nothing recorded: nothing to compare
