@@ -193,13 +193,37 @@ def checks_of(patch: AnyPatch, workspace: Workspace) -> tuple[Check, ...]:
 
 
 def _located(patch: AnyPatch, workspace: Workspace) -> object:
-    """``patch.locate`` on the release as shipped, once per workspace and patch class (it ignores parameters)."""
+    """``patch.locate`` on the release as shipped, once per workspace and patch class (it ignores parameters).
+
+    The result of an edit (:meth:`Workspace.with_edits`, what a proof re-detects) takes the answer of the
+    workspace it was made from when its own release-as-shipped view holds the very same sources
+    (identical objects: the same text, parsed once) for every file that view had read, and lacks the
+    same files: ``locate()`` reads nothing else, so it would answer the same.
+    """
     pristine = workspace.pristine()
     cache: dict[type, object] = pristine.__dict__.setdefault("_located", {})
     kind = type(patch)
     if kind not in cache:
-        cache[kind] = patch.locate(pristine)
+        inputs: dict[type, tuple[dict[str, Source], frozenset[str]]] = pristine.__dict__.setdefault(
+            "_located_inputs", {}
+        )
+        earlier = pristine.derived_from()
+        seen = earlier.__dict__.get("_located_inputs", {}).get(kind) if earlier is not None else None
+        if earlier is not None and seen is not None and _same_sources(pristine, *seen):
+            cache[kind], inputs[kind] = earlier.__dict__["_located"][kind], seen
+        else:
+            cache[kind] = patch.locate(pristine)
+            inputs[kind] = (pristine.loaded(), pristine.missing())
     return cache[kind]
+
+
+def _same_sources(pristine: Workspace, sources: dict[str, Source], missing: frozenset[str]) -> bool:
+    try:
+        return all(pristine.source(name) is src for name, src in sources.items()) and all(
+            pristine.source(name) is None for name in missing
+        )
+    except TargetError:  # a file this patch may not read: locate() decides, as without the shortcut
+        return False
 
 
 def _splice(workspace: Workspace, patch_id: str, edits: Iterable[Edit]) -> dict[str, str] | str:

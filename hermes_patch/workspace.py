@@ -114,6 +114,7 @@ class Workspace:
         # result whose blocks are removed again is usually one of them, and is not parsed twice.
         self._known: dict[str, Source] = {}
         self._raw: Workspace | None = None
+        self._base: Workspace | None = None  # the workspace with_edits() made this one from
 
     def pristine(self) -> "Workspace":
         """This workspace as the release shipped it: every file without any hermes-patch block.
@@ -161,7 +162,13 @@ class Workspace:
                 sources[name] = Source(path=base.path, data=base.encode(text), encoding=base.encoding, text=text)
         new = Workspace(self.package_dir, self.entry, sources=sources, files=self._files)
         new._known = known
+        new._base = self
         return new
+
+    def derived_from(self) -> "Workspace | None":
+        """For a pristine view of an edited workspace: the pristine view of the one it was made from, if built."""
+        base = self._raw._base if self._raw is not None else None
+        return base._pristine if base is not None else None
 
     def path(self, name: str) -> Path:
         """Absolute path of module file ``name`` in the package."""
@@ -232,6 +239,10 @@ class Workspace:
     def loaded(self) -> dict[str, Source]:
         """Every module file read so far, by name."""
         return dict(self._sources)
+
+    def missing(self) -> frozenset[str]:
+        """Every module file looked for so far that does not exist."""
+        return frozenset(self._missing)
 
     # -- ast questions -----------------------------------------------------
 

@@ -163,3 +163,26 @@ def test_a_hand_edit_elsewhere_in_a_statement_we_own_is_drift_against_the_record
     assert drifted.state is State.DRIFTED
     assert drifted.detection.reason == "f in web_server.py (line 5) was changed after hermes-patch applied it"
     assert statement_drift(edited, reports, {}) == reports  # nothing recorded: nothing to compare
+
+
+class Counted(Extend):
+    ID = "counted-table"
+    calls: list[str] = []
+
+    def locate(self, ws: Workspace) -> str | Unrecognized:
+        Counted.calls.append(ws.entry_source().text)
+        return super().locate(ws)
+
+
+def test_the_proof_reuses_locate_only_for_the_very_same_release_as_shipped():
+    """The result of an apply strips back to the text detection read: locate() ran once; another text runs it again."""
+    Counted.calls = []
+    ws = ws_of(SOURCE)
+    pairs = [(Counted(), True)]
+    plan = plan_apply(ws, detect_all(ws, pairs, None))
+    assert not isinstance(plan, Refusal)
+    (report,) = prove(ws, plan, pairs, None)
+    assert report.state is State.APPLIED and Counted.calls == [SOURCE]
+    other = SOURCE.replace("import os", "import sys")
+    (report,) = detect_all(ws.with_edits({"web_server.py": other}), pairs, None)
+    assert report.state is State.PENDING and Counted.calls == [SOURCE, other]
