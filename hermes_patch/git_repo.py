@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
 from hermes_patch.errors import TargetError
 
 if TYPE_CHECKING:
+    import subprocess
+
     from hermes_patch.locate import Target
 
 __all__ = ["GIT_ENV", "repo_root", "git", "git_path", "rel_path", "blob_oid"]
@@ -59,6 +60,8 @@ def git(
     env = git_env()
     env.setdefault("LC_ALL", "C")
     cmd = ["git", "-C", str(root), *args]
+    import subprocess
+
     proc = subprocess.run(cmd, capture_output=True, text=text, env=env, check=False)
     if check and proc.returncode != 0:
         err = proc.stderr if text else proc.stderr.decode("utf-8", "replace")

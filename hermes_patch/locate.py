@@ -18,8 +18,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -213,6 +211,9 @@ def _from_python(python: Path, found_by: str) -> Target:
         )
     exe = os.path.abspath(exe)  # verify runs it from another working directory
     guard_interpreter(Path(exe))
+    import subprocess
+    import tempfile
+
     try:
         # -X pycache_prefix (a private empty folder): no bytecode from the
         # install's __pycache__ folders is read (a forged .pyc would run here).

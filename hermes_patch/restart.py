@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,6 +353,8 @@ def restart_units(units: list[tuple[Unit, str]]) -> tuple[list[str], bool]:
                 f"restart: systemctl is not on PATH here; run `{_shell(u.command(verb))}` where systemd manages {u.name}"
             )
         return lines, False
+    import subprocess
+
     for u, verb in units:
         cmd = u.command(verb)
         try:
