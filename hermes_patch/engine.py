@@ -324,7 +324,14 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
                     notes=notes,
                     advice=advice,
                 )
-    return Detection(State.DRIFTED, _drift(workspace, patch, mine, outcome))
+    reason = _drift(workspace, patch, mine, outcome)
+    if earlier is None and patch.PARAMS:
+        reason += (
+            "; the state dir holds no record of the last apply (a new --state-dir, or the ledger was moved), so a "
+            f"block hermes-patch wrote with other parameters looks the same: `hermes-patch revert --force {patch.ID}` "
+            "then `hermes-patch apply` writes it again from the configuration"
+        )
+    return Detection(State.DRIFTED, reason)
 
 
 def _settings(params: dict[str, object], names: list[str]) -> str:
@@ -337,7 +344,10 @@ def _settings(params: dict[str, object], names: list[str]) -> str:
             return "true" if value else "false"
         return json.dumps(value) if isinstance(value, (str, int, float)) else repr(value)
 
-    return ", ".join(f"{name} = {toml(params.get(name))}" for name in names)
+    return ", ".join(
+        f"{name} = {toml(params.get(name))}" if params.get(name) is not None else f"{name} unset (the default)"
+        for name in names
+    )
 
 
 def _view(workspace: Workspace, patch_id: str, files: set[str]) -> dict[str, str]:

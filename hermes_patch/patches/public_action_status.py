@@ -125,6 +125,19 @@ class PublicActionStatus(Patch[Found]):
             "def auth_middleware(path):\n"
             "    return path not in _PUBLIC_API_PATHS\n",
         ),
+        Example(  # a tab-indented file: the set's entries keep four spaces, as hermes-patch has always written them
+            _EXAMPLE.replace("    return", "\treturn"),
+            '_PUBLIC_API_PATHS = frozenset({"/api/status"})\n'
+            "# hermes-patch: public-action-status (update-progress poll works through a reverse proxy)\n"
+            "_PUBLIC_API_PATHS = _PUBLIC_API_PATHS | frozenset({\n"
+            '    "/api/actions/hermes-update/status",\n'
+            "})\n"
+            '_ACTION_LOG_FILES = {"hermes-update": "hermes-update.log", "dump": "action-dump.log"}\n'
+            "\n\n"
+            "def auth_middleware(path):\n"
+            "\treturn path not in _PUBLIC_API_PATHS\n",
+        ),
+        Example(_EXAMPLE, params={"actions": []}, state="not-needed", reason="no status poll is made public"),
         Example(_EXAMPLE, params={"actions": ["backup"]}, state="unknown-shape", reason="does not have"),
         Example(_EXAMPLE.replace("hermes-update", "upgrade"), state="not-needed", reason="names no update"),
         Example(
@@ -195,6 +208,8 @@ class PublicActionStatus(Patch[Found]):
                 f"(its {ACTIONS} has: {known}). Remove the name from the configuration, "
                 f"or delete the actions line to use the release's own update and gateway-restart actions."
             )
+        if self.params["actions"] == ():
+            return NotNeeded(f"actions = [] under [patches.{self.ID}]: no status poll is made public")
         if not actions:
             return NotNeeded(
                 f"this release names no update or gateway-restart action (its {ACTIONS} has: {known}); "
@@ -213,7 +228,15 @@ class PublicActionStatus(Patch[Found]):
             return NotNeeded("the release already serves these status polls without the token" + fitted, notes=notes)
         paths = "".join(f"    {py_str(status_path(a))},\n" for a in actions)
         return Change(
-            (Edit(After(NAME), f"{NAME} = {NAME} | frozenset({{\n{paths}}})", NOTE, "set of status paths"),),
+            (
+                Edit(
+                    After(NAME),
+                    f"{NAME} = {NAME} | frozenset({{\n{paths}}})",
+                    NOTE,
+                    "set of status paths",
+                    verbatim=True,
+                ),
+            ),
             pending=f"a page whose session token is gone (restarted dashboard, cached page) gets 401 on {len(missing)} status poll(s): {', '.join(missing)}{fitted}",
             applied=f"{len(actions)} status poll(s) answer without the token (for a page whose token is gone): {', '.join(actions)}{fitted}",
             notes=notes,
