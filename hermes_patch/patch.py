@@ -47,6 +47,7 @@ __all__ = [
     "Site",
     "Block",
     "Param",
+    "matching",
     "Check",
     "Patch",
     "AnyPatch",
@@ -134,6 +135,24 @@ class Param:
     default: Any
     parse: Callable[[Any], Any]
     doc: str
+
+
+def matching(pattern: str, what: str) -> Callable[[object], str]:
+    """A :class:`Param` parser for a string that must match ``pattern`` whole.
+
+    The error a person reads is ``must be <what>``, e.g.
+    ``matching(r"(/[a-z]+)*", 'a path prefix like "/hermes"')``. The value is
+    returned as given; a pattern is the safe way to accept a string that
+    ends up in generated code.
+    """
+    regex = re.compile(pattern)
+
+    def parse(value: object) -> str:
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return parse
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """forwarded-prefix: serve the dashboard under a proxy's sub-path (why: docs/writing-a-patch.md)."""
 
 import ast
-import re
 
 from hermes_patch.edits import After, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.patch import Param, Patch
+from hermes_patch.patch import Param, Patch, matching
 
 MIDDLEWARE = """@app.middleware("http")
 async def _hermes_patch_forwarded_prefix(request, call_next):
@@ -12,12 +11,8 @@ async def _hermes_patch_forwarded_prefix(request, call_next):
         request.scope["headers"] = [*request.scope["headers"], (b"x-forwarded-prefix", b"{prefix}")]
     return await call_next(request)
 """
-
-
-def _prefix(value):
-    if not isinstance(value, str) or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)*", value):
-        raise ValueError('must be a path prefix like "/hermes" (no trailing slash), or "" for none')
-    return value
+PREFIX = matching(r"(/[A-Za-z0-9._~-]+)*", 'a path prefix like "/hermes" (no trailing slash), or "" for none')
+APP, MARKER = "app = FastAPI()\n", "# hermes-patch: forwarded-prefix (served under /h)\n"
 
 
 class ForwardedPrefix(Patch):
@@ -25,15 +20,10 @@ class ForwardedPrefix(Patch):
     DESCRIPTION = "Serve the dashboard under the proxy's sub-path (X-Forwarded-Prefix when the proxy sends none)."
     VERSIONS = ">=0.13.0"
     UPSTREAM = "app = FastAPI(...) and the X-Forwarded-Prefix base path in web_server.py, 0.13.0-0.19.0"
-    PARAMS = {"prefix": Param(default="", parse=_prefix, doc='the path the proxy strips, e.g. "/hermes"')}
+    PARAMS = {"prefix": Param("", PREFIX, 'the path the proxy strips, e.g. "/hermes"')}
     EXAMPLES = (
-        Example(
-            "app = FastAPI()\n",
-            params={"prefix": "/h"},
-            after="app = FastAPI()\n"
-            "# hermes-patch: forwarded-prefix (served under /h)\n" + MIDDLEWARE.format(prefix="/h"),
-        ),
-        Example("app = FastAPI()\n", state="not-needed"),
+        Example(APP, APP + MARKER + MIDDLEWARE.format(prefix="/h"), params={"prefix": "/h"}),
+        Example(APP, state="not-needed"),
     )
 
     def locate(self, ws):
