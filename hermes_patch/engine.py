@@ -739,7 +739,7 @@ def prove(
         src = new_ws.source(name)
         assert src is not None
         try:
-            compile(src.tree, str(src.path), "exec", dont_inherit=True)
+            compile(_compiled_part(src, plan.kind), str(src.path), "exec", dont_inherit=True)
         except (TargetError, SyntaxError, ValueError) as exc:
             raise VerificationError(_bug(plan, f"the result for {src.path} does not compile ({exc})")) from None
     new_reports = detect_all(new_ws, patches, version, errors)
@@ -776,6 +776,29 @@ def prove(
                     _bug(plan, f"undoing the edit of {plan.before[name].path} would not give back the original bytes")
                 )
     return new_reports
+
+
+def _compiled_part(src: Source, kind: str) -> ast.Module:
+    """What the compile proof compiles: for apply, the top-level statements that hold our blocks.
+
+    The release compiled (Python imports it), a top-level statement compiles
+    the same whatever its neighbours are (each ``def``/``class`` is its own
+    scope; only ``from __future__`` imports reach across, and they are kept),
+    and the undo proof shows that everything but our blocks is the release's
+    own bytes. So compiling the statements that hold a block proves the
+    whole result compiles, at a small fraction of the cost of compiling
+    19,000 lines. A revert, and a file whose blocks cannot be found, compile
+    whole.
+    """
+    tree = src.tree
+    blocks = find_blocks(src) if kind == "apply" else "revert"
+    if isinstance(blocks, str) or not blocks:
+        return tree
+    lines = {b.marker + 1 for b in blocks}
+    future = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
+    held = [s for line in sorted(lines) for s in src.statements_at(line)]
+    body = future + [s for s in dict.fromkeys(held) if s not in future]
+    return ast.Module(body=body, type_ignores=[])
 
 
 def _bug(plan: Plan, what: str) -> str:

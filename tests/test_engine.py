@@ -186,3 +186,20 @@ def test_the_proof_reuses_locate_only_for_the_very_same_release_as_shipped():
     other = SOURCE.replace("import os", "import sys")
     (report,) = detect_all(ws.with_edits({"web_server.py": other}), pairs, None)
     assert report.state is State.PENDING and Counted.calls == [SOURCE, other]
+
+
+class BrokenAtTheTop(Extend):
+    ID = "broken-at-top"
+
+    def edits(self, found: str) -> Change:
+        # a top-level statement that Python's compiler refuses (return outside a function)
+        return Change((Edit(After("_TABLE"), "return 1"),), pending="p", applied="a")
+
+
+def test_the_compile_proof_covers_an_inserted_top_level_statement():
+    ws = ws_of(SOURCE)
+    pairs = [(BrokenAtTheTop(), True)]
+    plan = plan_apply(ws, detect_all(ws, pairs, None))
+    assert not isinstance(plan, Refusal)
+    with pytest.raises(VerificationError, match="does not compile"):
+        prove(ws, plan, pairs, None)
