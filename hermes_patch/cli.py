@@ -31,6 +31,21 @@ __all__ = ["main", "cli"]
 JSON_SCHEMA = 1
 
 
+def write_report_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--check`` and ``--json``, shared by ``apply`` and ``revert`` (docs/apply-schema.json)."""
+    fn = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).",
+    )(fn)
+    return click.option(
+        "--check",
+        is_flag=True,
+        help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.",
+    )(fn)
+
+
 def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add the target, config and state options every command accepts, and build the App."""
 
@@ -274,17 +289,7 @@ def check(app: App, ref: str | None, wheel: Path | None, no_fetch: bool, as_json
     hidden=True,
     help="Set by the git hooks and the systemd drop-in: a refusal is recorded for `status` and said on stderr.",
 )
-@click.option(
-    "--check",
-    is_flag=True,
-    help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).",
-)
+@write_report_options
 @click.option(
     "--restart",
     is_flag=True,
@@ -401,17 +406,7 @@ def diff(app: App, ids: tuple[str, ...]) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--force", is_flag=True, help="Also revert drifted patches (removes only our marked lines).")
 @click.option("--dry-run", is_flag=True, help="Print the unified diff and write nothing.")
-@click.option(
-    "--check",
-    is_flag=True,
-    help="Compute and prove everything, write nothing; exit 0 when nothing would change, 1 when something would, 2 on refusal.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print one versioned JSON document on stdout (docs/apply-schema.json; docs/error-schema.json on an error).",
-)
+@write_report_options
 @click.option(
     "--keep-session-token",
     is_flag=True,

@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 
 from packaging.version import InvalidVersion, Version
 
-from hermes_patch.messages import NOTHING_CHANGED, UPGRADE, orphaned_marker, report_bug
+from hermes_patch.messages import NOTHING_CHANGED, UPGRADE, report_bug
 from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
 from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
-from hermes_patch.patch import AnyPatch, Block, Check, Detection, Site, State, find_blocks, remove_blocks
+from hermes_patch.patch import AnyPatch, Block, Check, Detection, Site, State, remove_blocks
 from hermes_patch.source import Source, first_line, sha256_hex
 from hermes_patch.workspace import Workspace
 
@@ -357,9 +357,7 @@ def _view(workspace: Workspace, patch_id: str, files: set[str]) -> dict[str, str
         src = workspace.source(name)
         if src is None:
             continue
-        blocks = find_blocks(src) if "# hermes-patch: " in src.text else []
-        assert not isinstance(blocks, str)  # blocks_of raised for an orphaned marker
-        others = [b for b in blocks if b.patch_id != patch_id]
+        others = [b for b in workspace.blocks(name) if b.patch_id != patch_id]
         out[name] = remove_blocks(src.text, src.line_starts, others) if others else src.text
     return out
 
@@ -425,12 +423,7 @@ def blocks_of(workspace: Workspace, patch_id: str, files: Iterable[str] | None =
     found: dict[str, list[Block]] = {}
     names = list(files) if files is not None else list(workspace.loaded())
     for name in names:
-        src = workspace.source(name)
-        if src is None or "# hermes-patch: " not in src.text:
-            continue
-        blocks = find_blocks(src, patch_id)
-        if isinstance(blocks, str):
-            raise TargetError(orphaned_marker(src.path, blocks))
+        blocks = [b for b in workspace.blocks(name) if b.patch_id == patch_id]
         if blocks:
             found[name] = blocks
     return found
@@ -510,12 +503,7 @@ def _remove(workspace: Workspace, patch_ids: Iterable[str]) -> dict[str, str]:
     ids = set(patch_ids)
     out: dict[str, str] = {}
     for name, src in workspace.loaded().items():
-        if "# hermes-patch: " not in src.text:
-            continue
-        blocks = find_blocks(src)
-        if isinstance(blocks, str):
-            raise TargetError(orphaned_marker(src.path, blocks))
-        mine = [b for b in blocks if b.patch_id in ids]
+        mine = [b for b in workspace.blocks(name) if b.patch_id in ids]
         if mine:
             out[name] = remove_blocks(src.text, src.line_starts, mine)
     return out
@@ -739,7 +727,7 @@ def prove(
         src = new_ws.source(name)
         assert src is not None
         try:
-            compile(_compiled_part(src, plan.kind), str(src.path), "exec", dont_inherit=True)
+            compile(_compiled_part(new_ws, name, plan.kind), str(src.path), "exec", dont_inherit=True)
         except (TargetError, SyntaxError, ValueError) as exc:
             raise VerificationError(_bug(plan, f"the result for {src.path} does not compile ({exc})")) from None
     new_reports = detect_all(new_ws, patches, version, errors)
@@ -778,7 +766,7 @@ def prove(
     return new_reports
 
 
-def _compiled_part(src: Source, kind: str) -> ast.Module:
+def _compiled_part(workspace: Workspace, name: str, kind: str) -> ast.Module:
     """What the compile proof compiles: for apply, the top-level statements that hold our blocks.
 
     The release compiled (Python imports it), a top-level statement compiles
@@ -787,12 +775,16 @@ def _compiled_part(src: Source, kind: str) -> ast.Module:
     and the undo proof shows that everything but our blocks is the release's
     own bytes. So compiling the statements that hold a block proves the
     whole result compiles, at a small fraction of the cost of compiling
-    19,000 lines. A revert, and a file whose blocks cannot be found, compile
-    whole.
+    19,000 lines. A revert compiles whole.
+
+    Raises:
+        TargetError: a marker comment of the result has no block (a bug in the catalog).
     """
+    src = workspace.source(name)
+    assert src is not None
     tree = src.tree
-    blocks = find_blocks(src) if kind == "apply" else "revert"
-    if isinstance(blocks, str) or not blocks:
+    blocks = workspace.blocks(name) if kind == "apply" else []
+    if not blocks:
         return tree
     lines = {b.marker + 1 for b in blocks}
     future = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import TYPE_CHECKING, Mapping, Protocol
 from pathlib import Path
 
 from hermes_patch.errors import TargetError
 from hermes_patch.messages import Failure, orphaned_marker, restore_from_release
 from hermes_patch.source import Source, first_line
+
+if TYPE_CHECKING:
+    from hermes_patch.patch import Block
 
 __all__ = ["Workspace", "Binding", "first_line"]
 
@@ -114,6 +117,7 @@ class Workspace:
         # result whose blocks are removed again is usually one of them, and is not parsed twice.
         self._known: dict[str, Source] = {}
         self._raw: Workspace | None = None
+        self._blocks: dict[str, list[Block]] = {}
         self._base: Workspace | None = None  # the workspace with_edits() made this one from
 
     def pristine(self) -> "Workspace":
@@ -208,20 +212,36 @@ class Workspace:
         self._sources[name] = src
         return src
 
+    def blocks(self, name: str) -> list[Block]:
+        """Every hermes-patch block in module file ``name`` (none when it is missing), found once per workspace.
+
+        Raises:
+            TargetError: the file cannot be read, or a marker comment is
+                orphaned (hand-edited): hermes-patch will not guess.
+        """
+        if name not in self._blocks:
+            from hermes_patch.patch import MARKER_PREFIX, find_blocks
+
+            src = self.source(name)
+            found = find_blocks(src) if src is not None and MARKER_PREFIX in src.text else []
+            if isinstance(found, str):
+                assert src is not None
+                raise TargetError(orphaned_marker(src.path, found))
+            self._blocks[name] = found
+        return self._blocks[name]
+
     def _stripped(self, name: str) -> Source | None:
-        from hermes_patch.patch import MARKER_PREFIX, find_blocks, remove_blocks
+        from hermes_patch.patch import remove_blocks
 
         assert self._raw is not None
         raw = self._raw.source(name)
         if raw is None:
             self._missing.add(name)
             return None
-        if MARKER_PREFIX not in raw.text:
+        blocks = self._raw.blocks(name)
+        if not blocks:
             self._sources[name] = raw
             return raw
-        blocks = find_blocks(raw)
-        if isinstance(blocks, str):
-            raise TargetError(orphaned_marker(raw.path, blocks))
         text = remove_blocks(raw.text, raw.line_starts, blocks)
         src = self._raw._known.get(text) if self._raw._known else None
         if src is None:
