@@ -440,7 +440,7 @@ def owned_statements(workspace: Workspace, patch_id: str) -> dict[str, tuple[str
         src = workspace.source(name)
         assert src is not None  # blocks_of found blocks in it
         for block in blocks:
-            for stmt in src.tree.body:
+            for stmt in src.statements_at(block.marker + 1)[:1]:
                 first, last = first_line(stmt), stmt.end_lineno or stmt.lineno
                 if first <= block.marker + 1 <= last:
                     label = _statement_name(stmt) or f"line{first}"
@@ -782,12 +782,17 @@ def _compiled_part(workspace: Workspace, name: str, kind: str) -> ast.Module:
     """
     src = workspace.source(name)
     assert src is not None
-    tree = src.tree
     blocks = workspace.blocks(name) if kind == "apply" else []
     if not blocks:
-        return tree
+        return src.tree
     lines = {b.marker + 1 for b in blocks}
-    future = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
+    future: list[ast.stmt] = []
+    for index in range(len(src.spans)):  # __future__ imports come first (after a docstring)
+        stmt = src.statement(index)
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            future.append(stmt)
+        elif not (index == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+            break
     held = [s for line in sorted(lines) for s in src.statements_at(line)]
     body = future + [s for s in dict.fromkeys(held) if s not in future]
     return ast.Module(body=body, type_ignores=[])

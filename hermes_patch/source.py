@@ -78,6 +78,12 @@ class Source:
     data: bytes
     encoding: str
     text: str = field(repr=False)
+    # For a result made by inserting whole lines into another source (see
+    # :meth:`edited`): that source and, per insertion, (the line of the base
+    # it follows, how many lines). Lets the result answer questions about
+    # the statements near its insertions without parsing the whole file.
+    base: "Source | None" = field(default=None, repr=False, compare=False)
+    insertions: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def from_bytes(cls, data: bytes, path: Path) -> "Source":
@@ -127,6 +133,25 @@ class Source:
                 )
             )
         return cls(path=path, data=data, encoding=encoding, text=text)
+
+    def edited(self, text: str) -> "Source":
+        """A :class:`Source` for ``text``, an edit of this file (same path and encoding).
+
+        When ``text`` is this file with whole lines inserted (what ``apply``
+        makes), the result remembers where: its :attr:`spans` and
+        :meth:`statements_at` then parse only the top-level statements that
+        received lines (and any statement asked for), not the whole file;
+        :attr:`tree` still parses it whole. A statement is parsed on its own
+        only where that cannot change its meaning: see :meth:`_layout`.
+
+        Raises:
+            TargetError: the new text has characters the encoding lacks.
+        """
+        data = self.encode(text)
+        insertions = _insertions(self, text)
+        if insertions is None:
+            return Source(path=self.path, data=data, encoding=self.encoding, text=text)
+        return Source(path=self.path, data=data, encoding=self.encoding, text=text, base=self, insertions=insertions)
 
     def encode(self, text: str) -> bytes:
         """Encode ``text`` (an edit of :attr:`text`) with this file's encoding.
@@ -179,7 +204,103 @@ class Source:
         ``first`` includes decorators. Spans never overlap except when
         statements share a line (``a = 1; b = 2``).
         """
+        layout = self._layout
+        if layout is not None:
+            return tuple(layout.spans)
         return tuple((first_line(node), node.end_lineno or node.lineno) for node in self.tree.body)
+
+    @cached_property
+    def _layout(self) -> "_Layout | None":
+        """For a source made by inserting lines into a parsed base: its spans without a whole parse.
+
+        The base's top-level statements are grouped where they share a line.
+        A group that received lines is parsed on its own, and so is each run
+        of inserted lines between groups; a group must parse to whole
+        statements from its first line to its last, a run to whole
+        statements (or comments), else ``None`` (and the whole file is parsed
+        as usual). That is exact: the text before each piece ends with every
+        bracket, string and block closed (a top-level statement of the base
+        starts at column 0 after it), so a piece that parses alone parses the
+        same in place, and so does what follows it (a base statement at
+        column 0, or comments). The other groups' spans are the base's,
+        shifted by the lines inserted above them; they are parsed when asked for.
+        """
+        base, insertions = self.base, self.insertions
+        if base is None:
+            return None
+        try:
+            base_spans = base.spans
+        except TargetError:
+            return None
+        groups: list[tuple[int, int, int, int]] = []  # (first line, last line, first index, end index) in the base
+        for index, (first, last) in enumerate(base_spans):
+            if groups and first <= groups[-1][1]:
+                g = groups[-1]
+                groups[-1] = (g[0], max(g[1], last), g[2], index + 1)
+            else:
+                groups.append((first, last, index, index + 1))
+        shift = [0] * (len(base.line_starts) + 1)  # shift[n]: lines inserted above base line n
+        for after, count in insertions:
+            shift[after + 1] += count
+        shift = list(itertools.accumulate(shift))
+        layout = _Layout()
+
+        def parse(first: int, last: int, whole: bool) -> bool:
+            try:
+                body = ast.parse(self.lines(first, last)).body
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return False
+            for node in body:
+                ast.increment_lineno(node, first - 1)
+            got = [(first_line(n), n.end_lineno or n.lineno) for n in body]
+            if whole and (not got or got[0][0] != first or max(end for _, end in got) != last):
+                return False
+            for node, span in zip(body, got):
+                layout.nodes[len(layout.spans)] = node
+                layout.spans.append(span)
+            return True
+
+        def run(after: int, count: int) -> bool:
+            start = after + shift[after] + 1
+            return not self.lines(start, start + count - 1).strip() or parse(start, start + count - 1, whole=False)
+
+        pending = sorted(insertions)
+        k = 0
+        for first, last, begin, end in groups:
+            while k < len(pending) and pending[k][0] < first:
+                if not run(*pending[k]):
+                    return None
+                k += 1
+            received = False
+            while k < len(pending) and pending[k][0] < last:
+                received = True
+                k += 1
+            if received:
+                if not parse(first + shift[first], last + shift[last], whole=True):
+                    return None
+                continue
+            group = (len(layout.spans), first + shift[first], last + shift[last])
+            for a, b in base_spans[begin:end]:
+                layout.groups[len(layout.spans)] = group
+                layout.spans.append((a + shift[a], b + shift[b]))
+        for after, count in pending[k:]:
+            if not run(after, count):
+                return None
+        return layout
+
+    def statement(self, index: int) -> ast.stmt:
+        """Top-level statement ``index`` (of :attr:`spans`): from the whole tree, or parsed with its group alone (see :attr:`_layout`)."""
+        layout = self._layout
+        if layout is None or "tree" in self.__dict__:
+            return self.tree.body[index]
+        node = layout.nodes.get(index)
+        if node is None:
+            start, first, last = layout.groups[index]
+            for offset, parsed in enumerate(ast.parse(self.lines(first, last)).body):
+                ast.increment_lineno(parsed, first - 1)
+                layout.nodes[start + offset] = parsed
+            node = layout.nodes[index]
+        return node
 
     def statements_at(self, line: int) -> list[ast.stmt]:
         """The top-level statements whose span holds ``line`` (1-based), in order.
@@ -188,8 +309,7 @@ class Source:
         statement of the module that starts on ``line``, at any depth, is
         inside one of them.
         """
-        body = self.tree.body
-        return [body[i] for i in self._indexes_at(line)]
+        return [self.statement(i) for i in self._indexes_at(line)]
 
     def _indexes_at(self, line: int) -> list[int]:
         spans = self.spans
@@ -219,7 +339,7 @@ class Source:
         and the others need no walking. The search runs at C speed
         (``str.find``); no tree is walked.
         """
-        starts, text, body = self.line_starts, self.text, self.tree.body
+        starts, text = self.line_starts, self.text
         found: set[int] = set()
         at = text.find(name)
         while at != -1:
@@ -229,7 +349,7 @@ class Source:
             first, last = self.spans[index]
             if name in unicodedata.normalize("NFKC", text[starts[first - 1] : starts[last]]):
                 found.add(index)
-        return [body[i] for i in sorted(found)]
+        return [self.statement(i) for i in sorted(found)]
 
     @cached_property
     def _unnormalized(self) -> tuple[int, ...]:
@@ -265,6 +385,50 @@ class Source:
             ) from None
         except (RecursionError, MemoryError):
             raise TargetError(too_deep(self.path)) from None
+
+
+@dataclass
+class _Layout:
+    """What :attr:`Source._layout` knows: every top-level span, the statements parsed so far, the unparsed groups."""
+
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    nodes: dict[int, ast.stmt] = field(default_factory=dict)
+    groups: dict[int, tuple[int, int, int]] = field(
+        default_factory=dict
+    )  # index -> (first index, first line, last line)
+
+
+def _insertions(base: Source, text: str) -> tuple[tuple[int, int], ...] | None:
+    """Where ``text`` is ``base.text`` with whole lines inserted: (base line they follow, count), else ``None``.
+
+    Lines are matched greedily; where an inserted line equals the base line
+    after it, another reading of the same text is found, which is as good:
+    :meth:`Source._layout` checks the pieces it parses, whatever the reading.
+    """
+    if len(text) <= len(base.text) or not text.endswith(base.text[-1:]):
+        return None
+    old = _lines(base.text, base.line_starts)
+    new = _lines(text, None)
+    found: list[tuple[int, int]] = []
+    i = j = 0
+    while j < len(new):
+        if i < len(old) and new[j] == old[i]:
+            i += 1
+            j += 1
+            continue
+        start = j
+        while j < len(new) and (i >= len(old) or new[j] != old[i]):
+            j += 1
+        found.append((i, j - start))
+    if i != len(old):
+        return None
+    return tuple(found)
+
+
+def _lines(text: str, starts: tuple[int, ...] | None) -> list[str]:
+    if starts is None:
+        starts = Source(Path(), b"", "utf-8", text).line_starts
+    return [text[a:b] for a, b in zip(starts, starts[1:])]
 
 
 def too_deep(path: Path) -> Failure:

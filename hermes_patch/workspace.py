@@ -163,7 +163,7 @@ class Workspace:
             if same is not None and same.path == base.path and same.encoding == base.encoding:
                 sources[name] = same
             else:
-                sources[name] = Source(path=base.path, data=base.encode(text), encoding=base.encoding, text=text)
+                sources[name] = base.edited(text)
         new = Workspace(self.package_dir, self.entry, sources=sources, files=self._files)
         new._known = known
         new._base = self

@@ -11,7 +11,11 @@ import pytest
 from hermes_patch.patch import _MARKER_RE, _markers, find_blocks
 from hermes_patch.source import Source, first_line, walk
 
-from conftest import FIXTURES
+from conftest import FIXTURES, RELEASES, copy_real
+
+from hermes_patch.app import App
+from hermes_patch.errors import TargetError
+from hermes_patch.engine import Refusal, plan_apply
 
 
 def src(text: str) -> Source:
@@ -141,3 +145,113 @@ def test_find_blocks_takes_the_statement_a_full_walk_would():
     assert [b.patch_id for b in find_blocks(s, "two")] == ["two"]
     orphan = find_blocks(src(text + "# hermes-patch: four (d)\n"))
     assert isinstance(orphan, str) and "four on line 12" in orphan
+
+
+# --- a result made by inserting lines (Source.edited): spans and statements without a whole parse ---
+
+
+def assert_same_as_whole_parse(result: Source, every_line: bool = True) -> None:
+    """``result``'s spans and every statement equal those of a whole parse of its text (line numbers included)."""
+    whole = ast.parse(result.text).body
+    assert result.spans == tuple((first_line(n), n.end_lineno) for n in whole)
+    for index, node in enumerate(whole):
+        assert ast.dump(result.statement(index), include_attributes=True) == ast.dump(node, include_attributes=True)
+    for line in range(1, len(result.line_starts) + 1) if every_line else ():
+        got = [ast.dump(n, include_attributes=True) for n in result.statements_at(line)]
+        want = [ast.dump(n, include_attributes=True) for n in whole if first_line(n) <= line <= n.end_lineno]
+        assert got == want, line
+
+
+BASE = (
+    '"""Doc."""\nfrom __future__ import annotations\n\nimport os\n# a comment\n\n\n'
+    "@decorator\ndef f(a):\n    x = 1\n    return x\n\n\n"
+    "a = (1,\n     2); b = 3; c = 4\n\n"
+    "class K:\n    def m(self):\n        return 1\n\n"
+    "def last():\n    pass\n"
+)
+
+
+def _insert(text: str, after: int, lines: str) -> str:
+    kept = text.splitlines(keepends=True)
+    return "".join(kept[:after]) + lines + "".join(kept[after:])
+
+
+@pytest.mark.parametrize(
+    "after, lines",
+    [
+        (10, "    # hermes-patch: p\n    y = 2\n"),  # inside a function
+        (8, "# hermes-patch: p\n"),  # between a decorator and its def: a comment only
+        (4, "\n# hermes-patch: p\nZ = 1\n"),  # a top-level statement after a statement
+        (6, "# hermes-patch: p\ndef g():\n    return 2\n"),  # among comment lines
+        (0, "# hermes-patch: p\n"),  # at the very top
+        (22, "\n# hermes-patch: p\nZ = 1\n"),  # after the last line
+        (18, "        # hermes-patch: p\n        y = 2\n"),  # in a method
+        (15, "X = 1\n"),  # after a line shared by three statements
+        (9, "    x = 1\n"),  # equals the line after it: another reading of the same text
+    ],
+)
+def test_an_insertion_is_read_without_a_whole_parse_and_gives_what_a_whole_parse_gives(after, lines):
+    base = src(BASE)
+    assert base.spans  # the base is parsed whole
+    result = base.edited(_insert(BASE, after, lines))
+    assert result.base is base and result.insertions
+    assert result._layout is not None, "this insertion can be read in pieces"
+    assert "tree" not in result.__dict__
+    assert_same_as_whole_parse(result)
+
+
+def test_several_insertions_at_once():
+    text = _insert(_insert(_insert(BASE, 18, "        y = 2\n"), 10, "    y = 2\n"), 4, "Z = 1\n")
+    result = src(BASE).edited(text)
+    assert len(result.insertions) == 3 and result._layout is not None
+    assert_same_as_whole_parse(result)
+
+
+@pytest.mark.parametrize(
+    "after, lines",
+    [
+        (22, "    y = 2\n"),  # indented after the file's last def: it joins that def
+        (11, "    y = 2\n"),  # after a function's last line: it joins the function
+        (4, "x = (\n"),  # opens a bracket that swallows what follows
+        (4, 's = """\n'),  # opens a string
+        (9, "  y = 0\n"),  # a different indent inside a body
+    ],
+)
+def test_an_insertion_that_may_change_its_neighbours_is_parsed_whole(after, lines):
+    text = _insert(BASE, after, lines)
+    result = src(BASE).edited(text)
+    assert result._layout is None
+    try:
+        whole = ast.parse(text)
+    except SyntaxError:
+        with pytest.raises(TargetError, match="not valid Python"):
+            _ = result.spans
+        return
+    assert result.spans == tuple((first_line(n), n.end_lineno) for n in whole.body)
+
+
+def test_an_edit_that_is_not_an_insertion_has_no_base():
+    base = src(BASE)
+    assert base.edited(BASE.replace("x = 1", "x = 2")).base is None
+    assert base.edited(BASE.replace("import os\n", "")).base is None
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("version", RELEASES)
+def test_apply_results_on_the_real_releases_are_read_in_pieces_and_exactly(version, tmp_path):
+    """Every file ``apply`` changes on a real release (every patch pending) is read without a whole parse, exactly."""
+    root = copy_real(version, tmp_path / "t")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["127.0.0.5/32"]\n'
+        '[patches.trusted-hosts]\nhosts = ["proxy.example"]\n[patches.cors-origins]\norigins = ["https://proxy.example"]\n'
+    )
+    app = App(root=root, config_path=config, state_dir=tmp_path / "state")
+    ws = app.workspace()
+    plan = plan_apply(ws, app.detect(ws, app.state.read().target(app.key)))
+    assert not isinstance(plan, Refusal) and plan.after
+    result = ws.with_edits(plan.after)
+    for name in plan.after:
+        src = result.source(name)
+        assert src is not None and src._layout is not None, name
+        assert_same_as_whole_parse(src, every_line=False)
