@@ -1,8 +1,8 @@
 """hermes-patch: versioned libcst codemods for Hermes Agent's dashboard server.
 
 The public API is small: the command line (``hermes-patch``), the
-:class:`~hermes_patch.patch.Patch` base class that catalog entries subclass,
-and the pure engine functions in :mod:`hermes_patch.engine`.
+:class:`~hermes_patch.core.patch.Patch` base class that catalog entries subclass,
+and the pure engine functions in :mod:`hermes_patch.core.engine`.
 """
 
 from __future__ import annotations

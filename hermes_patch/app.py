@@ -10,148 +10,29 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from hermes_patch import __version__
-from hermes_patch.errors import ConfigError, HermesPatchError, RefusedError
-from hermes_patch.source import sha256_hex
+from hermes_patch.core.errors import ConfigError, HermesPatchError, RefusedError
+from hermes_patch.core.source import sha256_hex
+from hermes_patch.results import FileChange, ReportView, StatusResult, WriteResult, view
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from hermes_patch.config import Config
-    from hermes_patch.engine import PatchReport, Plan, Refusal
-    from hermes_patch.incoming import Incoming
+    from hermes_patch.core.engine import PatchReport, Plan, Refusal
     from hermes_patch.journal import Journal
     from hermes_patch.ledger import StateDir
     from hermes_patch.locate import Target
-    from hermes_patch.patch import AnyPatch, State
-    from hermes_patch.records import Commit, JournalEntry, JSONObject, Ledger, ReportRecord, TargetRecord
-    from hermes_patch.workspace import Workspace
+    from hermes_patch.core.patch import AnyPatch
+    from hermes_patch.records import Commit, JournalEntry, Ledger, ReportRecord, TargetRecord
+    from hermes_patch.core.workspace import Workspace
 
-__all__ = ["App", "FileChange", "StatusResult", "WriteResult"]
-
-
-@dataclass(frozen=True)
-class ReportView:
-    """A patch report as ``status`` shows it (also rebuilt from the ledger)."""
-
-    id: str
-    state: State
-    reason: str
-    enabled: bool
-    notes: tuple[str, ...] = ()
-    config_error: bool = False
-    advice: tuple[str, ...] = ()
-
-    def to_json(self) -> JSONObject:
-        return {
-            "id": self.id,
-            "state": self.state.value,
-            "reason": self.reason,
-            "enabled": self.enabled,
-            "notes": list(self.notes),
-            "advice": list(self.advice),
-        }
-
-    def record(self) -> ReportRecord:
-        """This view as a snapshot keeps it (:class:`~hermes_patch.records.ReportRecord`)."""
-        from hermes_patch.records import ReportRecord
-
-        return ReportRecord(
-            self.id,
-            self.state.value,
-            self.reason,
-            self.enabled,
-            tuple(self.notes),
-            tuple(self.advice),
-            self.config_error,
-        )
-
-
-@dataclass(frozen=True)
-class StatusResult:
-    """What ``status`` reports: the target, one view per patch, warnings and advice.
-
-    ``notes`` are warnings (an interrupted write, a dashboard running old
-    code: something to act on; ``--strict`` counts them), ``advice`` is
-    information (no proxy setting configured yet).
-    """
-
-    target: Target | Incoming
-    sha256: str
-    reports: tuple[ReportView, ...]
-    notes: tuple[str, ...] = ()
-    warm: bool = False
-    advice: tuple[str, ...] = ()
-    config: Config | None = None
-
-    @property
-    def warnings(self) -> bool:
-        """Whether anything asks for action: a target warning or a warning of an enabled patch (``--strict``)."""
-        return bool(self.notes) or any(r.notes for r in self.reports if r.enabled)
-
-    @property
-    def config_errors(self) -> list[str]:
-        """The messages of enabled patches whose parameters are wrong (each a located paragraph)."""
-        return [r.reason for r in self.reports if r.enabled and r.config_error]
-
-    @property
-    def exit_code(self) -> int:
-        """0 all applied/not-needed, 1 any pending/drifted, 2 any unknown-shape (enabled patches)."""
-        from hermes_patch.patch import State
-
-        states = {r.state for r in self.reports if r.enabled}
-        if State.UNKNOWN_SHAPE in states:
-            return 2
-        if states & {State.PENDING, State.DRIFTED}:
-            return 1
-        return 0
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One file a write changes: its path and the sha256 of its bytes before and after."""
-
-    path: Path
-    before: str
-    after: str
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What ``apply``/``revert`` did: the ids changed, the diff, the files written.
-
-    ``before`` and ``after`` are every patch's report before the command and
-    after it (predicted and proven for a dry run); ``files`` the files that
-    change, with their sha256 before and after (see :mod:`hermes_patch.report`).
-    ``make_diff`` returns the unified diff; :attr:`diff` calls it on first
-    use only, because difflib over a 19k-line file costs about a third of a
-    parse and a plain ``apply`` never prints it.
-    """
-
-    patch_ids: tuple[str, ...]
-    make_diff: Callable[[], str] = field(repr=False, compare=False)
-    written: tuple[Path, ...] = ()
-    dry_run: bool = False
-    notes: tuple[str, ...] = field(default=())
-    before: tuple[ReportView, ...] = ()
-    after: tuple[ReportView, ...] = ()
-    files: tuple[FileChange, ...] = ()
-    pruned: int = 0
-
-    @cached_property
-    def diff(self) -> str:
-        """The unified diff of the write (``""`` when nothing changes)."""
-        return self.make_diff()
-
-
-def _view(report: PatchReport) -> ReportView:
-    d = report.detection
-    return ReportView(report.id, d.state, d.reason, report.enabled, d.notes, d.config_error, d.advice)
+__all__ = ["App"]
 
 
 class App:
@@ -256,7 +137,7 @@ class App:
         return target_key(self.target.package_dir)
 
     def workspace(self) -> Workspace:
-        from hermes_patch.workspace import Workspace
+        from hermes_patch.core.workspace import Workspace
 
         from hermes_patch.fileio import DiskFiles
 
@@ -302,7 +183,7 @@ class App:
 
     def detect(self, ws: Workspace, record: TargetRecord) -> list[PatchReport]:
         """Reports for ``ws``, with ``drifted`` for applied patches whose owned statements changed."""
-        from hermes_patch.engine import PatchReport, detect_all, statement_drift
+        from hermes_patch.core.engine import PatchReport, detect_all, statement_drift
 
         earlier: dict[str, dict[str, object]] = {pid: dict(rec.params) for pid, rec in (record.patches or {}).items()}
         reports = detect_all(ws, self.patches, self.target.version, self.param_errors, earlier)
@@ -346,7 +227,7 @@ class App:
         return StatusResult(
             target,
             src.sha256,
-            tuple(_view(r) for r in reports),
+            tuple(view(r) for r in reports),
             tuple(notes),
             advice=self._config_advice() + tuple(self._gate_note()),
             config=self.config,
@@ -472,7 +353,7 @@ class App:
         return notes
 
     def _replaced_note(self, record: TargetRecord, sha: str, reports: Sequence[PatchReport]) -> list[str]:
-        from hermes_patch.patch import State
+        from hermes_patch.core.patch import State
 
         entry = record.known_files.get(self.target.entry)
         if not entry or entry.patched == sha:
@@ -492,7 +373,7 @@ class App:
         t = self.target
         if t.read_only:
             managed = {"nix": "NixOS", "homebrew": "Homebrew"}.get(t.install_method)
-            from hermes_patch.messages import RUN_AS_OWNER, Failure
+            from hermes_patch.core.messages import RUN_AS_OWNER, Failure
 
             raise RefusedError(
                 Failure(
@@ -507,7 +388,7 @@ class App:
 
     def apply(self, ids: list[str] | None = None, dry_run: bool = False) -> WriteResult:
         """Apply pending patches (all enabled, or ``ids``). See the README for the proofs run first."""
-        from hermes_patch.engine import plan_apply
+        from hermes_patch.core.engine import plan_apply
 
         self._check_ids(ids)
         if dry_run:
@@ -539,7 +420,7 @@ class App:
 
     def revert(self, ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> WriteResult:
         """Remove our blocks (all patches, or ``ids``); refuses drifted patches unless ``force``."""
-        from hermes_patch.engine import plan_revert
+        from hermes_patch.core.engine import plan_revert
 
         self._check_ids(ids)
         if not dry_run:
@@ -580,8 +461,8 @@ class App:
             written,
             dry_run,
             notes,
-            tuple(_view(r) for r in reports),
-            tuple(_view(r) for r in new_reports),
+            tuple(view(r) for r in reports),
+            tuple(view(r) for r in new_reports),
             files,
             pruned=self.pruned if written else 0,
         )
@@ -607,15 +488,15 @@ class App:
 
     @staticmethod
     def _planned(plan: Plan | Refusal) -> Plan:
-        """``plan``, or the exception of the engine's :class:`~hermes_patch.engine.Refusal`."""
-        from hermes_patch.engine import Refusal
+        """``plan``, or the exception of the engine's :class:`~hermes_patch.core.engine.Refusal`."""
+        from hermes_patch.core.engine import Refusal
 
         if isinstance(plan, Refusal):
             raise plan.error()
         return plan
 
     def _prove(self, ws: Workspace, plan: Plan) -> list[PatchReport]:
-        from hermes_patch.engine import prove
+        from hermes_patch.core.engine import prove
 
         return prove(ws, plan, self.patches, self.target.version, self.fast, errors=self.param_errors)
 
@@ -661,8 +542,8 @@ class App:
         self, new_ws: Workspace, new_reports: Sequence[PatchReport], journal: Mapping[str, JournalEntry]
     ) -> Commit:
         """What a write of ``new_ws`` records: the files' hashes, each applied patch, the snapshot for ``status``."""
-        from hermes_patch.engine import owned_statements
-        from hermes_patch.patch import State
+        from hermes_patch.core.engine import owned_statements
+        from hermes_patch.core.patch import State
         from hermes_patch.records import Commit, FileHashes, PatchRecord, Snapshot
 
         patches = {
@@ -673,7 +554,7 @@ class App:
             for r in new_reports
             if r.state is State.APPLIED
         }
-        reports = tuple(_view(r).record() for r in new_reports)
+        reports = tuple(view(r).record() for r in new_reports)
         return Commit(
             self.target.version,
             {name: FileHashes(j.original, j.after) for name, j in journal.items()},
@@ -689,12 +570,12 @@ class _GitWrite:
         self.app, self.written = app, written
 
     def before_write(self, ledger: dict[str, Any], record: dict[str, Any], names: list[str], kind: str) -> None:
-        from hermes_patch import git_filter
+        from hermes_patch.integrations import git_filter
 
         git_filter.prepare_write(self.app, ledger, record, names, kind)  # git installs: hide our edits from git first
 
     def after_write(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
-        from hermes_patch import git_filter
+        from hermes_patch.integrations import git_filter
 
         git_filter.finish_write(self.app, ledger, record, self.written)
 
@@ -712,25 +593,25 @@ def _gated_from(views: tuple[ReportView, ...], record: TargetRecord, config: Con
     snapshot recorded for the applied patch (same key, same configuration);
     a patch not applied was not recorded, and the catalog answers.
     """
-    from hermes_patch.patch import State
+    from hermes_patch.core.patch import State
 
     opened = []
-    for view in views:
-        key = _GATED.get(view.id)
-        if key is None or not view.enabled or not config.params(view.id).get(key):
+    for shown in views:
+        key = _GATED.get(shown.id)
+        if key is None or not shown.enabled or not config.params(shown.id).get(key):
             continue
-        recorded = (record.patches or {}).get(view.id)
-        values = recorded.params.get(key) if recorded is not None and view.state is State.APPLIED else None
+        recorded = (record.patches or {}).get(shown.id)
+        values = recorded.params.get(key) if recorded is not None and shown.state is State.APPLIED else None
         if not isinstance(values, (list, tuple)):
             return None
         if values:
-            opened.append(f"{view.id} ({', '.join(str(v) for v in values)})")
+            opened.append(f"{shown.id} ({', '.join(str(v) for v in values)})")
     return opened
 
 
 def _snapshot_views(reports: tuple[ReportRecord, ...]) -> tuple[ReportView, ...] | None:
     """The views a snapshot recorded, or ``None`` when one names a state this release does not know."""
-    from hermes_patch.patch import State
+    from hermes_patch.core.patch import State
 
     try:
         return tuple(

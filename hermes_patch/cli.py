@@ -5,7 +5,7 @@ drifted), 2 (unknown shape or an error); ``apply``/``revert`` 0 (done or
 nothing to do), 2 (refused or failed, every file unchanged), and with
 ``--check`` 1 when something would change (see :mod:`hermes_patch.report`); ``verify`` 0,
 1 (an applied patch is not effective), 2 (an error); ``update`` 0 (done),
-2 (a step failed; see :mod:`hermes_patch.update`); ``hook`` 0, or 2 when
+2 (a step failed; see :mod:`hermes_patch.integrations.update`); ``hook`` 0, or 2 when
 refused (nothing changed).
 """
 
@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from hermes_patch import __version__
-from hermes_patch.errors import HermesPatchError
+from hermes_patch.core.errors import HermesPatchError
 
 if TYPE_CHECKING:
-    from hermes_patch.app import App, StatusResult, WriteResult
+    from hermes_patch.app import App
+    from hermes_patch.results import StatusResult, WriteResult
 
 __all__ = ["main", "cli"]
 
@@ -81,7 +82,7 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         **kwargs: Any,
     ) -> Any:
         from hermes_patch.app import App
-        from hermes_patch.messages import for_target
+        from hermes_patch.core.messages import for_target
 
         app = App(file=file, python=python, root=root, config_path=config, state_dir=state_dir)
         try:
@@ -103,7 +104,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from hermes_patch.console import error
-        from hermes_patch.messages import NOTHING_WRITTEN, STATUS, Failure, restore_from_release, run
+        from hermes_patch.core.messages import NOTHING_WRITTEN, STATUS, Failure, restore_from_release, run
 
         try:
             return super().invoke(ctx)
@@ -262,7 +263,7 @@ def check(app: App, ref: str | None, wheel: Path | None, no_fetch: bool, as_json
     Reads the code without checking it out or writing anything (git's object
     store, or the wheel's zip archive). Exit codes as for `status`.
     """
-    from hermes_patch.incoming import check as run_check
+    from hermes_patch.integrations.incoming import check as run_check
 
     sys.exit(_print_status(run_check(app, ref=ref, wheel=wheel, fetch=not no_fetch), as_json, strict))
 
@@ -307,7 +308,8 @@ def apply(
     restart: bool,
 ) -> None:
     """Apply the pending patches (all enabled ones, or IDS), then say which running dashboard to restart."""
-    from hermes_patch import git_filter, report
+    from hermes_patch.integrations import git_filter
+    from hermes_patch import report
     from hermes_patch.console import note, print_write
 
     app._allow_version = app._allow_version or allow_version
@@ -341,7 +343,7 @@ def _after_write(app: App, result: WriteResult, restart: bool, sink: Callable[[s
     """
     if not result.written and not restart:
         return True
-    from hermes_patch.restart import after_write
+    from hermes_patch.integrations.restart import after_write
 
     lines, ok = after_write(app, restart, say_none=sink is None)
     if sink is not None:
@@ -369,8 +371,8 @@ def _auto_refused(app: App, source: str, exc: Exception) -> None:
 
 
 def _offer_stash_drop(app: App, drop: bool | None, note: Callable[[str], None], interactive: bool = True) -> None:
-    from hermes_patch.git_repo import repo_root
-    from hermes_patch.git_stash import drop_stashes, our_stashes
+    from hermes_patch.integrations.git_repo import repo_root
+    from hermes_patch.integrations.git_stash import drop_stashes, our_stashes
 
     root = repo_root(app.target)
     if root is None:
@@ -440,11 +442,11 @@ def revert(
         if not as_json:
             print_write("revert", result, show_diff=dry_run or check)
         if not (dry_run or check):
-            from hermes_patch import git_filter
+            from hermes_patch.integrations import git_filter
 
             git_filter.sync(app)
             if not ids:
-                from hermes_patch.session_token import forget
+                from hermes_patch.integrations.session_token import forget
 
                 for line in forget(app, keep_session_token):
                     click.echo(line, err=as_json)  # stdout holds only the JSON document with --json
@@ -502,7 +504,7 @@ def update(app: App, hermes_args: tuple[str, ...], go_on: bool, allow_version: b
     re-applied (the message says which; no file is left half-patched).
     """
     from hermes_patch.console import error, print_status, step
-    from hermes_patch.update import run_update
+    from hermes_patch.integrations.update import run_update
 
     app._allow_version = app._allow_version or allow_version
     outcome = run_update(app, hermes_args, step, error, go_on=go_on)
@@ -547,12 +549,12 @@ def hook_install(
     app: App, unit: str | None, user_scope: bool, unit_dir: Path | None, session_token: bool, hermes_home: Path | None
 ) -> None:
     """Install what fits: git clean filter + post-merge/post-checkout hooks (git installs), systemd drop-in (--systemd-unit), session token file (--session-token)."""
-    from hermes_patch import auto_apply
+    from hermes_patch.integrations import auto_apply
     from hermes_patch.console import print_lines
 
     token = None
     if session_token:
-        from hermes_patch.session_token import default_path
+        from hermes_patch.integrations.session_token import default_path
 
         token = default_path(hermes_home)
     print_lines(auto_apply.install(app, unit, "user" if user_scope else "system", unit_dir, token))
@@ -567,7 +569,7 @@ def hook_install(
 )
 def hook_uninstall(app: App, keep_session_token: bool) -> None:
     """Remove exactly what `hook install` added (an earlier hook of yours is put back)."""
-    from hermes_patch import auto_apply
+    from hermes_patch.integrations import auto_apply
     from hermes_patch.console import print_lines
 
     print_lines(auto_apply.uninstall(app, keep_session_token))
@@ -577,7 +579,7 @@ def hook_uninstall(app: App, keep_session_token: bool) -> None:
 @target_options
 def hook_show(app: App) -> None:
     """Print what is installed for this target, where, and whether it is still as installed."""
-    from hermes_patch import auto_apply
+    from hermes_patch.integrations import auto_apply
     from hermes_patch.console import print_installed
 
     print_installed(auto_apply.show(app), app.target)
@@ -586,7 +588,7 @@ def hook_show(app: App) -> None:
 @cli.command("git-clean-filter", hidden=True)
 def git_clean_filter() -> None:
     """Git's clean filter (registered by apply on git installs): stdin without our marked blocks, on stdout."""
-    from hermes_patch.git_clean import clean
+    from hermes_patch.integrations.git_clean import clean
 
     sys.stdout.buffer.write(clean(sys.stdin.buffer.read()))
     sys.stdout.buffer.flush()
@@ -619,7 +621,7 @@ def verify(app: App, proxies: tuple[str, ...], public_host: str | None) -> None:
     patch; exit 1 names the request that failed. Writes nothing.
     """
     from hermes_patch.console import print_verify
-    from hermes_patch.verify import Topology, verify_patches
+    from hermes_patch.integrations.verify import Topology, verify_patches
 
     topology = Topology.parse(proxies, public_host) if proxies or public_host else None
     result = verify_patches(app, topology)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hermes_patch.errors import ConfigError
-from hermes_patch.messages import RUN_AGAIN, STATUS, Failure, remove_others_write, run
+from hermes_patch.core.errors import ConfigError
+from hermes_patch.core.messages import RUN_AGAIN, STATUS, Failure, remove_others_write, run
 
 __all__ = ["Config", "default_config_path", "load_config", "config_from_bytes"]
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from hermes_patch.app import StatusResult, WriteResult
-    from hermes_patch.incoming import Incoming
-    from hermes_patch.installed import Installed
+    from hermes_patch.results import StatusResult, WriteResult
+    from hermes_patch.integrations.incoming import Incoming
+    from hermes_patch.integrations.installed import Installed
     from hermes_patch.locate import Target
-    from hermes_patch.patch import State
-    from hermes_patch.verify import VerifyResult
+    from hermes_patch.core.patch import State
+    from hermes_patch.integrations.verify import VerifyResult
 
 __all__ = [
     "print_status",
@@ -32,7 +32,7 @@ __all__ = [
     "error",
 ]
 
-#: The colour of each ``verify`` outcome (:class:`~hermes_patch.verify.Verdict`).
+#: The colour of each ``verify`` outcome (:class:`~hermes_patch.integrations.verify.Verdict`).
 _OUTCOME_STYLE = {
     "not-needed": "cyan",
     "effective": "green",
@@ -44,7 +44,7 @@ _OUTCOME_STYLE = {
 
 def _state_style(state: State) -> str:
     """The colour of a detection state in the ``status`` table."""
-    from hermes_patch.patch import State
+    from hermes_patch.core.patch import State
 
     return {
         State.APPLIED: "green",
@@ -152,7 +152,7 @@ def print_status(result: StatusResult) -> None:
 
 
 def _summary(result: StatusResult) -> str:
-    from hermes_patch.patch import State
+    from hermes_patch.core.patch import State
 
     enabled = [r for r in result.reports if r.enabled]
     counts: dict[State, int] = {}

@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from hermes_patch.app import StatusResult, WriteResult
+    from hermes_patch.results import StatusResult, WriteResult
     from hermes_patch.config import Config
     from hermes_patch.ledger import StateDir
     from hermes_patch.locate import Target
-    from hermes_patch.patch import AnyPatch
-    from hermes_patch.workspace import Workspace
+    from hermes_patch.core.patch import AnyPatch
+    from hermes_patch.core.workspace import Workspace
 
 __all__ = ["Context", "Catalog", "Inspection", "Session"]
 

@@ -23,9 +23,13 @@ import signal
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hermes_patch.errors import TargetError
-from hermes_patch.messages import RUN_AS_OWNER, Failure, target_is_a_directory, target_missing
+from hermes_patch.core.errors import TargetError
+from hermes_patch.core.messages import RUN_AS_OWNER, Failure, target_is_a_directory, target_missing
+
+if TYPE_CHECKING:
+    from hermes_patch.core.workspace import Workspace
 
 __all__ = [
     "read_bytes",
@@ -310,7 +314,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class DiskFiles:
-    """The module files of an installed package, read from the disk (:class:`hermes_patch.workspace.Files`).
+    """The module files of an installed package, read from the disk (:class:`hermes_patch.core.workspace.Files`).
 
     ``read`` goes through :func:`read_bytes` (the real file, opened with
     ``O_NOFOLLOW``, its identity remembered for the write); a module other
@@ -340,3 +344,14 @@ class DiskFiles:
             if path.is_file():
                 found.append(rel.as_posix())
         return found
+
+
+def on_disk(package_dir: Path, entry: str = "web_server.py") -> Workspace:
+    """A :class:`~hermes_patch.core.workspace.Workspace` of the package folder ``package_dir``, read from the disk.
+
+    The core never reads the disk itself; this is the shell's way to give it
+    an install's files (tests and scripts use it too).
+    """
+    from hermes_patch.core.workspace import Workspace
+
+    return Workspace(package_dir, entry, files=DiskFiles(package_dir, entry))

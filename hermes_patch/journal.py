@@ -27,12 +27,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from hermes_patch.errors import StateError, TargetError
+from hermes_patch.core.errors import StateError, TargetError
 from hermes_patch.fileio import Identity, atomic_write, fault_point, identity, read_bytes, stale_temp_files
 from hermes_patch.ledger import KEEP_WRITES, StateDir
-from hermes_patch.messages import forged_record
+from hermes_patch.core.messages import forged_record
 from hermes_patch.records import Commit, JournalEntry, Ledger, Pending, load_ledger
-from hermes_patch.source import sha256_hex
+from hermes_patch.core.source import sha256_hex
 
 if TYPE_CHECKING:
     from hermes_patch.locate import Target

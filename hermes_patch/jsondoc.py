@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hermes_patch.errors import HermesPatchError
+from hermes_patch.core.errors import HermesPatchError
 
 __all__ = ["ERROR_SCHEMA", "error_document", "echo_document"]
 
@@ -32,7 +32,7 @@ def error_document(command: str, exc: HermesPatchError) -> dict[str, Any]:
     Returns:
         ``{"schema": 1, "command": ..., "error": {"kind": ..., "message": ...}, "exit_code": 2}``;
         ``kind`` is one of ``target``, ``config``, ``state``, ``refused``,
-        ``verification`` (the :mod:`hermes_patch.errors` class), ``message``
+        ``verification`` (the :mod:`hermes_patch.core.errors` class), ``message``
         the paragraph printed on stderr.
     """
     kind = next((_KINDS[c.__name__] for c in type(exc).__mro__ if c.__name__ in _KINDS), "error")

@@ -28,9 +28,9 @@ import stat
 from pathlib import Path
 from typing import Any, Iterator
 
-from hermes_patch.errors import StateError
+from hermes_patch.core.errors import StateError
 from hermes_patch.fileio import atomic_write, fault_point
-from hermes_patch.messages import RUN_AGAIN, UPGRADE, Failure, lock_held, move_ledger_aside
+from hermes_patch.core.messages import RUN_AGAIN, UPGRADE, Failure, lock_held, move_ledger_aside
 from hermes_patch.records import (
     SCHEMA,
     Ledger,
@@ -192,7 +192,7 @@ class StateDir:
     def load(self) -> dict[str, Any]:
         """The ledger as parsed JSON (``{"schema": 1, "targets": {}}`` when none exists), checked by :meth:`read`'s rules.
 
-        For the integrations (:mod:`hermes_patch.git_filter`, :mod:`hermes_patch.auto_apply`, ...),
+        For the integrations (:mod:`hermes_patch.integrations.git_filter`, :mod:`hermes_patch.integrations.auto_apply`, ...),
         which change their part of a target's record in place and :meth:`save` it.
 
         Raises:

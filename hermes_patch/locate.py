@@ -21,9 +21,9 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hermes_patch.errors import TargetError
+from hermes_patch.core.errors import TargetError
 from hermes_patch.fileio import check_writable
-from hermes_patch.messages import (
+from hermes_patch.core.messages import (
     FIND_BY_PYTHON,
     RUN_AS_OWNER,
     Failure,
@@ -254,7 +254,7 @@ def guard(path: Path, what: str) -> None:
 
     found = why_untrusted(path)
     if found:
-        from hermes_patch.errors import RefusedError
+        from hermes_patch.core.errors import RefusedError
 
         raise RefusedError(
             refusal(

@@ -27,7 +27,7 @@ and each target's record holds, all keys optional:
 ``integrations``
     what the git filter, the git hooks, the systemd drop-ins and the session
     token file installed, kept here as JSON: their shapes are
-    :class:`hermes_patch.installed.Integrations`, and each integration checks
+    :class:`hermes_patch.integrations.installed.Integrations`, and each integration checks
     its own record before acting on it.
 
 :func:`load_ledger` turns parsed JSON into these frozen records and, when

@@ -4,7 +4,7 @@ The built-in catalog is the subpackage :mod:`hermes_patch.patches`, one
 module per patch, discovered with :mod:`pkgutil` and imported under its own
 name (so each patch class exists once). A user folder (``patch_dirs``) is
 walked the same way, after its trust checks. Discovery keeps the concrete
-:class:`~hermes_patch.patch.Patch` subclasses each module defines (the
+:class:`~hermes_patch.core.patch.Patch` subclasses each module defines (the
 pyupgrade / Fixit way). Ids must be unique across every source; a duplicate
 is an error, never a silent override.
 """
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from hermes_patch.errors import ConfigError
-from hermes_patch.patch import AnyPatch, Patch
+from hermes_patch.core.errors import ConfigError
+from hermes_patch.core.patch import AnyPatch, Patch
 
 __all__ = ["builtin", "discover", "ENTRY_POINT_GROUP"]
 
@@ -52,7 +52,7 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[AnyPatch]
 
             cached = why_untrusted_bytecode(directory)
             if cached:
-                from hermes_patch.errors import RefusedError
+                from hermes_patch.core.errors import RefusedError
 
                 raise RefusedError(
                     refusal(f"the bytecode cache of the patch modules in {directory} ({source})", cached)

@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from hermes_patch.errors import HermesPatchError
+from hermes_patch.core.errors import HermesPatchError
 
 if TYPE_CHECKING:
-    from hermes_patch.app import App, WriteResult
+    from hermes_patch.app import App
+    from hermes_patch.results import WriteResult
 
 __all__ = ["SCHEMA", "write_document", "error_document", "machine_errors", "check_writable", "write_exit_code", "emit"]
 
@@ -42,7 +43,7 @@ def error_document(command: str, exc: BaseException) -> dict[str, Any]:
     from hermes_patch.jsondoc import error_document as document
 
     if not isinstance(exc, HermesPatchError):
-        from hermes_patch.messages import Failure, report_bug
+        from hermes_patch.core.messages import Failure, report_bug
 
         exc = HermesPatchError(
             Failure(
@@ -72,14 +73,14 @@ def machine_errors(command: str, as_json: bool, check: bool = False, app: App | 
     not exit 1, which ``--check`` uses for "would change".
 
     With ``app``, an error's "restore from the release" advice names the
-    located install's own command (:func:`hermes_patch.messages.for_target`).
+    located install's own command (:func:`hermes_patch.core.messages.for_target`).
     """
     try:
         yield
     except HermesPatchError as exc:
         if not as_json:
             raise
-        from hermes_patch.messages import for_target
+        from hermes_patch.core.messages import for_target
 
         _fail(command, for_target(exc, vars(app).get("target") if app is not None else None), as_json)
     except Exception as exc:  # noqa: BLE001 - the contract: every failure is exit 2
@@ -178,7 +179,7 @@ def write_document(
 
 
 def _sha(path: Path) -> str:
-    from hermes_patch.source import sha256_hex
+    from hermes_patch.core.source import sha256_hex
 
     with open(path, "rb") as fh:
         return sha256_hex(fh.read())

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hermes_patch.errors import ConfigError
-from hermes_patch.messages import NOTHING_WRITTEN, Failure
+from hermes_patch.core.errors import ConfigError
+from hermes_patch.core.messages import NOTHING_WRITTEN, Failure
 
 if TYPE_CHECKING:
     from hermes_patch.app import App
     from hermes_patch.config import Config
-    from hermes_patch.patch import AnyPatch
+    from hermes_patch.core.patch import AnyPatch
 
 __all__ = ["PROXY_SETTINGS", "proxy_settings_configured", "Proposal", "propose", "merge", "write_config"]
 
@@ -71,7 +71,7 @@ def propose(url: str, proxy_addresses: list[str]) -> Proposal:
             user name in it, a query or fragment, a host name browsers never
             send, an address that is not an IP or CIDR. Nothing is written.
     """
-    from hermes_patch.hostnames import DEFAULT_PORTS, parse_host, parse_origin
+    from hermes_patch.core.hostnames import DEFAULT_PORTS, parse_host, parse_origin
 
     p = Proposal()
     text = url.strip()
@@ -236,7 +236,7 @@ def write_config(path: Path, data: bytes) -> None:
     Raises:
         TargetError: the folder cannot be created or written (from :func:`hermes_patch.fileio.atomic_write`).
     """
-    from hermes_patch.errors import TargetError
+    from hermes_patch.core.errors import TargetError
     from hermes_patch.fileio import atomic_write
 
     real = Path(os.path.realpath(path))

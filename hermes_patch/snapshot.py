@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hermes_patch.records import ReportRecord, TargetRecord
-from hermes_patch.source import sha256_hex
+from hermes_patch.core.source import sha256_hex
 
 __all__ = ["VIEWS", "Reusable", "config_key", "reusable"]
 

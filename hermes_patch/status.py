@@ -2,7 +2,7 @@
 
 Warnings (``notes``) are conditions to act on and count for ``--strict``:
 an interrupted write, git seeing our edits, a dashboard still running the
-code from before the last write (:mod:`hermes_patch.restart`), a sensitive
+code from before the last write (:mod:`hermes_patch.integrations.restart`), a sensitive
 action made public, a suffix in ``hosts``. Advice never counts: no proxy
 setting configured yet, a release that offers upstream's
 ``dashboard.public_url`` route. The JSON layout is ``docs/status-schema.json``.
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hermes_patch.context import Context
 
 if TYPE_CHECKING:
-    from hermes_patch.app import StatusResult
+    from hermes_patch.results import StatusResult
 
 __all__ = ["build_status", "status_document", "STATUS_SCHEMA"]
 
@@ -31,8 +31,8 @@ class Observed(Context, Protocol):
 
 def build_status(app: Observed) -> StatusResult:
     """``app.status()`` plus the git notes and the running-dashboard warnings."""
-    from hermes_patch.git_filter import with_status_notes
-    from hermes_patch.restart import stale_note
+    from hermes_patch.integrations.git_filter import with_status_notes
+    from hermes_patch.integrations.restart import stale_note
 
     result = with_status_notes(app, app.status())
     stale = stale_note(app)

@@ -12,7 +12,7 @@ author needs no test code of their own::
         check_examples(MyPatch)
 
 An example runs in memory (no disk): its module files are a
-:class:`~hermes_patch.workspace.Workspace` of bytes. A pending example is
+:class:`~hermes_patch.core.workspace.Workspace` of bytes. A pending example is
 applied with every proof the engine makes before a real write (compiles,
 detects as applied, idempotent, undo gives the original bytes) and the
 result must equal ``after`` byte for byte.
@@ -23,10 +23,10 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from hermes_patch.edits import Example
-from hermes_patch.engine import Refusal, detect_all, plan_apply, prove
-from hermes_patch.patch import AnyPatch
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.edits import Example
+from hermes_patch.core.engine import Refusal, detect_all, plan_apply, prove
+from hermes_patch.core.patch import AnyPatch
+from hermes_patch.core.workspace import Workspace
 
 __all__ = ["check_example", "check_examples", "ExampleFailed"]
 

@@ -127,16 +127,18 @@ def run_as_owner_hint(uid: int | None) -> str:
 def refusal(what: str, found: tuple[str, int | None], advice: str = "") -> str:
     """The one-paragraph message for an untrusted ``what`` (``found`` from :func:`why_untrusted`).
 
-    The text lives in :func:`hermes_patch.messages.untrusted`; this is its string.
+    The text lives in :func:`hermes_patch.core.messages.untrusted`; this is its string.
 
     Args:
         what: what it is for people ("the Hermes install", "the state directory").
         found: the reason and the foreign owner's uid.
         advice: the next step when the reason is a write bit rather than an owner.
     """
-    from hermes_patch.messages import untrusted
+    from hermes_patch.core.messages import untrusted
 
-    return str(untrusted(what, found, advice))
+    reason, uid = found
+    hint = run_as_owner_hint(uid) if uid is not None else ""
+    return str(untrusted(what, reason, owner_name(os.geteuid()), hint, advice))
 
 
 def why_untrusted_bytecode(folder: Path) -> tuple[str, int | None] | None:

@@ -105,13 +105,13 @@ NAIVE = r"""
 import sys
 from pathlib import Path
 from hermes_patch.config import load_config
-from hermes_patch.engine import detect_all, plan_apply
+from hermes_patch.core.engine import detect_all, plan_apply
 from hermes_patch.registry import discover
-from hermes_patch.workspace import Workspace
+from hermes_patch.fileio import on_disk
 
 path = Path(sys.argv[1])
 config = load_config(Path(sys.argv[2]))
-ws = Workspace(path.parent, entry=path.name)
+ws = on_disk(path.parent, entry=path.name)
 pairs = [(cls(config.params(cls.ID)), True) for cls in discover()]
 plan = plan_apply(ws, detect_all(ws, pairs, None), fast=False)  # libcst parses and walks the whole module
 sys.stdout.write(str(sum(len(t) for t in plan.after.values())))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hermes_patch.config import Config, check_ids, config_from_bytes, default_config_path, load_config
-from hermes_patch.errors import ConfigError
+from hermes_patch.core.errors import ConfigError
 
 NEXT = "`hermes-patch status`"  # the next command every configuration refusal ends with
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from conftest import copy_fixture
 
-from hermes_patch import auto_apply, git_filter, restart, session_token
+from hermes_patch.integrations import auto_apply, git_filter, restart, session_token
 from hermes_patch.config import Config
 from hermes_patch.context import Context
-from hermes_patch.git_clean import clean
+from hermes_patch.integrations.git_clean import clean
 from hermes_patch.ledger import StateDir, target_key
 from hermes_patch.locate import Target, install_method
-from hermes_patch.stored_command import apply_command, stored_command
+from hermes_patch.integrations.stored_command import apply_command, stored_command
 
 
 @dataclass(frozen=True)

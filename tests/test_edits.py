@@ -1,4 +1,4 @@
-"""Placements and rendering (hermes_patch.edits): where the engine puts a block and how it writes it.
+"""Placements and rendering (hermes_patch.core.edits): where the engine puts a block and how it writes it.
 
 Each rule is checked against libcst, which does the real insertion: the
 text the engine expects (``place`` + ``render``) must equal what the
@@ -12,9 +12,9 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
-from hermes_patch.codemod import transformer_for
-from hermes_patch.edits import After, AfterCall, AfterIn, AtTop, BeforeLast, Edit, place, render
-from hermes_patch.source import Source
+from hermes_patch.core.codemod import transformer_for
+from hermes_patch.core.edits import After, AfterCall, AfterIn, AtTop, BeforeLast, Edit, place, render
+from hermes_patch.core.source import Source
 
 MODULE = '''import os
 

@@ -10,11 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from hermes_patch.edits import After, AtTop, Change, Edit, NotNeeded, Unrecognized
-from hermes_patch.engine import Refusal, detect_all, owned_statements, plan_apply, plan_revert, prove, statement_drift
-from hermes_patch.errors import VerificationError
-from hermes_patch.patch import Param, Patch, State
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.edits import After, AtTop, Change, Edit, NotNeeded, Unrecognized
+from hermes_patch.core.engine import (
+    Refusal,
+    detect_all,
+    owned_statements,
+    plan_apply,
+    plan_revert,
+    prove,
+    statement_drift,
+)
+from hermes_patch.core.errors import VerificationError
+from hermes_patch.core.patch import Param, Patch, State
+from hermes_patch.core.workspace import Workspace
 
 
 class Extend(Patch[str]):
@@ -107,7 +115,7 @@ def test_a_block_moved_away_from_its_anchor_is_drift():
 
 
 def test_an_orphaned_marker_is_an_error_naming_the_line():
-    from hermes_patch.errors import TargetError
+    from hermes_patch.core.errors import TargetError
 
     with pytest.raises(TargetError, match="line 3"):
         state(SOURCE.replace("\n\n\ndef", "\n# hermes-patch: extend-table\n\n\ndef"))

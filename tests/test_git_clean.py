@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, Runner, copy_fixture
-from hermes_patch.git_clean import clean
+from hermes_patch.integrations.git_clean import clean
 
 WEB = "hermes_cli/web_server.py"
 

@@ -137,7 +137,7 @@ def test_pull_replaces_the_patched_file_when_upstream_changed_it(repo: Repo, run
 
 
 def test_git_still_works_when_hermes_patch_is_gone(repo: Repo, run: Runner):
-    from hermes_patch.git_filter import filter_command
+    from hermes_patch.integrations.git_filter import filter_command
 
     run("apply", "--root", repo.root, check=0)
     git(repo.checkout, "config", "filter.hermes-patch.clean", filter_command(["/nonexistent/bin/hermes-patch"]))

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from hermes_patch.app import App
-from hermes_patch.errors import ConfigError, RefusedError
+from hermes_patch.core.errors import ConfigError, RefusedError
 
 from conftest import copy_fixture, tree_digest
 from hostcheck import HostCheck, cors_allows, cors_regex

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hermes_patch.errors import StateError, TargetError
+from hermes_patch.core.errors import StateError, TargetError
 from hermes_patch.fileio import read_bytes
 from hermes_patch.journal import FileWrite, Journal
 from hermes_patch.ledger import StateDir, target_key

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hermes_patch.errors import StateError
+from hermes_patch.core.errors import StateError
 from hermes_patch.ledger import StateDir
 from hermes_patch.records import (
     ABSENT,

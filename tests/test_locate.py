@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hermes_patch.locate import install_method, locate, read_version
-from hermes_patch.errors import TargetError
+from hermes_patch.core.errors import TargetError
 
 from conftest import Runner, copy_fixture, states
 

@@ -194,7 +194,7 @@ def test_a_crash_under_check_or_json_is_exit_2_never_1(tmp_path: Path, run: Runn
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "broken.py").write_text(
-        "from hermes_patch.patch import Patch\n\n"
+        "from hermes_patch.core.patch import Patch\n\n"
         "class Broken(Patch):\n"
         '    ID = "broken"\n    DESCRIPTION = "raises"\n    VERSIONS = ">=0.13.0"\n    UPSTREAM = "none"\n    PARAMS = {}\n\n'
         "    def locate(self, ws):\n        return 1 / 0\n\n"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import pytest
 
-from hermes_patch import messages as m
-from hermes_patch.errors import StateError, TargetError
-from hermes_patch.source import Source, too_deep
+from hermes_patch.core import messages as m
+from hermes_patch.core.errors import StateError, TargetError
+from hermes_patch.core.source import Source, too_deep
 
 
 def test_a_failure_renders_headline_facts_cause_outcome_and_next_command_in_one_paragraph():
@@ -101,11 +103,23 @@ def test_a_forged_record_names_the_ledger_and_the_way_out():
 
 
 def test_an_untrusted_path_names_the_owner_to_run_as_or_the_advice():
-    by_owner = str(m.untrusted("the Hermes install", ("/srv/hermes is owned by bob", 0)))
-    assert by_owner.startswith("/srv/hermes is owned by bob, so the Hermes install is not under ")
-    assert "Nothing was changed. Run it as that user: `sudo -u " in by_owner and by_owner.endswith("`.")
-    by_mode = str(m.untrusted("the configuration", ("/c is writable by every user (mode 0666)", None), "chmod it"))
+    by_owner = str(
+        m.untrusted("the Hermes install", "/srv/hermes is owned by bob", "root", "sudo -u bob hermes-patch apply")
+    )
+    assert by_owner.startswith("/srv/hermes is owned by bob, so the Hermes install is not under root's sole control")
+    assert by_owner.endswith("Nothing was changed. Run it as that user: `sudo -u bob hermes-patch apply`.")
+    by_mode = str(
+        m.untrusted("the configuration", "/c is writable by every user (mode 0666)", "root", advice="chmod it")
+    )
     assert by_mode.endswith("Nothing was changed. Chmod it.")
+
+
+def test_the_refusal_of_an_untrusted_path_names_the_running_user_and_the_owner_command():
+    from hermes_patch.trust import refusal
+
+    text = refusal("the Hermes install", ("/srv/hermes is owned by uid 0", 0))
+    assert f"is not under {pwd.getpwuid(os.geteuid()).pw_name}'s sole control" in text
+    assert "Run it as that user: `sudo -u root hermes-patch " in text
 
 
 @pytest.mark.parametrize(
@@ -222,7 +236,7 @@ def _message_text(path: Path) -> str:
 
 
 def test_shared_advice_is_written_in_the_catalogue_only():
-    package = Path(m.__file__).parent
+    package = Path(m.__file__).parent.parent  # hermes_patch/, every layer
     found = {}
     for module in sorted(package.rglob("*.py")):
         if module.name == "messages.py":
@@ -232,4 +246,4 @@ def test_shared_advice_is_written_in_the_catalogue_only():
         spelled = {phrase for phrase in CATALOGUED if phrase in text} - NOT_YET.get(name, set())
         if spelled:
             found[name] = {phrase: CATALOGUED[phrase] for phrase in sorted(spelled)}
-    assert found == {}, f"use hermes_patch.messages instead of spelling these out: {found}"
+    assert found == {}, f"use hermes_patch.core.messages instead of spelling these out: {found}"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hermes_patch.app import App
-from hermes_patch.errors import ConfigError, RefusedError
+from hermes_patch.core.errors import ConfigError, RefusedError
 
 from conftest import copy_fixture, tree_digest
 
@@ -370,7 +370,7 @@ def test_trusted_proxies_edge_cidrs(tmp_path, proxies, catch_all):
 
 def test_cr_only_line_endings_are_refused_by_status_and_apply_alike(tmp_path):
     """Found by the breaker: status said pending, apply refused as a bug. Now both refuse up front."""
-    from hermes_patch.errors import TargetError
+    from hermes_patch.core.errors import TargetError
 
     root = copy_fixture("r0_14", tmp_path / "t")
     web = root / "hermes_cli/web_server.py"

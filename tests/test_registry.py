@@ -6,8 +6,8 @@ import importlib
 
 import pytest
 
-from hermes_patch.errors import ConfigError
-from hermes_patch.patch import Patch
+from hermes_patch.core.errors import ConfigError
+from hermes_patch.core.patch import Patch
 from hermes_patch.registry import builtin, discover
 
 
@@ -27,14 +27,14 @@ def test_a_user_folder_joins_after_the_builtins_and_a_duplicate_id_is_refused(tm
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "extra.py").write_text(
-        "from hermes_patch.patch import Patch\n"
+        "from hermes_patch.core.patch import Patch\n"
         "class Extra(Patch):\n"
         "    ID = 'extra-one'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n" + METHODS
     )
     found = discover([folder], entry_points=False)
     assert found[-1].ID == "extra-one" and found[-1].SOURCE == f"patch_dirs {folder}"
     (folder / "dup.py").write_text(
-        "from hermes_patch.patch import Patch\n"
+        "from hermes_patch.core.patch import Patch\n"
         "class Dup(Patch):\n"
         "    ID = 'trusted-hosts'\n    DESCRIPTION = 'x'\n    VERSIONS = '>=0.13'\n    UPSTREAM = 'x'\n" + METHODS
     )

@@ -21,7 +21,7 @@ import pytest
 from conftest import Runner, copy_fixture, states
 from test_systemd_hook import Systemd
 
-from hermes_patch.restart import Unit, unit_of_cgroup
+from hermes_patch.integrations.restart import Unit, unit_of_cgroup
 
 
 class Venv:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from hermes_patch.patch import _MARKER_RE, _markers, find_blocks
-from hermes_patch.source import Source, first_line, walk
+from hermes_patch.core.patch import _MARKER_RE, _markers, find_blocks
+from hermes_patch.core.source import Source, first_line, walk
 
 from conftest import FIXTURES, RELEASES, copy_real
 
 from hermes_patch.app import App
-from hermes_patch.errors import TargetError
-from hermes_patch.engine import Refusal, plan_apply
+from hermes_patch.core.errors import TargetError
+from hermes_patch.core.engine import Refusal, plan_apply
 
 
 def src(text: str) -> Source:

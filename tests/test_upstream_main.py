@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hermes_patch.app import App
-from hermes_patch.workspace import Workspace
+from hermes_patch.fileio import on_disk
 
 from conftest import RELEASES, Runner, copy_fixture, states, tree_digest
 
@@ -81,7 +81,7 @@ def states_of(app: App) -> dict[str, str]:
 
 def test_release_actions_are_read_through_the_import_and_the_comprehension(tmp_path):
     root = copy_fixture("r0_21_main", tmp_path / "t")
-    ws = Workspace(root / "hermes_cli")
+    ws = on_disk(root / "hermes_cli")
     from hermes_patch.patches.public_action_status import PublicActionStatus
 
     patch = PublicActionStatus()
@@ -118,7 +118,7 @@ def test_resolve_follows_late_bindings_and_relative_imports(tmp_path):
     routes.write_text(
         routes.read_text().replace("from hermes_cli.web_server_chat import", "from ..web_server_chat import")
     )
-    ws = Workspace(root / "hermes_cli")
+    ws = on_disk(root / "hermes_cli")
     assert (
         ws.resolve("_ws_client_reason", "web_routers/chat_ws.py").file == "web_server_chat.py"
     )  # late("...", "hermes_cli.web_server_chat")

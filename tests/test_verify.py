@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from conftest import CACHE, Runner, copy_fixture, real_release, tree_digest
-from hermes_patch.patch import Check
-from hermes_patch.verify import CANNOT_VERIFY, EFFECTIVE, NOT_EFFECTIVE, judge
+from hermes_patch.core.patch import Check
+from hermes_patch.integrations.verify import CANNOT_VERIFY, EFFECTIVE, NOT_EFFECTIVE, judge
 
 PAS, WS = "public-action-status", "relax-ws-peer-check"
 

@@ -1,4 +1,4 @@
-"""hermes_patch.workspace: the package's module files and the ast questions patches ask of them.
+"""hermes_patch.core.workspace: the package's module files and the ast questions patches ask of them.
 
 On the miniatures (fixtures/releases): where a name is really defined when
 upstream moved it to a sibling module (an import, a re-export, upstream
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from hermes_patch.errors import TargetError
-from hermes_patch.workspace import MAX_HOPS, Binding, Workspace
+from hermes_patch.core.errors import TargetError
+from hermes_patch.core.workspace import MAX_HOPS, Binding, Workspace
+from hermes_patch.fileio import on_disk
 
 from conftest import FIXTURES
 
@@ -45,7 +46,7 @@ def defined(b: Binding | None) -> tuple[str, str, str] | None:
 
 
 def test_a_name_defined_in_the_entry_module_resolves_there():
-    ws = Workspace(package("r0_15"))
+    ws = on_disk(package("r0_15"))
     b = ws.resolve("_ws_client_is_allowed")
     assert defined(b) == ("web_server.py", "FunctionDef", "_ws_client_is_allowed")
     text = (package("r0_15") / "web_server.py").read_text().splitlines()
@@ -55,7 +56,7 @@ def test_a_name_defined_in_the_entry_module_resolves_there():
 
 def test_an_import_from_a_sibling_module_is_followed():
     """0.20's announced layout: web_server.py imports the peer rules from ws_policy.py."""
-    ws = Workspace(package("r0_20_moved"))
+    ws = on_disk(package("r0_20_moved"))
     assert [type(b.node).__name__ for b in ws.binding("_ws_client_is_allowed")] == ["ImportFrom"]
     b = ws.resolve("_ws_client_is_allowed")
     assert defined(b) == ("ws_policy.py", "FunctionDef", "_ws_client_is_allowed")
@@ -67,7 +68,7 @@ def test_an_import_from_a_sibling_module_is_followed():
 
 def test_a_parenthesized_re_export_is_followed():
     """0.20.2's split: ``from hermes_cli.web_server_chat import (...)  # re-exported``."""
-    ws = Workspace(package("r0_20_split"))
+    ws = on_disk(package("r0_20_split"))
     assert defined(ws.resolve("_ws_client_reason")) == ("web_server_chat.py", "FunctionDef", "_ws_client_reason")
     assert defined(ws.resolve("_spawn_hermes_action")) == (
         "web_server_gateway.py",
@@ -78,7 +79,7 @@ def test_a_parenthesized_re_export_is_followed():
 
 def test_upstream_mains_late_binding_seam_is_followed():
     """``x = late("x", "hermes_cli.mod")`` in web_routers/*.py (upstream main, September 2026)."""
-    ws = Workspace(package("r0_21_main"))
+    ws = on_disk(package("r0_21_main"))
     assert defined(ws.resolve("_ws_client_reason", "web_routers/chat_ws.py")) == (
         "web_server_chat.py",
         "FunctionDef",
@@ -106,7 +107,7 @@ def test_late_without_a_module_means_web_server_and_late_outside_the_package_is_
             ),
         },
     )
-    ws = Workspace(pkg)
+    ws = on_disk(pkg)
     assert defined(ws.resolve("handler", "routes.py")) == ("web_server.py", "FunctionDef", "handler")
     # Not the seam: the assignment itself is the definition.
     assert defined(ws.resolve("other", "routes.py")) == ("routes.py", "Assign", "")
@@ -123,7 +124,7 @@ def test_relative_imports_are_followed_from_the_package_and_from_a_sub_package(t
             "web_routers/chat.py": "from ..policy import check\nfrom . import sibling\n",
         },
     )
-    ws = Workspace(pkg)
+    ws = on_disk(pkg)
     b = ws.resolve("allowed")  # the alias is followed to the original name
     assert defined(b) == ("policy.py", "FunctionDef", "check")
     assert defined(ws.resolve("check", "web_routers/chat.py")) == ("policy.py", "FunctionDef", "check")
@@ -131,17 +132,17 @@ def test_relative_imports_are_followed_from_the_package_and_from_a_sub_package(t
 
 
 def test_names_from_outside_the_package_a_loop_or_a_missing_definition_resolve_to_none(tmp_path):
-    ws = Workspace(package("r0_20_moved"))
+    ws = on_disk(package("r0_20_moved"))
     assert ws.resolve("FastAPI") is None  # from fastapi import FastAPI: outside the package
     assert ws.resolve("no_such_name") is None
-    loop = Workspace(
+    loop = on_disk(
         written(
             tmp_path,
             {"web_server.py": "from hermes_cli.a import x\n", "a.py": "from hermes_cli.web_server import x\n"},
         )
     )
     assert loop.resolve("x") is None
-    gone = Workspace(written(tmp_path / "gone", {"web_server.py": "from hermes_cli.missing import x\n"}))
+    gone = on_disk(written(tmp_path / "gone", {"web_server.py": "from hermes_cli.missing import x\n"}))
     assert gone.resolve("x") is None
 
 
@@ -150,13 +151,13 @@ def test_a_chain_longer_than_max_hops_is_not_followed(tmp_path):
     for i in range(MAX_HOPS):
         files[f"m{i}.py"] = f"from hermes_cli.m{i + 1} import x\n"
     files[f"m{MAX_HOPS}.py"] = "x = 1\n"
-    assert Workspace(written(tmp_path, files)).resolve("x") is None
+    assert on_disk(written(tmp_path, files)).resolve("x") is None
     files = {"web_server.py": "from hermes_cli.m1 import x\n", "m1.py": "x = 1\n"}
-    assert defined(Workspace(written(tmp_path / "short", files)).resolve("x")) == ("m1.py", "Assign", "")
+    assert defined(on_disk(written(tmp_path / "short", files)).resolve("x")) == ("m1.py", "Assign", "")
 
 
 def test_importers_are_the_modules_that_get_a_name_from_a_file():
-    ws = Workspace(package("r0_21_main"))
+    ws = on_disk(package("r0_21_main"))
     assert ws.importers("_ws_client_reason", "web_server_chat.py") == ["web_routers/chat_ws.py"]
     assert "web_routers/actions.py" not in ws.loaded()  # only the files that mention the name were parsed
     assert ws.importers("_spawn_hermes_action", "web_server_gateway.py") == ["web_routers/actions.py"]
@@ -188,7 +189,7 @@ a = name = b = 5
 
 
 def test_binding_counts_top_level_defs_classes_assignments_and_imports_only(tmp_path):
-    ws = Workspace(written(tmp_path, {"web_server.py": BINDINGS}))
+    ws = on_disk(written(tmp_path, {"web_server.py": BINDINGS}))
     found = ws.binding("name")
     assert [(type(b.node).__name__, b.first, b.last) for b in found] == [
         ("ImportFrom", 2, 2),
@@ -202,7 +203,7 @@ def test_binding_counts_top_level_defs_classes_assignments_and_imports_only(tmp_
 
 
 def test_rebound_explains_that_the_last_binding_wins(tmp_path):
-    ws = Workspace(written(tmp_path, {"web_server.py": "def f():\n    pass\n\n\ndef f():\n    return 1\n\ng = 1\n"}))
+    ws = on_disk(written(tmp_path, {"web_server.py": "def f():\n    pass\n\n\ndef f():\n    return 1\n\ng = 1\n"}))
     first, second = ws.binding("f")
     assert ws.rebound("f", first) == (
         "f is bound 2 times at the top of web_server.py (lines 1, 5); the last one wins, so an edit of the first would do nothing"
@@ -214,7 +215,7 @@ def test_rebound_explains_that_the_last_binding_wins(tmp_path):
 
 
 def test_closest_suggests_similar_top_level_names():
-    ws = Workspace(package("r0_15"))
+    ws = on_disk(package("r0_15"))
     assert ws.closest("_ws_client_is_alowed") == "closest: _ws_client_is_allowed, _ws_host_origin_is_allowed"
     assert ws.closest("_is_acepted_host") == "closest: _is_accepted_host"
     assert ws.closest("zzzz") == "no similar top-level name"
@@ -238,8 +239,8 @@ def test_modules_lists_two_levels_sorted_and_skips_caches_hidden_folders_and_lin
         },
     )
     (pkg / "linked").symlink_to(pkg / "web_routers")
-    assert Workspace(pkg).modules() == ["b.py", "web_server.py", "web_routers/a.py", "web_routers/z.py"]
-    assert Workspace(package("r0_21_main")).modules() == [
+    assert on_disk(pkg).modules() == ["b.py", "web_server.py", "web_routers/a.py", "web_routers/z.py"]
+    assert on_disk(package("r0_21_main")).modules() == [
         "__init__.py",
         "web_deps.py",
         "web_server.py",
@@ -254,7 +255,7 @@ def test_modules_lists_two_levels_sorted_and_skips_caches_hidden_folders_and_lin
 
 
 def test_files_mentioning_reads_bytes_and_prefers_an_edited_text(tmp_path):
-    ws = Workspace(package("r0_20_split"))
+    ws = on_disk(package("r0_20_split"))
     assert ws.files_mentioning("_ws_client_reason") == ["web_server.py", "web_server_chat.py"]
     assert ws.loaded() == {}  # a byte search parses nothing
     edited = ws.with_edits({"web_server.py": ws.entry_source().text.replace("_ws_client_reason", "_renamed")})
@@ -263,11 +264,11 @@ def test_files_mentioning_reads_bytes_and_prefers_an_edited_text(tmp_path):
 
 
 def test_a_missing_sibling_is_none_and_a_missing_entry_is_an_error(tmp_path):
-    ws = Workspace(package("r0_15"))
+    ws = on_disk(package("r0_15"))
     assert ws.source("ws_policy.py") is None
     assert ws.source("ws_policy.py") is None  # remembered, not looked up again
     with pytest.raises(TargetError, match="does not exist"):
-        Workspace(tmp_path / "hermes_cli").entry_source()
+        on_disk(tmp_path / "hermes_cli").entry_source()
 
 
 def test_a_file_with_lone_carriage_returns_is_refused_with_the_next_step(tmp_path):
@@ -275,7 +276,7 @@ def test_a_file_with_lone_carriage_returns_is_refused_with_the_next_step(tmp_pat
     pkg.mkdir()
     (pkg / "web_server.py").write_bytes(b"a = 1\rb = 2\r")
     with pytest.raises(TargetError) as caught:
-        Workspace(pkg).entry_source()
+        on_disk(pkg).entry_source()
     message = str(caught.value)
     assert str(pkg / "web_server.py") in message and "carriage return" in message and "hermes-patch status" in message
 
@@ -303,7 +304,7 @@ def test_with_edits_sees_the_edit_keeps_the_encoding_and_leaves_the_disk_alone(t
     pkg.mkdir()
     web = pkg / "web_server.py"
     web.write_bytes("# -*- coding: latin-1 -*-\r\ndef f():\r\n    return 'é'\r\n".encode("latin-1"))
-    ws = Workspace(pkg)
+    ws = on_disk(pkg)
     text = ws.entry_source().text
     edited = ws.with_edits({"web_server.py": text.replace("def f():", "def f():\r\n    x = 'ü'")})
     src = edited.entry_source()
@@ -314,7 +315,7 @@ def test_with_edits_sees_the_edit_keeps_the_encoding_and_leaves_the_disk_alone(t
 
 
 def test_an_edit_of_a_sibling_is_seen_when_following_the_import():
-    ws = Workspace(package("r0_20_moved"))
+    ws = on_disk(package("r0_20_moved"))
     policy = ws.source("ws_policy.py")
     assert policy is not None
     edited = ws.with_edits(

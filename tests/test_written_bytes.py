@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import FIXTURES, RELEASES, copy_real  # noqa: E402
 
 from hermes_patch.app import App  # noqa: E402
-from hermes_patch.errors import HermesPatchError  # noqa: E402
+from hermes_patch.core.errors import HermesPatchError  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "written-bytes.json"
 

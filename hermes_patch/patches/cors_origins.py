@@ -23,7 +23,7 @@ where ``<ours>`` is the configured origins, each ``re.escape``-d, joined by
 The statement runs at import, before the app serves anything, and undo is
 the generic removal of our marked lines.
 
-Origins are validated by :func:`hermes_patch.hostnames.parse_origin`:
+Origins are validated by :func:`hermes_patch.core.hostnames.parse_origin`:
 ``http``/``https``, a host, an optional non-default port, nothing else;
 ``*`` and ``null`` are refused. With no origins the patch is ``not-needed``;
 when upstream's regex already allows every configured origin, too.
@@ -36,10 +36,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_patch.edits import AfterCall, BadParams, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.hostnames import parse_origin
-from hermes_patch.patch import Check, Param, Patch
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.edits import AfterCall, BadParams, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.hostnames import parse_origin
+from hermes_patch.core.patch import Check, Param, Patch
+from hermes_patch.core.workspace import Workspace
 
 MIDDLEWARE = "CORSMiddleware"
 METHOD = "add_middleware"
@@ -62,7 +62,7 @@ def origins_regex(origins: tuple[str, ...]) -> str:
 def _raw_literal(pattern: str) -> str:
     """``r"<pattern>"``, refusing a pattern a raw literal cannot hold exactly.
 
-    The origins are validated (:func:`hermes_patch.hostnames.parse_origin`:
+    The origins are validated (:func:`hermes_patch.core.hostnames.parse_origin`:
     ASCII host names, brackets, digits) and ``re.escape``-d, so this never
     refuses in practice; it guards the one value we write as a raw string,
     which releases of hermes-patch have always written this way.
@@ -103,7 +103,7 @@ class CorsOrigins(Patch):
     """One statement after ``app.add_middleware(CORSMiddleware, ...)`` (see the module docstring).
 
     Parameter ``origins``: normalized ``scheme://host[:port]`` strings
-    (:func:`hermes_patch.hostnames.parse_origin`); empty means ``not-needed``.
+    (:func:`hermes_patch.core.hostnames.parse_origin`); empty means ``not-needed``.
     """
 
     ID = "cors-origins"

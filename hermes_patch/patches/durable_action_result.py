@@ -44,9 +44,9 @@ from __future__ import annotations
 import ast
 from typing import NamedTuple
 
-from hermes_patch.edits import AfterIn, After, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.patch import Patch
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.edits import AfterIn, After, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.patch import Patch
+from hermes_patch.core.workspace import Workspace
 
 PROCS = "_ACTION_PROCS"
 SPAWN = "_spawn_hermes_action"

@@ -34,10 +34,10 @@ import ast
 import re
 from typing import NamedTuple
 
-from hermes_patch.edits import BeforeLast, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.patch import Check, Patch
-from hermes_patch.source import Source, walk
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.edits import BeforeLast, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.patch import Check, Patch
+from hermes_patch.core.source import Source, walk
+from hermes_patch.core.workspace import Workspace
 
 FUNCTION = "start_server"
 KEYWORD = "proxy_headers"

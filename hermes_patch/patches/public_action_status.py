@@ -44,10 +44,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_patch.edits import After, BadParams, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.patch import Check, Param, Patch, py_str
-from hermes_patch.source import Source, walk
-from hermes_patch.workspace import Binding, Workspace
+from hermes_patch.core.edits import After, BadParams, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.patch import Check, Param, Patch, py_str
+from hermes_patch.core.source import Source, walk
+from hermes_patch.core.workspace import Binding, Workspace
 
 NAME = "_PUBLIC_API_PATHS"
 ACTIONS = "_ACTION_LOG_FILES"

@@ -29,10 +29,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_patch.edits import After, AtTop, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.patch import Check, Param, Patch, py_str
-from hermes_patch.source import walk
-from hermes_patch.workspace import Binding, Workspace
+from hermes_patch.core.edits import After, AtTop, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.patch import Check, Param, Patch, py_str
+from hermes_patch.core.source import walk
+from hermes_patch.core.workspace import Binding, Workspace
 
 LOOPBACK = "_LOOPBACK_HOSTS"
 HELPER = "_hermes_patch_ws_peer_allowed"
@@ -187,7 +187,7 @@ class RelaxWsPeerCheck(Patch[Found]):
             if not wide and [str(n) for n in union] == [everything]:
                 wide = [f"{', '.join(str(n) for n in family)} (together {everything})"]
         if wide and not self.params["allow_catch_all"]:
-            from hermes_patch.errors import ConfigError
+            from hermes_patch.core.errors import ConfigError
 
             raise ConfigError(
                 f"[patches.{self.ID}] trusted_proxies contains {', '.join(wide)}, which trusts every peer on "

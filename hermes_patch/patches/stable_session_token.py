@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import ast
 
-from hermes_patch.edits import After, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.patch import Patch
-from hermes_patch.source import walk
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.edits import After, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.patch import Patch
+from hermes_patch.core.source import walk
+from hermes_patch.core.workspace import Workspace
 
 NAME = "_SESSION_TOKEN"
 ENV = "HERMES_DASHBOARD_SESSION_TOKEN"

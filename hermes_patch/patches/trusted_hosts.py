@@ -49,10 +49,10 @@ from dataclasses import dataclass
 from collections.abc import Iterator
 from typing import Any
 
-from hermes_patch.edits import After, AtTop, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.hostnames import parse_host
-from hermes_patch.patch import Check, Param, Patch, py_str
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.edits import After, AtTop, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.hostnames import parse_host
+from hermes_patch.core.patch import Check, Param, Patch, py_str
+from hermes_patch.core.workspace import Workspace
 
 FUNCTION = "_is_accepted_host"
 HELPER = "_hermes_patch_trusted_host"
@@ -179,7 +179,7 @@ class TrustedHosts(Patch):
     """A guard at the top of ``_is_accepted_host`` and a helper after it (see the module docstring).
 
     Parameter ``hosts``: normalized names, IPs and leading-dot suffixes
-    (:func:`hermes_patch.hostnames.parse_host`); empty means ``not-needed``.
+    (:func:`hermes_patch.core.hostnames.parse_host`); empty means ``not-needed``.
     """
 
     ID = "trusted-hosts"

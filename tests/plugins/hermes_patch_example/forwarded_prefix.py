@@ -2,8 +2,8 @@
 
 import ast
 
-from hermes_patch.edits import After, Change, Edit, Example, NotNeeded, Unrecognized
-from hermes_patch.patch import Param, Patch, matching
+from hermes_patch.core.edits import After, Change, Edit, Example, NotNeeded, Unrecognized
+from hermes_patch.core.patch import Param, Patch, matching
 
 MIDDLEWARE = """@app.middleware("http")
 async def _hermes_patch_forwarded_prefix(request, call_next):

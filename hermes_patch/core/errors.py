@@ -2,9 +2,9 @@
 
 Every error carries a one-paragraph message for people: what went wrong,
 where (a path), and the next command to run. Raise one with a
-:class:`hermes_patch.messages.Failure` (``raise TargetError(failure)``):
+:class:`hermes_patch.core.messages.Failure` (``raise TargetError(failure)``):
 ``str(err)`` is then the paragraph and ``err.args[0]`` keeps its parts; advice
-that several errors share is written once in :mod:`hermes_patch.messages`. Expected situations in the
+that several errors share is written once in :mod:`hermes_patch.core.messages`. Expected situations in the
 engine (a pending patch, an unknown shape) are *outcomes*, not errors; these
 classes are for input we cannot work with and for refusals.
 """

@@ -13,7 +13,7 @@ Four steps, each of which either completes or changes nothing:
 4. show ``status``.
 
 The lock is not held while ``hermes update`` runs: a post-merge hook
-(:mod:`hermes_patch.git_hooks`) may re-apply in the middle, and step 3 then has
+(:mod:`hermes_patch.integrations.git_hooks`) may re-apply in the middle, and step 3 then has
 nothing left to do.
 """
 
@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from hermes_patch import git_filter
+from hermes_patch.integrations import git_filter
 from hermes_patch.context import Session
-from hermes_patch.errors import HermesPatchError, TargetError
-from hermes_patch.git_repo import git, repo_root
-from hermes_patch.patch import State
+from hermes_patch.core.errors import HermesPatchError, TargetError
+from hermes_patch.integrations.git_repo import git, repo_root
+from hermes_patch.core.patch import State
 
 if TYPE_CHECKING:
-    from hermes_patch.app import StatusResult
+    from hermes_patch.results import StatusResult
     from hermes_patch.locate import Target
 
 __all__ = ["UpdateOutcome", "hermes_update_command", "run_update"]
@@ -159,13 +159,13 @@ def precheck(app: Session, say: Callable[[str], None], error: Callable[[str], No
     """Step 0: on a git install, check the code ``hermes update`` will bring before Hermes is touched.
 
     Reads the upstream branch of the checkout (``@{upstream}``, else
-    ``origin/main``) after a ``git fetch`` with :func:`hermes_patch.incoming.check`
+    ``origin/main``) after a ``git fetch`` with :func:`hermes_patch.integrations.incoming.check`
     and says whether the patches will come back. Returns ``False`` (stop)
     when an enabled patch would be ``unknown-shape`` or ``drifted`` there and
     ``go_on`` is off. Other installs, and a check that cannot run (offline),
     only say so and go on.
     """
-    from hermes_patch.incoming import check, upstream_ref
+    from hermes_patch.integrations.incoming import check, upstream_ref
 
     target = app.target
     root = repo_root(target)
@@ -203,7 +203,7 @@ def precheck(app: Session, say: Callable[[str], None], error: Callable[[str], No
             f"after this update the dashboard will run WITHOUT {', '.join(r.id for r in bad)} ({why}). Going on, as asked (--go-on)."
         )
         return True
-    from hermes_patch.messages import NOTHING_CHANGED, UPGRADE
+    from hermes_patch.core.messages import NOTHING_CHANGED, UPGRADE
 
     error(
         f"hermes-patch update stopped before running `hermes update`: on the incoming code ({ref}) "

@@ -1,8 +1,8 @@
 """Files ``hook install`` writes outside the Hermes tree: recorded first, written the same twice, removed exactly.
 
-Shared by the git hooks (:mod:`hermes_patch.git_hooks`) and the systemd
-drop-ins (:mod:`hermes_patch.systemd`); the command that installs them is
-:mod:`hermes_patch.auto_apply`. The ledger keeps what was installed under a
+Shared by the git hooks (:mod:`hermes_patch.integrations.git_hooks`) and the systemd
+drop-ins (:mod:`hermes_patch.integrations.systemd`); the command that installs them is
+:mod:`hermes_patch.integrations.auto_apply`. The ledger keeps what was installed under a
 target record's ``integrations`` (:class:`Integrations`, parsed JSON).
 """
 
@@ -36,7 +36,7 @@ __all__ = [
 
 
 class FilterEntry(TypedDict, total=False):
-    """``integrations.git-filter``: what :mod:`hermes_patch.git_filter` added to ``.git``."""
+    """``integrations.git-filter``: what :mod:`hermes_patch.integrations.git_filter` added to ``.git``."""
 
     paths: list[str]  # the filtered files, relative to the checkout
     previous: None  # a value of the filter found before ours: never recorded (issue 13)
@@ -46,7 +46,7 @@ class FilterEntry(TypedDict, total=False):
 
 
 class HookEntry(TypedDict):
-    """``integrations.git-hooks.<name>``: a hook :mod:`hermes_patch.git_hooks` wrote."""
+    """``integrations.git-hooks.<name>``: a hook :mod:`hermes_patch.integrations.git_hooks` wrote."""
 
     path: str
     sha256: str
@@ -55,7 +55,7 @@ class HookEntry(TypedDict):
 
 
 class DropinEntry(TypedDict):
-    """``integrations.systemd.<path>``: a drop-in :mod:`hermes_patch.systemd` wrote."""
+    """``integrations.systemd.<path>``: a drop-in :mod:`hermes_patch.integrations.systemd` wrote."""
 
     unit: str
     scope: str  # user or system

@@ -15,7 +15,6 @@ here once, as constants and small functions, so it reads the same everywhere.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -333,21 +332,17 @@ def lock_held(lock: Path | str, timeout: float) -> Failure:
     )
 
 
-def untrusted(what: str, found: tuple[str, int | None], advice: str = "") -> Failure:
-    """Refuse ``what`` because another user could change it (``found`` from :func:`hermes_patch.trust.why_untrusted`).
+def untrusted(what: str, reason: str, me: str, run_as_owner: str = "", advice: str = "") -> Failure:
+    """Refuse ``what`` because another user could change it (the reason from :func:`hermes_patch.trust.why_untrusted`).
 
     Args:
         what: what it is for people (``"the Hermes install"``, ``"the state directory /x"``).
-        found: the reason (a clause naming the path) and the foreign owner's uid, if that is the reason.
+        reason: a clause naming the path and why (``"/x is owned by alice"``).
+        me: the name of the user running hermes-patch.
+        run_as_owner: the same command as the owner (``sudo -u alice hermes-patch ...``) when
+            another user owns it; the next command then.
         advice: the next step when the reason is a write bit rather than an owner.
-
-    The next command is to run as the owner (``sudo -u OWNER hermes-patch ...``)
-    when another user owns it, else ``advice``.
     """
-    from hermes_patch.trust import owner_name, run_as_owner_hint
-
-    reason, uid = found
-    me = owner_name(os.geteuid())
     return Failure(
         headline=f"{reason}, so {what} is not under {me}'s sole control",
         cause=(
@@ -355,5 +350,5 @@ def untrusted(what: str, found: tuple[str, int | None], advice: str = "") -> Fai
             "an interpreter's .pth files, a file swapped for a symlink, a forged record could each run code or "
             f"write files as {me})"
         ),
-        next_command=f"run it as that user: `{run_as_owner_hint(uid)}`" if uid is not None else advice,
+        next_command=f"run it as that user: `{run_as_owner}`" if run_as_owner else advice,
     )

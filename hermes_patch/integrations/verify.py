@@ -2,8 +2,8 @@
 
 ``status`` reads text; this module observes behaviour. For every enabled
 patch that ``status`` calls applied (or drifted), it collects the patch's
-:class:`~hermes_patch.patch.Check` list (:meth:`Patch.probe`), runs the
-probe script (:mod:`hermes_patch.probe`) with the interpreter Hermes runs
+:class:`~hermes_patch.core.patch.Check` list (:meth:`Patch.probe`), runs the
+probe script (:mod:`hermes_patch.integrations.probe`) with the interpreter Hermes runs
 with, once per address the checks bind the dashboard to (in parallel): the
 probe starts the release's own ``start_server()`` (so uvicorn runs with
 that release's settings, proxy headers included) on a free port of a
@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from hermes_patch.context import Inspection
-from hermes_patch.engine import checks_of
-from hermes_patch.patch import Check, State
+from hermes_patch.core.engine import checks_of
+from hermes_patch.core.patch import Check, State
 
 if TYPE_CHECKING:
     from hermes_patch.locate import Target
-    from hermes_patch.workspace import Workspace
+    from hermes_patch.core.workspace import Workspace
 
 __all__ = ["Verdict", "VerifyResult", "verify_patches", "judge", "PROBE_TIMEOUT"]
 
@@ -217,7 +217,7 @@ def _spawn(interpreter: Path, payload: str, tmp: Path) -> subprocess.Popen[str] 
 
 def _collect(interpreter: Path, proc: subprocess.Popen[str] | str, timeout: float) -> dict[str, Any] | str:
     """The probe's JSON document, or why there is none. Kills what the probe left running."""
-    from hermes_patch.probe import MARKER
+    from hermes_patch.integrations.probe import MARKER
 
     if isinstance(proc, str):
         return proc
@@ -271,12 +271,12 @@ class Topology:
 
         Raises:
             ConfigError: an address that is not an IP address, or a host
-                name :func:`hermes_patch.hostnames.parse_host` refuses.
+                name :func:`hermes_patch.core.hostnames.parse_host` refuses.
         """
         import ipaddress
 
-        from hermes_patch.errors import ConfigError
-        from hermes_patch.hostnames import parse_host
+        from hermes_patch.core.errors import ConfigError
+        from hermes_patch.core.hostnames import parse_host
 
         out = []
         for text in proxies or ("127.0.0.1",):

@@ -1,6 +1,6 @@
 """Stashes that earlier ``hermes update`` runs left holding only our own edits, and dropping them.
 
-Before the clean filter (:mod:`hermes_patch.git_filter`) hid our edits,
+Before the clean filter (:mod:`hermes_patch.integrations.git_filter`) hid our edits,
 ``hermes update`` stashed a patched ``web_server.py`` and could leave the
 stash parked (hermes-agent#11623, #52040). Such an entry is found here
 only when everything in it is one of our marked blocks.
@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hermes_patch.git_clean import MARKER, clean
-from hermes_patch.git_repo import git
+from hermes_patch.integrations.git_clean import MARKER, clean
+from hermes_patch.integrations.git_repo import git
 
 __all__ = ["OurStash", "our_stashes", "drop_stashes"]
 

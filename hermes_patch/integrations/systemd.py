@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from hermes_patch.errors import RefusedError, StateError
-from hermes_patch.installed import (
+from hermes_patch.core.errors import RefusedError, StateError
+from hermes_patch.integrations.installed import (
     DropinEntry,
     Installed,
     Write,
@@ -160,7 +160,7 @@ def _systemd_quote(arg: str) -> str:
 def dropin_text(unit: str, scope: str, command: list[str], env_file: Path | None = None) -> str:
     """The drop-in file for ``unit`` (``ExecStartPre=-`` so a refusal never blocks the start).
 
-    ``env_file``: the session token file (:mod:`hermes_patch.session_token`),
+    ``env_file``: the session token file (:mod:`hermes_patch.integrations.session_token`),
     loaded with ``EnvironmentFile=-`` (``-``: a missing file is no error, the
     dashboard then draws its own token). systemd reads it before each
     command it starts, as root, so the file can stay owner-only.

@@ -13,7 +13,7 @@ out or writing anything:
   (a zip archive), and the release from its ``METADATA``.
 
 The result is what ``status --json`` would report after the update: the same
-catalog, configuration and rules (:func:`hermes_patch.engine.detect_all`),
+catalog, configuration and rules (:func:`hermes_patch.core.engine.detect_all`),
 with the target naming the incoming code.
 """
 
@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hermes_patch.context import Catalog
-from hermes_patch.errors import TargetError
-from hermes_patch.git_repo import git, git_env
+from hermes_patch.core.errors import TargetError
+from hermes_patch.integrations.git_repo import git, git_env
 
 if TYPE_CHECKING:
-    from hermes_patch.app import StatusResult
+    from hermes_patch.results import StatusResult
 
 __all__ = ["Incoming", "check", "git_package_files", "wheel_package_files", "upstream_ref"]
 
@@ -203,10 +203,10 @@ def check(app: Catalog, ref: str | None = None, wheel: Path | None = None, fetch
     Raises:
         TargetError: no git checkout for ``ref``, or the code cannot be read.
     """
-    from hermes_patch.app import StatusResult, _view
-    from hermes_patch.engine import PatchReport, detect_all
-    from hermes_patch.source import sha256_hex
-    from hermes_patch.workspace import Workspace
+    from hermes_patch.results import StatusResult, view
+    from hermes_patch.core.engine import PatchReport, detect_all
+    from hermes_patch.core.source import sha256_hex
+    from hermes_patch.core.workspace import Workspace
 
     if (ref is None) == (wheel is None):
         raise TargetError(
@@ -248,5 +248,5 @@ def check(app: Catalog, ref: str | None = None, wheel: Path | None = None, fetch
             from dataclasses import replace
 
             r = PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(app.config.error(r.detection.reason))))
-        views.append(_view(r))
+        views.append(view(r))
     return StatusResult(incoming, sha256_hex(files["web_server.py"]), tuple(views))

@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 
 from packaging.version import InvalidVersion, Version
 
-from hermes_patch.messages import NOTHING_CHANGED, UPGRADE, report_bug
-from hermes_patch.errors import ConfigError, RefusedError, TargetError, VerificationError
-from hermes_patch.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
-from hermes_patch.patch import AnyPatch, Block, Check, Detection, Site, State, remove_blocks
-from hermes_patch.source import Source, first_line, sha256_hex
-from hermes_patch.workspace import Workspace
+from hermes_patch.core.messages import NOTHING_CHANGED, UPGRADE, report_bug
+from hermes_patch.core.errors import ConfigError, RefusedError, TargetError, VerificationError
+from hermes_patch.core.edits import BadParams, Change, Edit, NotNeeded, Unrecognized, place, render
+from hermes_patch.core.patch import AnyPatch, Block, Check, Detection, Site, State, remove_blocks
+from hermes_patch.core.source import Source, first_line, sha256_hex
+from hermes_patch.core.workspace import Workspace
 
 __all__ = [
     "PatchReport",
@@ -515,7 +515,7 @@ Job = tuple[Site, Callable[[], "libcst.CSTTransformer"]]
 def _jobs(report: PatchReport, current: Workspace) -> list[Job]:
     """The (site, transformer) pairs that apply a pending patch on ``current``."""
     patch = report.patch
-    from hermes_patch.codemod import transformer_for
+    from hermes_patch.core.codemod import transformer_for
 
     outcome = _outcome(patch, _located(patch, current))
     assert isinstance(outcome, Change)
@@ -549,7 +549,7 @@ def _transform(workspace: Workspace, jobs: list[Job], fast: bool) -> dict[str, s
     try:
         return _transform_files(workspace, jobs, fast, current)
     except (RecursionError, MemoryError):
-        from hermes_patch.source import too_deep
+        from hermes_patch.core.source import too_deep
 
         raise TargetError(too_deep(current[-1] if current else workspace.package_dir)) from None
     except cst.ParserSyntaxError as exc:

@@ -1,6 +1,6 @@
 """Edits as data: what a patch inserts where, and how the engine renders and places it.
 
-A patch of the catalog answers two questions (see :class:`~hermes_patch.patch.Patch`):
+A patch of the catalog answers two questions (see :class:`~hermes_patch.core.patch.Patch`):
 ``locate(workspace)`` finds the facts of the release (or says
 :class:`Unrecognized`), and ``edits(found)`` says what to insert where
 (:class:`Change`) or why nothing is needed (:class:`NotNeeded`). Everything
@@ -21,10 +21,10 @@ import ast
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from hermes_patch.source import first_line
+from hermes_patch.core.source import first_line
 
 if TYPE_CHECKING:
-    from hermes_patch.source import Source
+    from hermes_patch.core.source import Source
 
 __all__ = [
     "After",
@@ -241,7 +241,7 @@ def _function(src: Source, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef 
 
 
 def _binds(stmt: ast.stmt, name: str) -> bool:
-    """The ast twin of :func:`hermes_patch.codemod.binds_name`."""
+    """The ast twin of :func:`hermes_patch.core.codemod.binds_name`."""
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return stmt.name == name
     if isinstance(stmt, ast.Assign):
@@ -369,7 +369,7 @@ def render(patch_id: str, edit: Edit, unit: str, indent: str, newline: str) -> s
     ``code``'s four-space levels become ``unit`` (unless ``edit.verbatim``);
     every non-blank line gets ``indent`` in front; lines end with ``newline``.
     """
-    from hermes_patch.patch import marker_line
+    from hermes_patch.core.patch import marker_line
 
     lines = [""] * edit.blank_lines + [marker_line(patch_id, edit.note)]
     for line in edit.code.strip("\n").split("\n"):

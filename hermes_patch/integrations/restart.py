@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Iterable
 from hermes_patch.context import Context
 
 if TYPE_CHECKING:
-    from hermes_patch.installed import Integrations
+    from hermes_patch.integrations.installed import Integrations
     from hermes_patch.locate import Target
 
 __all__ = [

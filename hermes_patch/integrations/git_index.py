@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hermes_patch.git_clean import clean
-from hermes_patch.git_repo import blob_oid, git
+from hermes_patch.integrations.git_clean import clean
+from hermes_patch.integrations.git_repo import blob_oid, git
 
 __all__ = ["refresh_index"]
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from hermes_patch.context import Context
-from hermes_patch.errors import RefusedError
+from hermes_patch.core.errors import RefusedError
 
 __all__ = ["self_command", "command_problem", "stored_command", "apply_command"]
 

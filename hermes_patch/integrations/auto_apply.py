@@ -3,15 +3,15 @@
 What fits which setup:
 
 * git install (the installer's default): the clean filter of
-  :mod:`hermes_patch.git_filter` (git never sees our edits, so ``hermes
+  :mod:`hermes_patch.integrations.git_filter` (git never sees our edits, so ``hermes
   update`` never stashes them) and the ``post-merge``/``post-checkout``
-  hooks of :mod:`hermes_patch.git_hooks`;
-* any install run by systemd: a drop-in (:mod:`hermes_patch.systemd`) whose
+  hooks of :mod:`hermes_patch.integrations.git_hooks`;
+* any install run by systemd: a drop-in (:mod:`hermes_patch.integrations.systemd`) whose
   ``ExecStartPre=-hermes-patch apply ...`` re-applies before every start of
   the unit that runs ``hermes dashboard``; for pip, uv and pipx installs
   this and ``hermes-patch update`` are the integration;
 * ``--session-token``: the owner-only file that keeps the dashboard's
-  session token across restarts (:mod:`hermes_patch.session_token`).
+  session token across restarts (:mod:`hermes_patch.integrations.session_token`).
 
 Installing twice writes the same bytes; uninstall removes exactly what
 install added (a chained hook is renamed back, directories we created are
@@ -25,11 +25,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from hermes_patch import git_filter, git_hooks, systemd
+from hermes_patch.integrations import git_filter, git_hooks, systemd
 from hermes_patch.context import Context
-from hermes_patch.errors import RefusedError, StateError
-from hermes_patch.git_repo import git_path, repo_root
-from hermes_patch.installed import (
+from hermes_patch.core.errors import RefusedError, StateError
+from hermes_patch.integrations.git_repo import git_path, repo_root
+from hermes_patch.integrations.installed import (
     DropinEntry,
     HookEntry,
     Installed,
@@ -41,10 +41,10 @@ from hermes_patch.installed import (
     sha,
     write_file,
 )
-from hermes_patch.stored_command import apply_command, command_problem, self_command
+from hermes_patch.integrations.stored_command import apply_command, command_problem, self_command
 
 if TYPE_CHECKING:
-    from hermes_patch.session_token import TokenFile
+    from hermes_patch.integrations.session_token import TokenFile
 
 __all__ = ["Installed", "install", "uninstall", "show"]
 
@@ -65,7 +65,7 @@ def install(
         unit: ``--systemd-unit``: also write a drop-in for this unit.
         session_token: ``--session-token``: keep the dashboard's session token
             in this owner-only file (created when missing, see
-            :mod:`hermes_patch.session_token`); the drop-in loads it.
+            :mod:`hermes_patch.integrations.session_token`); the drop-in loads it.
         scope: ``user`` or ``system`` (which systemd manager owns the unit).
         unit_directory: ``--unit-dir``: write the drop-in below this folder.
 
@@ -74,7 +74,7 @@ def install(
             a file we would write was changed since we installed it, a hook
             cannot be chained, or ``core.hooksPath`` is shared. Checked
             before anything is written.
-        TargetError: git failed (see :func:`hermes_patch.git_repo.git`).
+        TargetError: git failed (see :func:`hermes_patch.integrations.git_repo.git`).
     """
     target = ctx.target
     root = repo_root(target)
@@ -142,7 +142,7 @@ def uninstall(ctx: Context, keep_session_token: bool = False) -> list[str]:
             before anything is removed).
         StateError: the ledger records a file ``hook install`` never writes.
     """
-    from hermes_patch.session_token import forget
+    from hermes_patch.integrations.session_token import forget
 
     done: list[str] = []
     scopes: set[str] = set()
@@ -188,7 +188,7 @@ def _refuse_record(ctx: Context) -> Refuse:
     """The refusal for a record naming a file ``hook install`` never writes (a forged or damaged ledger)."""
 
     def refuse(what: str, where: object) -> StateError:
-        from hermes_patch.messages import forged_record
+        from hermes_patch.core.messages import forged_record
 
         return StateError(
             forged_record(
@@ -257,13 +257,13 @@ def _prepare_token(path: Path | None) -> TokenFile | None:
     """Check the session token file before anything is written (None when not asked for)."""
     if path is None:
         return None
-    from hermes_patch import session_token
+    from hermes_patch.integrations import session_token
 
     return session_token.prepare(path)
 
 
 def _create_token(token: TokenFile) -> str:
-    from hermes_patch import session_token
+    from hermes_patch.integrations import session_token
 
     if not token.created:
         return f"session token file: {token.path} (kept; the dashboard keeps its token)"

@@ -22,8 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from hermes_patch.errors import TargetError
-from hermes_patch.messages import Failure, restore_from_release
+from hermes_patch.core.errors import TargetError
+from hermes_patch.core.messages import Failure, restore_from_release
 
 __all__ = ["Source", "sha256_hex", "first_line", "walk"]
 

@@ -1,7 +1,7 @@
 """The files of one Hermes package (``hermes_cli/``) as patches see them.
 
 A :class:`Workspace` loads module files lazily, caches their
-:class:`~hermes_patch.source.Source` (bytes, text, ast), and can carry
+:class:`~hermes_patch.core.source.Source` (bytes, text, ast), and can carry
 in-memory edits so the engine can re-detect a result before writing it.
 It also answers the ``ast`` questions every patch asks: where a top-level
 name is bound, and which module a name really lives in (upstream moves
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Protocol
 from pathlib import Path
 
-from hermes_patch.errors import TargetError
-from hermes_patch.messages import Failure, orphaned_marker, restore_from_release
-from hermes_patch.source import Source, first_line
+from hermes_patch.core.errors import TargetError
+from hermes_patch.core.messages import Failure, orphaned_marker, restore_from_release
+from hermes_patch.core.source import Source, first_line
 
 if TYPE_CHECKING:
-    from hermes_patch.patch import Block
+    from hermes_patch.core.patch import Block
 
 __all__ = ["Workspace", "Binding", "first_line"]
 
@@ -88,23 +88,20 @@ class Workspace:
         package_dir: Path,
         entry: str = "web_server.py",
         sources: dict[str, Source] | None = None,
-        files: Files | Mapping[str, bytes] | None = None,
+        *,
+        files: Files | Mapping[str, bytes],
     ) -> None:
         """See the class docstring.
 
         ``files`` says where module files come from: a :class:`Files` (the
         shell passes :class:`hermes_patch.fileio.DiskFiles` for an install),
         or a mapping of module name to bytes (code that is not installed: a
-        git ref, a wheel, an example). ``None`` reads ``package_dir`` from
-        the disk (a convenience for tests and scripts).
+        git ref, a wheel, an example); :func:`hermes_patch.fileio.on_disk`
+        makes one for a folder.
         """
         self.package_dir = package_dir
         self.entry = entry
-        if files is None:
-            from hermes_patch.fileio import DiskFiles
-
-            files = DiskFiles(package_dir, entry)
-        elif isinstance(files, Mapping):
+        if isinstance(files, Mapping):
             files = MemoryFiles(files)
         self._files: Files = files
         self._sources: dict[str, Source] = dict(sources or {})
@@ -124,7 +121,7 @@ class Workspace:
         """This workspace as the release shipped it: every file without any hermes-patch block.
 
         Files are read through this workspace and stripped of our marked
-        blocks (:func:`hermes_patch.patch.remove_blocks`, the generic undo)
+        blocks (:func:`hermes_patch.core.patch.remove_blocks`, the generic undo)
         on first use; a file without a marker is the very same
         :class:`Source`, so it is parsed once. ``locate()`` runs here, so a
         patch never sees its own (or another patch's) edits.
@@ -220,7 +217,7 @@ class Workspace:
                 orphaned (hand-edited): hermes-patch will not guess.
         """
         if name not in self._blocks:
-            from hermes_patch.patch import MARKER_PREFIX, find_blocks
+            from hermes_patch.core.patch import MARKER_PREFIX, find_blocks
 
             src = self.source(name)
             found = find_blocks(src) if src is not None and MARKER_PREFIX in src.text else []
@@ -231,7 +228,7 @@ class Workspace:
         return self._blocks[name]
 
     def _stripped(self, name: str) -> Source | None:
-        from hermes_patch.patch import remove_blocks
+        from hermes_patch.core.patch import remove_blocks
 
         assert self._raw is not None
         raw = self._raw.source(name)

@@ -283,12 +283,12 @@ class InsertBeforeLast(cst.CSTTransformer):
 
 
 def transformer_for(at: object, render: Callable[[cst.Module], str]) -> cst.CSTTransformer:
-    """The transformer that inserts ``render(module)`` at the placement ``at`` (:mod:`hermes_patch.edits`).
+    """The transformer that inserts ``render(module)`` at the placement ``at`` (:mod:`hermes_patch.core.edits`).
 
     Raises:
         TypeError: ``at`` is not one of the placements.
     """
-    from hermes_patch.edits import After, AfterCall, AfterIn, AtTop, BeforeLast
+    from hermes_patch.core.edits import After, AfterCall, AfterIn, AtTop, BeforeLast
 
     if isinstance(at, After):
         return InsertAfter(at.name, render)

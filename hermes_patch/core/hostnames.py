@@ -15,6 +15,10 @@ import functools
 import ipaddress
 import re
 import urllib.parse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 __all__ = ["parse_host", "parse_origin", "is_public_suffix", "DEFAULT_PORTS"]
 
@@ -66,7 +70,7 @@ def _name(text: str, what: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _suffix_list():
+def _suffix_list() -> "PublicSuffixList":
     from publicsuffixlist import PublicSuffixList
 
     return PublicSuffixList()

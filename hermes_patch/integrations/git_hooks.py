@@ -6,7 +6,7 @@ dashboard's Update button run), ``post-checkout`` after a branch switch
 runs ``hermes-patch apply`` for this checkout and never changes the git
 command's outcome. A hook that was already there is kept as
 ``<name>.pre-hermes-patch`` and run first. The clean filter
-(:mod:`hermes_patch.git_filter`) stays registered while a hook is.
+(:mod:`hermes_patch.integrations.git_filter`) stays registered while a hook is.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import shlex
 from pathlib import Path
 from typing import Callable
 
-from hermes_patch.errors import RefusedError, StateError
-from hermes_patch.git_repo import git, git_path
-from hermes_patch.installed import (
+from hermes_patch.core.errors import RefusedError, StateError
+from hermes_patch.integrations.git_repo import git, git_path
+from hermes_patch.integrations.installed import (
     HookEntry,
     Installed,
     Write,
@@ -30,7 +30,7 @@ from hermes_patch.installed import (
     remove_created_dirs,
     sha,
 )
-from hermes_patch.stored_command import self_command
+from hermes_patch.integrations.stored_command import self_command
 
 __all__ = ["GIT_HOOKS", "CHAIN_SUFFIX", "hook_script", "plan_install", "check_records", "remove", "show"]
 

@@ -2,7 +2,7 @@
 
 Git runs it (``hermes-patch git-clean-filter``) on every ``git status`` and
 ``git add`` of the files we patch, so the content git hashes is upstream's
-blob; :mod:`hermes_patch.git_filter` registers it. It imports nothing
+blob; :mod:`hermes_patch.integrations.git_filter` registers it. It imports nothing
 heavy: it is a process git starts often.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hermes_patch.patch import MARKER_PREFIX, find_blocks, remove_blocks
+from hermes_patch.core.patch import MARKER_PREFIX, find_blocks, remove_blocks
 
 __all__ = ["MARKER", "clean"]
 
@@ -24,11 +24,11 @@ def clean(data: bytes) -> bytes:
     Returns ``data`` unchanged when it holds no marker, does not decode or
     parse, or has an orphaned marker: a filter must never fail or guess.
     The result is byte-exact upstream text because every edit is an
-    insertion of whole lines (:func:`hermes_patch.patch.remove_blocks`).
+    insertion of whole lines (:func:`hermes_patch.core.patch.remove_blocks`).
     """
     if MARKER not in data:
         return data
-    from hermes_patch.source import Source
+    from hermes_patch.core.source import Source
 
     try:
         src = Source.from_bytes(data, Path("<git clean filter>"))

@@ -1,6 +1,6 @@
 """The verify probe: runs INSIDE the target's interpreter, never inside hermes-patch.
 
-:mod:`hermes_patch.verify` runs this file's text with the Python that runs
+:mod:`hermes_patch.integrations.verify` runs this file's text with the Python that runs
 Hermes (``python -I -B -c <this text> <json>``), in a temporary working
 directory with ``HERMES_HOME`` and ``HOME`` pointing into it, so the
 dashboard touches neither the user's home nor the install (``-B``: no
@@ -11,7 +11,7 @@ the oldest Python a Hermes release supports.
 Input (``sys.argv[1]``, JSON): ``{"module": "hermes_cli.web_server",
 "bound_host": "127.0.0.1", "checks": {"<patch id>": [[<index>, <check>],
 ...]}, "timeout": <seconds>}``; a check is
-:class:`hermes_patch.patch.Check` as a dict.
+:class:`hermes_patch.core.patch.Check` as a dict.
 
 What it starts. The REAL server: it imports the module and calls the
 release's own ``start_server()`` in the main thread, so uvicorn runs with
@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # the aliases exist for mypy only: the probe runs on the targ
 
     #: A value of the JSON argument (verify.py's checks) or of the JSON document the probe prints.
     JSON = Any
-    #: One check, :class:`hermes_patch.patch.Check` as a dict.
+    #: One check, :class:`hermes_patch.core.patch.Check` as a dict.
     Check = dict[str, JSON]
     #: Patch id to its checks' observations as ``[index, {"outcome", "detail"}]``.
     Results = dict[str, list[list[JSON]]]

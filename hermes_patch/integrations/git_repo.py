@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
-from hermes_patch.errors import TargetError
+from hermes_patch.core.errors import TargetError
 
 if TYPE_CHECKING:
     import subprocess

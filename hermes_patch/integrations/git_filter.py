@@ -8,19 +8,19 @@ non-interactive run may leave the stash parked (REAL_TARGETS.md; 0.19.0's
 ``_stash_local_changes_if_needed`` / ``_restore_stashed_changes``,
 hermes-agent#11623, #52040). A patched ``web_server.py`` that git sees as
 modified therefore goes through that stash and can end up conflicted, parked
-or lost (:mod:`hermes_patch.git_stash` finds such stashes).
+or lost (:mod:`hermes_patch.integrations.git_stash` finds such stashes).
 
 So git must not see our edits. For every file we patch, a *clean filter*
 is registered in the checkout's own ``.git/info/attributes``
 (``/hermes_cli/web_server.py filter=hermes-patch``) and ``.git/config``
 (``filter.hermes-patch.clean``, not ``required``: if hermes-patch disappears
 git falls back to the raw bytes). The filter
-(:func:`hermes_patch.git_clean.clean`) removes our marked blocks, so the
+(:func:`hermes_patch.integrations.git_clean.clean`) removes our marked blocks, so the
 content git hashes is upstream's blob: ``git status`` is clean, no stash is
 made for our edits, and ``git pull --ff-only`` replaces the file when
-upstream changed it (a post-merge hook, see :mod:`hermes_patch.git_hooks`,
+upstream changed it (a post-merge hook, see :mod:`hermes_patch.integrations.git_hooks`,
 then re-applies). After every write git's stat cache is refreshed
-(:mod:`hermes_patch.git_index`).
+(:mod:`hermes_patch.integrations.git_index`).
 
 The filter is registered while our blocks are in a file or a git hook is
 installed, and removed (exactly what was added) otherwise. What was added is
@@ -35,16 +35,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_patch.context import Context
-from hermes_patch.errors import RefusedError
-from hermes_patch.git_clean import MARKER
-from hermes_patch.git_repo import git, git_path, rel_path, repo_root
-from hermes_patch.patch import State, find_blocks, remove_blocks
-from hermes_patch.stored_command import self_command, stored_command
+from hermes_patch.core.errors import RefusedError
+from hermes_patch.integrations.git_clean import MARKER
+from hermes_patch.integrations.git_repo import git, git_path, rel_path, repo_root
+from hermes_patch.core.patch import State, find_blocks, remove_blocks
+from hermes_patch.integrations.stored_command import self_command, stored_command
 
 if TYPE_CHECKING:
-    from hermes_patch.installed import FilterEntry, Integrations
-    from hermes_patch.app import StatusResult
-    from hermes_patch.workspace import Workspace
+    from hermes_patch.integrations.installed import FilterEntry, Integrations
+    from hermes_patch.results import StatusResult
+    from hermes_patch.core.workspace import Workspace
 
 __all__ = [
     "FILTER",
@@ -322,7 +322,7 @@ def _settle(root: Path, record: dict[str, Any], cleaned: dict[str, tuple[bytes, 
             datas[rel] = (root / rel).read_bytes()
         except OSError:
             continue
-    from hermes_patch.git_index import refresh_index  # here: status never refreshes git's index
+    from hermes_patch.integrations.git_index import refresh_index  # here: status never refreshes git's index
 
     refresh_index(root, datas, cleaned)
     if any(MARKER in d for d in datas.values()) or integ.get("git-hooks"):
@@ -341,7 +341,7 @@ def status_notes(ctx: Context, applied: bool) -> list[str]:
     Args:
         applied: whether any patch is applied or drifted (our blocks are in the files).
     """
-    from hermes_patch.git_stash import our_stashes
+    from hermes_patch.integrations.git_stash import our_stashes
 
     root = repo_root(ctx.target)
     if root is None:

@@ -6,12 +6,12 @@ does for lint rules) and two methods that state facts about Hermes:
 
 * :meth:`Patch.locate` reads the release as shipped (``ast`` only, no
   libcst) and returns what it found, or
-  :class:`~hermes_patch.edits.Unrecognized`;
+  :class:`~hermes_patch.core.edits.Unrecognized`;
 * :meth:`Patch.edits` turns that, with the patch's parameters, into
-  :class:`~hermes_patch.edits.Edit` data (what to insert where), or says why
+  :class:`~hermes_patch.core.edits.Edit` data (what to insert where), or says why
   nothing is needed.
 
-The engine (:mod:`hermes_patch.engine`) decides the :class:`State` of every
+The engine (:mod:`hermes_patch.core.engine`) decides the :class:`State` of every
 patch the same way and does the inserting with libcst.
 
 Every edit is a pure insertion of whole lines: optional blank lines, one
@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, TypeVar
 
 
-from hermes_patch.errors import ConfigError
-from hermes_patch.source import first_line, walk
+from hermes_patch.core.errors import ConfigError
+from hermes_patch.core.source import first_line, walk
 
 if TYPE_CHECKING:  # libcst is imported only by commands that transform
     from packaging.specifiers import SpecifierSet
 
-    from hermes_patch.edits import BadParams, Change, Example, NotNeeded, Unrecognized
-    from hermes_patch.source import Source
-    from hermes_patch.workspace import Workspace
+    from hermes_patch.core.edits import BadParams, Change, Example, NotNeeded, Unrecognized
+    from hermes_patch.core.source import Source
+    from hermes_patch.core.workspace import Workspace
 
 __all__ = [
     "State",
@@ -89,7 +89,7 @@ class Site:
 
 @dataclass(frozen=True)
 class Detection:
-    """A patch's state on a workspace, as the engine decides it (:func:`hermes_patch.engine.detect_data`).
+    """A patch's state on a workspace, as the engine decides it (:func:`hermes_patch.core.engine.detect_data`).
 
     Attributes:
         state: one :class:`State`.
@@ -160,8 +160,8 @@ class Check:
     """One observation ``hermes-patch verify`` makes inside the target's interpreter.
 
     A patch declares its checks in :meth:`Patch.checks`; the probe script
-    (:mod:`hermes_patch.probe`) runs them against the imported dashboard app
-    and :mod:`hermes_patch.verify` judges them. In ``target``, ``headers``
+    (:mod:`hermes_patch.integrations.probe`) runs them against the imported dashboard app
+    and :mod:`hermes_patch.integrations.verify` judges them. In ``target``, ``headers``
     ``{token}`` and ``{session_header}`` stand for the module's
     ``_SESSION_TOKEN`` and ``_SESSION_HEADER_NAME``.
 
@@ -364,7 +364,7 @@ class Patch(Generic[Found]):
 
     Subclasses set the metadata below and implement :meth:`locate` and
     :meth:`edits` (optionally :meth:`checks` and ``EXAMPLES``); the engine
-    does the rest (:func:`hermes_patch.engine.detect_data`). Metadata is checked when the subclass is defined;
+    does the rest (:func:`hermes_patch.core.engine.detect_data`). Metadata is checked when the subclass is defined;
     a mistake raises ``TypeError`` at import, never at a user's run.
 
     Class attributes:
@@ -451,16 +451,16 @@ class Patch(Generic[Found]):
         hermes-patch block anywhere), reads ``ast`` only and does not depend
         on the parameters. Returns what the patch's :meth:`edits` and
         :meth:`checks` take (the type parameter: ``class MyPatch(Patch[MyFacts])``),
-        or :class:`~hermes_patch.edits.Unrecognized`.
+        or :class:`~hermes_patch.core.edits.Unrecognized`.
         """
         raise NotImplementedError
 
     def edits(self, found: Found) -> "Change | NotNeeded | BadParams":
         """What to insert where for what :meth:`locate` found, with this patch's parameters (pure).
 
-        Returns a :class:`~hermes_patch.edits.Change`, a
-        :class:`~hermes_patch.edits.NotNeeded`, or a
-        :class:`~hermes_patch.edits.BadParams` when a parameter does not fit
+        Returns a :class:`~hermes_patch.core.edits.Change`, a
+        :class:`~hermes_patch.core.edits.NotNeeded`, or a
+        :class:`~hermes_patch.core.edits.BadParams` when a parameter does not fit
         this release.
         """
         raise NotImplementedError

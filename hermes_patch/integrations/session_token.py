@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hermes_patch.errors import RefusedError
-from hermes_patch.messages import RUN_AGAIN, Failure, remove_others_write
+from hermes_patch.core.errors import RefusedError
+from hermes_patch.core.messages import RUN_AGAIN, Failure, remove_others_write
 
 if TYPE_CHECKING:
     from hermes_patch.context import Context
-    from hermes_patch.installed import Integrations
+    from hermes_patch.integrations.installed import Integrations
 
 __all__ = ["ENV", "FILE_NAME", "TokenFile", "default_path", "prepare", "create", "inspect", "remove", "forget"]
 
