@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hermes_patch import __version__
 from hermes_patch.core.errors import ConfigError, HermesPatchError, RefusedError
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from hermes_patch.ledger import StateDir
     from hermes_patch.locate import Target
     from hermes_patch.core.patch import AnyPatch
-    from hermes_patch.records import Commit, JournalEntry, Ledger, ReportRecord, TargetRecord
+    from hermes_patch.records import Commit, JournalEntry, Ledger, LedgerDoc, ReportRecord, TargetDoc, TargetRecord
     from hermes_patch.core.workspace import Workspace
 
 __all__ = ["App"]
@@ -162,15 +162,14 @@ class App:
         }
         return config_key(__version__, settings, catalog)
 
-    def record(self, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
+    def record(self, ledger: LedgerDoc | None = None) -> TargetDoc:
         """This target's ledger record as parsed JSON (``{}`` when none), for the integrations (git, hooks, restart).
 
         Raises:
             StateError: the ledger is unreadable or damaged (see :meth:`~hermes_patch.ledger.StateDir.load`).
         """
         ledger = ledger if ledger is not None else self.state.load()
-        targets: dict[str, dict[str, Any]] = ledger["targets"]
-        return targets.get(self.key, {})
+        return ledger["targets"].get(self.key, {})
 
     @cached_property
     def journal(self) -> Journal:
@@ -569,12 +568,12 @@ class _GitWrite:
     def __init__(self, app: App, written: Workspace) -> None:
         self.app, self.written = app, written
 
-    def before_write(self, ledger: dict[str, Any], record: dict[str, Any], names: list[str], kind: str) -> None:
+    def before_write(self, ledger: LedgerDoc, record: TargetDoc, names: list[str], kind: str) -> None:
         from hermes_patch.integrations import git_filter
 
         git_filter.prepare_write(self.app, ledger, record, names, kind)  # git installs: hide our edits from git first
 
-    def after_write(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
+    def after_write(self, ledger: LedgerDoc, record: TargetDoc) -> None:
         from hermes_patch.integrations import git_filter
 
         git_filter.finish_write(self.app, ledger, record, self.written)

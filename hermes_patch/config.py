@@ -22,7 +22,6 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hermes_patch.core.errors import ConfigError
 from hermes_patch.core.messages import RUN_AGAIN, STATUS, Failure, remove_others_write, run
@@ -54,15 +53,15 @@ class Config:
     path: Path
     exists: bool
     patch_dirs: tuple[Path, ...] = ()
-    patches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    patches: dict[str, dict[str, object]] = field(default_factory=dict)
     allow_version: bool = False
 
     def enabled(self, patch_id: str) -> bool:
         """Whether ``[patches.<id>] enabled`` is not false."""
         return bool(self.patches.get(patch_id, {}).get("enabled", True))
 
-    def params(self, patch_id: str) -> dict[str, Any]:
-        """The patch's parameters (its table without ``enabled``)."""
+    def params(self, patch_id: str) -> dict[str, object]:
+        """The patch's raw parameters (its table without ``enabled``), as TOML gave them; the patch's :class:`Param` checks them."""
         return {k: v for k, v in self.patches.get(patch_id, {}).items() if k != "enabled"}
 
     def error(self, message: str) -> ConfigError:

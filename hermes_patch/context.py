@@ -9,9 +9,10 @@ the configuration (``hook uninstall``) does not read it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from hermes_patch.records import LedgerDoc, TargetDoc
     from hermes_patch.results import StatusResult, WriteResult
     from hermes_patch.config import Config
     from hermes_patch.ledger import StateDir
@@ -43,7 +44,7 @@ class Context(Protocol):
     @property
     def config(self) -> Config: ...
 
-    def record(self, ledger: dict[str, Any] | None = None) -> dict[str, Any]:
+    def record(self, ledger: LedgerDoc | None = None) -> TargetDoc:
         """The target's ledger record (a JSON object; empty when there is none)."""
         ...
 

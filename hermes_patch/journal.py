@@ -25,13 +25,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 from hermes_patch.core.errors import StateError, TargetError
 from hermes_patch.fileio import Identity, atomic_write, fault_point, identity, read_bytes, stale_temp_files
 from hermes_patch.ledger import KEEP_WRITES, StateDir
 from hermes_patch.core.messages import forged_record
-from hermes_patch.records import Commit, JournalEntry, Ledger, Pending, load_ledger
+from hermes_patch.records import Commit, JournalEntry, Ledger, LedgerDoc, Pending, TargetDoc, load_ledger
 from hermes_patch.core.source import sha256_hex
 
 if TYPE_CHECKING:
@@ -70,10 +70,10 @@ class Integration(Protocol):
     (:meth:`~hermes_patch.ledger.StateDir.save`) when it changed.
     """
 
-    def before_write(self, ledger: dict[str, Any], record: dict[str, Any], names: list[str], kind: str) -> None:
+    def before_write(self, ledger: LedgerDoc, record: TargetDoc, names: list[str], kind: str) -> None:
         """Before any Hermes file is written (after the backups); may refuse by raising."""
 
-    def after_write(self, ledger: dict[str, Any], record: dict[str, Any]) -> None:
+    def after_write(self, ledger: LedgerDoc, record: TargetDoc) -> None:
         """After the commit was saved."""
 
 
@@ -248,8 +248,8 @@ class Journal:
             )
         return exc
 
-    def _integrate(self, ledger: Ledger, step: Callable[[dict[str, Any], dict[str, Any]], None]) -> Ledger:
+    def _integrate(self, ledger: Ledger, step: Callable[[LedgerDoc, TargetDoc], None]) -> Ledger:
         """Run an integration's ``step`` on the ledger as JSON; return the ledger with what it changed."""
-        doc: dict[str, Any] = ledger.to_json()
+        doc = cast(LedgerDoc, ledger.to_json())
         step(doc, doc["targets"][self.key])  # the record the integration changes in place
         return load_ledger(doc)

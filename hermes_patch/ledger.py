@@ -26,12 +26,13 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator, cast
 
 from hermes_patch.core.errors import StateError
 from hermes_patch.fileio import atomic_write, fault_point
 from hermes_patch.core.messages import RUN_AGAIN, UPGRADE, Failure, lock_held, move_ledger_aside
 from hermes_patch.records import (
+    LedgerDoc,
     SCHEMA,
     Ledger,
     LedgerFormatError,
@@ -189,7 +190,7 @@ class StateDir:
         finally:
             os.close(fd)
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> LedgerDoc:
         """The ledger as parsed JSON (``{"schema": 1, "targets": {}}`` when none exists), checked by :meth:`read`'s rules.
 
         For the integrations (:mod:`hermes_patch.integrations.git_filter`, :mod:`hermes_patch.integrations.auto_apply`, ...),
@@ -209,7 +210,7 @@ class StateDir:
         """
         return self._load()[1]
 
-    def _load(self) -> tuple[dict[str, Any], Ledger]:
+    def _load(self) -> tuple[LedgerDoc, Ledger]:
         self.check()
         try:
             data = self._read(self.ledger_path)
@@ -220,7 +221,8 @@ class StateDir:
         aside = f"{move_ledger_aside(self.ledger_path)}: our edits are found by their marker comments without it (backups stay in backups/)"
         try:
             doc = json.loads(data)
-            return doc, load_ledger(doc)
+            typed = load_ledger(doc)  # checks every field the documents' types name
+            return cast(LedgerDoc, doc), typed
         except NewerSchemaError as exc:
             raise StateError(
                 Failure(
@@ -251,7 +253,7 @@ class StateDir:
                 )
             ) from None
 
-    def save(self, ledger: dict[str, Any]) -> None:
+    def save(self, ledger: LedgerDoc) -> None:
         """Write parsed-JSON ``ledger`` (see :meth:`load`) atomically, sorted keys, mode 0600; sets its ``schema``."""
         ledger["schema"] = SCHEMA
         self._write_bytes((json.dumps(ledger, indent=2, sort_keys=True) + "\n").encode())

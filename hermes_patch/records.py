@@ -49,11 +49,16 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable, Final, Literal, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Callable, Final, Literal, TypeAlias, TypedDict, TypeVar, cast
+
+if TYPE_CHECKING:
+    from hermes_patch.integrations.installed import Integrations
 
 __all__ = [
     "ABSENT",
     "JSON",
+    "LedgerDoc",
+    "TargetDoc",
     "SCHEMA",
     "Absent",
     "AutoRefusal",
@@ -83,6 +88,31 @@ JSONObject: TypeAlias = "dict[str, JSON]"
 # A module file of the hermes_cli package as records name it: relative, no `..`, a .py file.
 MODULE_NAME: Final = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_][A-Za-z0-9_.-]*\.py")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
+
+
+class TargetDoc(TypedDict, total=False):
+    """A target's record as parsed JSON, the form the integrations change in place (:meth:`StateDir.load`).
+
+    Their own part, ``integrations``, is typed
+    (:class:`~hermes_patch.integrations.installed.Integrations`); the other
+    keys belong to the typed records (:class:`TargetRecord`) and stay JSON here.
+    """
+
+    files: JSON
+    version: JSON
+    patches: JSON
+    snapshot: JSON
+    backups: JSON
+    pending: JSON
+    auto_refusal: JSON
+    integrations: Integrations
+
+
+class LedgerDoc(TypedDict):
+    """The whole ledger as parsed JSON: ``{"schema": 1, "targets": {key: TargetDoc}}``."""
+
+    schema: int
+    targets: dict[str, TargetDoc]
 
 
 def is_module_name(name: str) -> bool:

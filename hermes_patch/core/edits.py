@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from hermes_patch.core.source import first_line
 
@@ -201,7 +201,7 @@ class Example:
 
     before: str | dict[str, str]
     after: str | dict[str, str] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, object] = field(default_factory=dict)
     state: str = "pending"
     reason: str = ""
 

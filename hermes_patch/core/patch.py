@@ -28,7 +28,7 @@ import bisect
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, Mapping, TypeVar
 
 
 from hermes_patch.core.errors import ConfigError
@@ -413,7 +413,7 @@ class Patch(Generic[Found]):
             if name == "enabled" or not isinstance(param, Param):
                 raise TypeError(f"patch {cls.ID}: parameter {name!r} is reserved or not a Param")
 
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, params: Mapping[str, object] | None = None) -> None:
         """Bind the patch to its configuration.
 
         Args:
@@ -477,7 +477,7 @@ class Patch(Generic[Found]):
         assert isinstance(cls.VERSIONS, SpecifierSet)
         return cls.VERSIONS
 
-    def with_params(self, params: dict[str, Any] | None) -> "Patch[Found]":
+    def with_params(self, params: Mapping[str, object] | None) -> "Patch[Found]":
         """The same patch bound to other raw ``params`` (raises ``ConfigError`` like the constructor)."""
         return type(self)(params)
 

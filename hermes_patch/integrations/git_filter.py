@@ -32,7 +32,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hermes_patch.context import Context
 from hermes_patch.core.errors import RefusedError
@@ -42,6 +42,7 @@ from hermes_patch.core.patch import State, find_blocks, remove_blocks
 from hermes_patch.integrations.stored_command import self_command, stored_command
 
 if TYPE_CHECKING:
+    from hermes_patch.records import LedgerDoc, TargetDoc
     from hermes_patch.integrations.installed import FilterEntry, Integrations
     from hermes_patch.results import StatusResult
     from hermes_patch.core.workspace import Workspace
@@ -110,9 +111,8 @@ def _current(root: Path) -> str | None:
     return git(root, "config", "--get", f"filter.{FILTER}.clean", check=False).stdout.strip() or None
 
 
-def _integrations(record: dict[str, Any]) -> Integrations:
-    integ: Integrations = record.setdefault("integrations", {})
-    return integ
+def _integrations(record: TargetDoc) -> Integrations:
+    return record.setdefault("integrations", {})
 
 
 def _attr_block(paths: list[str]) -> str:
@@ -219,7 +219,7 @@ def _registered(root: Path, entry: FilterEntry) -> bool:
 # -- around the writes of apply and revert ---------------------------------------------------
 
 
-def prepare_write(ctx: Context, ledger: dict[str, Any], record: dict[str, Any], names: list[str], kind: str) -> None:
+def prepare_write(ctx: Context, ledger: LedgerDoc, record: TargetDoc, names: list[str], kind: str) -> None:
     """Before ``apply`` writes ``names`` (files of the target package) on a git install: register the filter.
 
     The ledger is saved first, so what we add to ``.git`` is always on record.
@@ -242,9 +242,7 @@ def prepare_write(ctx: Context, ledger: dict[str, Any], record: dict[str, Any], 
     ctx.state.save(ledger)
 
 
-def finish_write(
-    ctx: Context, ledger: dict[str, Any], record: dict[str, Any], written: Workspace | None = None
-) -> None:
+def finish_write(ctx: Context, ledger: LedgerDoc, record: TargetDoc, written: Workspace | None = None) -> None:
     """After a write on a git install: refresh git's stat cache; drop the filter when nothing needs it.
 
     Args:
@@ -309,7 +307,7 @@ def _files_with_blocks(root: Path, package_dir: Path) -> list[str]:
     return out
 
 
-def _settle(root: Path, record: dict[str, Any], cleaned: dict[str, tuple[bytes, bytes]] | None = None) -> bool:
+def _settle(root: Path, record: TargetDoc, cleaned: dict[str, tuple[bytes, bytes]] | None = None) -> bool:
     """Refresh the index for our filtered files; unregister when no block and no hook is left. True if the record changed."""
     integ: Integrations = record.get("integrations", {})
     entry = integ.get("git-filter")

@@ -233,7 +233,8 @@ def find_dashboards(target: Target, proc: Path = PROC) -> list[Dashboard]:
 
 def last_written(app: Context) -> float | None:
     """The latest modification time of the target's files that hermes-patch writes (``web_server.py`` and recorded siblings)."""
-    names = {app.target.entry, *app.record().get("files", {}).keys()}
+    files = app.record().get("files")  # checked by the ledger's loader: module name -> hashes
+    names = {app.target.entry, *(files if isinstance(files, dict) else ())}
     times = []
     for name in names:
         try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ast
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from hermes_patch.core.edits import After, AtTop, Change, Edit, Example, NotNeeded, Unrecognized
 from hermes_patch.core.patch import Check, Param, Patch, py_str
@@ -174,7 +174,7 @@ class RelaxWsPeerCheck(Patch[Found]):
         ),
     )
 
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, params: Mapping[str, object] | None = None) -> None:
         super().__init__(params)
         nets = [ipaddress.ip_network(p) for p in self.params["trusted_proxies"]]
         wide = [str(n) for n in nets if n.prefixlen == 0]
