@@ -296,7 +296,11 @@ class Source:
         node = layout.nodes.get(index)
         if node is None:
             start, first, last = layout.groups[index]
-            for offset, parsed in enumerate(ast.parse(self.lines(first, last)).body):
+            try:
+                body = ast.parse(self.lines(first, last)).body
+            except (SyntaxError, ValueError, RecursionError, MemoryError):  # not expected: the base parsed it
+                return self.tree.body[index]
+            for offset, parsed in enumerate(body):
                 ast.increment_lineno(parsed, first - 1)
                 layout.nodes[start + offset] = parsed
             node = layout.nodes[index]
