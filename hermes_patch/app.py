@@ -120,7 +120,8 @@ class App:
     def target(self) -> Target:
         from hermes_patch.locate import guard_target, locate
 
-        target = locate(self._file, self._python, self._root)
+        given = self._file or self._python or self._root
+        target = locate(self._file, self._python, self._root, None if given else self.config.python)
         guard_target(target)  # root on another user's tree: refuse before git or the interpreter run
         return target
 

@@ -48,11 +48,16 @@ class Config:
         exists: whether that file exists.
         patch_dirs: extra folders of patch modules.
         patches: patch id to its table (``enabled`` and parameters).
+        python: the interpreter of the Hermes install (``python = "..."``),
+            used when no ``--python``, ``--root`` or ``--file`` is given;
+            ``setup --python`` writes it, so a venv that is not on ``PATH``
+            is found by every later command.
     """
 
     path: Path
     exists: bool
     patch_dirs: tuple[Path, ...] = ()
+    python: Path | None = None
     patches: dict[str, dict[str, object]] = field(default_factory=dict)
     allow_version: bool = False
 
@@ -77,7 +82,7 @@ def _located(path: Path, message: str) -> ConfigError:
     return ConfigError(message)
 
 
-_TOP_KEYS = {"patches", "patch_dirs", "allow_version"}
+_TOP_KEYS = {"patches", "patch_dirs", "allow_version", "python"}
 
 
 def load_config(path: Path | None) -> Config:
@@ -127,7 +132,7 @@ def config_from_bytes(data: bytes, path: Path) -> Config:
     if unknown:
         raise _located(
             path,
-            f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes patch_dirs, allow_version and [patches.<id>] tables.",
+            f"{path}: unknown key(s) {', '.join(unknown)}; the configuration takes python, patch_dirs, allow_version and [patches.<id>] tables.",
         )
     patches = raw.get("patches", {})
     if not isinstance(patches, dict) or not all(isinstance(v, dict) for v in patches.values()):
@@ -141,11 +146,25 @@ def config_from_bytes(data: bytes, path: Path) -> Config:
     allow_version = raw.get("allow_version", False)
     if not isinstance(allow_version, bool):
         raise _located(path, f"{path}: allow_version must be true or false.")
+    python = raw.get("python")
+    if python is not None and (not isinstance(python, str) or not Path(python).expanduser().is_absolute()):
+        raise _located(
+            path,
+            f"{path}: python must be the absolute path of the interpreter Hermes runs with, "
+            'e.g. python = "/home/me/.hermes/hermes-agent/venv/bin/python".',
+        )
     base = path.parent
     patch_dirs = tuple((base / Path(d).expanduser()).resolve() for d in dirs)
     for directory in patch_dirs:
         guard_path(directory, f"the patch folder {directory} (patch_dirs in {path}; its modules are imported)")
-    return Config(path=path, exists=True, patch_dirs=patch_dirs, patches=patches, allow_version=allow_version)
+    return Config(
+        path=path,
+        exists=True,
+        patch_dirs=patch_dirs,
+        patches=patches,
+        allow_version=allow_version,
+        python=Path(python).expanduser() if python is not None else None,
+    )
 
 
 def guard_path(path: Path, what: str) -> None:

@@ -161,6 +161,8 @@ def _summary(result: StatusResult) -> str:
     text = ", ".join(f"{counts[s]} {s.value}" for s in sorted(counts, key=lambda s: s.value)) or "no enabled patches"
     code = result.exit_code
     if code == 0:
+        if result.warnings:  # `--strict` fails on them: say so on the line people read last
+            return f"[green]ok[/]: {text}; [yellow]see the warning(s) above[/] (`--strict` exits 1 on them)"
         return f"[green]ok[/]: {text}"
     if code == 1:
         hint = "run `hermes-patch apply`" if State.PENDING in counts else ""

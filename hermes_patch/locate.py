@@ -357,7 +357,9 @@ def _launcher_python(launcher: Path) -> Path | None:
     return Path(parts[0])
 
 
-def locate(file: Path | None = None, python: Path | None = None, root: Path | None = None) -> Target:
+def locate(
+    file: Path | None = None, python: Path | None = None, root: Path | None = None, configured: Path | None = None
+) -> Target:
     """Find the target from explicit options or the user's install.
 
     Args:
@@ -365,6 +367,7 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
             file is edited and the link kept).
         python: ``--python``: an interpreter whose environment has hermes-agent.
         root: ``--root``: a Hermes git checkout or a site-packages directory.
+        configured: the configuration's ``python``, used when none of the three is given.
 
     Raises:
         TargetError: more than one option given, or nothing usable found; the
@@ -379,6 +382,8 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
         return _from_python(python, "--python")
     if root is not None:
         return _from_root(root, "--root")
+    if configured is not None:
+        return _from_python(configured, "python in the configuration")
     tried = []
     launcher = shutil.which("hermes")
     if launcher:
@@ -403,8 +408,20 @@ def locate(file: Path | None = None, python: Path | None = None, root: Path | No
         )
         return _from_root(install_dir, f"install dir {install_dir}", venv_python)
     tried.append(f"{install_dir} (no {PACKAGE}/{ENTRY})")
+    command = _command()
     raise TargetError(
         "no Hermes install found. Tried " + "; ".join(tried) + ". Name it explicitly: "
-        f"{FIND_BY_PYTHON}, `--root /path/to/hermes-agent`, "
-        "or `--file /path/to/hermes_cli/web_server.py`."
+        f"`hermes-patch {command} --python /path/to/venv/bin/python`, `--root /path/to/hermes-agent`, "
+        "or `--file /path/to/hermes_cli/web_server.py`; to name it once for every command, run "
+        "`hermes-patch setup --python /path/to/venv/bin/python --url URL` (it keeps `python = ...` in the "
+        "configuration), or put the venv's bin folder on PATH."
     )
+
+
+def _command() -> str:
+    """The hermes-patch subcommand being run (for a hint), ``status`` when it cannot tell."""
+    import sys
+
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    known = {"status", "apply", "revert", "diff", "setup", "verify", "update", "check", "doctor", "hook"}
+    return next((w for w in words if w in known), "status")

@@ -7,8 +7,10 @@ machine, the address the dashboard sees it connect from. From them:
 * ``[patches.trusted-hosts] hosts`` gets the URL's host name: the dashboard
   answers 400 to any other Host, and from 0.15 refuses WebSocket upgrades
   whose Origin names it (unless it is a loopback name, which it accepts);
-* ``[patches.cors-origins] origins`` gets the URL's origin
-  (``scheme://host[:port]``, the default port left out as browsers do);
+* ``[patches.cors-origins] origins`` gets nothing: the dashboard's own
+  page served through the proxy is same-origin and needs no CORS (an
+  origin there would only widen what other pages may call); a page on
+  another site is added by hand (docs/proxies.md);
 * ``[patches.relax-ws-peer-check] trusted_proxies`` gets the proxy's
   address as a one-address network (``10.0.0.5/32``), unless it is
   127.0.0.1 or ::1, which the dashboard accepts already.
@@ -114,8 +116,10 @@ def propose(url: str, proxy_addresses: list[str]) -> Proposal:
     else:
         p.values[("trusted-hosts", "hosts")] = [host]
         p.explain.append(f"hosts: {host}, the name the browser sends as Host and in the Origin of WebSocket upgrades")
-        p.values[("cors-origins", "origins")] = [origin]
-        p.explain.append(f"origins: {origin}, the page's origin as browsers serialize it")
+        p.explain.append(
+            f"origins: none; the page at {origin} is same-origin through the proxy and needs no CORS (add another "
+            "site's page to [patches.cors-origins] origins only if it calls the API, docs/proxies.md)"
+        )
     path = parts.path.rstrip("/")
     if path:
         p.explain.append(
@@ -162,11 +166,15 @@ class Merge:
     added: tuple[tuple[str, str, str], ...]
 
 
-def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, type[AnyPatch]]) -> Merge:
+def merge(
+    text: str, proposal: Proposal, path: Path, catalog: dict[str, type[AnyPatch]], python: str | None = None
+) -> Merge:
     """Add the proposal's values to the TOML ``text``; everything else stays byte for byte.
 
     ``catalog`` maps patch id to its class: existing entries are compared in
     the patch's normalized form, so ``Hermes.Example.com`` is not added again.
+    ``python``: the interpreter ``setup --python`` named, kept as the
+    top-level ``python`` so that later commands find the install without it.
 
     Raises:
         ConfigError: ``text`` is not valid TOML or the tables have the wrong type.
@@ -181,6 +189,9 @@ def merge(text: str, proposal: Proposal, path: Path, catalog: dict[str, type[Any
             Failure(f"{path} is not valid TOML ({exc})", path, outcome=NOTHING_WRITTEN, next_command=_FIX_FIRST)
         ) from None
     added = []
+    if python is not None and doc.get("python") != python:
+        doc["python"] = python  # tomlkit puts a top-level key above the tables
+        added.append(("", "python", python))
     for (pid, key), values in proposal.values.items():
         patches = doc.get("patches")
         if patches is None:
@@ -306,7 +317,8 @@ def run_setup(app: App, url: str | None, proxy_addresses: list[str], yes: bool, 
     config = app.config
     path = config.path
     before = path.read_text("utf-8") if config.exists else ""
-    m = merge(before, proposal, path, {c.ID: c for c in app.catalog})
+    python = os.path.abspath(os.path.expanduser(str(app._python))) if app._python is not None else None
+    m = merge(before, proposal, path, {c.ID: c for c in app.catalog}, python)
     new_config = config_from_bytes(m.after.encode("utf-8"), path)
     new_app = app.with_config(new_config)
     from hermes_patch.status import build_status

@@ -34,8 +34,10 @@ def build_status(app: Observed) -> StatusResult:
     from hermes_patch.integrations.git_filter import with_status_notes
     from hermes_patch.integrations.restart import stale_note
 
+    from hermes_patch.core.patch import State
+
     result = with_status_notes(app, app.status())
-    stale = stale_note(app)
+    stale = stale_note(app, apply_first=any(r.enabled and r.state is State.PENDING for r in result.reports))
     return replace(result, notes=result.notes + tuple(stale)) if stale else result
 
 

@@ -115,7 +115,7 @@ BAD = {
     "not UTF-8": (b"# caf\xe9\n", "is not valid TOML: "),
     "unknown top-level keys": (
         "colour = 1\nhooks = true\n",
-        "unknown key(s) colour, hooks; the configuration takes patch_dirs, allow_version and [patches.<id>] tables.",
+        "unknown key(s) colour, hooks; the configuration takes python, patch_dirs, allow_version and [patches.<id>] tables.",
     ),
     "patches not a table": ("patches = 1\n", "`patches` must be tables, one per patch: [patches.<id>]."),
     "a patch entry not a table": ('[patches]\ntrusted-hosts = "x"\n', "`patches` must be tables"),

@@ -106,3 +106,13 @@ def test_symlink_loop_is_a_clear_error(tmp_path, run: Runner):
     loop.symlink_to("selfloop")
     proc = run("status", "--file", str(loop), check=2)
     assert proc.stderr.startswith("error: ") and "symlink" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_hint_names_the_command_being_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("HERMES_INSTALL_DIR", str(tmp_path / "nope"))
+    monkeypatch.setattr(sys, "argv", ["hermes-patch", "--config", "x.toml", "apply", "trusted-hosts"])
+    with pytest.raises(TargetError) as err:
+        locate()
+    assert "`hermes-patch apply --python /path/to/venv/bin/python`" in str(err.value)
+    assert "`hermes-patch setup --python /path/to/venv/bin/python --url URL`" in str(err.value)

@@ -102,6 +102,20 @@ def test_apply_names_the_running_dashboard_and_status_warns_until_it_restarts(tm
             "started before web_server.py was last written, so it still serves the code from before" in doc["notes"][0]
         )
         assert run("status", "--strict", *target).returncode == 1  # a dashboard running old code is a warning
+        assert "restart it: it is not run by a systemd unit" in doc["notes"][0]
+        last = run("status", *target, check=0).stdout.rstrip().splitlines()[-1]
+        assert last.startswith("ok: ") and last.endswith("see the warning(s) above (`--strict` exits 1 on them)")
+
+        # An update replaces the file: the dashboard still runs the patched code, so restarting first would
+        # serve the unpatched release; the warning says to apply first.
+        web = Path(doc["target"]["file"])
+        patched = web.read_bytes()
+        run("revert", *target, check=0)
+        code, doc = run.status(*target)
+        assert code == 1 and len(doc["notes"]) == 1
+        assert "run `hermes-patch apply` first (patches are pending), then restart it: " in doc["notes"][0]
+        run("apply", *target, check=0)
+        assert web.read_bytes() == patched
 
         venv.stop()
         restarted = venv.dashboard("--port", "9119")

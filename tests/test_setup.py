@@ -53,7 +53,7 @@ def test_flags_add_the_settings_and_keep_everything_else(tmp_path: Path, run: Ru
     text = run.config.read_text()
     # Every line of the old file is still there, in order; the new values are added.
     assert text.startswith(MINE.replace('hosts = ["Other.Example"]', 'hosts = ["Other.Example", "hermes.example.com"]'))
-    assert '[patches.cors-origins]\norigins = ["https://hermes.example.com:8443"]' in text
+    assert "cors-origins" not in text  # the page through the proxy is same-origin: no CORS widening
     assert '[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.0.0.5/32"]' in text
     assert stat.S_IMODE(run.config.stat().st_mode) == 0o600
     assert [p.name for p in run.config.parent.iterdir() if p.name.startswith(".config.toml")] == []  # no temp file left
@@ -63,19 +63,25 @@ def test_flags_add_the_settings_and_keep_everything_else(tmp_path: Path, run: Ru
         f"configuration {run.config}" in out
         and "hosts: hermes.example.com" in out
         and "trusted_proxies: 10.0.0.5/32" in out
+        and "origins: none; the page at https://hermes.example.com:8443 is same-origin" in out
     )
-    assert "apply would write: cors-origins, public-action-status, relax-ws-peer-check, trusted-hosts → " in out
-    assert f"wrote {run.config} (mode 0600; 3 value(s) added" in out
+    assert "apply would write: public-action-status, relax-ws-peer-check, trusted-hosts → " in out
+    assert f"wrote {run.config} (mode 0600; 2 value(s) added" in out
     code, doc = run.status("--root", str(root))
     assert {k: v for k, v in states(doc).items() if k in (CO, PAS, WS, TH)} == {
-        CO: "pending",
+        CO: "not-needed",
         PAS: "pending",
         WS: "pending",
         TH: "pending",
     }
     assert doc["config"] == {"path": str(run.config), "exists": True}
     run("apply", "--root", str(root), check=0)
-    assert {v for k, v in states(run.status("--root", str(root))[1]).items() if k in (CO, PAS, WS, TH)} == {"applied"}
+    assert {k: v for k, v in states(run.status("--root", str(root))[1]).items() if k in (CO, PAS, WS, TH)} == {
+        CO: "not-needed",
+        PAS: "applied",
+        WS: "applied",
+        TH: "applied",
+    }
 
     again = run(
         "setup",
@@ -166,10 +172,7 @@ def test_a_missing_config_file_is_created_owner_only(tmp_path: Path, run: Runner
     assert proc.returncode == 0, proc.stderr
     assert f"configuration {cfg} (new file)" in proc.stdout
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600 and stat.S_IMODE(cfg.parent.stat().st_mode) == 0o700
-    assert (
-        cfg.read_text()
-        == '[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n\n[patches.cors-origins]\norigins = ["https://hermes.example.com"]\n'
-    )
+    assert cfg.read_text() == '[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n'
 
 
 def _pty_run(
@@ -217,8 +220,7 @@ def test_on_a_terminal_it_asks(tmp_path: Path, run: Runner):
     assert code == 0, out
     assert "The dashboard's public URL (what you type in the browser):" in out and f"Write {run.config}? [Y/n]:" in out
     assert run.config.read_text() == (
-        '[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n\n[patches.cors-origins]\norigins = ["https://hermes.example.com"]\n\n'
-        '[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.0.0.5/32"]\n'
+        '[patches.trusted-hosts]\nhosts = ["hermes.example.com"]\n\n[patches.relax-ws-peer-check]\ntrusted_proxies = ["10.0.0.5/32"]\n'
     )
 
     run.configure(MINE)
@@ -263,3 +265,37 @@ def test_status_json_error_document(tmp_path: Path, run: Runner):
     doc = json.loads(run("status", "--json", "--root", str(copy_fixture("r0_16", tmp_path / "sp")), check=2).stdout)
     ERROR_SCHEMA.validate(doc)
     assert doc["error"]["kind"] == "config" and "no patch has the id nope" in doc["error"]["message"]
+
+
+def _venv_with_hermes(path: Path) -> Path:
+    """A venv (no pip) whose site-packages holds the r0_16 miniature's hermes_cli; returns its python."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    site = next((path / "lib").glob("python*/site-packages"))
+    copy_fixture("r0_16", site / "fixture")
+    (site / "fixture" / "hermes_cli").rename(site / "hermes_cli")
+    return path / "bin" / "python"
+
+
+def test_setup_keeps_the_interpreter_so_later_commands_need_no_python(tmp_path: Path, run: Runner):
+    """A venv install not on PATH: `setup --python` once, then every command finds it (helper-21's walkthrough)."""
+    python = _venv_with_hermes(tmp_path / "hermes-venv")
+    run.config.unlink()
+    run("setup", "--python", str(python), "--url", "https://hermes.example.com", check=0)
+    text = run.config.read_text()
+    assert text.startswith(f'python = "{python}"\n') and 'hosts = ["hermes.example.com"]' in text
+    code, doc = run.status()
+    assert code == 1 and doc["target"]["found_by"] == "python in the configuration"
+    assert doc["target"]["file"].startswith(str(tmp_path / "hermes-venv"))
+    run("apply", check=0)
+    assert run.status()[0] == 0
+    again = run("setup", "--python", str(python), "--url", "https://hermes.example.com", check=0)
+    assert "nothing to write" in again.stdout and run.config.read_text() == text
+
+
+def test_a_relative_python_in_the_configuration_is_refused(tmp_path: Path, run: Runner):
+    run.configure('python = "venv/bin/python"\n')
+    proc = run("status", check=2)
+    assert "python must be the absolute path of the interpreter Hermes runs with" in proc.stderr

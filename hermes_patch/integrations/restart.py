@@ -268,15 +268,22 @@ def _shell(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-def stale_note(app: Context) -> list[str]:
-    """``status`` warnings: each dashboard of this install that started before the files were last written."""
+def stale_note(app: Context, apply_first: bool = False) -> list[str]:
+    """``status`` warnings: each dashboard of this install that started before the files were last written.
+
+    Args:
+        apply_first: patches are pending (an update replaced the file): the
+            dashboard still runs the patched code, and a restart now would
+            serve the unpatched release, so the advice is to apply first.
+    """
     try:
         stale = stale_dashboards(app, find_dashboards(app.target))
     except OSError:
         return []
+    then = "run `hermes-patch apply` first (patches are pending), then restart it" if apply_first else "restart it"
     return [
         f"the running dashboard {d.describe()} started before {app.target.entry} was last written, so it still serves the "
-        f"code from before; restart it: {_how(d)}"
+        f"code from before; {then}: {_how(d)}"
         for d in stale
     ]
 
