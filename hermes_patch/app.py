@@ -185,8 +185,7 @@ class App:
         """Reports for ``ws``, with ``drifted`` for applied patches whose owned statements changed."""
         from hermes_patch.core.engine import PatchReport, detect_all, statement_drift
 
-        earlier: dict[str, dict[str, object]] = {pid: dict(rec.params) for pid, rec in (record.patches or {}).items()}
-        reports = detect_all(ws, self.patches, self.target.version, self.param_errors, earlier)
+        reports = detect_all(ws, self.patches, self.target.version, self.param_errors, _earlier(record))
         reports = [
             PatchReport(r.patch, r.enabled, replace(r.detection, reason=str(self.config.error(r.detection.reason))))
             if r.detection.config_error and r.id not in self.param_errors
@@ -298,7 +297,7 @@ class App:
                         found.setdefault(pid, set()).add(name)
                 at = data.find(b"# hermes-patch: ", at + 1)
         return [
-            f"{', '.join(sorted(files_))} hold blocks of the patch {pid}, which is not in the catalog of this "
+            f"{', '.join(sorted(files_))} {'holds' if len(files_) == 1 else 'hold'} blocks of the patch {pid}, which is not in the catalog of this "
             f"run (a user patch from another configuration?); run hermes-patch with that configuration to "
             f"revert it"
             for pid, files_ in sorted(found.items())
@@ -396,7 +395,7 @@ class App:
             record = self.state.read().target(self.key)
             reports = self.detect(ws, record)
             plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
-            new_reports = self._prove(ws, plan)
+            new_reports = self._prove(ws, plan, record)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             return self._result(plan, reports, new_reports, dry_run=True, notes=notes)
         self._guard_writable()
@@ -407,7 +406,7 @@ class App:
             record = ledger.target(self.key)
             reports = self.detect(ws, record)
             plan = self._planned(plan_apply(ws, reports, set(ids) if ids else None, self.fast, self.allow_version))
-            new_reports = self._prove(ws, plan)
+            new_reports = self._prove(ws, plan, record)
             notes = tuple(
                 self._replaced_note(record, ws.entry_source().sha256, reports)
             )  # before _write updates the record
@@ -434,7 +433,7 @@ class App:
             record = ledger.target(self.key)
             reports = self.detect(ws, record)
             plan = self._planned(plan_revert(ws, reports, only=set(ids) if ids else None, force=force))
-            new_reports = self._prove(ws, plan)
+            new_reports = self._prove(ws, plan, record)
             notes = tuple(self._replaced_note(record, ws.entry_source().sha256, reports))
             if plan.empty or dry_run:
                 return self._result(plan, reports, new_reports, dry_run=dry_run, notes=notes)
@@ -495,10 +494,12 @@ class App:
             raise plan.error()
         return plan
 
-    def _prove(self, ws: Workspace, plan: Plan) -> list[PatchReport]:
+    def _prove(self, ws: Workspace, plan: Plan, record: TargetRecord) -> list[PatchReport]:
         from hermes_patch.core.engine import prove
 
-        return prove(ws, plan, self.patches, self.target.version, self.fast, errors=self.param_errors)
+        return prove(
+            ws, plan, self.patches, self.target.version, self.fast, errors=self.param_errors, earlier=_earlier(record)
+        )
 
     def _diff(self, plan: Plan) -> str:
         import difflib
@@ -532,16 +533,26 @@ class App:
             ledger,
             plan.kind,
             files,
-            lambda journal: self._commit_record(new_ws, new_reports, journal),
+            lambda journal: self._commit_record(new_ws, new_reports, journal, ledger.target(self.key)),
             _GitWrite(self, new_ws),
         )
         self.pruned = done.pruned
         return done.paths
 
     def _commit_record(
-        self, new_ws: Workspace, new_reports: Sequence[PatchReport], journal: Mapping[str, JournalEntry]
+        self,
+        new_ws: Workspace,
+        new_reports: Sequence[PatchReport],
+        journal: Mapping[str, JournalEntry],
+        before: TargetRecord,
     ) -> Commit:
-        """What a write of ``new_ws`` records: the files' hashes, each applied patch, the snapshot for ``status``."""
+        """What a write of ``new_ws`` records: the files' hashes, each applied patch, the snapshot for ``status``.
+
+        A patch left out of the write whose block is still the one its last
+        apply rendered (pending, to be re-applied with new parameters) keeps
+        its record from ``before``, so the next command still knows the block
+        is ours.
+        """
         from hermes_patch.core.engine import owned_statements
         from hermes_patch.core.patch import State
         from hermes_patch.records import Commit, FileHashes, PatchRecord, Snapshot
@@ -554,6 +565,14 @@ class App:
             for r in new_reports
             if r.state is State.APPLIED
         }
+        kept = before.patches or {}
+        patches.update(
+            {
+                r.id: kept[r.id]
+                for r in new_reports
+                if r.state is State.PENDING and r.detection.replace and r.id in kept and r.id not in patches
+            }
+        )
         reports = tuple(view(r).record() for r in new_reports)
         return Commit(
             self.target.version,
@@ -578,6 +597,11 @@ class _GitWrite:
         from hermes_patch.integrations import git_filter
 
         git_filter.finish_write(self.app, ledger, record, self.written)
+
+
+def _earlier(record: TargetRecord) -> dict[str, dict[str, object]]:
+    """The parameters each patch was last applied with (the ledger's), so a block rendered from them is ours."""
+    return {pid: dict(rec.params) for pid, rec in (record.patches or {}).items()}
 
 
 #: The patches whose parameter opens the dashboard to the proxy (the gate advice), and that parameter.

@@ -138,19 +138,63 @@ class _Group(click.Group):
             )
             ctx.exit(2)
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] != "libcst":
-                raise
-            error(
-                str(
-                    Failure(
-                        f"libcst could not handle the target ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})",
-                        outcome=NOTHING_WRITTEN,
-                        next_command=f"{run(STATUS)}, and report the file's shape",
+            if type(exc).__module__.split(".")[0] == "libcst":
+                error(
+                    str(
+                        Failure(
+                            f"libcst could not handle the target ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                            outcome=NOTHING_WRITTEN,
+                            next_command=f"{run(STATUS)}, and report the file's shape",
+                        )
                     )
                 )
-            )
+                ctx.exit(2)
+            error(_unexpected(exc))
             ctx.exit(2)
+
+
+def _unexpected(exc: Exception) -> str:
+    """The paragraph for an exception nothing expected: the patch module it came from, else our own bug.
+
+    A patch's ``locate``, ``edits`` or ``Param`` that raises is a bug in
+    that patch (often a user's, from ``patch_dirs`` or an entry point): the
+    message names its file and line. Anything else is a bug in hermes-patch;
+    the traceback goes to stderr for the report. Exit 2 either way, never
+    the interpreter's 1, which ``status`` means as "pending" (helper-22).
+    """
+    import traceback
+
+    from hermes_patch.core.messages import Failure, report_bug
+    from hermes_patch.core.patch import Patch
+
+    def family(cls: type) -> list[type]:
+        subclasses: list[type] = cls.__subclasses__()
+        return [cls, *(c for sub in subclasses for c in family(sub))]
+
+    files = {getattr(sys.modules.get(c.__module__), "__file__", None) for c in family(Patch)[1:]} - {None}
+    frames = traceback.extract_tb(exc.__traceback__)
+    culprit = next((f for f in reversed(frames) if f.filename in files), None)
+    what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    outcome = "Every write is journaled, so the files are as they were or completely written."
+    if culprit is not None:
+        return str(
+            Failure(
+                f"the patch module {culprit.filename} raised {what} (line {culprit.lineno}, in {culprit.name})",
+                cause="a bug in that patch, not in the Hermes files",
+                outcome=outcome,
+                next_command="fix the patch, or switch it off with `enabled = false` under its [patches.<id>] "
+                "(or drop its folder from patch_dirs), then run `hermes-patch status`",
+            )
+        )
+    sys.stderr.write("".join(traceback.format_exception(exc)))
+    return str(
+        Failure(
+            f"hermes-patch hit an internal error: {what}",
+            outcome=outcome,
+            next_command=report_bug("the traceback above and the output of `hermes-patch status --json`"),
+        )
+    )
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hermes_patch.core.errors import TargetError
-from hermes_patch.core.messages import RUN_AS_OWNER, Failure, target_is_a_directory, target_missing
+from hermes_patch.core.messages import (
+    RUN_AS_OWNER,
+    Failure,
+    remove_others_write,
+    restore_from_release,
+    target_is_a_directory,
+    target_missing,
+)
 
 if TYPE_CHECKING:
     from hermes_patch.core.workspace import Workspace
@@ -329,8 +336,10 @@ class DiskFiles:
 
     def read(self, name: str) -> bytes | None:
         path = self.package_dir / name
-        if name != self.entry and not path.is_file():
-            return None
+        if name != self.entry:
+            if not path.is_file():
+                return None
+            _guard_module(path, self.package_dir)
         return read_bytes(path)
 
     def names(self) -> list[str]:
@@ -344,6 +353,39 @@ class DiskFiles:
             if path.is_file():
                 found.append(rel.as_posix())
         return found
+
+
+def _guard_module(path: Path, package_dir: Path) -> None:
+    """Refuse a module other than the entry that another user could change, or a link out of the package.
+
+    The entry (``web_server.py``) and the package folder are checked before
+    anything runs (:func:`hermes_patch.locate.guard_target`); a sibling
+    module a patch reads (``dashboard_auth/public_paths.py``, ``__init__.py``
+    for the version) steers detection too, so it is held to the same rule
+    (helper-22: as root, a planted link made ``status`` read ``/etc/shadow``).
+
+    Raises:
+        RefusedError: naming the owner or the write bit, and what to run.
+        TargetError: the module is a link to a file outside the package.
+    """
+    from hermes_patch.core.errors import RefusedError
+    from hermes_patch.trust import refusal, why_untrusted
+
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(os.path.realpath(package_dir)):
+        raise TargetError(
+            Failure(
+                f"{path} is a link to {real}, outside the Hermes package",
+                path,
+                cause="hermes-patch reads only the package's own modules; no Hermes release ships such a link",
+                next_command=restore_from_release(path=path),
+            )
+        )
+    found = why_untrusted(path)
+    if found:
+        raise RefusedError(
+            refusal(f"the Hermes module {path}", found, f"{remove_others_write(found[0].split(' is ')[0])}")
+        )
 
 
 def on_disk(package_dir: Path, entry: str = "web_server.py") -> Workspace:

@@ -64,7 +64,7 @@ def _load_dir(directory: Path, package: str, source: str) -> list[type[AnyPatch]
             sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a module that calls sys.exit() must not end the command
                 del sys.modules[name]
                 raise ConfigError(f"the patch module {path} failed to import: {type(exc).__name__}: {exc}") from None
         found.extend(_patches_in(module, source))
@@ -116,7 +116,7 @@ def discover(user_dirs: list[Path] | None = None, entry_points: bool = True) -> 
         for ep in _eps(group=ENTRY_POINT_GROUP):
             try:
                 value = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise ConfigError(
                     f"the entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) failed to load: {exc}"
                 ) from None

@@ -123,6 +123,38 @@ def entry_point_declarations() -> list[str]:
                     continue
                 if _GROUP in text:
                     out.append(f"{os.path.join(folder, name)}\n{text}")
+                    out.extend(_entry_point_sources(text))
+    return out
+
+
+def _entry_point_sources(text: str) -> list[str]:
+    """For each patch module an ``entry_points.txt`` names: the sha256 of the ``*.py`` files of its folder.
+
+    Found along ``sys.path`` without importing (an editable install's source
+    folder is on it). A module not found there (an import hook) gets a fresh
+    random value, so a snapshot is never reused on its behalf: editing such a
+    module in place must not leave ``status`` stale (helper-22).
+    """
+    out: list[str] = []
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]").strip()
+        elif section == _GROUP and "=" in line:
+            module = line.split("=", 1)[1].split(":", 1)[0].strip()
+            parts = module.split(".")
+            found = None
+            for entry in sys.path:
+                base = Path(entry or ".", *parts)
+                for candidate in (base.with_name(base.name + ".py"), base / "__init__.py"):
+                    if candidate.is_file():
+                        found = candidate.parent
+                        break
+                if found is not None:
+                    break
+            hashes = json.dumps(_module_hashes(found), sort_keys=True) if found is not None else os.urandom(16).hex()
+            out.append(f"{module} {hashes}")
     return out
 
 

@@ -120,7 +120,15 @@ def run_as_owner_hint(uid: int | None) -> str:
     """``sudo -u OWNER hermes-patch <the same arguments>`` for a message (or advice without a user)."""
     if uid is None:
         return ""
-    args = [a for a in sys.argv[1:]]
+    args: list[str] = []
+    skip = False
+    for arg in sys.argv[1:]:  # root's own state dir and configuration are not the owner's (helper-22)
+        if skip:
+            skip = False
+        elif arg in ("--state-dir", "--config"):
+            skip = True
+        elif not arg.startswith(("--state-dir=", "--config=")):
+            args.append(arg)
     return shlex.join(["sudo", "-u", owner_name(uid), "hermes-patch", *args])
 
 

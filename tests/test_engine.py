@@ -211,3 +211,61 @@ def test_the_compile_proof_covers_an_inserted_top_level_statement():
     assert not isinstance(plan, Refusal)
     with pytest.raises(VerificationError, match="does not compile"):
         prove(ws, plan, pairs, None)
+
+
+class InsertsCode(Extend):
+    ID = "inserts-code"
+    CODE = ""
+
+    def edits(self, found: str) -> Change:
+        return Change((Edit(After("_TABLE"), self.CODE),), pending="p", applied="a")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [SOURCE, '"""Doc."""\nfrom __future__ import annotations\n' + SOURCE, "global os\n" + SOURCE],
+    ids=["plain", "with-future-imports", "module-global"],
+)
+@pytest.mark.parametrize(
+    "code", ["from __future__ import division", "global _TABLE"], ids=["future-mid-file", "global-after-assignment"]
+)
+def test_the_compile_proof_sees_what_only_the_whole_module_refuses(source, code):
+    """Statements that compile alone but not in place (helper-22): a mid-file __future__ import, a late module global."""
+    with pytest.raises(SyntaxError):
+        compile(applied_text(source, code), "web_server.py", "exec")  # what the write would have been
+    ws = ws_of(source)
+    patch = type("P", (InsertsCode,), {"CODE": code})()
+    pairs = [(patch, True)]
+    plan = plan_apply(ws, detect_all(ws, pairs, None))
+    assert not isinstance(plan, Refusal)
+    with pytest.raises(VerificationError, match="does not compile"):
+        prove(ws, plan, pairs, None)
+
+
+def applied_text(source: str, code: str) -> str:
+    return source.replace("_TABLE = {'x'}\n", "_TABLE = {'x'}\n" + code + "\n")
+
+
+@pytest.mark.parametrize(
+    "code, note, says",
+    [
+        ("x = = 1", "", "is not valid Python"),
+        ("f(", "", "is not valid Python"),
+        ('s = """', "", "is not valid Python"),
+        ("a = 1\nb = 2", "", "holds 2 statements where an edit inserts one"),
+        ("@decorator", "", "is not valid Python"),
+        ("", "", "holds 0 statements"),
+        ("x = 1", "two\nlines", "has a line break in its note"),
+    ],
+)
+def test_a_patch_whose_edit_cannot_be_inserted_is_named_not_the_target(code, note, says):
+    """helper-22: such a patch was reported as `web_server.py cannot be parsed by libcst`."""
+
+    class Bad(InsertsCode):
+        def edits(self, found: str) -> Change:
+            return Change((Edit(After("_TABLE"), code, note=note, what="helper"),), pending="p", applied="a")
+
+    (report,) = detect_all(ws_of(SOURCE), [(Bad(), True)], None)
+    assert report.state is State.UNKNOWN_SHAPE
+    assert report.detection.reason.startswith("the helper of the patch inserts-code (after `_TABLE`) " + says)
+    assert report.detection.reason.endswith("this is a bug in the patch, not in the Hermes files")

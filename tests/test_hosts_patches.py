@@ -510,3 +510,22 @@ def test_values_are_normalized(tmp_path):
     params = {p.ID: p.params for p, _ in app.patches}
     assert params[TH]["hosts"] == ("proxy.example", "fd7a::1", "100.64.0.5")
     assert params[CO]["origins"] == ("https://proxy.example", "http://[fd7a::1]:8080")
+
+
+def test_one_patch_applies_while_another_waits_to_be_reapplied_with_new_parameters(tmp_path):
+    """helper-22: `apply cors-origins` while trusted-hosts' block is from its last apply's hosts (the ledger has them)."""
+    root = copy_fixture("r0_16", tmp_path / "t")
+    first = ONLY_OURS + '[patches.trusted-hosts]\nhosts = ["a.example"]\n'
+    make_app(tmp_path, root, first).apply([TH])
+    second = (
+        ONLY_OURS
+        + '[patches.trusted-hosts]\nhosts = ["b.example"]\n[patches.cors-origins]\norigins = ["https://b.example"]\n'
+    )
+    app = make_app(tmp_path, root, second)
+    assert {r.id: r.state.value for r in app.status().reports if r.id in (TH, CO)} == {TH: "pending", CO: "pending"}
+    assert make_app(tmp_path, root, second).apply([CO]).patch_ids == (CO,)
+    after = {r.id: r.state.value for r in make_app(tmp_path, root, second).status().reports if r.id in (TH, CO)}
+    assert after == {TH: "pending", CO: "applied"}  # still ours, from a.example: re-applied by the next apply
+    make_app(tmp_path, root, second).apply()
+    text = (root / "hermes_cli/web_server.py").read_text()
+    assert "b.example" in text and "a.example" not in text

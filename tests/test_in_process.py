@@ -81,7 +81,9 @@ def test_the_test_environment_does_not_leak_into_the_command_and_is_put_back(tmp
 
 
 @ONLY_IN_PROCESS
-def test_an_escaping_exception_is_a_traceback_and_exit_1_as_in_a_process(run: Runner):
+def test_an_escaping_exception_is_exit_2_with_the_traceback_for_the_report(run: Runner):
+    """Never the interpreter's exit 1, which `status` means as "pending" (helper-22)."""
+
     @cli.command("test-boom", hidden=True)
     def boom() -> None:
         raise KeyError("boom")
@@ -90,8 +92,10 @@ def test_an_escaping_exception_is_a_traceback_and_exit_1_as_in_a_process(run: Ru
         proc = run.raw("test-boom")
     finally:
         cli.commands.pop("test-boom")
-    assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr.startswith("Traceback (most recent call last):") and proc.stderr.endswith("KeyError: 'boom'\n")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("Traceback (most recent call last):") and "KeyError: 'boom'\n" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: hermes-patch hit an internal error: KeyError: 'boom'") and "please report it" in last
 
 
 @ONLY_IN_PROCESS

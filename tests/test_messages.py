@@ -247,3 +247,12 @@ def test_shared_advice_is_written_in_the_catalogue_only():
         if spelled:
             found[name] = {phrase: CATALOGUED[phrase] for phrase in sorted(spelled)}
     assert found == {}, f"use hermes_patch.core.messages instead of spelling these out: {found}"
+
+
+def test_the_owner_command_leaves_out_roots_own_state_dir_and_configuration(monkeypatch):
+    from hermes_patch.trust import run_as_owner_hint
+
+    monkeypatch.setattr(
+        "sys.argv", ["hermes-patch", "apply", "--state-dir", "/root/st", "--config=/root/c.toml", "--root", "/srv/h"]
+    )
+    assert run_as_owner_hint(0) == "sudo -u root hermes-patch apply --root /srv/h"

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 from hermes_patch.core.errors import ConfigError
-from hermes_patch.core.patch import Patch
+from hermes_patch.core.edits import NotNeeded, Unrecognized
+from hermes_patch.core.patch import Param, Patch
 from hermes_patch.registry import builtin, discover
 
 
@@ -49,3 +50,30 @@ def test_metadata_mistakes_fail_when_the_class_is_defined():
         type("Bad", (Patch,), {"ID": "bad", "DESCRIPTION": "x", "VERSIONS": ">=1", "UPSTREAM": "x"})
     with pytest.raises(TypeError, match="lower-case"):
         type("Bad", (Patch,), {"ID": "Bad_Id", "DESCRIPTION": "x", "VERSIONS": ">=1", "UPSTREAM": "x"})
+
+
+def test_parameters_must_be_what_the_ledger_records_as_json():
+    """helper-22: a frozenset default or parsed value crashed `list` and `apply` with a traceback."""
+
+    def patch_with(param: Param) -> type:
+        return type(
+            "P",
+            (Patch,),
+            {
+                "ID": "p",
+                "DESCRIPTION": "x",
+                "VERSIONS": ">=1",
+                "UPSTREAM": "x",
+                "PARAMS": {"names": param},
+                "locate": lambda self, ws: Unrecognized("x"),
+                "edits": lambda self, found: NotNeeded("x"),
+            },
+        )
+
+    with pytest.raises(TypeError, match="the default of parameter 'names' is a frozenset"):
+        patch_with(Param(default=frozenset(), parse=frozenset, doc="names"))
+    cls = patch_with(Param(default=[], parse=frozenset, doc="names"))
+    with pytest.raises(
+        ConfigError, match=r"\[patches.p\] names: the patch parses it to a frozenset.*bug in the patch p"
+    ):
+        cls({"names": ["a"]})

@@ -701,6 +701,34 @@ def test_configuration_and_patch_dirs_another_user_can_write_are_refused(case, t
     judge(case, procs, digest(root) == before, "sudo -u" if "owned" in case else "writable", canary=canary)
 
 
+SIBLING_CASES = [
+    "a module folder owned by the other user",
+    "a module writable by everyone",
+    "a module that is a link out of the package",
+]
+
+
+@pytest.mark.parametrize("case", SIBLING_CASES)
+def test_modules_beside_web_server_that_another_user_can_change_are_refused(case, tmp_path, intruder):
+    """helper-22: root read a sibling module through another user's link (to /etc/shadow), and trusted their modules."""
+    root = copy_fixture("r0_20_split", tmp_path / "sp")  # the patches read dashboard_auth/public_paths.py here
+    auth = root / "hermes_cli" / "dashboard_auth"
+    secret = victim(tmp_path, "secret.py")
+    if "folder owned" in case:
+        intruder.own(auth)
+    elif "everyone" in case:
+        (auth / "public_paths.py").chmod(0o666)
+    else:
+        (auth / "public_paths.py").unlink()
+        (auth / "public_paths.py").symlink_to(secret)
+    run = Runner(tmp_path, process=True)
+    run.configure(PROXY)
+    before = digest(root, secret)
+    procs = [run("status", "--root", str(root)), run("apply", "--root", str(root))]
+    words = {"folder owned": "sudo -u", "everyone": "writable", "link": "outside the Hermes package"}
+    judge(case, procs, digest(root, secret) == before, next(w for k, w in words.items() if k in case))
+
+
 # -- 7. the smaller items ----------------------------------------------------------------------------
 
 

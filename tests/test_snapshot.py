@@ -121,8 +121,24 @@ def test_an_installed_entry_point_declaration_changes_the_catalog_inputs(tmp_pat
     before = entry_point_declarations()
     (dist / "entry_points.txt").write_text("[hermes_patch.patches]\nmine = their_patches:Mine\n")
     after = entry_point_declarations()
-    assert len(after) == len(before) + 1
+    assert len(after) == len(before) + 2  # the declaration, and the module's bytes (or a fresh value: not found)
     assert [a for a in after if "their_patches-1.0.dist-info" in a and "mine = their_patches:Mine" in a]
+    assert entry_point_declarations() != after  # their_patches is nowhere on sys.path: never reused
+
+
+def test_an_entry_point_module_edited_in_place_changes_the_catalog_inputs(tmp_path: Path, monkeypatch):
+    """helper-22: an editable install's patch module was edited and a warm `status` kept the old reports."""
+    dist = tmp_path / "their_patches-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[hermes_patch.patches]\nmine = their_patches.mod:Mine\n")
+    (tmp_path / "their_patches").mkdir()
+    (tmp_path / "their_patches" / "__init__.py").write_text("")
+    (tmp_path / "their_patches" / "mod.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = entry_point_declarations()
+    assert entry_point_declarations() == first
+    (tmp_path / "their_patches" / "mod.py").write_text("X = 2\n")
+    assert entry_point_declarations() != first
 
 
 def test_without_a_snapshot_the_key_is_never_computed(package: Path):

@@ -218,8 +218,18 @@ def test_several_insertions_at_once():
     ],
 )
 def test_an_insertion_that_may_change_its_neighbours_is_parsed_whole(after, lines):
-    text = _insert(BASE, after, lines)
-    result = src(BASE).edited(text)
+    _parsed_whole(BASE, after, lines)
+
+
+@pytest.mark.parametrize("tail", ["\ny = 2\n", "# c\ny = 2\n", ";\n", "; y = 2\n"])
+def test_an_insertion_after_a_backslash_continuation_is_parsed_whole(tail):
+    """``x = 1 \\`` continues onto the next line: an inserted line would join it (helper-22's finding)."""
+    _parsed_whole("x = 1 \\\n" + tail, 1, "z = 3\n")
+
+
+def _parsed_whole(base_text: str, after: int, lines: str) -> None:
+    text = _insert(base_text, after, lines)
+    result = src(base_text).edited(text)
     assert result._layout is None
     try:
         whole = ast.parse(text)

@@ -100,3 +100,48 @@ def test_a_missing_patch_dir_is_refused(tmp_path: Path, run: Runner):
     run.configure(f'patch_dirs = ["{tmp_path / "nope"}"]\n')
     proc = run("list", "--config", str(run.config), check=2)
     assert "does not exist" in proc.stderr and "patch_dirs" in proc.stderr
+
+
+BROKEN = """
+from hermes_patch.core.edits import After, Change, Edit, Unrecognized
+from hermes_patch.core.patch import Patch
+
+
+class Broken(Patch[str]):
+    ID = "broken"
+    DESCRIPTION = "A user patch whose locate raises."
+    VERSIONS = ">=0.13.0"
+    UPSTREAM = "none: a test"
+
+    def locate(self, ws):
+        return [][0]
+
+    def edits(self, found):
+        return Change((Edit(After("app"), "x = 1"),), pending="p", applied="a")
+"""
+
+
+@pytest.mark.parametrize("command", ["status", "diff", "apply", "revert"])
+def test_a_user_patch_that_raises_is_named_and_exits_2(tmp_path: Path, run: Runner, command: str):
+    """helper-22: a bug in a user patch is exit 2 naming its file and line, never a traceback's exit 1 (= pending)."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "broken.py").write_text(BROKEN)
+    run.configure(f'patch_dirs = ["{folder}"]\n')
+    root = copy_fixture("r0_16", tmp_path / "t")
+    before = tree_digest(root)
+    proc = run(command, "--root", str(root), check=2)
+    assert proc.stderr.startswith(
+        f"error: the patch module {folder / 'broken.py'} raised IndexError: list index out of range (line "
+    )
+    assert "in locate)" in proc.stderr and "Traceback" not in proc.stderr
+    assert tree_digest(root) == before
+
+
+def test_a_patch_module_that_exits_at_import_is_refused(tmp_path: Path, run: Runner):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "quits.py").write_text("import sys\nsys.exit(0)\n")
+    run.configure(f'patch_dirs = ["{folder}"]\n')
+    proc = run("status", "--root", str(copy_fixture("r0_16", tmp_path / "t")), check=2)
+    assert f"the patch module {folder / 'quits.py'} failed to import: SystemExit: 0" in proc.stderr

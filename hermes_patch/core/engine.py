@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import json
+import textwrap
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping
@@ -258,6 +259,24 @@ def _outcome(patch: AnyPatch, found: object) -> Change | NotNeeded | BadParams:
     return outcome
 
 
+def _edit_problem(edit: Edit) -> str | None:
+    """Why ``edit`` cannot be inserted as it is, else ``None``: its code must be one statement, its note one line.
+
+    Checked before libcst sees the code, so that a patch's mistake is named
+    as the patch's, not blamed on the target file (helper-22).
+    """
+    if "\n" in edit.note or "\r" in edit.note:
+        return "has a line break in its note (the marker comment is one line)"
+    code = edit.code.strip("\n")
+    try:
+        body = ast.parse(textwrap.dedent(code) if edit.verbatim else code).body
+    except SyntaxError as exc:
+        return f"is not valid Python ({exc.msg}, line {exc.lineno} of its code)"
+    if len(body) != 1:
+        return f"holds {len(body)} statements where an edit inserts one"
+    return None
+
+
 def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object] | None = None) -> Detection:
     """The state of a patch written as data (:meth:`Patch.locate` / :meth:`Patch.edits`), decided by the engine.
 
@@ -285,6 +304,15 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
         return Detection(State.UNKNOWN_SHAPE, found.reason)
     if isinstance(outcome, BadParams):
         return Detection(State.UNKNOWN_SHAPE, outcome.reason, config_error=True)
+    if isinstance(outcome, Change):
+        for edit in outcome.edits:
+            problem = _edit_problem(edit)
+            if problem:
+                return Detection(
+                    State.UNKNOWN_SHAPE,
+                    f"the {edit.what} of the patch {patch.ID} ({edit.at.describe()}) {problem}: "
+                    "this is a bug in the patch, not in the Hermes files",
+                )
     notes, advice = outcome.notes, outcome.advice
     if not mine:
         if isinstance(outcome, NotNeeded):
@@ -707,8 +735,13 @@ def prove(
     version: str | None,
     fast: bool = True,
     errors: dict[str, str] | None = None,
+    earlier: dict[str, dict[str, object]] | None = None,
 ) -> list[PatchReport]:
     """Prove a plan before it is written; return the reports of the result.
+
+    ``errors`` and ``earlier`` are :func:`detect_all`'s: a patch left out of
+    the plan whose block was rendered from the parameters of its last apply
+    stays pending on the result, as it was before.
 
     Checks, on the planned text: every changed file compiles; each applied
     patch now detects as ``applied`` (each reverted one as not applied) and
@@ -730,7 +763,7 @@ def prove(
             compile(_compiled_part(new_ws, name, plan.kind), str(src.path), "exec", dont_inherit=True)
         except (TargetError, SyntaxError, ValueError) as exc:
             raise VerificationError(_bug(plan, f"the result for {src.path} does not compile ({exc})")) from None
-    new_reports = detect_all(new_ws, patches, version, errors)
+    new_reports = detect_all(new_ws, patches, version, errors, earlier)
     old_states = {r.id: r.state for r in plan.reports}
     for r in new_reports:
         if r.id in plan.patch_ids:
@@ -769,13 +802,19 @@ def prove(
 def _compiled_part(workspace: Workspace, name: str, kind: str) -> ast.Module:
     """What the compile proof compiles: for apply, the top-level statements that hold our blocks.
 
-    The release compiled (Python imports it), a top-level statement compiles
-    the same whatever its neighbours are (each ``def``/``class`` is its own
-    scope; only ``from __future__`` imports reach across, and they are kept),
-    and the undo proof shows that everything but our blocks is the release's
-    own bytes. So compiling the statements that hold a block proves the
-    whole result compiles, at a small fraction of the cost of compiling
-    19,000 lines. A revert compiles whole.
+    The release compiled (Python imports it), and the undo proof shows that
+    everything but our blocks is the release's own bytes. A top-level
+    statement compiles the same whatever its neighbours are, with three
+    exceptions, each handled: ``from __future__`` imports reach across
+    (the release's are kept at the top, and a placeholder statement stands
+    for the statements between them and ours, so a ``__future__`` import in
+    a block is refused as it would be in place); a module-level ``global``
+    is checked against the whole module by the symbol table (then the whole
+    file is compiled); and a block at or above the ``__future__`` imports
+    (the whole file too). So compiling the statements that hold a block
+    proves the whole result compiles, at a small fraction of the cost of
+    compiling 19,000 lines (helper-22 found the first two gaps). A revert
+    compiles whole.
 
     Raises:
         TargetError: a marker comment of the result has no block (a bug in the catalog).
@@ -785,17 +824,27 @@ def _compiled_part(workspace: Workspace, name: str, kind: str) -> ast.Module:
     blocks = workspace.blocks(name) if kind == "apply" else []
     if not blocks:
         return src.tree
-    lines = {b.marker + 1 for b in blocks}
-    future: list[ast.stmt] = []
-    for index in range(len(src.spans)):  # __future__ imports come first (after a docstring)
+    held = list(dict.fromkeys(s for line in sorted({b.marker + 1 for b in blocks}) for s in src.statements_at(line)))
+    release = workspace.pristine().source(name)
+    if any(isinstance(s, ast.Global) for s in held) or (
+        release is not None and any(isinstance(s, ast.Global) for s in release.tree.body)
+    ):
+        return src.tree
+    lead: list[ast.stmt] = []  # a docstring and the __future__ imports, which must come first
+    for index in range(len(src.spans)):
         stmt = src.statement(index)
-        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
-            future.append(stmt)
-        elif not (index == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+        if (isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__") or (
+            index == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+        ):
+            lead.append(stmt)
+        else:
             break
-    held = [s for line in sorted(lines) for s in src.statements_at(line)]
-    body = future + [s for s in dict.fromkeys(held) if s not in future]
-    return ast.Module(body=body, type_ignores=[])
+    lead_end = max((s.end_lineno or s.lineno for s in lead), default=0)
+    if any(first_line(s) <= lead_end for s in held):
+        return src.tree
+    future = [s for s in lead if isinstance(s, ast.ImportFrom)]
+    placeholder = ast.Pass(lineno=lead_end or 1, col_offset=0, end_lineno=lead_end or 1, end_col_offset=0)
+    return ast.Module(body=[*future, placeholder, *held], type_ignores=[])
 
 
 def _bug(plan: Plan, what: str) -> str:

@@ -412,6 +412,11 @@ class Patch(Generic[Found]):
         for name, param in cls.PARAMS.items():
             if name == "enabled" or not isinstance(param, Param):
                 raise TypeError(f"patch {cls.ID}: parameter {name!r} is reserved or not a Param")
+            if not _is_json(param.default):
+                raise TypeError(
+                    f"patch {cls.ID}: the default of parameter {name!r} is a {type(param.default).__name__}; "
+                    "parameters are recorded in the ledger as JSON: use lists, strings, numbers, booleans or tables"
+                )
 
     def __init__(self, params: Mapping[str, object] | None = None) -> None:
         """Bind the patch to its configuration.
@@ -436,6 +441,12 @@ class Patch(Generic[Found]):
                     self.params[name] = param.parse(raw[name])
                 except (ValueError, TypeError) as exc:
                     raise ConfigError(f"[patches.{self.ID}] {name}: {exc}") from None
+                if not _is_json(self.params[name]):
+                    raise ConfigError(
+                        f"[patches.{self.ID}] {name}: the patch parses it to a {type(self.params[name]).__name__}, "
+                        f"which the ledger cannot record as JSON; this is a bug in the patch {self.ID} (its Param's "
+                        "parse must return lists, strings, numbers, booleans or tables)"
+                    )
             else:
                 self.params[name] = param.default
 
@@ -483,6 +494,17 @@ class Patch(Generic[Found]):
 
     def __repr__(self) -> str:
         return f"<patch {self.ID} {self.params!r}>"
+
+
+def _is_json(value: object) -> bool:
+    """Whether ``value`` is what the ledger can record: JSON (tuples count as lists)."""
+    import json
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 #: A patch whatever it finds: the engine, the registry and the shell never look inside ``found``.

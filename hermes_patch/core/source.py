@@ -232,6 +232,9 @@ class Source:
             base_spans = base.spans
         except TargetError:
             return None
+        for after, _ in insertions:  # a line continued by a backslash would join the inserted line (helper-22)
+            if after and base.lines(after, after).rstrip("\r\n").endswith("\\"):
+                return None
         groups: list[tuple[int, int, int, int]] = []  # (first line, last line, first index, end index) in the base
         for index, (first, last) in enumerate(base_spans):
             if groups and first <= groups[-1][1]:
