@@ -24,6 +24,8 @@ from hermes_patch import __version__
 from hermes_patch.core.errors import HermesPatchError
 
 if TYPE_CHECKING:
+    import traceback
+
     from hermes_patch.app import App
     from hermes_patch.results import StatusResult, WriteResult
 
@@ -108,6 +110,13 @@ class _Group(click.Group):
 
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors and --help: click's own messages and exit codes
+        except SystemExit as exc:
+            if _from_patch(exc) is None:
+                raise  # our commands end with sys.exit(code)
+            error(_unexpected(exc))  # a patch that calls sys.exit() must not decide the exit code
+            ctx.exit(2)
         except HermesPatchError as exc:
             error(str(exc))
             ctx.exit(exc.exit_code)
@@ -154,7 +163,21 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
-def _unexpected(exc: Exception) -> str:
+def _from_patch(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of ``exc``'s traceback that is in a patch module (built-in, user or entry point), if any."""
+    import traceback
+
+    from hermes_patch.core.patch import Patch
+
+    def family(cls: type) -> list[type]:
+        subclasses: list[type] = cls.__subclasses__()
+        return [cls, *(c for sub in subclasses for c in family(sub))]
+
+    files = {getattr(sys.modules.get(c.__module__), "__file__", None) for c in family(Patch)[1:]} - {None}
+    return next((f for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename in files), None)
+
+
+def _unexpected(exc: BaseException) -> str:
     """The paragraph for an exception nothing expected: the patch module it came from, else our own bug.
 
     A patch's ``locate``, ``edits`` or ``Param`` that raises is a bug in
@@ -166,15 +189,8 @@ def _unexpected(exc: Exception) -> str:
     import traceback
 
     from hermes_patch.core.messages import Failure, report_bug
-    from hermes_patch.core.patch import Patch
 
-    def family(cls: type) -> list[type]:
-        subclasses: list[type] = cls.__subclasses__()
-        return [cls, *(c for sub in subclasses for c in family(sub))]
-
-    files = {getattr(sys.modules.get(c.__module__), "__file__", None) for c in family(Patch)[1:]} - {None}
-    frames = traceback.extract_tb(exc.__traceback__)
-    culprit = next((f for f in reversed(frames) if f.filename in files), None)
+    culprit = _from_patch(exc)
     what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
     outcome = "Every write is journaled, so the files are as they were or completely written."
     if culprit is not None:

@@ -266,6 +266,21 @@ def test_a_patch_whose_edit_cannot_be_inserted_is_named_not_the_target(code, not
             return Change((Edit(After("_TABLE"), code, note=note, what="helper"),), pending="p", applied="a")
 
     (report,) = detect_all(ws_of(SOURCE), [(Bad(), True)], None)
-    assert report.state is State.UNKNOWN_SHAPE
-    assert report.detection.reason.startswith("the helper of the patch inserts-code (after `_TABLE`) " + says)
+    assert report.state is State.UNKNOWN_SHAPE and report.detection.patch_bug
+    assert report.detection.reason.startswith("the patch inserts-code is broken: its helper (after `_TABLE`) " + says)
     assert report.detection.reason.endswith("this is a bug in the patch, not in the Hermes files")
+    refusal = plan_apply(ws_of(SOURCE), [report])
+    assert isinstance(refusal, Refusal) and refusal.message.startswith("the patch inserts-code is broken: ")
+    assert "Fix the patch, or switch these off" in refusal.message and "newer than hermes-patch" not in refusal.message
+
+
+def test_a_patch_whose_edits_returns_something_else_is_broken_not_the_target():
+    class Odd(InsertsCode):
+        def edits(self, found: str) -> Change:
+            return "hello"  # type: ignore[return-value]
+
+    (report,) = detect_all(ws_of(SOURCE), [(Odd(), True)], None)
+    assert report.state is State.UNKNOWN_SHAPE and report.detection.patch_bug
+    assert report.detection.reason.startswith(
+        "the patch inserts-code is broken: its edits() returned 'hello', not a Change, NotNeeded or BadParams"
+    )

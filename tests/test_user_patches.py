@@ -145,3 +145,30 @@ def test_a_patch_module_that_exits_at_import_is_refused(tmp_path: Path, run: Run
     run.configure(f'patch_dirs = ["{folder}"]\n')
     proc = run("status", "--root", str(copy_fixture("r0_16", tmp_path / "t")), check=2)
     assert f"the patch module {folder / 'quits.py'} failed to import: SystemExit: 0" in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["locate", "edits"])
+def test_a_user_patch_that_calls_sys_exit_does_not_decide_the_exit_code(tmp_path: Path, run: Runner, where: str):
+    """helper-23: sys.exit(0) in locate() made `status` print nothing and exit 0."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    body = BROKEN.replace("return [][0]", "import sys; sys.exit(0)" if where == "locate" else "return 'x'")
+    if where == "edits":
+        body = body.replace(
+            'return Change((Edit(After("app"), "x = 1"),), pending="p", applied="a")', "raise SystemExit(0)"
+        )
+    (folder / "broken.py").write_text(body)
+    run.configure(f'patch_dirs = ["{folder}"]\n')
+    proc = run("status", "--root", str(copy_fixture("r0_16", tmp_path / "t")), check=2)
+    assert f"the patch module {folder / 'broken.py'} raised SystemExit: 0" in proc.stderr
+    assert f"in {where})" in proc.stderr
+
+
+def test_a_usage_error_is_clicks_own_message():
+    """helper-23: a mistyped option was reported as an internal error with a traceback."""
+    from click.testing import CliRunner
+
+    from hermes_patch.cli import cli
+
+    result = CliRunner().invoke(cli, ["list", "--bogus"])
+    assert result.exit_code == 2 and "Error: No such option '--bogus'" in result.output and "Traceback" not in result.output

@@ -252,10 +252,16 @@ def _splice(workspace: Workspace, patch_id: str, edits: Iterable[Edit]) -> dict[
     return out
 
 
-def _outcome(patch: AnyPatch, found: object) -> Change | NotNeeded | BadParams:
+def _outcome(patch: AnyPatch, found: object) -> Change | NotNeeded | BadParams | str:
+    """``patch.edits(found)``, or why it is not an outcome (a bug in the patch, reported as its state)."""
     outcome = patch.edits(found)
     if not isinstance(outcome, (Change, NotNeeded, BadParams)):
-        raise TypeError(f"patch {patch.ID}: edits() returned {outcome!r}, not a Change, NotNeeded or BadParams")
+        return f"its edits() returned {str(repr(outcome))[:80]}, not a Change, NotNeeded or BadParams"
+    if isinstance(outcome, Change):
+        for edit in outcome.edits:
+            problem = _edit_problem(edit)
+            if problem:
+                return f"its {edit.what} ({edit.at.describe()}) {problem}"
     return outcome
 
 
@@ -302,17 +308,14 @@ def detect_data(patch: AnyPatch, workspace: Workspace, earlier: dict[str, object
     mine = blocks_of(workspace, patch.ID, sorted(f for f in files if workspace.source(f) is not None))
     if isinstance(found, Unrecognized):
         return Detection(State.UNKNOWN_SHAPE, found.reason)
+    if isinstance(outcome, str):
+        return Detection(
+            State.UNKNOWN_SHAPE,
+            f"the patch {patch.ID} is broken: {outcome}; this is a bug in the patch, not in the Hermes files",
+            patch_bug=True,
+        )
     if isinstance(outcome, BadParams):
         return Detection(State.UNKNOWN_SHAPE, outcome.reason, config_error=True)
-    if isinstance(outcome, Change):
-        for edit in outcome.edits:
-            problem = _edit_problem(edit)
-            if problem:
-                return Detection(
-                    State.UNKNOWN_SHAPE,
-                    f"the {edit.what} of the patch {patch.ID} ({edit.at.describe()}) {problem}: "
-                    "this is a bug in the patch, not in the Hermes files",
-                )
     notes, advice = outcome.notes, outcome.advice
     if not mine:
         if isinstance(outcome, NotNeeded):
@@ -865,12 +868,16 @@ def _refusal(blocked: list[PatchReport], workspace: Workspace, fine: list[str]) 
                 f"{r.id}: {r.detection.out_of_range}, although the code has a shape it knows; "
                 f"run `hermes-patch apply --allow-version {r.id}` (or set `allow_version = true` in the configuration) to patch it anyway"
             )
+        elif r.detection.patch_bug:
+            lines.append(r.detection.reason)
         else:
             lines.append(
                 f"{r.id} does not recognize the code in {workspace.path(workspace.entry)}: {r.detection.reason}"
             )
     others = " ".join(r.id for r in blocked)
-    if any(r.state is State.UNKNOWN_SHAPE for r in blocked):
+    if all(r.detection.patch_bug for r in blocked):
+        advice = "Fix the patch, or "
+    elif any(r.state is State.UNKNOWN_SHAPE and not r.detection.patch_bug for r in blocked):
         advice = f"If this release is newer than hermes-patch: {UPGRADE}; meanwhile "
     elif all(r.state is State.PENDING for r in blocked):
         advice = "Otherwise "

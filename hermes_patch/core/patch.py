@@ -109,6 +109,9 @@ class Detection:
             :attr:`Patch.VERSIONS` although the code has a shape the patch
             knows; ``apply`` then needs ``--allow-version`` (or
             ``allow_version = true`` in the configuration).
+        patch_bug: the state is ``UNKNOWN_SHAPE`` because the patch itself
+            is wrong (its ``edits()`` returned something else than an
+            outcome, or an edit that cannot be inserted), not the release.
     """
 
     state: State
@@ -119,6 +122,7 @@ class Detection:
     config_error: bool = False
     out_of_range: str | None = None
     advice: tuple[str, ...] = ()
+    patch_bug: bool = False
 
 
 @dataclass(frozen=True)
