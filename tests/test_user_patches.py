@@ -171,4 +171,8 @@ def test_a_usage_error_is_clicks_own_message():
     from hermes_patch.cli import cli
 
     result = CliRunner().invoke(cli, ["list", "--bogus"])
-    assert result.exit_code == 2 and "Error: No such option '--bogus'" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code == 2
+        and "Error: No such option '--bogus'" in result.output
+        and "Traceback" not in result.output
+    )
