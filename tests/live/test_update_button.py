@@ -109,6 +109,8 @@ def click_update(ctx, nginx: Nginx, sup: SupervisedDashboard, shot: str, settle:
             break
         if out.restarted and out.loads > 1 and time.monotonic() > deadline - settle + 60:
             break  # the page reloaded itself: the progress panel is gone for good
+        if out.restarted and out.loads == 1 and [code for code, _ in out.polls[-3:]] == [401, 401, 401]:
+            break  # the restarted dashboard refuses the page's token, poll after poll (0.14 polls forever)
     out.shot = screenshot(page, f"update-button-{sup.version}-{shot}")
     out.action_log = sup.action_log()
     page.close()
@@ -135,15 +137,17 @@ def test_update_button_ends_with_the_real_result_across_a_restart(version, nginx
         pristine = web.read_bytes()
 
         # 1. The fault, before any patch.
-        before = click_update(ctx, nginx, sup, "1-before-patches", settle=60.0)
+        before = click_update(ctx, nginx, sup, "1-before-patches")
         assert before.restarted, before.describe()
         assert "Stopping 1 dashboard process" in before.action_log, before.describe()
         assert before.final is None and not before.shown, before.describe()  # the page never learns the result
-        assert 401 in before.codes(), before.describe()
         if version == "0.14.0":
             assert before.codes()[-3:] == [401, 401, 401] and before.loads == 1, before.describe()  # polls 401 forever
         else:
-            assert before.loads > 1, before.describe()  # reloads on the 401: the progress panel is gone
+            # The page reloads itself when its calls fail: on the restarted dashboard's 401 (the token changed) or,
+            # when the restart is slower than the page (a loaded machine), on nginx's 502 while it is down. Either
+            # way the progress panel and the result are gone; step 2 shows the stable token keeping them.
+            assert before.loads > 1 and {401, 502} & set(before.codes()), before.describe()
 
         # 2. Stable token + durable result, public-action-status off: the poll uses the page's own token.
         run.configure("[patches.public-action-status]\nenabled = false\n")
