@@ -148,10 +148,16 @@ class Source:
             TargetError: the new text has characters the encoding lacks.
         """
         data = self.encode(text)
-        insertions = _insertions(self, text)
+        starts = _line_starts(text)
+        insertions = _insertions(self, text, starts)
         if insertions is None:
-            return Source(path=self.path, data=data, encoding=self.encoding, text=text)
-        return Source(path=self.path, data=data, encoding=self.encoding, text=text, base=self, insertions=insertions)
+            result = Source(path=self.path, data=data, encoding=self.encoding, text=text)
+        else:
+            result = Source(
+                path=self.path, data=data, encoding=self.encoding, text=text, base=self, insertions=insertions
+            )
+        result.__dict__["line_starts"] = starts  # the cached property's value, computed once
+        return result
 
     def encode(self, text: str) -> bytes:
         """Encode ``text`` (an edit of :attr:`text`) with this file's encoding.
@@ -178,14 +184,7 @@ class Source:
         One extra entry marks the end of the text, so line ``n`` spans
         ``line_starts[n-1]:line_starts[n]``.
         """
-        starts = [0]
-        if "\r" in self.text:
-            starts.extend(m.end() for m in _NEWLINE_RE.finditer(self.text))
-        else:  # the usual case, 5x faster than the regex: only \n ends a line
-            starts.extend(itertools.accumulate(len(line) + 1 for line in self.text.split("\n")[:-1]))
-        if starts[-1] != len(self.text):
-            starts.append(len(self.text))
-        return tuple(starts)
+        return _line_starts(self.text)
 
     def lines(self, first: int, last: int) -> str:
         """Text of lines ``first``..``last`` (1-based, inclusive) with endings."""
@@ -405,7 +404,19 @@ class _Layout:
     )  # index -> (first index, first line, last line)
 
 
-def _insertions(base: Source, text: str) -> tuple[tuple[int, int], ...] | None:
+def _line_starts(text: str) -> tuple[int, ...]:
+    """:attr:`Source.line_starts` of ``text``."""
+    starts = [0]
+    if "\r" in text:
+        starts.extend(m.end() for m in _NEWLINE_RE.finditer(text))
+    else:  # the usual case, 5x faster than the regex: only \n ends a line
+        starts.extend(itertools.accumulate(len(line) + 1 for line in text.split("\n")[:-1]))
+    if starts[-1] != len(text):
+        starts.append(len(text))
+    return tuple(starts)
+
+
+def _insertions(base: Source, text: str, starts: tuple[int, ...]) -> tuple[tuple[int, int], ...] | None:
     """Where ``text`` is ``base.text`` with whole lines inserted: (base line they follow, count), else ``None``.
 
     Lines are matched greedily; where an inserted line equals the base line
@@ -415,7 +426,7 @@ def _insertions(base: Source, text: str) -> tuple[tuple[int, int], ...] | None:
     if len(text) <= len(base.text) or not text.endswith(base.text[-1:]):
         return None
     old = _lines(base.text, base.line_starts)
-    new = _lines(text, None)
+    new = _lines(text, starts)
     found: list[tuple[int, int]] = []
     i = j = 0
     while j < len(new):
@@ -432,9 +443,7 @@ def _insertions(base: Source, text: str) -> tuple[tuple[int, int], ...] | None:
     return tuple(found)
 
 
-def _lines(text: str, starts: tuple[int, ...] | None) -> list[str]:
-    if starts is None:
-        starts = Source(Path(), b"", "utf-8", text).line_starts
+def _lines(text: str, starts: tuple[int, ...]) -> list[str]:
     return [text[a:b] for a, b in zip(starts, starts[1:])]
 
 
